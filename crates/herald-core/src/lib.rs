@@ -1,0 +1,25 @@
+//! Herald's domain: validated inputs and the seam between the bus and the gateway.
+//! No IO lives here.
+
+pub mod validate;
+
+use std::sync::Arc;
+
+use herald_protocol::bus::BusMessage;
+use herald_protocol::Broadcast;
+
+pub use validate::{
+    validate_broadcast, validate_publish, validate_user_id, NewNotification, ValidationError,
+};
+
+/// Where a bus hands what it receives: implemented by the gateway's local socket registry.
+/// Calls must not block: implementations enqueue and return.
+pub trait FanoutSink: Send + Sync + 'static {
+    /// A message on the channel of `user_id` (notification or read event).
+    fn user_event(&self, user_id: &str, msg: BusMessage);
+    /// A broadcast to every local socket.
+    fn broadcast(&self, broadcast: Arc<Broadcast>);
+    /// The bus lost messages (reconnected, or a probe failed): every local socket must
+    /// catch up from the store.
+    fn resync_all(&self);
+}

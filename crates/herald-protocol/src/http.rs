@@ -1,0 +1,154 @@
+//! HTTP request and response bodies.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::notification::Notification;
+
+/// `POST /v1/notifications` (service key). Exactly one of `recipient` / `recipients`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    #[serde(default)]
+    pub recipient: Option<String>,
+    #[serde(default)]
+    pub recipients: Option<Vec<String>>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(type = "Record<string, unknown> | null"))]
+    pub data: Option<serde_json::Value>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// One created notification in a publish response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct PublishedItem {
+    pub user_id: String,
+    pub id: Uuid,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub seq: i64,
+}
+
+/// `201 Created` (or `200 OK` with `Idempotent-Replayed: true` for a replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct PublishResponse {
+    pub notifications: Vec<PublishedItem>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /v1/broadcasts` (service key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastRequest {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(type = "Record<string, unknown> | null"))]
+    pub data: Option<serde_json::Value>,
+}
+
+/// `202 Accepted` for a broadcast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct BroadcastResponse {
+    pub id: Uuid,
+    /// How many gateway nodes received it (Redis `PUBLISH` count; 1 in single-node mode).
+    pub nodes: u64,
+}
+
+/// `GET /v1/notifications` response: newest first (or oldest first with `after`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct NotificationPage {
+    pub notifications: Vec<Notification>,
+    /// Pass as `before` (or `after` in ascending mode) to get the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub unread_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub latest_seq: i64,
+}
+
+/// `GET /v1/notifications/unread-count` and the `get_unread_count` acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct UnreadCount {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub unread_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub latest_seq: i64,
+    /// Increases with every change to the user's notifications; newer state wins.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub version: i64,
+}
+
+/// `POST /v1/notifications/{id}/read` and the `mark_read` acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct MarkReadResult {
+    pub id: Uuid,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub seq: i64,
+    pub read_at: DateTime<Utc>,
+    /// False when it was already read (the call is idempotent).
+    pub changed: bool,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub unread_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub version: i64,
+}
+
+/// `POST /v1/notifications/read-all` body (optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[serde(deny_unknown_fields)]
+pub struct ReadAllRequest {
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub up_to_seq: Option<i64>,
+}
+
+/// `POST /v1/notifications/read-all` and the `mark_all_read` acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct MarkAllReadResult {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub marked: i64,
+    /// The watermark actually applied: the request's `up_to_seq`, or the latest seq at the call.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub up_to_seq: i64,
+    pub read_at: DateTime<Utc>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub unread_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub version: i64,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct Health {
+    pub status: String,
+    pub node_id: String,
+    pub postgres: Option<bool>,
+    pub redis: Option<bool>,
+}
