@@ -227,6 +227,12 @@ pub enum ServerMessage {
     Batch {
         notifications: Vec<Notification>,
         complete: bool,
+        /// The user's unread count and state version when the batch was read, when known
+        /// (`null` for a gap fill, whose following `notification` event carries them).
+        #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+        unread_count: Option<i64>,
+        #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+        version: Option<i64>,
     },
     /// A live notification.
     #[serde(rename = "notification")]
@@ -351,6 +357,8 @@ mod tests {
         let b = ServerMessage::Batch {
             notifications: vec![],
             complete: true,
+            unread_count: Some(0),
+            version: None,
         };
         assert!(b.to_json().starts_with(r#"{"type":"notifications:batch""#));
     }

@@ -1,0 +1,158 @@
+//! Every SQL statement Herald runs. Public so tests can `EXPLAIN` the real text.
+//!
+//! Statements that lock several `user_state` rows order them by `user_id COLLATE "C"` (byte
+//! order, the same as Rust's `str` order): see the crate docs on lock order.
+
+/// Columns of a notification row, in the order [`crate`]'s row mapping reads them by name.
+macro_rules! notification_columns {
+    () => {
+        "id, user_id, seq, type, title, body, link, avatar_url, data, created_at, delivered_at, read_at"
+    };
+}
+
+pub const NOTIFICATION_COLUMNS: &str = notification_columns!();
+
+pub const PING: &str = "SELECT 1";
+
+pub const NOW: &str = "SELECT now() AS now";
+
+pub const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    int PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+
+pub const MIGRATION_APPLIED: &str = "SELECT 1 FROM schema_migrations WHERE version = $1";
+
+pub const MIGRATION_RECORD: &str =
+    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())";
+
+/// `$1` key, `$2` request hash. Returns a row iff this transaction now owns the key; blocks
+/// while another open transaction holds it.
+pub const IDEMPOTENCY_CLAIM: &str =
+    "INSERT INTO publish_idempotency (key, request_hash, response) \
+     VALUES ($1, $2, '{}'::jsonb) ON CONFLICT (key) DO NOTHING RETURNING key";
+
+pub const IDEMPOTENCY_LOOKUP: &str =
+    "SELECT request_hash, response FROM publish_idempotency WHERE key = $1";
+
+pub const IDEMPOTENCY_STORE: &str = "UPDATE publish_idempotency SET response = $2 WHERE key = $1";
+
+/// One statement for a whole publish: bumps (or creates) every recipient's `user_state` row in
+/// lock order, inserts one notification per recipient with the new `last_seq` as its seq, and
+/// returns each row with that recipient's new `unread_count` and `version`.
+/// `$1` recipients, `$2` type, `$3` title, `$4` body, `$5` link, `$6` avatar_url, `$7` data.
+pub const PUBLISH: &str = concat!(
+    "WITH s AS (
+    INSERT INTO user_state AS us (user_id, last_seq, unread_count, version)
+    SELECT u, 1, 1, 1 FROM unnest($1::text[]) AS u ORDER BY u COLLATE \"C\"
+    ON CONFLICT (user_id) DO UPDATE
+        SET last_seq = us.last_seq + 1, unread_count = us.unread_count + 1, version = us.version + 1
+    RETURNING us.user_id, us.last_seq, us.unread_count, us.version
+), n AS (
+    INSERT INTO notifications (user_id, seq, id, type, title, body, link, avatar_url, data)
+    SELECT s.user_id, s.last_seq, gen_random_uuid(), $2::text, $3::text, $4::text, $5::text, $6::text, $7::jsonb
+    FROM s
+    RETURNING ",
+    notification_columns!(),
+    "
+)
+SELECT n.*, s.unread_count, s.version FROM n JOIN s ON s.user_id = n.user_id"
+);
+
+/// `$1` user.
+pub const USER_STATE: &str =
+    "SELECT last_seq, delivered_seq, unread_count, version FROM user_state WHERE user_id = $1";
+
+/// `$1` users (`text[]`).
+pub const LATEST_SEQS: &str =
+    "SELECT user_id, last_seq FROM user_state WHERE user_id = ANY($1::text[])";
+
+/// "Everything after seq N": `$1` user, `$2` after, `$3` limit.
+pub const AFTER_SEQ: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM notifications WHERE user_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+);
+
+/// "Latest page": `$1` user, `$2` before (exclusive; `i64::MAX` for the first page), `$3` limit.
+pub const LATEST_PAGE: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM notifications WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+);
+
+/// Like [`LATEST_PAGE`], unread rows only (walks the partial unread index).
+pub const LATEST_UNREAD_PAGE: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM notifications WHERE user_id = $1 AND seq < $2 AND read_at IS NULL ORDER BY seq DESC LIMIT $3"
+);
+
+/// `$1` user, `$2` id.
+pub const GET: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM notifications WHERE user_id = $1 AND id = $2"
+);
+
+/// Locks the user's counters first (lock order); `$1` user.
+pub const LOCK_USER_STATE: &str = "SELECT last_seq, unread_count, version, now() AS now \
+     FROM user_state WHERE user_id = $1 FOR UPDATE";
+
+/// After [`LOCK_USER_STATE`]: marks one unread row read and decrements the counter, returning
+/// a row only if it changed something. `$1` user, `$2` id.
+pub const MARK_READ: &str = "WITH m AS (
+    UPDATE notifications SET read_at = now()
+    WHERE user_id = $1 AND id = $2 AND read_at IS NULL
+    RETURNING seq, read_at
+), u AS (
+    UPDATE user_state SET unread_count = unread_count - 1, version = version + 1
+    WHERE user_id = $1 AND EXISTS (SELECT 1 FROM m)
+    RETURNING unread_count, version
+)
+SELECT m.seq, m.read_at, u.unread_count, u.version FROM m CROSS JOIN u";
+
+/// `$1` user, `$2` id.
+pub const READ_STATUS: &str =
+    "SELECT seq, read_at FROM notifications WHERE user_id = $1 AND id = $2";
+
+/// After [`LOCK_USER_STATE`]: marks unread rows with `seq <= $2` read and takes their number
+/// off the counter; returns a row only if it marked something. `$1` user, `$2` watermark.
+pub const MARK_ALL_READ: &str = "WITH m AS (
+    UPDATE notifications SET read_at = now()
+    WHERE user_id = $1 AND seq <= $2 AND read_at IS NULL
+    RETURNING 1
+), c AS (
+    SELECT count(*) AS n FROM m
+)
+UPDATE user_state SET unread_count = user_state.unread_count - c.n, version = user_state.version + 1
+FROM c
+WHERE user_state.user_id = $1 AND c.n > 0
+RETURNING c.n AS marked, user_state.unread_count, user_state.version";
+
+/// One statement for a batch of `(user, seq)` delivery marks (`$1` users, `$2` seqs, parallel
+/// arrays; a user may repeat, the highest seq wins). Locks the users' `user_state` rows in
+/// lock order, raises `delivered_seq` (capped at `last_seq`), then stamps `delivered_at` on
+/// the undelivered rows up to that seq.
+pub const MARK_DELIVERED: &str = "WITH m AS (
+    SELECT user_id, max(seq) AS seq
+    FROM unnest($1::text[], $2::bigint[]) AS t(user_id, seq)
+    GROUP BY user_id
+), l AS (
+    SELECT us.user_id, LEAST(m.seq, us.last_seq) AS seq
+    FROM user_state us JOIN m ON m.user_id = us.user_id
+    ORDER BY us.user_id COLLATE \"C\"
+    FOR UPDATE OF us
+), s AS (
+    UPDATE user_state st SET delivered_seq = GREATEST(st.delivered_seq, l.seq)
+    FROM l
+    WHERE st.user_id = l.user_id
+    RETURNING st.user_id, l.seq
+), d AS (
+    UPDATE notifications n SET delivered_at = now()
+    FROM s
+    WHERE n.user_id = s.user_id AND n.seq <= s.seq AND n.delivered_at IS NULL
+    RETURNING 1
+)
+SELECT count(*) AS delivered FROM d";

@@ -1,0 +1,816 @@
+//! Integration tests against a real PostgreSQL. Each test gets its own database.
+
+use std::collections::HashSet;
+
+use herald_core::NewNotification;
+use herald_store::{sql, PublishOutcome, Store, StoreConfig, StoreError, UserState};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+fn admin_url() -> String {
+    std::env::var("HERALD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Replaces the database name of a URL.
+fn with_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect as admin");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+struct TestDb {
+    name: String,
+    url: String,
+    store: Store,
+}
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
+        let admin = admin_client(&admin_url()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let url = with_db(&admin_url(), &name);
+        let store = Store::connect(&StoreConfig {
+            url: url.clone(),
+            pool_size: 20,
+            statement_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+        })
+        .await
+        .expect("connect store");
+        let applied = store.migrate().await.expect("migrate");
+        assert_eq!(applied, vec![1]);
+        TestDb { name, url, store }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        admin_client(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Best effort, and also when the test panicked.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn new_notification(recipients: &[&str]) -> NewNotification {
+    let mut recipients: Vec<String> = recipients.iter().map(|s| s.to_string()).collect();
+    recipients.sort();
+    recipients.dedup();
+    NewNotification {
+        recipients,
+        kind: "comment.created".into(),
+        title: "Hello".into(),
+        body: "World".into(),
+        link: Some("/posts/1".into()),
+        avatar_url: None,
+        data: Some(serde_json::json!({"post": 1, "nested": {"a": [1, 2]}})),
+        idempotency_key: None,
+    }
+}
+
+fn created(
+    outcome: PublishOutcome,
+) -> (
+    herald_protocol::http::PublishResponse,
+    Vec<herald_store::Published>,
+) {
+    match outcome {
+        PublishOutcome::Created { response, items } => (response, items),
+        PublishOutcome::Replayed(_) => panic!("expected Created, got Replayed"),
+    }
+}
+
+async fn count(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> i64 {
+    client.query_one(sql, params).await.expect(sql).get(0)
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent() {
+    let db = TestDb::new().await;
+    assert!(db.store.migrate().await.unwrap().is_empty());
+    // Two concurrent migrators on an up-to-date schema are fine too.
+    let (a, b) = tokio::join!(db.store.migrate(), db.store.migrate());
+    assert!(a.unwrap().is_empty() && b.unwrap().is_empty());
+    let c = db.client().await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM schema_migrations", &[]).await,
+        1
+    );
+    db.store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_first_migrations_apply_once() {
+    let db = TestDb::new().await;
+    // Fresh database, two stores migrating at once.
+    let admin = admin_client(&admin_url()).await;
+    let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let cfg = StoreConfig {
+        url: with_db(&admin_url(), &name),
+        pool_size: 2,
+        statement_timeout_ms: 10_000,
+        connect_timeout_ms: 5_000,
+    };
+    let s1 = Store::connect(&cfg).await.unwrap();
+    let s2 = Store::connect(&cfg).await.unwrap();
+    let (a, b) = tokio::join!(s1.migrate(), s2.migrate());
+    let mut all = a.unwrap();
+    all.extend(b.unwrap());
+    assert_eq!(all, vec![1]);
+    drop((s1, s2));
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    drop(db);
+}
+
+#[tokio::test]
+async fn connect_to_dead_server_is_unavailable_and_fast() {
+    let started = std::time::Instant::now();
+    let err = Store::connect(&StoreConfig {
+        url: "postgres://postgres@127.0.0.1:1/postgres".into(),
+        pool_size: 2,
+        statement_timeout_ms: 1_000,
+        connect_timeout_ms: 500,
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn publish_to_one_recipient() {
+    let db = TestDb::new().await;
+    let n = new_notification(&["alice"]);
+    let (response, items) = created(db.store.publish(&n).await.unwrap());
+    assert_eq!(response.notifications.len(), 1);
+    assert_eq!(response.notifications[0].user_id, "alice");
+    assert_eq!(response.notifications[0].seq, 1);
+    let item = &items[0];
+    assert_eq!(item.unread_count, 1);
+    assert_eq!(item.version, 1);
+    assert_eq!(item.notification.kind, "comment.created");
+    assert_eq!(item.notification.title, "Hello");
+    assert_eq!(item.notification.body, "World");
+    assert_eq!(item.notification.link.as_deref(), Some("/posts/1"));
+    assert_eq!(item.notification.avatar_url, None);
+    assert_eq!(item.notification.data, n.data);
+    assert_eq!(item.notification.created_at, response.created_at);
+    assert!(item.notification.read_at.is_none() && item.notification.delivered_at.is_none());
+
+    let stored = db
+        .store
+        .get("alice", item.notification.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, item.notification);
+
+    let (_, items) = created(db.store.publish(&n).await.unwrap());
+    assert_eq!(items[0].notification.seq, 2);
+    assert_eq!(items[0].unread_count, 2);
+    assert_eq!(items[0].version, 2);
+    assert_eq!(
+        db.store.user_state("alice").await.unwrap(),
+        UserState {
+            latest_seq: 2,
+            delivered_seq: 0,
+            unread_count: 2,
+            version: 2
+        }
+    );
+    assert_eq!(
+        db.store.user_state("nobody").await.unwrap(),
+        UserState::default()
+    );
+}
+
+#[tokio::test]
+async fn publish_to_a_thousand_recipients() {
+    let db = TestDb::new().await;
+    // One prior notification for some users, so seqs differ across the batch.
+    let early: Vec<String> = (0..1000)
+        .step_by(3)
+        .map(|i| format!("user-{i:04}"))
+        .collect();
+    let early_refs: Vec<&str> = early.iter().map(String::as_str).collect();
+    created(
+        db.store
+            .publish(&new_notification(&early_refs))
+            .await
+            .unwrap(),
+    );
+
+    let all: Vec<String> = (0..1000).map(|i| format!("user-{i:04}")).collect();
+    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let n = new_notification(&all_refs);
+    let (response, items) = created(db.store.publish(&n).await.unwrap());
+    assert_eq!(response.notifications.len(), 1000);
+    assert_eq!(items.len(), 1000);
+    let ids: HashSet<Uuid> = response.notifications.iter().map(|i| i.id).collect();
+    assert_eq!(ids.len(), 1000);
+    for (i, (item, published)) in response.notifications.iter().zip(&items).enumerate() {
+        assert_eq!(item.user_id, n.recipients[i], "response in recipient order");
+        let expected = if i % 3 == 0 { 2 } else { 1 };
+        assert_eq!(item.seq, expected, "{}", item.user_id);
+        assert_eq!(published.notification.id, item.id);
+        assert_eq!(published.notification.seq, item.seq);
+        assert_eq!(published.unread_count, expected);
+        assert_eq!(published.version, expected);
+        assert_eq!(published.notification.created_at, response.created_at);
+    }
+    let c = db.client().await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM notifications", &[]).await,
+        1000 + early.len() as i64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishers_get_gapless_seqs() {
+    let db = TestDb::new().await;
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for _ in 0..10 {
+                // Overlapping batches in both "directions" exercise the lock order too.
+                let other = format!("other-{}", t % 4);
+                let n = new_notification(&["shared", &other]);
+                let (response, _) = created(store.publish(&n).await.unwrap());
+                let item = response
+                    .notifications
+                    .iter()
+                    .find(|i| i.user_id == "shared")
+                    .unwrap();
+                seqs.push(item.seq);
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=160).collect::<Vec<i64>>());
+    let c = db.client().await;
+    let stored: Vec<i64> = c
+        .query(
+            "SELECT seq FROM notifications WHERE user_id = 'shared' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, (1..=160).collect::<Vec<i64>>());
+    let state = db.store.user_state("shared").await.unwrap();
+    assert_eq!(
+        (state.latest_seq, state.unread_count, state.version),
+        (160, 160, 160)
+    );
+}
+
+#[tokio::test]
+async fn idempotent_replay_returns_the_same_response() {
+    let db = TestDb::new().await;
+    let mut n = new_notification(&["alice", "bob"]);
+    n.idempotency_key = Some("order-42".into());
+    let (first, _) = created(db.store.publish(&n).await.unwrap());
+    match db.store.publish(&n).await.unwrap() {
+        PublishOutcome::Replayed(r) => assert_eq!(r, first),
+        other => panic!("expected replay, got {other:?}"),
+    }
+    // Same content with keys in another order in `data`: still the same request.
+    let mut reordered = n.clone();
+    reordered.data = Some(serde_json::json!({"nested": {"a": [1, 2]}, "post": 1}));
+    assert!(matches!(
+        db.store.publish(&reordered).await.unwrap(),
+        PublishOutcome::Replayed(_)
+    ));
+
+    let c = db.client().await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM notifications", &[]).await,
+        2
+    );
+    assert_eq!(db.store.user_state("alice").await.unwrap().latest_seq, 1);
+
+    // Same key, different body: refused, nothing created.
+    let mut different = n.clone();
+    different.title = "Other".into();
+    assert!(matches!(
+        db.store.publish(&different).await,
+        Err(StoreError::IdempotencyKeyReused)
+    ));
+    let mut different_recipients = n.clone();
+    different_recipients.recipients = vec!["alice".into()];
+    assert!(matches!(
+        db.store.publish(&different_recipients).await,
+        Err(StoreError::IdempotencyKeyReused)
+    ));
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM notifications", &[]).await,
+        2
+    );
+    assert_eq!(db.store.user_state("alice").await.unwrap().version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_same_key_creates_once() {
+    let db = TestDb::new().await;
+    let mut n = new_notification(&["alice", "bob"]);
+    n.idempotency_key = Some("race".into());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = db.store.clone();
+        let n = n.clone();
+        tasks.push(tokio::spawn(
+            async move { store.publish(&n).await.unwrap() },
+        ));
+    }
+    let mut created_responses = Vec::new();
+    let mut replays = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            PublishOutcome::Created { response, .. } => created_responses.push(response),
+            PublishOutcome::Replayed(r) => replays.push(r),
+        }
+    }
+    assert_eq!(created_responses.len(), 1);
+    assert!(replays.iter().all(|r| r == &created_responses[0]));
+    let c = db.client().await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM notifications", &[]).await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn reading_pages() {
+    let db = TestDb::new().await;
+    for _ in 0..10 {
+        db.store
+            .publish(&new_notification(&["alice", "bob"]))
+            .await
+            .unwrap();
+    }
+    let after = db.store.after_seq("alice", 3, 4).await.unwrap();
+    assert_eq!(
+        after.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
+    assert!(after.iter().all(|n| n.user_id == "alice"));
+    assert!(db.store.after_seq("alice", 10, 5).await.unwrap().is_empty());
+    assert!(db.store.after_seq("alice", 0, -1).await.unwrap().is_empty());
+    assert!(db.store.after_seq("nobody", 0, 5).await.unwrap().is_empty());
+
+    let first = db.store.list("alice", None, 4, false).await.unwrap();
+    assert_eq!(
+        first.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        vec![10, 9, 8, 7]
+    );
+    let next = db.store.list("alice", Some(7), 4, false).await.unwrap();
+    assert_eq!(
+        next.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        vec![6, 5, 4, 3]
+    );
+    let last = db.store.list("alice", Some(3), 4, false).await.unwrap();
+    assert_eq!(last.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![2, 1]);
+
+    // Mark 10, 8, 6 read; unread pages skip them.
+    for seq in [10, 8, 6] {
+        let id = first.iter().chain(&next).find(|n| n.seq == seq).unwrap().id;
+        assert!(
+            db.store
+                .mark_read("alice", id)
+                .await
+                .unwrap()
+                .unwrap()
+                .changed
+        );
+    }
+    let unread = db.store.list("alice", None, 3, true).await.unwrap();
+    assert_eq!(
+        unread.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        vec![9, 7, 5]
+    );
+    let unread = db.store.list("alice", Some(5), 10, true).await.unwrap();
+    assert_eq!(
+        unread.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        vec![4, 3, 2, 1]
+    );
+    assert_eq!(db.store.user_state("alice").await.unwrap().unread_count, 7);
+    assert_eq!(db.store.user_state("bob").await.unwrap().unread_count, 10);
+}
+
+#[tokio::test]
+async fn other_users_notifications_are_invisible() {
+    let db = TestDb::new().await;
+    let (_, items) = created(
+        db.store
+            .publish(&new_notification(&["alice"]))
+            .await
+            .unwrap(),
+    );
+    let id = items[0].notification.id;
+    db.store.publish(&new_notification(&["bob"])).await.unwrap();
+    let before = db.store.user_state("alice").await.unwrap();
+
+    assert!(db.store.get("bob", id).await.unwrap().is_none());
+    assert!(db.store.mark_read("bob", id).await.unwrap().is_none());
+    assert!(db.store.mark_read("mallory", id).await.unwrap().is_none());
+    assert!(db
+        .store
+        .get("alice", Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(db
+        .store
+        .mark_read("alice", Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_none());
+
+    assert!(db
+        .store
+        .get("alice", id)
+        .await
+        .unwrap()
+        .unwrap()
+        .read_at
+        .is_none());
+    assert_eq!(db.store.user_state("alice").await.unwrap(), before);
+    assert_eq!(db.store.user_state("bob").await.unwrap().unread_count, 1);
+}
+
+#[tokio::test]
+async fn mark_read_is_idempotent() {
+    let db = TestDb::new().await;
+    let (_, items) = created(
+        db.store
+            .publish(&new_notification(&["alice"]))
+            .await
+            .unwrap(),
+    );
+    db.store
+        .publish(&new_notification(&["alice"]))
+        .await
+        .unwrap();
+    let id = items[0].notification.id;
+
+    let first = db.store.mark_read("alice", id).await.unwrap().unwrap();
+    assert!(first.changed);
+    assert_eq!(
+        (first.id, first.seq, first.unread_count, first.version),
+        (id, 1, 1, 3)
+    );
+
+    let second = db.store.mark_read("alice", id).await.unwrap().unwrap();
+    assert!(!second.changed);
+    assert_eq!(second.read_at, first.read_at);
+    assert_eq!((second.unread_count, second.version), (1, 3));
+    let stored = db.store.get("alice", id).await.unwrap().unwrap();
+    assert_eq!(stored.read_at, Some(first.read_at));
+}
+
+#[tokio::test]
+async fn mark_all_read_respects_the_watermark() {
+    let db = TestDb::new().await;
+    for _ in 0..5 {
+        db.store
+            .publish(&new_notification(&["alice"]))
+            .await
+            .unwrap();
+    }
+    let r = db.store.mark_all_read("alice", Some(3)).await.unwrap();
+    assert_eq!(
+        (r.marked, r.up_to_seq, r.unread_count, r.version),
+        (3, 3, 2, 6)
+    );
+    let unread = db.store.list("alice", None, 10, true).await.unwrap();
+    assert_eq!(unread.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![5, 4]);
+    let read = db.store.after_seq("alice", 0, 3).await.unwrap();
+    assert!(read.iter().all(|n| n.read_at == Some(r.read_at)));
+
+    // Nothing more below the watermark: no change, no version bump.
+    let again = db.store.mark_all_read("alice", Some(3)).await.unwrap();
+    assert_eq!((again.marked, again.unread_count, again.version), (0, 2, 6));
+    // Negative watermark: harmless.
+    let neg = db.store.mark_all_read("alice", Some(-5)).await.unwrap();
+    assert_eq!((neg.marked, neg.unread_count), (0, 2));
+
+    // Without up_to_seq: everything up to the latest seq at the call.
+    let all = db.store.mark_all_read("alice", None).await.unwrap();
+    assert_eq!(
+        (all.marked, all.up_to_seq, all.unread_count, all.version),
+        (2, 5, 0, 7)
+    );
+    db.store
+        .publish(&new_notification(&["alice"]))
+        .await
+        .unwrap();
+    assert_eq!(db.store.user_state("alice").await.unwrap().unread_count, 1);
+
+    let unknown = db.store.mark_all_read("nobody", None).await.unwrap();
+    assert_eq!(
+        (unknown.marked, unknown.up_to_seq, unknown.unread_count),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        db.store.user_state("nobody").await.unwrap(),
+        UserState::default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publish_and_mark_read_keep_the_counter_exact() {
+    let db = TestDb::new().await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let recipients: &[&str] = if (t + i) % 2 == 0 {
+                    &["hot"]
+                } else {
+                    &["cold", "hot"]
+                };
+                store.publish(&new_notification(recipients)).await.unwrap();
+            }
+        }));
+    }
+    for t in 0..8 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                if t == 0 && i % 8 == 7 {
+                    let latest = store.user_state("hot").await.unwrap().latest_seq;
+                    store.mark_all_read("hot", Some(latest / 2)).await.unwrap();
+                    continue;
+                }
+                let page = store.list("hot", None, 5, true).await.unwrap();
+                // Several markers race for the same rows: only one may count each.
+                if let Some(n) = page.get(i % 3) {
+                    store.mark_read("hot", n.id).await.unwrap().unwrap();
+                }
+            }
+            if t == 1 {
+                store.mark_all_read("hot", None).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let c = db.client().await;
+    for user in ["hot", "cold"] {
+        let actual = count(
+            &c,
+            "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+            &[&user],
+        )
+        .await;
+        let state = db.store.user_state(user).await.unwrap();
+        assert_eq!(state.unread_count, actual, "{user}");
+        let total = count(
+            &c,
+            "SELECT count(*) FROM notifications WHERE user_id = $1",
+            &[&user],
+        )
+        .await;
+        assert_eq!(state.latest_seq, total, "{user}");
+    }
+    assert_eq!(db.store.user_state("hot").await.unwrap().latest_seq, 200);
+}
+
+#[tokio::test]
+async fn mark_delivered_and_latest_seqs() {
+    let db = TestDb::new().await;
+    for _ in 0..4 {
+        db.store
+            .publish(&new_notification(&["alice", "bob"]))
+            .await
+            .unwrap();
+    }
+    db.store
+        .mark_delivered(&[
+            ("alice".into(), 2),
+            ("bob".into(), 1),
+            ("bob".into(), 3),
+            ("nobody".into(), 7),
+        ])
+        .await
+        .unwrap();
+    let alice = db.store.after_seq("alice", 0, 10).await.unwrap();
+    assert_eq!(
+        alice
+            .iter()
+            .map(|n| n.delivered_at.is_some())
+            .collect::<Vec<_>>(),
+        vec![true, true, false, false]
+    );
+    let bob = db.store.after_seq("bob", 0, 10).await.unwrap();
+    assert_eq!(
+        bob.iter()
+            .map(|n| n.delivered_at.is_some())
+            .collect::<Vec<_>>(),
+        vec![true, true, true, false]
+    );
+    assert_eq!(db.store.user_state("alice").await.unwrap().delivered_seq, 2);
+    assert_eq!(db.store.user_state("bob").await.unwrap().delivered_seq, 3);
+
+    // Lower marks never move delivered_seq back or touch delivered_at again.
+    let stamp = alice[0].delivered_at;
+    db.store
+        .mark_delivered(&[("alice".into(), 1)])
+        .await
+        .unwrap();
+    db.store.mark_delivered(&[]).await.unwrap();
+    assert_eq!(db.store.user_state("alice").await.unwrap().delivered_seq, 2);
+    assert_eq!(
+        db.store
+            .get("alice", alice[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .delivered_at,
+        stamp
+    );
+    // Beyond last_seq: capped.
+    db.store
+        .mark_delivered(&[("alice".into(), 99)])
+        .await
+        .unwrap();
+    assert_eq!(db.store.user_state("alice").await.unwrap().delivered_seq, 4);
+    assert!(db
+        .store
+        .after_seq("alice", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|n| n.delivered_at.is_some()));
+
+    let mut seqs = db
+        .store
+        .latest_seqs(&["alice".into(), "bob".into(), "nobody".into()])
+        .await
+        .unwrap();
+    seqs.sort();
+    assert_eq!(seqs, vec![("alice".to_string(), 4), ("bob".to_string(), 4)]);
+    assert!(db.store.latest_seqs(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn hot_queries_use_indexes_for_a_large_user() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO notifications (user_id, seq, id, type, title, body, read_at)
+         SELECT 'big', g, gen_random_uuid(), 't', 'title', 'body',
+                CASE WHEN g % 10 = 0 THEN NULL ELSE now() END
+         FROM generate_series(1, 100000) AS g;
+         INSERT INTO notifications (user_id, seq, id, type, title, body)
+         SELECT 'small-' || (g % 500), g, gen_random_uuid(), 't', 'title', 'body'
+         FROM generate_series(1, 5000) AS g;
+         INSERT INTO user_state (user_id, last_seq, unread_count, version) VALUES ('big', 100000, 10000, 100000);
+         INSERT INTO user_state (user_id, last_seq, unread_count, version)
+         SELECT 'small-' || g, 10, 10, 10 FROM generate_series(0, 499) AS g;
+         ANALYZE notifications; ANALYZE user_state;",
+    )
+    .await
+    .unwrap();
+
+    let id = Uuid::new_v4();
+    // (name, statement, arguments as SQL literals for EXPLAIN EXECUTE)
+    let queries: Vec<(&str, &str, String)> = vec![
+        (
+            "latest page",
+            sql::LATEST_PAGE,
+            format!("'big', {}, 50", i64::MAX),
+        ),
+        (
+            "latest unread page",
+            sql::LATEST_UNREAD_PAGE,
+            format!("'big', {}, 50", i64::MAX),
+        ),
+        (
+            "latest page, 2nd page",
+            sql::LATEST_PAGE,
+            "'big', 50000, 50".to_owned(),
+        ),
+        ("after seq N", sql::AFTER_SEQ, "'big', 99000, 50".to_owned()),
+        ("after seq 0", sql::AFTER_SEQ, "'big', 0, 50".to_owned()),
+        ("unread count", sql::USER_STATE, "'big'".to_owned()),
+        ("get", sql::GET, format!("'big', '{id}'")),
+        ("mark read", sql::MARK_READ, format!("'big', '{id}'")),
+        (
+            "mark all read",
+            sql::MARK_ALL_READ,
+            "'big', 100000".to_owned(),
+        ),
+    ];
+    // Custom plans (first executions of a prepared statement) and the generic plan it may
+    // switch to later.
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+            .await
+            .unwrap();
+        for (i, (name, text, args)) in queries.iter().enumerate() {
+            c.batch_execute(&format!("PREPARE q{i} AS {text}"))
+                .await
+                .unwrap();
+            let rows = c
+                .simple_query(&format!("EXPLAIN EXECUTE q{i}({args})"))
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("Scan"), "{name}: no plan?\n{plan}");
+            assert!(
+                !plan.contains("Seq Scan on notifications"),
+                "{name} ({mode}):\n{plan}"
+            );
+            assert!(
+                !plan.contains("Seq Scan on user_state"),
+                "{name} ({mode}):\n{plan}"
+            );
+            c.batch_execute(&format!("DEALLOCATE q{i}")).await.unwrap();
+        }
+    }
+    // The store's own calls agree with the data.
+    let page = db.store.list("big", None, 50, false).await.unwrap();
+    assert_eq!(page.first().map(|n| n.seq), Some(100_000));
+    let unread = db.store.list("big", None, 50, true).await.unwrap();
+    assert!(unread.iter().all(|n| n.seq % 10 == 0));
+    assert_eq!(
+        db.store.after_seq("big", 99_990, 50).await.unwrap().len(),
+        10
+    );
+}
