@@ -1,1 +1,17 @@
+//! The Herald gateway node: HTTP API, WebSocket sessions, local socket registry,
+//! configuration and metrics. `main.rs` only parses the command line and calls in here.
 
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod metrics;
+pub mod registry;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod ws;
+
+pub use config::Config;
+pub use startup::{Application, NodeHandle};

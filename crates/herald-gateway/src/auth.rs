@@ -1,0 +1,262 @@
+//! User tokens (JWT) and service API keys.
+//!
+//! The algorithm is never taken on trust from the token: an HS256 token is checked only
+//! against the configured shared secret, an RS256/ES256 token only against configured public
+//! keys of that algorithm (selected by `kid` when present). `alg: none` and unknown algorithms
+//! are refused when the header is parsed. `exp` and `sub` are required; `aud`/`iss` are
+//! enforced when configured. Error messages never contain the token.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtConfig;
+use herald_core::validate_user_id;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed or uses an unsupported algorithm")]
+    Malformed,
+    #[error("token algorithm {0} is not accepted by this server")]
+    AlgorithmNotAccepted(String),
+    #[error("token key id is unknown")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is missing the required claim {0}")]
+    MissingClaim(&'static str),
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token subject is not a valid user id")]
+    InvalidSubject,
+    #[error("token is not valid yet")]
+    NotYetValid,
+}
+
+impl TokenError {
+    pub fn is_expired(&self) -> bool {
+        matches!(self, TokenError::Expired)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub user_id: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: i64,
+}
+
+struct KeyEntry {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies user tokens; built once from config and shared.
+pub struct TokenVerifier {
+    hs256: Option<DecodingKey>,
+    keys: Vec<KeyEntry>,
+    audience: Option<String>,
+    issuer: Option<String>,
+    leeway: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("public key {path}: {message}")]
+pub struct KeyLoadError {
+    pub path: String,
+    pub message: String,
+}
+
+impl TokenVerifier {
+    pub fn from_config(cfg: &JwtConfig) -> Result<TokenVerifier, KeyLoadError> {
+        let mut keys = Vec::new();
+        for pk in &cfg.public_keys {
+            let path = pk.path.display().to_string();
+            let pem = std::fs::read(&pk.path).map_err(|e| KeyLoadError {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let (alg, key) = if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
+                (Algorithm::RS256, k)
+            } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
+                (Algorithm::ES256, k)
+            } else {
+                return Err(KeyLoadError {
+                    path,
+                    message: "not an RSA or EC (P-256) public key in PEM format".into(),
+                });
+            };
+            keys.push(KeyEntry {
+                kid: pk.kid.clone(),
+                alg,
+                key,
+            });
+        }
+        Ok(TokenVerifier {
+            hs256: cfg
+                .hs256_secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
+            keys,
+            audience: cfg.audience.clone(),
+            issuer: cfg.issuer.clone(),
+            leeway: cfg.leeway_secs,
+        })
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = self.leeway;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        let mut required: HashSet<String> = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
+        match &self.audience {
+            Some(a) => {
+                v.set_audience(&[a]);
+                required.insert("aud".into());
+            }
+            None => v.validate_aud = false,
+        }
+        if let Some(i) = &self.issuer {
+            v.set_issuer(&[i]);
+            required.insert("iss".into());
+        }
+        v.required_spec_claims = required;
+        v
+    }
+
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let candidates: Vec<&DecodingKey> = match header.alg {
+            Algorithm::HS256 => match &self.hs256 {
+                Some(k) => vec![k],
+                None => return Err(TokenError::AlgorithmNotAccepted("HS256".into())),
+            },
+            alg @ (Algorithm::RS256 | Algorithm::ES256) => {
+                let of_alg: Vec<&KeyEntry> = self.keys.iter().filter(|k| k.alg == alg).collect();
+                if of_alg.is_empty() {
+                    return Err(TokenError::AlgorithmNotAccepted(format!("{alg:?}")));
+                }
+                match &header.kid {
+                    Some(kid) => {
+                        let hit: Vec<&DecodingKey> = of_alg
+                            .iter()
+                            .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                            .map(|k| &k.key)
+                            .collect();
+                        if hit.is_empty() {
+                            return Err(TokenError::UnknownKey);
+                        }
+                        hit
+                    }
+                    None => of_alg.iter().map(|k| &k.key).collect(),
+                }
+            }
+            other => return Err(TokenError::AlgorithmNotAccepted(format!("{other:?}"))),
+        };
+        let validation = self.validation(header.alg);
+        let mut last = TokenError::BadSignature;
+        for key in candidates {
+            match decode::<Claims>(token, key, &validation) {
+                Ok(data) => {
+                    validate_user_id(&data.claims.sub).map_err(|_| TokenError::InvalidSubject)?;
+                    return Ok(VerifiedToken {
+                        user_id: data.claims.sub,
+                        expires_at: data.claims.exp,
+                    });
+                }
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    last = match e.kind() {
+                        K::InvalidSignature => TokenError::BadSignature,
+                        K::ExpiredSignature => return Err(TokenError::Expired),
+                        K::ImmatureSignature => return Err(TokenError::NotYetValid),
+                        K::InvalidAudience => return Err(TokenError::WrongAudience),
+                        K::InvalidIssuer => return Err(TokenError::WrongIssuer),
+                        K::MissingRequiredClaim(c) => {
+                            return Err(TokenError::MissingClaim(match c.as_str() {
+                                "exp" => "exp",
+                                "sub" => "sub",
+                                "aud" => "aud",
+                                "iss" => "iss",
+                                _ => "unknown",
+                            }))
+                        }
+                        // A claim with the wrong type (e.g. `exp` missing from our struct) is
+                        // reported by serde as a JSON error.
+                        K::Json(err) if err.to_string().contains("missing field `exp`") => {
+                            return Err(TokenError::MissingClaim("exp"))
+                        }
+                        K::Json(err) if err.to_string().contains("missing field `sub`") => {
+                            return Err(TokenError::MissingClaim("sub"))
+                        }
+                        _ => TokenError::Malformed,
+                    };
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Mints a development token (HS256). Used by `herald token` and the dev endpoints.
+pub fn mint_dev_token(
+    cfg: &JwtConfig,
+    user_id: &str,
+    ttl_secs: i64,
+) -> Result<(String, i64), anyhow::Error> {
+    let secret: &SecretString = cfg
+        .hs256_secret
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("HERALD_JWT_HS256_SECRET is required to mint tokens"))?;
+    validate_user_id(user_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = chrono::Utc::now().timestamp();
+    let exp = now + ttl_secs;
+    let mut claims = serde_json::json!({ "sub": user_id, "exp": exp, "iat": now });
+    if let Some(a) = &cfg.audience {
+        claims["aud"] = serde_json::Value::String(a.clone());
+    }
+    if let Some(i) = &cfg.issuer {
+        claims["iss"] = serde_json::Value::String(i.clone());
+    }
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+    )?;
+    Ok((token, exp))
+}
+
+/// Constant-time comparison against every configured service key.
+pub fn service_key_matches(keys: &[SecretString], presented: &str) -> bool {
+    let mut ok = false;
+    for k in keys {
+        ok |= constant_time_eq::constant_time_eq(k.expose_secret().as_bytes(), presented.as_bytes());
+    }
+    ok
+}
+
+/// `Authorization: Bearer <x>` → `x`.
+pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
+    let v = req.headers().get(actix_web::http::header::AUTHORIZATION)?;
+    let s = v.to_str().ok()?;
+    let (scheme, rest) = s.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+        Some(rest.trim())
+    } else {
+        None
+    }
+}

@@ -1,0 +1,488 @@
+//! Configuration: environment variables (`HERALD_*`) over an optional TOML file with the
+//! same keys in lower case without the prefix. Everything is parsed and validated before
+//! anything starts; an error names the variable. Secrets are wrapped so they never reach
+//! `Debug` output or logs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {message}")]
+    Invalid { var: String, message: String },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+fn invalid(var: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var: var.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A public key for RS256/ES256 tokens, optionally bound to a `kid`.
+#[derive(Debug, Clone)]
+pub struct PublicKeyConfig {
+    pub kid: Option<String>,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub hs256_secret: Option<SecretString>,
+    pub public_keys: Vec<PublicKeyConfig>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub leeway_secs: u64,
+}
+
+/// Everything a node needs. Tests build it directly; `main` builds it with [`Config::load`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub node_id: String,
+    pub database_url: SecretString,
+    pub database_pool_size: usize,
+    pub database_timeout: Duration,
+    pub redis_url: Option<SecretString>,
+    pub redis_prefix: String,
+    pub service_keys: Vec<SecretString>,
+    pub jwt: JwtConfig,
+    /// Exact origins (`scheme://host[:port]`) allowed for CORS and WebSocket upgrades;
+    /// `*` allows any (development only).
+    pub allowed_origins: Vec<String>,
+    pub migrate_on_start: bool,
+    pub workers: usize,
+    pub max_connections: usize,
+    pub max_sockets_per_user: usize,
+    pub max_message_bytes: usize,
+    pub outbound_queue: usize,
+    pub heartbeat_interval: Duration,
+    pub idle_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub max_resume_gap: u32,
+    pub batch_page_size: u32,
+    pub reconcile_interval: Duration,
+    pub token_expiry_warning: Duration,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub drain_grace: Duration,
+    pub drain_spread: Duration,
+    pub max_publish_body_bytes: usize,
+    /// Development endpoints (`/dev/*`: mint tokens, publish without the service key) for
+    /// the local demo. Never enable in production.
+    pub dev_endpoints: bool,
+    pub static_dir: Option<PathBuf>,
+}
+
+/// Raw key/value source: file values overridden by environment values.
+struct Source {
+    values: HashMap<String, String>,
+}
+
+impl Source {
+    fn get(&self, var: &str) -> Option<&str> {
+        self.values
+            .get(var)
+            .map(|s| s.as_str())
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or(default).trim().to_string()
+    }
+
+    fn required(&self, var: &str) -> Result<String, ConfigError> {
+        self.get(var)
+            .map(|s| s.trim().to_string())
+            .ok_or_else(|| invalid(var, "is required but not set"))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<T>()
+                .map_err(|e| invalid(var, format!("cannot parse {v:?}: {e}"))),
+        }
+    }
+
+    fn ranged<T>(&self, var: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let v = self.parse(var, default)?;
+        if v < min || v > max {
+            return Err(invalid(var, format!("must be between {min} and {max}, got {v}")));
+        }
+        Ok(v)
+    }
+
+    fn millis(&self, var: &str, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.ranged(var, default, min, max)?))
+    }
+
+    fn boolean(&self, var: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(|s| s.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(invalid(var, format!("expected true or false, got {v:?}"))),
+            },
+        }
+    }
+
+    fn list(&self, var: &str) -> Vec<String> {
+        self.get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn load_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut out = HashMap::new();
+    for (k, v) in table {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        out.insert(format!("HERALD_{}", k.to_ascii_uppercase()), s);
+    }
+    Ok(out)
+}
+
+fn validate_origin(var: &str, o: &str) -> Result<(), ConfigError> {
+    if o == "*" {
+        return Ok(());
+    }
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or_else(|| invalid(var, format!("origin {o:?} must start with http:// or https://")))?;
+    if rest.is_empty() || rest.contains('/') || o.ends_with('/') {
+        return Err(invalid(
+            var,
+            format!("origin {o:?} must be scheme://host[:port] with no path or trailing slash"),
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads from the process environment, over `file` when given.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::from_values(Config::load_values(file)?)
+    }
+
+    /// The raw `HERALD_*` values: the file's, overridden by the environment's.
+    pub fn load_values(file: Option<&Path>) -> Result<HashMap<String, String>, ConfigError> {
+        let mut values = match file {
+            Some(p) => load_file(p)?,
+            None => HashMap::new(),
+        };
+        for (k, v) in std::env::vars() {
+            if k.starts_with("HERALD_") {
+                values.insert(k, v);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Just the database URL (for `herald migrate`).
+    pub fn database_url_from(values: &HashMap<String, String>) -> Result<String, ConfigError> {
+        let src = Source {
+            values: values.clone(),
+        };
+        let url = src.required("HERALD_DATABASE_URL")?;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "HERALD_DATABASE_URL",
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        Ok(url)
+    }
+
+    /// Just the token settings (for `herald token`).
+    pub fn jwt_from(values: &HashMap<String, String>) -> Result<JwtConfig, ConfigError> {
+        let src = Source {
+            values: values.clone(),
+        };
+        let hs256_secret = src.get("HERALD_JWT_HS256_SECRET").map(|s| s.to_string());
+        if let Some(s) = &hs256_secret {
+            if s.len() < 32 {
+                return Err(invalid(
+                    "HERALD_JWT_HS256_SECRET",
+                    "must be at least 32 bytes",
+                ));
+            }
+        }
+        let mut public_keys = Vec::new();
+        for entry in src.list("HERALD_JWT_PUBLIC_KEYS") {
+            let (kid, path) = match entry.split_once('=') {
+                Some((k, p)) => (Some(k.trim().to_string()), PathBuf::from(p.trim())),
+                None => (None, PathBuf::from(entry)),
+            };
+            if !path.is_file() {
+                return Err(invalid(
+                    "HERALD_JWT_PUBLIC_KEYS",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            public_keys.push(PublicKeyConfig { kid, path });
+        }
+        if hs256_secret.is_none() && public_keys.is_empty() {
+            return Err(invalid(
+                "HERALD_JWT_HS256_SECRET",
+                "set HERALD_JWT_HS256_SECRET and/or HERALD_JWT_PUBLIC_KEYS so user tokens can be verified",
+            ));
+        }
+        Ok(JwtConfig {
+            hs256_secret: hs256_secret.map(SecretString::from),
+            public_keys,
+            audience: src.get("HERALD_JWT_AUDIENCE").map(|s| s.trim().to_string()),
+            issuer: src.get("HERALD_JWT_ISSUER").map(|s| s.trim().to_string()),
+            leeway_secs: src.ranged("HERALD_JWT_LEEWAY_SECS", 30, 0, 600)?,
+        })
+    }
+
+    /// Parses and validates a map of `HERALD_*` variables.
+    pub fn from_values(values: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let src = Source { values };
+        let listen: SocketAddr = src.parse("HERALD_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+        let node_id = match src.get("HERALD_NODE_ID") {
+            Some(n) => n.trim().to_string(),
+            None => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        };
+        if node_id.is_empty()
+            || node_id.len() > 64
+            || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(invalid(
+                "HERALD_NODE_ID",
+                "must be 1 to 64 characters from [A-Za-z0-9-_.]",
+            ));
+        }
+        let database_url = Config::database_url_from(&src.values)?;
+        let redis_url = src.get("HERALD_REDIS_URL").map(|s| s.trim().to_string());
+        if let Some(u) = &redis_url {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) {
+                return Err(invalid(
+                    "HERALD_REDIS_URL",
+                    "must be a redis://, rediss:// or unix:// URL",
+                ));
+            }
+        }
+        let redis_prefix = src.string("HERALD_REDIS_PREFIX", "herald:");
+        if redis_prefix.len() > 64 || redis_prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(invalid(
+                "HERALD_REDIS_PREFIX",
+                "must be at most 64 characters without whitespace",
+            ));
+        }
+        let service_keys = src.list("HERALD_SERVICE_KEYS");
+        if service_keys.is_empty() {
+            return Err(invalid(
+                "HERALD_SERVICE_KEYS",
+                "is required: a comma-separated list of service API keys",
+            ));
+        }
+        if let Some(short) = service_keys.iter().position(|k| k.len() < 16) {
+            return Err(invalid(
+                "HERALD_SERVICE_KEYS",
+                format!("key #{} is shorter than 16 characters", short + 1),
+            ));
+        }
+        let jwt = Config::jwt_from(&src.values)?;
+        let allowed_origins = src.list("HERALD_ALLOWED_ORIGINS");
+        for o in &allowed_origins {
+            validate_origin("HERALD_ALLOWED_ORIGINS", o)?;
+        }
+        let heartbeat_interval = src.millis("HERALD_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000)?;
+        let idle_timeout = src.millis("HERALD_IDLE_TIMEOUT_MS", 60_000, 200, 3_600_000)?;
+        if idle_timeout <= heartbeat_interval {
+            return Err(invalid(
+                "HERALD_IDLE_TIMEOUT_MS",
+                "must be longer than HERALD_HEARTBEAT_INTERVAL_MS",
+            ));
+        }
+        let probe_interval = src.millis("HERALD_PROBE_INTERVAL_MS", 2_000, 50, 60_000)?;
+        let probe_timeout = src.millis("HERALD_PROBE_TIMEOUT_MS", 6_000, 100, 300_000)?;
+        if probe_timeout <= probe_interval {
+            return Err(invalid(
+                "HERALD_PROBE_TIMEOUT_MS",
+                "must be longer than HERALD_PROBE_INTERVAL_MS",
+            ));
+        }
+        let static_dir = src.get("HERALD_STATIC_DIR").map(PathBuf::from);
+        if let Some(d) = &static_dir {
+            if !d.is_dir() {
+                return Err(invalid(
+                    "HERALD_STATIC_DIR",
+                    format!("{} is not a directory", d.display()),
+                ));
+            }
+        }
+        let default_workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Ok(Config {
+            listen,
+            node_id,
+            database_url: SecretString::from(database_url),
+            database_pool_size: src.ranged("HERALD_DATABASE_POOL_SIZE", 16, 1, 1000)?,
+            database_timeout: src.millis("HERALD_DATABASE_TIMEOUT_MS", 3_000, 50, 120_000)?,
+            redis_url: redis_url.map(SecretString::from),
+            redis_prefix,
+            service_keys: service_keys.into_iter().map(SecretString::from).collect(),
+            jwt,
+            allowed_origins,
+            migrate_on_start: src.boolean("HERALD_MIGRATE_ON_START", false)?,
+            workers: src.ranged("HERALD_WORKERS", default_workers, 1, 256)?,
+            max_connections: src.ranged("HERALD_MAX_CONNECTIONS", 10_000, 1, 10_000_000)?,
+            max_sockets_per_user: src.ranged("HERALD_MAX_SOCKETS_PER_USER", 16, 1, 10_000)?,
+            max_message_bytes: src.ranged("HERALD_MAX_MESSAGE_BYTES", 16 * 1024, 256, 1024 * 1024)?,
+            outbound_queue: src.ranged("HERALD_OUTBOUND_QUEUE", 256, 4, 1_000_000)?,
+            heartbeat_interval,
+            idle_timeout,
+            auth_timeout: src.millis("HERALD_AUTH_TIMEOUT_MS", 5_000, 50, 120_000)?,
+            rate_limit_per_sec: src.ranged("HERALD_RATE_LIMIT_PER_SEC", 20, 1, 100_000)?,
+            rate_limit_burst: src.ranged("HERALD_RATE_LIMIT_BURST", 40, 1, 100_000)?,
+            max_resume_gap: src.ranged("HERALD_MAX_RESUME_GAP", 1_000, 1, 1_000_000)?,
+            batch_page_size: src.ranged("HERALD_BATCH_PAGE_SIZE", 100, 1, 1_000)?,
+            reconcile_interval: src.millis("HERALD_RECONCILE_INTERVAL_MS", 5_000, 50, 3_600_000)?,
+            token_expiry_warning: src.millis("HERALD_TOKEN_EXPIRY_WARNING_MS", 60_000, 0, 3_600_000)?,
+            probe_interval,
+            probe_timeout,
+            drain_grace: src.millis("HERALD_DRAIN_GRACE_MS", 10_000, 0, 600_000)?,
+            drain_spread: src.millis("HERALD_DRAIN_SPREAD_MS", 3_000, 0, 600_000)?,
+            max_publish_body_bytes: src.ranged(
+                "HERALD_MAX_PUBLISH_BODY_BYTES",
+                1024 * 1024,
+                1024,
+                64 * 1024 * 1024,
+            )?,
+            dev_endpoints: src.boolean("HERALD_DEV_ENDPOINTS", false)?,
+            static_dir,
+        })
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_ref().map(|s| s.expose_secret())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("HERALD_DATABASE_URL", "postgres://postgres@127.0.0.1/herald"),
+            ("HERALD_SERVICE_KEYS", "0123456789abcdef0123"),
+            ("HERALD_JWT_HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn with(k: &str, v: &str) -> Result<Config, ConfigError> {
+        let mut m = base();
+        m.insert(k.to_string(), v.to_string());
+        Config::from_values(m)
+    }
+
+    fn var_of(r: Result<Config, ConfigError>) -> String {
+        match r {
+            Err(ConfigError::Invalid { var, .. }) => var,
+            other => panic!("expected an invalid-config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_values(base()).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.redis_prefix, "herald:");
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        let cases = [
+            ("HERALD_LISTEN", "not-an-address"),
+            ("HERALD_DATABASE_URL", "mysql://x"),
+            ("HERALD_REDIS_URL", "http://x"),
+            ("HERALD_SERVICE_KEYS", "short"),
+            ("HERALD_JWT_HS256_SECRET", "too-short"),
+            ("HERALD_JWT_PUBLIC_KEYS", "/nonexistent/key.pem"),
+            ("HERALD_ALLOWED_ORIGINS", "https://app.example.com/"),
+            ("HERALD_ALLOWED_ORIGINS", "app.example.com"),
+            ("HERALD_MAX_SOCKETS_PER_USER", "0"),
+            ("HERALD_OUTBOUND_QUEUE", "lots"),
+            ("HERALD_IDLE_TIMEOUT_MS", "1000"),
+            ("HERALD_MIGRATE_ON_START", "maybe"),
+            ("HERALD_NODE_ID", "has space"),
+            ("HERALD_STATIC_DIR", "/nonexistent-dir"),
+        ];
+        for (var, value) in cases {
+            assert_eq!(var_of(with(var, value)), var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn missing_required_values_are_named() {
+        for var in ["HERALD_DATABASE_URL", "HERALD_SERVICE_KEYS", "HERALD_JWT_HS256_SECRET"] {
+            let mut m = base();
+            m.remove(var);
+            assert_eq!(var_of(Config::from_values(m)), var);
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug_output() {
+        let c = Config::from_values(base()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("0123456789abcdef0123456789abcdef"));
+        assert!(!dbg.contains("0123456789abcdef0123"));
+    }
+}

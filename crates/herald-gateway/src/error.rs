@@ -1,0 +1,117 @@
+//! HTTP errors: every failure is `{code, message[, field]}` with the status from the code table.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use herald_protocol::{ErrorBody, ErrorCode};
+use herald_store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            field: Some(field.to_string()),
+        }
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(ErrorCode::NotFound, "notification not found")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status_code());
+        if self.code == ErrorCode::ServiceUnavailable || self.code == ErrorCode::RateLimited {
+            resp.insert_header(("Retry-After", "1"));
+        }
+        resp.json(ErrorBody {
+            code: self.code,
+            message: self.message.clone(),
+            field: self.field.clone(),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "postgres unavailable");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the notification store is unavailable; retry later",
+                )
+            }
+            StoreError::IdempotencyKeyReused => ApiError::field(
+                ErrorCode::IdempotencyKeyReused,
+                "idempotency_key",
+                "this idempotency key was already used with a different request",
+            ),
+            StoreError::Internal(m) => {
+                tracing::error!(error = %m, "store error");
+                ApiError::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+impl From<herald_core::ValidationError> for ApiError {
+    fn from(e: herald_core::ValidationError) -> ApiError {
+        ApiError::field(ErrorCode::ValidationFailed, e.field, e.to_string())
+    }
+}
+
+/// Maps actix's JSON extractor failures to our codes.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let api = match &err {
+        J::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Content-Type must be application/json",
+        ),
+        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body is larger than {limit} bytes"),
+        ),
+        J::Deserialize(e) if e.is_data() => {
+            ApiError::new(ErrorCode::ValidationFailed, format!("invalid body: {e}"))
+        }
+        J::Deserialize(e) => ApiError::new(ErrorCode::InvalidJson, format!("body is not valid JSON: {e}")),
+        other => ApiError::new(ErrorCode::InvalidJson, format!("cannot read body: {other}")),
+    };
+    api.into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidParameter, format!("invalid query: {err}")).into()
+}
+
+pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidParameter, format!("invalid path: {err}")).into()
+}

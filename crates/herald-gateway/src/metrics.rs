@@ -1,0 +1,140 @@
+//! Prometheus metrics for what an operator watches: sockets, deliveries, publish latency,
+//! store and bus errors.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: IntGauge,
+    pub connections_total: IntCounter,
+    pub closes: IntCounterVec,
+    pub handshake_refusals: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub duplicates_dropped: IntCounter,
+    pub gap_fills: IntCounter,
+    pub syncs: IntCounter,
+    pub publish_requests: IntCounterVec,
+    pub published: IntCounter,
+    pub publish_seconds: Histogram,
+    pub store_errors: IntCounterVec,
+    pub bus_publish_errors: IntCounter,
+    pub delivery_marks_dropped: IntCounter,
+    pub bus_subscribed_users: IntGauge,
+    pub bus_connected: IntGauge,
+    pub bus_reconnects: IntGauge,
+    pub bus_resyncs: IntGauge,
+    pub bus_probe_failures: IntGauge,
+    pub bus_messages_received: IntGauge,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    // Registration only fails on duplicate names, which is a programming error caught by tests.
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::error!(error = %e, "metric registration failed");
+    }
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    reg(r, IntCounter::new(name, help).expect_ok())
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    reg(r, IntGauge::new(name, help).expect_ok())
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    reg(r, IntCounterVec::new(Opts::new(name, help), labels).expect_ok())
+}
+
+/// Metric constructors only fail on invalid names; ours are constants checked by a test.
+trait ExpectOk<T> {
+    fn expect_ok(self) -> T;
+}
+impl<T, E: std::fmt::Debug> ExpectOk<T> for Result<T, E> {
+    #[allow(clippy::expect_used)]
+    fn expect_ok(self) -> T {
+        self.expect("constant metric definition")
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let publish_seconds = reg(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "herald_publish_duration_seconds",
+                    "Publish API latency: validation, commit and fan-out",
+                )
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            )
+            .expect_ok(),
+        );
+        Metrics {
+            connections: gauge(&r, "herald_connections", "Open authenticated WebSocket connections"),
+            connections_total: counter(&r, "herald_connections_total", "Authenticated WebSocket connections accepted"),
+            closes: counter_vec(&r, "herald_connection_closes_total", "WebSocket closes by reason", &["reason"]),
+            handshake_refusals: counter_vec(
+                &r,
+                "herald_handshake_refusals_total",
+                "WebSocket upgrades refused before the socket opened",
+                &["code"],
+            ),
+            deliveries: counter_vec(&r, "herald_deliveries_total", "Events written to sockets", &["kind"]),
+            duplicates_dropped: counter(
+                &r,
+                "herald_duplicates_dropped_total",
+                "Live notifications dropped because the socket already had them",
+            ),
+            gap_fills: counter(&r, "herald_gap_fills_total", "Seq gaps filled from PostgreSQL"),
+            syncs: counter(&r, "herald_syncs_total", "Socket catch-ups triggered by reconcile or bus resync"),
+            publish_requests: counter_vec(&r, "herald_publish_requests_total", "Publish API calls by outcome", &["outcome"]),
+            published: counter(&r, "herald_published_notifications_total", "Notifications committed by this node"),
+            publish_seconds,
+            store_errors: counter_vec(&r, "herald_store_errors_total", "PostgreSQL errors by operation", &["op"]),
+            bus_publish_errors: counter(&r, "herald_bus_publish_errors_total", "Redis publish failures (delivery falls back to catch-up)"),
+            delivery_marks_dropped: counter(
+                &r,
+                "herald_delivery_marks_dropped_total",
+                "delivered_at updates dropped because the tracker queue was full",
+            ),
+            bus_subscribed_users: gauge(&r, "herald_bus_subscribed_users", "Users this node is subscribed to"),
+            bus_connected: gauge(&r, "herald_bus_connected", "1 when the Redis subscriber connection is up"),
+            bus_reconnects: gauge(&r, "herald_bus_reconnects", "Redis subscriber reconnects since start"),
+            bus_resyncs: gauge(&r, "herald_bus_resyncs", "Bus-triggered resyncs since start"),
+            bus_probe_failures: gauge(&r, "herald_bus_probe_failures", "Redis subscriber probes that did not come back"),
+            bus_messages_received: gauge(&r, "herald_bus_messages_received", "Messages received from Redis"),
+            registry: r,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn all_metrics_register() {
+        let m = super::Metrics::new();
+        m.connections.inc();
+        m.closes.with_label_values(&["normal"]).inc();
+        let text = m.render();
+        assert!(text.contains("herald_connections 1"));
+    }
+}

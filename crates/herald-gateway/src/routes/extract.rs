@@ -1,0 +1,65 @@
+//! Authentication extractors: a handler that takes one cannot forget to authenticate.
+
+use std::future::{ready, Ready};
+
+use actix_web::{web, FromRequest, HttpRequest};
+use herald_protocol::ErrorCode;
+
+use crate::auth::{bearer, service_key_matches};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::ws::token_error;
+
+/// A request carrying a valid service API key (`Authorization: Bearer <key>`).
+pub struct Service;
+
+/// A request carrying a valid user token; the user id comes from the token only.
+pub struct User {
+    pub id: String,
+}
+
+fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))
+}
+
+impl FromRequest for Service {
+    type Error = ApiError;
+    type Future = Ready<Result<Service, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready((|| {
+            let st = state(req)?;
+            let key = bearer(req).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "a service API key is required: Authorization: Bearer <key>",
+                )
+            })?;
+            if service_key_matches(&st.config.service_keys, key) {
+                Ok(Service)
+            } else {
+                Err(ApiError::new(ErrorCode::Unauthorized, "invalid service API key"))
+            }
+        })())
+    }
+}
+
+impl FromRequest for User {
+    type Error = ApiError;
+    type Future = Ready<Result<User, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready((|| {
+            let st = state(req)?;
+            let token = bearer(req).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "a user token is required: Authorization: Bearer <jwt>",
+                )
+            })?;
+            let v = st.verifier.verify(token).map_err(|e| token_error(&e))?;
+            Ok(User { id: v.user_id })
+        })())
+    }
+}

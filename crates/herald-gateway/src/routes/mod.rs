@@ -1,0 +1,65 @@
+//! HTTP routes: one module per area, each with its handlers; `configure` wires them.
+
+pub mod extract;
+pub mod ops;
+pub mod publish;
+pub mod user;
+pub mod dev;
+
+use actix_web::{web, HttpResponse};
+use herald_protocol::ErrorCode;
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/v1/ws", web::get().to(crate::ws::upgrade))
+        .service(
+            web::resource("/v1/notifications")
+                .route(web::post().to(publish::publish))
+                .route(web::get().to(user::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/unread-count")
+                .route(web::get().to(user::unread_count))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/read-all")
+                .route(web::post().to(user::read_all))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/{id}/read")
+                .route(web::post().to(user::mark_read))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/{id}")
+                .route(web::get().to(user::get_one))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/broadcasts")
+                .route(web::post().to(publish::broadcast))
+                .default_service(web::to(method_not_allowed)),
+        );
+    if dev_endpoints {
+        cfg.route("/dev/token", web::post().to(dev::token))
+            .route("/dev/publish", web::post().to(dev::publish));
+    }
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this path",
+    ))
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
+}

@@ -1,0 +1,53 @@
+use actix_web::{web, HttpResponse};
+use herald_protocol::http::Health;
+
+use crate::state::AppState;
+
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+        node_id: state.config.node_id.clone(),
+        postgres: None,
+        redis: None,
+    })
+}
+
+/// Ready when PostgreSQL and (in cluster mode) Redis answer and the node is not draining.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (pg, redis) = tokio::join!(state.store.ping(), state.bus.ping());
+    let pg_ok = pg.is_ok();
+    let redis_ok = redis.is_ok();
+    let draining = state.is_draining();
+    let status = if draining {
+        "draining"
+    } else if pg_ok && redis_ok {
+        "ready"
+    } else {
+        "unavailable"
+    };
+    let body = Health {
+        status: status.into(),
+        node_id: state.config.node_id.clone(),
+        postgres: Some(pg_ok),
+        redis: Some(redis_ok),
+    };
+    if status == "ready" {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let m = &state.metrics;
+    let b = state.bus.metrics();
+    m.bus_subscribed_users.set(state.bus.subscribed_users() as i64);
+    m.bus_connected.set(i64::from(state.bus.is_connected()));
+    m.bus_reconnects.set(b.reconnects as i64);
+    m.bus_resyncs.set(b.resyncs as i64);
+    m.bus_probe_failures.set(b.probe_failures as i64);
+    m.bus_messages_received.set(b.messages_received as i64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(m.render())
+}

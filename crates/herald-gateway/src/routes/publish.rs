@@ -1,0 +1,105 @@
+//! Service endpoints: publish (durable, then fanned out) and broadcast (ephemeral).
+
+use std::time::Instant;
+
+use actix_web::{web, HttpResponse};
+use herald_core::{validate_broadcast, validate_publish};
+use herald_protocol::bus::BusMessage;
+use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest};
+use herald_protocol::{Broadcast, ErrorCode};
+use herald_store::PublishOutcome;
+
+use crate::error::ApiError;
+use crate::routes::extract::Service;
+use crate::state::AppState;
+
+pub async fn publish(
+    _: Service,
+    state: web::Data<AppState>,
+    body: web::Json<PublishRequest>,
+) -> Result<HttpResponse, ApiError> {
+    publish_validated(&state, body.into_inner()).await
+}
+
+/// Validates, commits, and only then fans out. The response is sent after the commit, so
+/// an acknowledged notification is durable whether or not the Redis publish succeeds (if it
+/// fails, receivers catch up through reconcile or their next connect).
+pub async fn publish_validated(state: &AppState, req: PublishRequest) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let outcome = async {
+        let n = validate_publish(req)?;
+        Ok::<_, ApiError>(state.store.publish(&n).await?)
+    }
+    .await;
+    let m = &state.metrics;
+    let resp = match outcome {
+        Ok(PublishOutcome::Created { response, items }) => {
+            m.published.inc_by(items.len() as u64);
+            let msgs = items
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.notification.user_id.clone(),
+                        BusMessage::Notification {
+                            notification: p.notification,
+                            unread_count: p.unread_count,
+                            version: p.version,
+                        },
+                    )
+                })
+                .collect();
+            if let Err(e) = state.bus.publish(msgs).await {
+                m.bus_publish_errors.inc();
+                tracing::warn!(error = %e, "fan-out failed after commit; receivers will catch up from the store");
+            }
+            m.publish_requests.with_label_values(&["created"]).inc();
+            Ok(HttpResponse::Created().json(response))
+        }
+        Ok(PublishOutcome::Replayed(response)) => {
+            m.publish_requests.with_label_values(&["replayed"]).inc();
+            Ok(HttpResponse::Ok()
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(response))
+        }
+        Err(e) => {
+            m.publish_requests.with_label_values(&[e.code.as_str()]).inc();
+            if e.code == ErrorCode::ServiceUnavailable || e.code == ErrorCode::Internal {
+                m.store_errors.with_label_values(&["publish"]).inc();
+            }
+            Err(e)
+        }
+    };
+    m.publish_seconds.observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+pub async fn broadcast(
+    _: Service,
+    state: web::Data<AppState>,
+    body: web::Json<BroadcastRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.into_inner();
+    validate_broadcast(&req)?;
+    let b = Broadcast {
+        id: uuid::Uuid::now_v7(),
+        kind: req.kind,
+        title: req.title,
+        body: req.body,
+        link: req.link.filter(|l| !l.is_empty()),
+        data: req.data.filter(|d| !d.is_null()),
+        created_at: chrono::Utc::now(),
+    };
+    let id = b.id;
+    let nodes = state
+        .bus
+        .broadcast(BusMessage::Broadcast { broadcast: b })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "broadcast failed");
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the fan-out bus is unavailable; broadcast not sent",
+            )
+        })?;
+    Ok(HttpResponse::Accepted().json(BroadcastResponse { id, nodes }))
+}

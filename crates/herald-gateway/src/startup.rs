@@ -1,0 +1,253 @@
+//! Builds a node: store, bus, registry, background loops and the HTTP server.
+//! `Application::build` binds (port 0 in tests); `run_until_stopped` serves until drained.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::body::EitherBody;
+use actix_web::dev::{Service as _, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::{web, App, HttpServer, ResponseError};
+use anyhow::Context;
+use futures_util::future::{ready, Either};
+use herald_bus::{Bus, BusConfig};
+use herald_protocol::ErrorCode;
+use herald_store::{Store, StoreConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::delivery::DeliveryTracker;
+use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::state::AppState;
+use crate::ws::url_pairs;
+
+/// Query parameters that look like credentials. A request carrying one is refused, and the
+/// request log never records query strings, so such a token is never written anywhere.
+const TOKEN_PARAMS: [&str; 6] = ["token", "access_token", "jwt", "auth", "authorization", "bearer"];
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: web::Data<AppState>,
+    background: CancellationToken,
+}
+
+/// Controls a running node (used by `main` on SIGTERM and by tests).
+#[derive(Clone)]
+pub struct NodeHandle {
+    state: web::Data<AppState>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl NodeHandle {
+    /// Drains: readiness turns 503, new sockets are refused, every socket is told to
+    /// reconnect and closed with 4105 at a random moment within the drain spread; then the
+    /// server stops, waiting at most the grace period for the rest.
+    pub async fn drain(&self) {
+        tracing::info!(node = %self.state.config.node_id, sockets = self.state.open_sockets(), "draining");
+        self.state.drain.cancel();
+        let spread = self.state.config.drain_spread + Duration::from_millis(200);
+        let deadline = tokio::time::Instant::now() + spread.min(self.state.config.drain_grace);
+        while self.state.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.server.stop(true).await;
+    }
+
+    /// Stops at once without draining (tests use it to simulate a crash of the HTTP side).
+    pub async fn stop_now(&self) {
+        self.server.stop(false).await;
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.state.config.node_id
+    }
+
+    pub fn open_sockets(&self) -> usize {
+        self.state.open_sockets()
+    }
+
+    pub fn subscribed_users(&self) -> usize {
+        self.state.bus.subscribed_users()
+    }
+}
+
+fn has_token_param(query: &str) -> bool {
+    url_pairs(query).any(|(k, _)| TOKEN_PARAMS.iter().any(|t| k.eq_ignore_ascii_case(t)))
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new());
+        let verifier = TokenVerifier::from_config(&config.jwt).context("loading JWT public keys")?;
+        let store = Store::connect(&StoreConfig {
+            url: config.database_url().to_string(),
+            pool_size: config.database_pool_size,
+            statement_timeout_ms: 10_000,
+            connect_timeout_ms: config.database_timeout.as_millis() as u64,
+        })
+        .await
+        .context("connecting to PostgreSQL (HERALD_DATABASE_URL)")?;
+        if config.migrate_on_start {
+            let applied = store.migrate().await.context("applying migrations")?;
+            tracing::info!(?applied, "migrations applied");
+        }
+        let registry = Arc::new(Registry::new(config.max_sockets_per_user, metrics.clone()));
+        let bus = Bus::start(
+            BusConfig {
+                redis_url: config.redis_url().map(str::to_string),
+                prefix: config.redis_prefix.clone(),
+                node_id: config.node_id.clone(),
+                probe_interval: config.probe_interval,
+                probe_timeout: config.probe_timeout,
+                publish_pool_size: 16,
+            },
+            registry.clone(),
+        )
+        .await
+        .context("starting the fan-out bus (HERALD_REDIS_URL)")?;
+        let background = CancellationToken::new();
+        let tracker = DeliveryTracker::start(store.clone(), metrics.clone(), background.clone());
+        let state = web::Data::new(AppState::new(
+            config.clone(),
+            store,
+            bus,
+            registry,
+            verifier,
+            metrics,
+            tracker,
+            CancellationToken::new(),
+        ));
+        tokio::spawn(reconcile_loop(state.clone(), background.clone()));
+
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("binding HERALD_LISTEN={}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            let cfg = app_state.config.clone();
+            let origins = cfg.allowed_origins.clone();
+            let cors = Cors::default()
+                .allowed_origin_fn(move |origin, _| {
+                    let o = origin.to_str().unwrap_or("");
+                    origins.iter().any(|a| a == "*" || a == o)
+                })
+                .allowed_methods([Method::GET, Method::POST])
+                .allowed_headers(["authorization", "content-type"])
+                .expose_headers(["idempotent-replayed"])
+                .max_age(3600);
+            let mut app = App::new()
+                .app_data(app_state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(cfg.max_publish_body_bytes)
+                        .error_handler(json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(cors)
+                .wrap_fn(|req, srv| {
+                    if has_token_param(req.query_string()) {
+                        let resp = ApiError::new(
+                            ErrorCode::TokenInUrl,
+                            "tokens are never accepted in the URL; use the Authorization header or the auth message",
+                        )
+                        .error_response();
+                        tracing::warn!(method = %req.method(), path = %req.path(), "refused a token in the URL");
+                        return Either::Left(ready(Ok(req.into_response(resp).map_into_right_body())));
+                    }
+                    let method = req.method().clone();
+                    let path = req.path().to_owned();
+                    let started = std::time::Instant::now();
+                    let fut = srv.call(req);
+                    Either::Right(async move {
+                        let res: ServiceResponse<_> = fut.await?;
+                        let status = res.status().as_u16();
+                        let ms = started.elapsed().as_secs_f64() * 1000.0;
+                        if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                            tracing::debug!(%method, %path, status, ms, "request");
+                        } else {
+                            tracing::info!(%method, %path, status, ms, "request");
+                        }
+                        Ok::<_, actix_web::Error>(res.map_body(|_, b| EitherBody::left(b)))
+                    })
+                })
+                .configure(|c| crate::routes::configure(c, cfg.dev_endpoints));
+            if let Some(dir) = &cfg.static_dir {
+                app = app.service(actix_files::Files::new("/", dir).index_file("index.html"));
+            }
+            app.default_service(web::to(crate::routes::not_found))
+        })
+        .listen(listener)?
+        .workers(config.workers)
+        .disable_signals()
+        .shutdown_timeout(config.drain_grace.as_secs().max(1))
+        .run();
+        tracing::info!(node = %config.node_id, port, redis = config.redis_url.is_some(), "node listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            state: self.state.clone(),
+            server: self.server.handle(),
+        }
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let r = self.server.await;
+        self.background.cancel();
+        self.state.bus.shutdown();
+        tracing::info!(node = %self.state.config.node_id, "node stopped");
+        r
+    }
+}
+
+/// The safety net behind Redis: every interval, compare each local user's delivered seq
+/// with PostgreSQL and make lagging sockets catch up. It bounds the delay of anything the
+/// fast path lost (a crash between commit and publish, a Redis outage on the publisher).
+async fn reconcile_loop(state: web::Data<AppState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.reconcile_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let marks = state.registry.delivered_watermarks();
+        for chunk in marks.chunks(1000) {
+            let users: Vec<String> = chunk.iter().map(|(u, _)| u.to_string()).collect();
+            let latest: HashMap<String, i64> = match state.store.latest_seqs(&users).await {
+                Ok(v) => v.into_iter().collect(),
+                Err(e) => {
+                    state.metrics.store_errors.with_label_values(&["reconcile"]).inc();
+                    tracing::warn!(error = %e, "reconcile skipped: store unavailable");
+                    break;
+                }
+            };
+            for (user, delivered) in chunk {
+                if let Some(&l) = latest.get(&**user) {
+                    if l > *delivered {
+                        state.registry.sync_user_if_behind(user, l);
+                    }
+                }
+            }
+        }
+    }
+}

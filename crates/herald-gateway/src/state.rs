@@ -1,0 +1,81 @@
+//! What every handler and socket task shares.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use herald_bus::Bus;
+use herald_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::delivery::DeliveryTracker;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub bus: Bus,
+    pub registry: Arc<Registry>,
+    pub verifier: TokenVerifier,
+    pub metrics: Arc<Metrics>,
+    pub tracker: DeliveryTracker,
+    /// Cancelled when the node starts draining (SIGTERM or [`crate::startup::NodeHandle::drain`]).
+    pub drain: CancellationToken,
+    open_sockets: Arc<AtomicUsize>,
+    conn_ids: AtomicU64,
+}
+
+/// Counts a socket from upgrade to task end (authenticated or not).
+pub struct SocketGuard(Arc<AtomicUsize>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        bus: Bus,
+        registry: Arc<Registry>,
+        verifier: TokenVerifier,
+        metrics: Arc<Metrics>,
+        tracker: DeliveryTracker,
+        drain: CancellationToken,
+    ) -> AppState {
+        AppState {
+            config,
+            store,
+            bus,
+            registry,
+            verifier,
+            metrics,
+            tracker,
+            drain,
+            open_sockets: Arc::new(AtomicUsize::new(0)),
+            conn_ids: AtomicU64::new(1),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+
+    pub fn open_sockets(&self) -> usize {
+        self.open_sockets.load(Ordering::Relaxed)
+    }
+
+    pub fn socket_opened(&self) -> SocketGuard {
+        self.open_sockets.fetch_add(1, Ordering::Relaxed);
+        SocketGuard(self.open_sockets.clone())
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,16 @@
+//! Logging: `HERALD_LOG` is the tracing filter (default `info`), `HERALD_LOG_FORMAT` is
+//! `text` (default) or `json`.
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+pub fn init() {
+    let filter = EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+    let json = std::env::var("HERALD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = fmt().with_env_filter(filter).with_target(false);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

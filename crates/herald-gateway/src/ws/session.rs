@@ -1,0 +1,726 @@
+//! One task per socket: authenticate, register, subscribe, catch up, then serve.
+//!
+//! Delivery invariant: a socket receives its user's notifications in strictly increasing seq
+//! order with no gap and no duplicate. `last_seq` is the highest seq written to the socket;
+//! a live notification with `seq <= last_seq` is dropped, one with `seq > last_seq + 1` first
+//! has the gap filled from PostgreSQL (seqs commit in order, so the gap is committed). The
+//! socket subscribes *before* the catch-up query, so a notification committed during the
+//! connect arrives by one path or both, and is written once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, ProtocolError};
+use bytestring::ByteString;
+use herald_protocol::bus::BusMessage;
+use herald_protocol::http::UnreadCount;
+use herald_protocol::ws::{
+    parse_client_message, AckResult, ClientMessage, ConnectionLimits, ResyncReason, Rid,
+    ServerMessage,
+};
+use herald_protocol::{CloseCode, ErrorCode};
+use herald_store::StoreError;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::VerifiedToken;
+use crate::registry::{ConnHandle, Outbound};
+use crate::state::{AppState, SocketGuard};
+
+/// How long a single write may wait for the client to read before it counts as slow.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the close handshake may take before the connection is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// Close with this code and an optional human message (truncated to fit the frame).
+    Close(CloseCode, Option<String>),
+    /// The client sent a close frame: answer it with 1000.
+    ClientClosed,
+    /// The connection is gone; nothing more can be sent.
+    Gone,
+}
+
+impl End {
+    fn code(c: CloseCode) -> End {
+        End::Close(c, None)
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            End::Close(c, _) => c.reason(),
+            End::ClientClosed => "client_closed",
+            End::Gone => "connection_lost",
+        }
+    }
+}
+
+/// Per-connection message rate limit (token bucket).
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            tokens: burst as f64,
+            rate: rate as f64,
+            burst: burst as f64,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn protocol_end(e: ProtocolError) -> End {
+    match e {
+        ProtocolError::Overflow => End::code(CloseCode::MessageTooBig),
+        // The aggregator reports an oversized continuation sequence as an IO error.
+        ProtocolError::Io(ref io) if io.to_string().contains("maximum continuation size") => {
+            End::code(CloseCode::MessageTooBig)
+        }
+        ProtocolError::Io(_) => End::Gone,
+        other => End::Close(CloseCode::BadRequest, Some(other.to_string())),
+    }
+}
+
+fn store_end(op: &str, e: StoreError) -> End {
+    tracing::warn!(op, error = %e, "store error on a socket; closing with internal_error");
+    End::code(CloseCode::InternalError)
+}
+
+pub(super) async fn run(
+    state: Arc<AppState>,
+    _guard: SocketGuard,
+    ws: actix_ws::Session,
+    stream: AggregatedMessageStream,
+    pre_auth: Option<VerifiedToken>,
+    query_last_seq: Option<i64>,
+) {
+    let mut s = Socket {
+        bucket: TokenBucket::new(state.config.rate_limit_per_sec, state.config.rate_limit_burst),
+        state,
+        ws,
+        stream,
+        last_seen: Instant::now(),
+    };
+    let end = match s.authenticate(pre_auth, query_last_seq).await {
+        Ok((token, last_seq)) => s.authenticated(token, last_seq).await,
+        Err(end) => end,
+    };
+    s.state.metrics.closes.with_label_values(&[end.label()]).inc();
+    s.close(end).await;
+}
+
+struct Socket {
+    state: Arc<AppState>,
+    ws: actix_ws::Session,
+    stream: AggregatedMessageStream,
+    last_seen: Instant,
+    bucket: TokenBucket,
+}
+
+/// State of an authenticated session.
+struct Live {
+    user: Arc<str>,
+    conn: ConnHandle,
+    rx: mpsc::Receiver<Outbound>,
+    last_seq: i64,
+    token_expires_at: i64,
+    warned_expiry: bool,
+    drain_at: Option<Instant>,
+}
+
+impl Socket {
+    async fn close(mut self, end: End) {
+        let reason = match end {
+            End::Gone => return,
+            End::ClientClosed => CloseReason {
+                code: CloseCode::Normal.code().into(),
+                description: None,
+            },
+            End::Close(code, msg) => {
+                let mut text = match msg {
+                    Some(m) => format!("{}: {m}", code.reason()),
+                    None => code.reason().to_string(),
+                };
+                // A close frame's reason must fit in 123 bytes.
+                while text.len() > 123 {
+                    text.pop();
+                }
+                CloseReason {
+                    code: code.code().into(),
+                    description: Some(text),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.clone().close(Some(reason))).await;
+        // Give the client a moment to answer the close frame, without waiting on a dead peer.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            while let Some(Ok(m)) = self.stream.recv().await {
+                if matches!(m, AggregatedMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Counts an inbound frame against the rate limit.
+    fn admit(&mut self) -> Result<(), End> {
+        self.last_seen = Instant::now();
+        if self.bucket.take() {
+            Ok(())
+        } else {
+            Err(End::code(CloseCode::RateLimited))
+        }
+    }
+
+    async fn send_raw(&mut self, text: ByteString, kill: Option<&CancellationToken>) -> Result<(), End> {
+        let never = CancellationToken::new();
+        let kill = kill.unwrap_or(&never);
+        tokio::select! {
+            biased;
+            _ = kill.cancelled() => Err(End::code(CloseCode::SlowConsumer)),
+            r = tokio::time::timeout(WRITE_TIMEOUT, self.ws.text(text)) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_closed)) => Err(End::Gone),
+                Err(_elapsed) => Err(End::code(CloseCode::SlowConsumer)),
+            }
+        }
+    }
+
+    /// Phase 1: the token from the header, or a first `auth` message within the timeout.
+    async fn authenticate(
+        &mut self,
+        pre_auth: Option<VerifiedToken>,
+        query_last_seq: Option<i64>,
+    ) -> Result<(VerifiedToken, Option<i64>), End> {
+        if let Some(t) = pre_auth {
+            return Ok((t, query_last_seq));
+        }
+        let deadline = Instant::now() + self.state.config.auth_timeout;
+        loop {
+            let msg = tokio::select! {
+                _ = sleep_until(deadline) => return Err(End::code(CloseCode::AuthTimeout)),
+                _ = self.state.drain.cancelled() => return Err(End::code(CloseCode::Draining)),
+                m = self.stream.recv() => m,
+            };
+            match msg {
+                None => return Err(End::Gone),
+                Some(Err(e)) => return Err(protocol_end(e)),
+                Some(Ok(AggregatedMessage::Text(text))) => {
+                    self.admit()?;
+                    return match parse_client_message(&text) {
+                        Ok(ClientMessage::Auth { token, last_seq }) => {
+                            if last_seq.is_some_and(|n| n < 0) {
+                                return Err(End::Close(
+                                    CloseCode::BadRequest,
+                                    Some("last_seq must be non-negative".into()),
+                                ));
+                            }
+                            match self.state.verifier.verify(&token) {
+                                Ok(v) => Ok((v, last_seq.or(query_last_seq))),
+                                Err(e) if e.is_expired() => {
+                                    Err(End::Close(CloseCode::TokenExpired, Some(e.to_string())))
+                                }
+                                Err(e) => Err(End::Close(CloseCode::Unauthorized, Some(e.to_string()))),
+                            }
+                        }
+                        Ok(_) => Err(End::Close(
+                            CloseCode::BadRequest,
+                            Some("the first message must be auth".into()),
+                        )),
+                        Err(e) => Err(End::Close(CloseCode::BadRequest, Some(e.message))),
+                    };
+                }
+                Some(Ok(AggregatedMessage::Ping(b))) => {
+                    self.admit()?;
+                    if self.ws.pong(&b).await.is_err() {
+                        return Err(End::Gone);
+                    }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => self.last_seen = Instant::now(),
+                Some(Ok(AggregatedMessage::Binary(_))) => {
+                    return Err(End::code(CloseCode::UnsupportedData))
+                }
+                Some(Ok(AggregatedMessage::Close(_))) => return Err(End::ClientClosed),
+            }
+        }
+    }
+
+    /// Phase 2 and 3: register, subscribe, catch up, serve; always unregisters.
+    async fn authenticated(&mut self, token: VerifiedToken, last_seq: Option<i64>) -> End {
+        let state = self.state.clone();
+        let user: Arc<str> = Arc::from(token.user_id.as_str());
+        let conn_id = state.next_conn_id();
+        let (conn, rx) = ConnHandle::new(conn_id, state.config.outbound_queue);
+        if state.registry.register(&user, conn.clone()).is_err() {
+            return End::Close(
+                CloseCode::TooManyConnections,
+                Some(format!(
+                    "at most {} sockets per user",
+                    state.config.max_sockets_per_user
+                )),
+            );
+        }
+        state.metrics.connections.inc();
+        state.metrics.connections_total.inc();
+        let outcome = state.bus.subscribe(&user).await;
+        tracing::debug!(user = %user, conn = conn_id, ?outcome, "socket subscribed");
+        let mut live = Live {
+            user: user.clone(),
+            conn,
+            rx,
+            last_seq: 0,
+            token_expires_at: token.expires_at,
+            warned_expiry: false,
+            drain_at: None,
+        };
+        let end = match self.start(&mut live, last_seq).await {
+            Ok(()) => self.serve(&mut live).await,
+            Err(end) => end,
+        };
+        state.registry.unregister(&user, conn_id);
+        state.bus.unsubscribe(&user);
+        state.metrics.connections.dec();
+        end
+    }
+
+    /// Sends `connected` and the initial catch-up.
+    async fn start(&mut self, live: &mut Live, last_seq: Option<i64>) -> Result<(), End> {
+        let state = self.state.clone();
+        let us = state
+            .store
+            .user_state(&live.user)
+            .await
+            .map_err(|e| store_end("user_state", e))?;
+        let cursor = last_seq.unwrap_or(us.delivered_seq);
+        let cfg = &state.config;
+        let connected = ServerMessage::Connected {
+            user_id: live.user.to_string(),
+            node_id: cfg.node_id.clone(),
+            session_id: uuid::Uuid::new_v4(),
+            latest_seq: us.latest_seq,
+            unread_count: us.unread_count,
+            version: us.version,
+            resume_from: cursor.min(us.latest_seq),
+            token_expires_at: live.token_expires_at,
+            heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
+            limits: ConnectionLimits {
+                max_message_bytes: cfg.max_message_bytes as u32,
+                messages_per_second: cfg.rate_limit_per_sec,
+                message_burst: cfg.rate_limit_burst,
+                max_sockets_per_user: cfg.max_sockets_per_user as u32,
+                max_resume_gap: cfg.max_resume_gap,
+            },
+        };
+        self.send_raw(connected.to_json().into(), Some(&live.conn.kill)).await?;
+        if cursor > us.latest_seq {
+            self.resync(live, ResyncReason::CursorAhead, us.latest_seq).await?;
+        } else if us.latest_seq - cursor > i64::from(cfg.max_resume_gap) {
+            self.resync(live, ResyncReason::GapTooLarge, us.latest_seq).await?;
+        } else {
+            // The client holds everything up to its cursor: that is its delivered watermark.
+            live.last_seq = cursor;
+            live.conn.delivered.store(cursor, Ordering::Relaxed);
+        }
+        self.catch_up(live, Some((us.unread_count, us.version)), true).await
+    }
+
+    async fn resync(&mut self, live: &mut Live, reason: ResyncReason, latest: i64) -> Result<(), End> {
+        let msg = ServerMessage::Resync {
+            reason,
+            latest_seq: latest,
+        };
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+        self.advance(live, latest);
+        Ok(())
+    }
+
+    fn advance(&self, live: &mut Live, seq: i64) {
+        if seq > live.last_seq {
+            live.last_seq = seq;
+            live.conn.delivered.store(seq, Ordering::Relaxed);
+            self.state.tracker.record(&live.user, seq);
+        }
+    }
+
+    /// Sends everything after `live.last_seq` in pages. With `always`, the final (possibly
+    /// empty) page is sent even when there is nothing to send, so the client sees the end of
+    /// the initial catch-up.
+    async fn catch_up(
+        &mut self,
+        live: &mut Live,
+        counts: Option<(i64, i64)>,
+        always: bool,
+    ) -> Result<(), End> {
+        let state = self.state.clone();
+        let page = i64::from(state.config.batch_page_size);
+        loop {
+            let rows = state
+                .store
+                .after_seq(&live.user, live.last_seq, page)
+                .await
+                .map_err(|e| store_end("after_seq", e))?;
+            let complete = (rows.len() as i64) < page;
+            let last = rows.last().map(|n| n.seq);
+            if !rows.is_empty() || (complete && always) {
+                let n = rows.len() as u64;
+                let msg = ServerMessage::Batch {
+                    notifications: rows,
+                    complete,
+                    unread_count: counts.map(|c| c.0),
+                    version: counts.map(|c| c.1),
+                };
+                self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+                state
+                    .metrics
+                    .deliveries
+                    .with_label_values(&["catch_up"])
+                    .inc_by(n);
+            }
+            if let Some(seq) = last {
+                self.advance(live, seq);
+            }
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Phase 3: the event loop.
+    async fn serve(&mut self, live: &mut Live) -> End {
+        let state = self.state.clone();
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + state.config.heartbeat_interval,
+            state.config.heartbeat_interval,
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let timer = self.next_deadline(live);
+            let step: Result<(), End> = tokio::select! {
+                biased;
+                _ = live.conn.kill.cancelled() => Err(End::code(CloseCode::SlowConsumer)),
+                _ = state.drain.cancelled(), if live.drain_at.is_none() => self.start_drain(live).await,
+                _ = sleep_until(timer) => self.on_timer(live).await,
+                out = live.rx.recv() => match out {
+                    Some(o) => self.on_outbound(live, o).await,
+                    None => Err(End::code(CloseCode::InternalError)),
+                },
+                msg = self.stream.recv() => self.on_inbound(live, msg).await,
+                _ = heartbeat.tick() => {
+                    if self.last_seen.elapsed() > state.config.idle_timeout {
+                        Err(End::code(CloseCode::IdleTimeout))
+                    } else if self.ws.ping(b"").await.is_err() {
+                        Err(End::Gone)
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// The earliest of: drain close, token-expiry warning, token expiry.
+    fn next_deadline(&self, live: &Live) -> Instant {
+        let cfg = &self.state.config;
+        let now_unix = chrono::Utc::now().timestamp();
+        let at_unix = |t: i64| {
+            let secs = (t - now_unix).max(0) as u64;
+            Instant::now() + Duration::from_secs(secs)
+        };
+        let expiry = at_unix(live.token_expires_at + cfg.jwt.leeway_secs as i64);
+        let mut next = expiry;
+        if !live.warned_expiry && !cfg.token_expiry_warning.is_zero() {
+            let warn = at_unix(live.token_expires_at).checked_sub(cfg.token_expiry_warning);
+            next = next.min(warn.unwrap_or_else(Instant::now));
+        }
+        if let Some(d) = live.drain_at {
+            next = next.min(d);
+        }
+        next
+    }
+
+    async fn on_timer(&mut self, live: &mut Live) -> Result<(), End> {
+        let now = Instant::now();
+        if live.drain_at.is_some_and(|d| d <= now) {
+            return Err(End::code(CloseCode::Draining));
+        }
+        let now_unix = chrono::Utc::now().timestamp();
+        if now_unix >= live.token_expires_at + self.state.config.jwt.leeway_secs as i64 {
+            return Err(End::code(CloseCode::TokenExpired));
+        }
+        if !live.warned_expiry {
+            live.warned_expiry = true;
+            let msg = ServerMessage::TokenExpiring {
+                expires_at: live.token_expires_at,
+            };
+            self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the client to reconnect elsewhere and schedules the close after a random delay
+    /// within the drain spread, so a node's sockets do not all reconnect at once.
+    async fn start_drain(&mut self, live: &mut Live) -> Result<(), End> {
+        let spread = self.state.config.drain_spread.as_millis() as u32;
+        let after_ms = if spread == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=spread)
+        };
+        live.drain_at = Some(Instant::now() + Duration::from_millis(after_ms.into()));
+        let msg = ServerMessage::Reconnect {
+            reason: "draining".into(),
+            after_ms,
+        };
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await
+    }
+
+    async fn on_outbound(&mut self, live: &mut Live, out: Outbound) -> Result<(), End> {
+        let metrics = self.state.metrics.clone();
+        match out {
+            Outbound::Frame(f) => {
+                self.send_raw(f, Some(&live.conn.kill)).await?;
+                metrics.deliveries.with_label_values(&["event"]).inc();
+            }
+            Outbound::Live(n) => {
+                if n.seq <= live.last_seq {
+                    metrics.duplicates_dropped.inc();
+                    return Ok(());
+                }
+                if n.seq > live.last_seq + 1 {
+                    metrics.gap_fills.inc();
+                    let gap = n.seq - 1 - live.last_seq;
+                    if gap > i64::from(self.state.config.max_resume_gap) {
+                        self.resync(live, ResyncReason::GapTooLarge, n.seq - 1).await?;
+                    } else {
+                        self.fill_gap(live, n.seq - 1).await?;
+                    }
+                }
+                self.send_raw(n.frame.clone(), Some(&live.conn.kill)).await?;
+                metrics.deliveries.with_label_values(&["live"]).inc();
+                self.advance(live, n.seq);
+            }
+            Outbound::Sync => {
+                metrics.syncs.inc();
+                let us = match self.state.store.user_state(&live.user).await {
+                    Ok(us) => us,
+                    Err(e) => {
+                        // Nothing is lost: the reconcile loop asks again later.
+                        tracing::warn!(user = %live.user, error = %e, "sync skipped: store unavailable");
+                        return Ok(());
+                    }
+                };
+                if us.latest_seq > live.last_seq {
+                    if us.latest_seq - live.last_seq > i64::from(self.state.config.max_resume_gap) {
+                        self.resync(live, ResyncReason::GapTooLarge, us.latest_seq).await?;
+                    }
+                    self.catch_up(live, Some((us.unread_count, us.version)), false).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes seqs `last_seq+1 ..= upto` from the store as one batch.
+    async fn fill_gap(&mut self, live: &mut Live, upto: i64) -> Result<(), End> {
+        let want = upto - live.last_seq;
+        let rows = self
+            .state
+            .store
+            .after_seq(&live.user, live.last_seq, want)
+            .await
+            .map_err(|e| store_end("gap_fill", e))?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        let msg = ServerMessage::Batch {
+            notifications: rows,
+            complete: true,
+            unread_count: None,
+            version: None,
+        };
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+        self.advance(live, last);
+        Ok(())
+    }
+
+    async fn on_inbound(
+        &mut self,
+        live: &mut Live,
+        msg: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Result<(), End> {
+        match msg {
+            None => Err(End::Gone),
+            Some(Err(e)) => Err(protocol_end(e)),
+            Some(Ok(AggregatedMessage::Pong(_))) => {
+                self.last_seen = Instant::now();
+                Ok(())
+            }
+            Some(Ok(AggregatedMessage::Ping(b))) => {
+                self.admit()?;
+                self.ws.pong(&b).await.map_err(|_| End::Gone)
+            }
+            Some(Ok(AggregatedMessage::Binary(_))) => Err(End::code(CloseCode::UnsupportedData)),
+            Some(Ok(AggregatedMessage::Close(_))) => Err(End::ClientClosed),
+            Some(Ok(AggregatedMessage::Text(text))) => {
+                self.admit()?;
+                match parse_client_message(&text) {
+                    Ok(cmd) => self.command(live, cmd).await,
+                    Err(e) => self.error(live, e.rid, e.code, e.message).await,
+                }
+            }
+        }
+    }
+
+    async fn error(
+        &mut self,
+        live: &Live,
+        rid: Option<Rid>,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), End> {
+        let msg = ServerMessage::Error { rid, code, message };
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await
+    }
+
+    async fn ack(&mut self, live: &Live, rid: Option<Rid>, result: AckResult) -> Result<(), End> {
+        let msg = ServerMessage::Ack { rid, result };
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await
+    }
+
+    async fn command(&mut self, live: &mut Live, cmd: ClientMessage) -> Result<(), End> {
+        let state = self.state.clone();
+        let rid = cmd.rid().cloned();
+        let result: Result<AckResult, (ErrorCode, String)> = match cmd {
+            ClientMessage::Auth { .. } => Err((
+                ErrorCode::InvalidState,
+                "already authenticated; use refresh to extend the session".into(),
+            )),
+            ClientMessage::Ping { .. } => Ok(AckResult::Pong {
+                server_time: chrono::Utc::now(),
+            }),
+            ClientMessage::GetUnreadCount { .. } => match state.store.user_state(&live.user).await {
+                Ok(us) => Ok(AckResult::UnreadCount(UnreadCount {
+                    unread_count: us.unread_count,
+                    latest_seq: us.latest_seq,
+                    version: us.version,
+                })),
+                Err(e) => Err(store_error(e)),
+            },
+            ClientMessage::MarkRead { id, .. } => match state.store.mark_read(&live.user, id).await {
+                Ok(Some(r)) => {
+                    if r.changed {
+                        state
+                            .publish_read(&live.user, vec![r.id], None, r.read_at, r.unread_count, r.version)
+                            .await;
+                    }
+                    Ok(AckResult::MarkRead(r))
+                }
+                Ok(None) => Err((ErrorCode::NotFound, "notification not found".into())),
+                Err(e) => Err(store_error(e)),
+            },
+            ClientMessage::MarkAllRead { up_to_seq, .. } => {
+                if up_to_seq.is_some_and(|s| s < 0) {
+                    Err((ErrorCode::InvalidMessage, "up_to_seq must be non-negative".into()))
+                } else {
+                    match state.store.mark_all_read(&live.user, up_to_seq).await {
+                        Ok(r) => {
+                            if r.marked > 0 {
+                                state
+                                    .publish_read(&live.user, vec![], Some(r.up_to_seq), r.read_at, r.unread_count, r.version)
+                                    .await;
+                            }
+                            Ok(AckResult::MarkAllRead(r))
+                        }
+                        Err(e) => Err(store_error(e)),
+                    }
+                }
+            }
+            ClientMessage::Refresh { token, .. } => match state.verifier.verify(&token) {
+                Ok(v) if *v.user_id == *live.user => {
+                    live.token_expires_at = v.expires_at;
+                    live.warned_expiry = false;
+                    Ok(AckResult::Refresh {
+                        expires_at: v.expires_at,
+                    })
+                }
+                Ok(_) => {
+                    return Err(End::Close(
+                        CloseCode::Forbidden,
+                        Some("refresh token is for a different user".into()),
+                    ))
+                }
+                Err(e) if e.is_expired() => Err((ErrorCode::TokenExpired, e.to_string())),
+                Err(e) => Err((ErrorCode::Unauthorized, e.to_string())),
+            },
+        };
+        match result {
+            Ok(r) => self.ack(live, rid, r).await,
+            Err((code, message)) => self.error(live, rid, code, message).await,
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> (ErrorCode, String) {
+    match e {
+        StoreError::Unavailable(_) => (
+            ErrorCode::ServiceUnavailable,
+            "the notification store is unavailable; retry later".into(),
+        ),
+        other => {
+            tracing::error!(error = %other, "store error in a socket command");
+            (ErrorCode::Internal, "internal error".into())
+        }
+    }
+}
+
+/// Read events go to every socket of the user on every node through the bus.
+impl AppState {
+    pub(crate) async fn publish_read(
+        &self,
+        user: &str,
+        ids: Vec<uuid::Uuid>,
+        up_to_seq: Option<i64>,
+        read_at: chrono::DateTime<chrono::Utc>,
+        unread_count: i64,
+        version: i64,
+    ) {
+        let msg = BusMessage::Read {
+            ids,
+            up_to_seq,
+            read_at,
+            unread_count,
+            version,
+        };
+        if let Err(e) = self.bus.publish(vec![(user.to_string(), msg)]).await {
+            self.metrics.bus_publish_errors.inc();
+            tracing::warn!(user, error = %e, "read event not fanned out");
+        }
+    }
+}

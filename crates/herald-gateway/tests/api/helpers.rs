@@ -1,0 +1,433 @@
+//! Test harness: real gateway nodes on port 0, each test with its own PostgreSQL database
+#![allow(dead_code)] // shared helpers: not every test module uses every one
+//! and Redis key prefix (so tests run in parallel), and a real WebSocket client.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use herald_gateway::{Application, Config, NodeHandle};
+use herald_protocol::ws::ServerMessage;
+use herald_protocol::Notification;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TCloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SERVICE_KEY: &str = "test-service-key-0123456789";
+pub const SECRET: &str = "test-hs256-secret-0123456789abcdef0123456789";
+pub const ORIGIN: &str = "http://app.test";
+/// How long any single wait in a test may take before it fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn admin_url() -> String {
+    std::env::var("HERALD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// One test's world: a fresh migrated database and a unique Redis prefix.
+pub struct TestEnv {
+    pub db_name: String,
+    pub db_url: String,
+    pub prefix: String,
+    pub redis_url: Option<String>,
+}
+
+impl TestEnv {
+    /// A database and prefix of its own, joined to the shared Redis.
+    pub async fn new() -> TestEnv {
+        TestEnv::with_redis(Some(redis_url())).await
+    }
+
+    pub async fn with_redis(redis_url: Option<String>) -> TestEnv {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("herald_test_{id}");
+        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the admin database");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .expect("create test database");
+        let base = admin_url();
+        let db_url = match base.rfind('/') {
+            Some(i) => format!("{}/{db_name}", &base[..i]),
+            None => panic!("admin url has no database part"),
+        };
+        let store = herald_store::Store::connect(&herald_store::StoreConfig {
+            url: db_url.clone(),
+            pool_size: 1,
+            statement_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+        })
+        .await
+        .expect("connect to test database");
+        store.migrate().await.expect("migrate");
+        TestEnv {
+            db_name,
+            db_url,
+            prefix: format!("test:{id}:"),
+            redis_url,
+        }
+    }
+
+    /// Config for a node of this env: port 0, fast timers; tests adjust it further.
+    pub fn config(&self) -> Config {
+        let mut v: HashMap<String, String> = HashMap::new();
+        let mut set = |k: &str, val: &str| {
+            v.insert(k.to_string(), val.to_string());
+        };
+        set("HERALD_LISTEN", "127.0.0.1:0");
+        set("HERALD_DATABASE_URL", &self.db_url);
+        set("HERALD_DATABASE_POOL_SIZE", "8");
+        set("HERALD_REDIS_PREFIX", &self.prefix);
+        set("HERALD_SERVICE_KEYS", SERVICE_KEY);
+        set("HERALD_JWT_HS256_SECRET", SECRET);
+        set("HERALD_ALLOWED_ORIGINS", ORIGIN);
+        set("HERALD_WORKERS", "1");
+        set("HERALD_RECONCILE_INTERVAL_MS", "1000");
+        set("HERALD_PROBE_INTERVAL_MS", "300");
+        set("HERALD_PROBE_TIMEOUT_MS", "1500");
+        set("HERALD_DRAIN_SPREAD_MS", "300");
+        set("HERALD_DRAIN_GRACE_MS", "2000");
+        if let Some(r) = &self.redis_url {
+            set("HERALD_REDIS_URL", r);
+        }
+        Config::from_values(v).expect("test config")
+    }
+
+    pub async fn node(&self) -> TestNode {
+        self.node_with(|_| {}).await
+    }
+
+    pub async fn node_with(&self, tweak: impl FnOnce(&mut Config)) -> TestNode {
+        let mut cfg = self.config();
+        tweak(&mut cfg);
+        spawn_node(cfg).await
+    }
+
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to test database");
+        tokio::spawn(conn);
+        client
+    }
+}
+
+pub async fn spawn_node(cfg: Config) -> TestNode {
+    let app = Application::build(cfg).await.expect("build node");
+    let port = app.port();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestNode {
+        base: format!("http://127.0.0.1:{port}"),
+        ws: format!("ws://127.0.0.1:{port}/v1/ws"),
+        handle,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub struct TestNode {
+    pub base: String,
+    pub ws: String,
+    pub handle: NodeHandle,
+    pub http: reqwest::Client,
+}
+
+pub fn token(user: &str, ttl_secs: i64) -> String {
+    token_claims(json!({ "sub": user, "exp": chrono::Utc::now().timestamp() + ttl_secs }))
+}
+
+pub fn token_claims(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode token")
+}
+
+pub fn notification_body(user: &str, title: &str) -> Value {
+    json!({ "recipient": user, "type": "comment.created", "title": title, "body": "b" })
+}
+
+impl TestNode {
+    pub async fn publish(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/notifications", self.base))
+            .bearer_auth(SERVICE_KEY)
+            .json(body)
+            .send()
+            .await
+            .expect("publish request")
+    }
+
+    /// Publishes one notification to `user` and returns its seq.
+    pub async fn publish_one(&self, user: &str, title: &str) -> i64 {
+        let r = self.publish(&notification_body(user, title)).await;
+        assert_eq!(r.status(), 201, "publish failed: {:?}", r.text().await);
+        let v: Value = r.json().await.expect("publish json");
+        v["notifications"][0]["seq"].as_i64().expect("seq")
+    }
+
+    pub async fn get(&self, path: &str, user_token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(user_token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, user_token: &str, body: Option<Value>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(user_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("POST")
+    }
+
+    /// Opens a socket with the token in the Authorization header.
+    pub async fn connect(&self, user: &str) -> Ws {
+        self.connect_opts(Some(&token(user, 3600)), None, &[])
+            .await
+            .expect("ws connect")
+    }
+
+    pub async fn connect_opts(
+        &self,
+        bearer: Option<&str>,
+        query: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let url = match query {
+            Some(q) => format!("{}?{q}", self.ws),
+            None => self.ws.clone(),
+        };
+        let mut req = url.into_client_request()?;
+        if let Some(b) = bearer {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {b}").parse().expect("header"));
+        }
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                http_name(k),
+                v.parse().expect("header value"),
+            );
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Ws { stream })
+    }
+
+    /// Opens a socket the browser way: Origin header and a first `auth` message.
+    pub async fn connect_browser(&self, token: &str, last_seq: Option<i64>) -> Ws {
+        let mut ws = self
+            .connect_opts(None, None, &[("origin", ORIGIN)])
+            .await
+            .expect("ws connect");
+        ws.send(json!({ "type": "auth", "token": token, "last_seq": last_seq }))
+            .await;
+        ws
+    }
+}
+
+fn http_name(k: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
+    tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("header name")
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+#[derive(Debug)]
+pub enum Got {
+    Event(ServerMessage),
+    Closed(u16, String),
+}
+
+impl Ws {
+    pub async fn send(&mut self, v: Value) {
+        self.stream
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn send_text(&mut self, s: String) {
+        self.stream.send(Message::Text(s.into())).await.expect("ws send");
+    }
+
+    /// The next event or the close, skipping control frames; fails after [`WAIT`].
+    pub async fn next(&mut self) -> Got {
+        self.next_within(WAIT).await.expect("timed out waiting for a server message")
+    }
+
+    pub async fn next_within(&mut self, d: Duration) -> Option<Got> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?;
+            match m {
+                None => return Some(Got::Closed(1006, "stream ended".into())),
+                Some(Err(e)) => return Some(Got::Closed(1006, format!("error: {e}"))),
+                Some(Ok(Message::Text(t))) => {
+                    let ev: ServerMessage = serde_json::from_str(&t)
+                        .unwrap_or_else(|e| panic!("undecodable server message {t}: {e}"));
+                    return Some(Got::Event(ev));
+                }
+                Some(Ok(Message::Close(c))) => {
+                    return Some(match c {
+                        Some(f) => Got::Closed(u16::from(f.code), f.reason.to_string()),
+                        None => Got::Closed(1005, String::new()),
+                    })
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub async fn event(&mut self) -> ServerMessage {
+        match self.next().await {
+            Got::Event(e) => e,
+            Got::Closed(c, r) => panic!("expected an event, socket closed {c} {r}"),
+        }
+    }
+
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            match self.next().await {
+                Got::Closed(c, r) => return (c, r),
+                Got::Event(_) => continue,
+            }
+        }
+    }
+
+    /// Reads `connected` and the initial catch-up; returns them.
+    pub async fn handshake(&mut self) -> (ServerMessage, Vec<Notification>) {
+        let connected = self.event().await;
+        assert!(
+            matches!(connected, ServerMessage::Connected { .. }),
+            "expected connected, got {connected:?}"
+        );
+        let mut got = Vec::new();
+        loop {
+            match self.event().await {
+                ServerMessage::Batch {
+                    notifications,
+                    complete,
+                    ..
+                } => {
+                    got.extend(notifications);
+                    if complete {
+                        return (connected, got);
+                    }
+                }
+                ServerMessage::Resync { .. } => continue,
+                other => panic!("unexpected event during catch-up: {other:?}"),
+            }
+        }
+    }
+
+    /// Collects notifications (live or batched) until one with `seq >= upto` arrives.
+    pub async fn notifications_until(&mut self, upto: i64) -> Vec<Notification> {
+        let mut got: Vec<Notification> = Vec::new();
+        while got.last().map(|n| n.seq).unwrap_or(0) < upto {
+            match self.event().await {
+                ServerMessage::Notification { notification, .. } => got.push(notification),
+                ServerMessage::Batch { notifications, .. } => got.extend(notifications),
+                _ => {}
+            }
+        }
+        got
+    }
+
+    pub async fn close(mut self) {
+        let _ = self
+            .stream
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: TCloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
+    }
+}
+
+/// Asserts the seqs are exactly `from..=to`, in order, each once.
+pub fn assert_seqs(got: &[Notification], from: i64, to: i64) {
+    let seqs: Vec<i64> = got.iter().map(|n| n.seq).collect();
+    let want: Vec<i64> = (from..=to).collect();
+    assert_eq!(seqs, want, "expected seqs {from}..={to} exactly once, in order");
+}
+
+/// A private redis-server on a free port, for tests that stop and restart Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let mut r = PrivateRedis { port, child: None };
+        r.restart().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "redis did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

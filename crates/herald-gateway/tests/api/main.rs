@@ -1,0 +1,10 @@
+//! Gateway integration tests: real nodes, real PostgreSQL, real Redis, real WebSockets.
+//! One binary with modules keeps link time down.
+
+mod helpers;
+
+mod delivery;
+mod http_api;
+mod read_sync;
+mod refusals;
+mod resilience;
