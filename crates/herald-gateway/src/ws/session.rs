@@ -104,6 +104,25 @@ fn protocol_end(e: ProtocolError) -> End {
     }
 }
 
+/// Runs one write to the socket, bounded: a client that does not read within
+/// [`WRITE_TIMEOUT`], or whose queue overflowed meanwhile (`kill`), is a slow consumer.
+async fn guarded(
+    kill: Option<&CancellationToken>,
+    write: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+) -> Result<(), End> {
+    let never = CancellationToken::new();
+    let kill = kill.unwrap_or(&never);
+    tokio::select! {
+        biased;
+        _ = kill.cancelled() => Err(End::code(CloseCode::SlowConsumer)),
+        r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_closed)) => Err(End::Gone),
+            Err(_elapsed) => Err(End::code(CloseCode::SlowConsumer)),
+        }
+    }
+}
+
 fn store_end(op: &str, e: StoreError) -> End {
     tracing::warn!(op, error = %e, "store error on a socket; closing with internal_error");
     End::code(CloseCode::InternalError)
@@ -197,17 +216,21 @@ impl Socket {
     }
 
     async fn send_raw(&mut self, text: ByteString, kill: Option<&CancellationToken>) -> Result<(), End> {
-        let never = CancellationToken::new();
-        let kill = kill.unwrap_or(&never);
-        tokio::select! {
-            biased;
-            _ = kill.cancelled() => Err(End::code(CloseCode::SlowConsumer)),
-            r = tokio::time::timeout(WRITE_TIMEOUT, self.ws.text(text)) => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_closed)) => Err(End::Gone),
-                Err(_elapsed) => Err(End::code(CloseCode::SlowConsumer)),
+        let mut ws = self.ws.clone();
+        guarded(kill, async move { ws.text(text).await }).await
+    }
+
+    async fn control(&mut self, pong: bool, payload: &[u8], kill: Option<&CancellationToken>) -> Result<(), End> {
+        let mut ws = self.ws.clone();
+        let payload = payload.to_vec();
+        guarded(kill, async move {
+            if pong {
+                ws.pong(&payload).await
+            } else {
+                ws.ping(&payload).await
             }
-        }
+        })
+        .await
     }
 
     /// Phase 1: the token from the header, or a first `auth` message within the timeout.
@@ -256,9 +279,7 @@ impl Socket {
                 }
                 Some(Ok(AggregatedMessage::Ping(b))) => {
                     self.admit()?;
-                    if self.ws.pong(&b).await.is_err() {
-                        return Err(End::Gone);
-                    }
+                    self.control(true, &b, None).await?;
                 }
                 Some(Ok(AggregatedMessage::Pong(_))) => self.last_seen = Instant::now(),
                 Some(Ok(AggregatedMessage::Binary(_))) => {
@@ -432,10 +453,8 @@ impl Socket {
                 _ = heartbeat.tick() => {
                     if self.last_seen.elapsed() > state.config.idle_timeout {
                         Err(End::code(CloseCode::IdleTimeout))
-                    } else if self.ws.ping(b"").await.is_err() {
-                        Err(End::Gone)
                     } else {
-                        Ok(())
+                        self.control(false, b"", Some(&live.conn.kill)).await
                     }
                 }
             };
@@ -584,7 +603,7 @@ impl Socket {
             }
             Some(Ok(AggregatedMessage::Ping(b))) => {
                 self.admit()?;
-                self.ws.pong(&b).await.map_err(|_| End::Gone)
+                self.control(true, &b, Some(&live.conn.kill)).await
             }
             Some(Ok(AggregatedMessage::Binary(_))) => Err(End::code(CloseCode::UnsupportedData)),
             Some(Ok(AggregatedMessage::Close(_))) => Err(End::ClientClosed),
