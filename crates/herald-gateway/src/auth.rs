@@ -8,7 +8,9 @@
 
 use std::collections::HashSet;
 
-use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -244,7 +246,8 @@ pub fn mint_dev_token(
 pub fn service_key_matches(keys: &[SecretString], presented: &str) -> bool {
     let mut ok = false;
     for k in keys {
-        ok |= constant_time_eq::constant_time_eq(k.expose_secret().as_bytes(), presented.as_bytes());
+        ok |=
+            constant_time_eq::constant_time_eq(k.expose_secret().as_bytes(), presented.as_bytes());
     }
     ok
 }

@@ -80,6 +80,9 @@ pub struct Config {
     /// the local demo. Never enable in production.
     pub dev_endpoints: bool,
     pub static_dir: Option<PathBuf>,
+    /// Fault injection for the fault suite: commit publishes but skip the Redis fan-out, as a
+    /// crash between the commit and the publish would. Never set in production.
+    pub fault_skip_fanout: bool,
 }
 
 /// Raw key/value source: file values overridden by environment values.
@@ -125,7 +128,10 @@ impl Source {
     {
         let v = self.parse(var, default)?;
         if v < min || v > max {
-            return Err(invalid(var, format!("must be between {min} and {max}, got {v}")));
+            return Err(invalid(
+                var,
+                format!("must be between {min} and {max}, got {v}"),
+            ));
         }
         Ok(v)
     }
@@ -162,10 +168,12 @@ fn load_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let mut out = HashMap::new();
     for (k, v) in table {
         let s = match v {
@@ -192,7 +200,12 @@ fn validate_origin(var: &str, o: &str) -> Result<(), ConfigError> {
     let rest = o
         .strip_prefix("https://")
         .or_else(|| o.strip_prefix("http://"))
-        .ok_or_else(|| invalid(var, format!("origin {o:?} must start with http:// or https://")))?;
+        .ok_or_else(|| {
+            invalid(
+                var,
+                format!("origin {o:?} must start with http:// or https://"),
+            )
+        })?;
     if rest.is_empty() || rest.contains('/') || o.ends_with('/') {
         return Err(invalid(
             var,
@@ -283,14 +296,17 @@ impl Config {
     /// Parses and validates a map of `HERALD_*` variables.
     pub fn from_values(values: HashMap<String, String>) -> Result<Config, ConfigError> {
         let src = Source { values };
-        let listen: SocketAddr = src.parse("HERALD_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+        let listen: SocketAddr =
+            src.parse("HERALD_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
         let node_id = match src.get("HERALD_NODE_ID") {
             Some(n) => n.trim().to_string(),
             None => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
         };
         if node_id.is_empty()
             || node_id.len() > 64
-            || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || !node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
             return Err(invalid(
                 "HERALD_NODE_ID",
@@ -300,7 +316,10 @@ impl Config {
         let database_url = Config::database_url_from(&src.values)?;
         let redis_url = src.get("HERALD_REDIS_URL").map(|s| s.trim().to_string());
         if let Some(u) = &redis_url {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) {
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("unix://"))
+            {
                 return Err(invalid(
                     "HERALD_REDIS_URL",
                     "must be a redis://, rediss:// or unix:// URL",
@@ -332,7 +351,8 @@ impl Config {
         for o in &allowed_origins {
             validate_origin("HERALD_ALLOWED_ORIGINS", o)?;
         }
-        let heartbeat_interval = src.millis("HERALD_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000)?;
+        let heartbeat_interval =
+            src.millis("HERALD_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000)?;
         let idle_timeout = src.millis("HERALD_IDLE_TIMEOUT_MS", 60_000, 200, 3_600_000)?;
         if idle_timeout <= heartbeat_interval {
             return Err(invalid(
@@ -375,7 +395,12 @@ impl Config {
             workers: src.ranged("HERALD_WORKERS", default_workers, 1, 256)?,
             max_connections: src.ranged("HERALD_MAX_CONNECTIONS", 10_000, 1, 10_000_000)?,
             max_sockets_per_user: src.ranged("HERALD_MAX_SOCKETS_PER_USER", 16, 1, 10_000)?,
-            max_message_bytes: src.ranged("HERALD_MAX_MESSAGE_BYTES", 16 * 1024, 256, 1024 * 1024)?,
+            max_message_bytes: src.ranged(
+                "HERALD_MAX_MESSAGE_BYTES",
+                16 * 1024,
+                256,
+                1024 * 1024,
+            )?,
             outbound_queue: src.ranged("HERALD_OUTBOUND_QUEUE", 256, 4, 1_000_000)?,
             heartbeat_interval,
             idle_timeout,
@@ -385,7 +410,12 @@ impl Config {
             max_resume_gap: src.ranged("HERALD_MAX_RESUME_GAP", 1_000, 1, 1_000_000)?,
             batch_page_size: src.ranged("HERALD_BATCH_PAGE_SIZE", 100, 1, 1_000)?,
             reconcile_interval: src.millis("HERALD_RECONCILE_INTERVAL_MS", 5_000, 50, 3_600_000)?,
-            token_expiry_warning: src.millis("HERALD_TOKEN_EXPIRY_WARNING_MS", 60_000, 0, 3_600_000)?,
+            token_expiry_warning: src.millis(
+                "HERALD_TOKEN_EXPIRY_WARNING_MS",
+                60_000,
+                0,
+                3_600_000,
+            )?,
             probe_interval,
             probe_timeout,
             drain_grace: src.millis("HERALD_DRAIN_GRACE_MS", 10_000, 0, 600_000)?,
@@ -398,6 +428,7 @@ impl Config {
             )?,
             dev_endpoints: src.boolean("HERALD_DEV_ENDPOINTS", false)?,
             static_dir,
+            fault_skip_fanout: src.boolean("HERALD_FAULT_SKIP_FANOUT", false)?,
         })
     }
 
@@ -416,9 +447,15 @@ mod tests {
 
     fn base() -> HashMap<String, String> {
         [
-            ("HERALD_DATABASE_URL", "postgres://postgres@127.0.0.1/herald"),
+            (
+                "HERALD_DATABASE_URL",
+                "postgres://postgres@127.0.0.1/herald",
+            ),
             ("HERALD_SERVICE_KEYS", "0123456789abcdef0123"),
-            ("HERALD_JWT_HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "HERALD_JWT_HS256_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -471,7 +508,11 @@ mod tests {
 
     #[test]
     fn missing_required_values_are_named() {
-        for var in ["HERALD_DATABASE_URL", "HERALD_SERVICE_KEYS", "HERALD_JWT_HS256_SECRET"] {
+        for var in [
+            "HERALD_DATABASE_URL",
+            "HERALD_SERVICE_KEYS",
+            "HERALD_JWT_HS256_SECRET",
+        ] {
             let mut m = base();
             m.remove(var);
             assert_eq!(var_of(Config::from_values(m)), var);

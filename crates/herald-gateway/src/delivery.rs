@@ -71,7 +71,10 @@ async fn flush(store: &Store, metrics: &Metrics, pending: &mut HashMap<Arc<str>,
     }
     let batch: Vec<(String, i64)> = pending.drain().map(|(u, s)| (u.to_string(), s)).collect();
     if let Err(e) = store.mark_delivered(&batch).await {
-        metrics.store_errors.with_label_values(&["mark_delivered"]).inc();
+        metrics
+            .store_errors
+            .with_label_values(&["mark_delivered"])
+            .inc();
         tracing::warn!(error = %e, users = batch.len(), "could not record deliveries; dropped");
     }
 }

@@ -88,7 +88,10 @@ impl From<herald_core::ValidationError> for ApiError {
 }
 
 /// Maps actix's JSON extractor failures to our codes.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as J;
     let api = match &err {
         J::ContentType => ApiError::new(
@@ -102,16 +105,74 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::Htt
         J::Deserialize(e) if e.is_data() => {
             ApiError::new(ErrorCode::ValidationFailed, format!("invalid body: {e}"))
         }
-        J::Deserialize(e) => ApiError::new(ErrorCode::InvalidJson, format!("body is not valid JSON: {e}")),
+        J::Deserialize(e) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("body is not valid JSON: {e}"),
+        ),
         other => ApiError::new(ErrorCode::InvalidJson, format!("cannot read body: {other}")),
     };
     api.into()
 }
 
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    ApiError::new(ErrorCode::InvalidParameter, format!("invalid query: {err}")).into()
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let msg = format!("invalid query: {err}");
+    match backticked(&msg) {
+        Some(name) => ApiError::field(ErrorCode::InvalidParameter, &name, msg),
+        None => ApiError::new(ErrorCode::InvalidParameter, msg),
+    }
+    .into()
 }
 
-pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+/// The first `name` quoted in backticks in a serde message ("duplicate field `limit`").
+fn backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_string())
+}
+
+/// Deserialises a JSON body already parsed by actix (content type, size and syntax checked
+/// there) into `T`, naming the offending field of any data error: `validation_failed` with
+/// `field` set to its path (`title`, `data.x`, or the unknown field's name).
+pub fn from_json_value<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+) -> Result<T, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "body",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let inner = e.inner().to_string();
+        let path = e.path().to_string();
+        let field = match backticked(&inner) {
+            // A missing field's path is its parent's; add the name. (An unknown field's path
+            // already ends with it.)
+            Some(name) if inner.starts_with("missing field") => {
+                if path == "." || path.is_empty() {
+                    name
+                } else {
+                    format!("{path}.{name}")
+                }
+            }
+            _ if path != "." && !path.is_empty() => path,
+            _ => "body".to_string(),
+        };
+        ApiError::field(
+            ErrorCode::ValidationFailed,
+            &field,
+            format!("{field}: {inner}"),
+        )
+    })
+}
+
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     ApiError::new(ErrorCode::InvalidParameter, format!("invalid path: {err}")).into()
 }

@@ -9,7 +9,11 @@ use herald_gateway::{telemetry, Application};
 use herald_store::{Store, StoreConfig};
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Herald real-time notification gateway")]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald real-time notification gateway"
+)]
 struct Cli {
     /// Optional TOML config file; environment variables (HERALD_*) override it.
     #[arg(long, global = true, env = "HERALD_CONFIG")]
@@ -44,7 +48,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let url = Config::database_url_from(&values)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let store = Store::connect(&StoreConfig {
                     url,
@@ -82,7 +88,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM received"),

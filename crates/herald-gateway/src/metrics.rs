@@ -2,7 +2,8 @@
 //! store and bus errors.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -46,7 +47,10 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    reg(r, IntCounterVec::new(Opts::new(name, help), labels).expect_ok())
+    reg(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect_ok(),
+    )
 }
 
 /// Metric constructors only fail on invalid names; ours are constants checked by a test.
@@ -70,44 +74,114 @@ impl Metrics {
                     "herald_publish_duration_seconds",
                     "Publish API latency: validation, commit and fan-out",
                 )
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
             )
             .expect_ok(),
         );
         Metrics {
-            connections: gauge(&r, "herald_connections", "Open authenticated WebSocket connections"),
-            connections_total: counter(&r, "herald_connections_total", "Authenticated WebSocket connections accepted"),
-            closes: counter_vec(&r, "herald_connection_closes_total", "WebSocket closes by reason", &["reason"]),
+            connections: gauge(
+                &r,
+                "herald_connections",
+                "Open authenticated WebSocket connections",
+            ),
+            connections_total: counter(
+                &r,
+                "herald_connections_total",
+                "Authenticated WebSocket connections accepted",
+            ),
+            closes: counter_vec(
+                &r,
+                "herald_connection_closes_total",
+                "WebSocket closes by reason",
+                &["reason"],
+            ),
             handshake_refusals: counter_vec(
                 &r,
                 "herald_handshake_refusals_total",
                 "WebSocket upgrades refused before the socket opened",
                 &["code"],
             ),
-            deliveries: counter_vec(&r, "herald_deliveries_total", "Events written to sockets", &["kind"]),
+            deliveries: counter_vec(
+                &r,
+                "herald_deliveries_total",
+                "Events written to sockets",
+                &["kind"],
+            ),
             duplicates_dropped: counter(
                 &r,
                 "herald_duplicates_dropped_total",
                 "Live notifications dropped because the socket already had them",
             ),
-            gap_fills: counter(&r, "herald_gap_fills_total", "Seq gaps filled from PostgreSQL"),
-            syncs: counter(&r, "herald_syncs_total", "Socket catch-ups triggered by reconcile or bus resync"),
-            publish_requests: counter_vec(&r, "herald_publish_requests_total", "Publish API calls by outcome", &["outcome"]),
-            published: counter(&r, "herald_published_notifications_total", "Notifications committed by this node"),
+            gap_fills: counter(
+                &r,
+                "herald_gap_fills_total",
+                "Seq gaps filled from PostgreSQL",
+            ),
+            syncs: counter(
+                &r,
+                "herald_syncs_total",
+                "Socket catch-ups triggered by reconcile or bus resync",
+            ),
+            publish_requests: counter_vec(
+                &r,
+                "herald_publish_requests_total",
+                "Publish API calls by outcome",
+                &["outcome"],
+            ),
+            published: counter(
+                &r,
+                "herald_published_notifications_total",
+                "Notifications committed by this node",
+            ),
             publish_seconds,
-            store_errors: counter_vec(&r, "herald_store_errors_total", "PostgreSQL errors by operation", &["op"]),
-            bus_publish_errors: counter(&r, "herald_bus_publish_errors_total", "Redis publish failures (delivery falls back to catch-up)"),
+            store_errors: counter_vec(
+                &r,
+                "herald_store_errors_total",
+                "PostgreSQL errors by operation",
+                &["op"],
+            ),
+            bus_publish_errors: counter(
+                &r,
+                "herald_bus_publish_errors_total",
+                "Redis publish failures (delivery falls back to catch-up)",
+            ),
             delivery_marks_dropped: counter(
                 &r,
                 "herald_delivery_marks_dropped_total",
                 "delivered_at updates dropped because the tracker queue was full",
             ),
-            bus_subscribed_users: gauge(&r, "herald_bus_subscribed_users", "Users this node is subscribed to"),
-            bus_connected: gauge(&r, "herald_bus_connected", "1 when the Redis subscriber connection is up"),
-            bus_reconnects: gauge(&r, "herald_bus_reconnects", "Redis subscriber reconnects since start"),
-            bus_resyncs: gauge(&r, "herald_bus_resyncs", "Bus-triggered resyncs since start"),
-            bus_probe_failures: gauge(&r, "herald_bus_probe_failures", "Redis subscriber probes that did not come back"),
-            bus_messages_received: gauge(&r, "herald_bus_messages_received", "Messages received from Redis"),
+            bus_subscribed_users: gauge(
+                &r,
+                "herald_bus_subscribed_users",
+                "Users this node is subscribed to",
+            ),
+            bus_connected: gauge(
+                &r,
+                "herald_bus_connected",
+                "1 when the Redis subscriber connection is up",
+            ),
+            bus_reconnects: gauge(
+                &r,
+                "herald_bus_reconnects",
+                "Redis subscriber reconnects since start",
+            ),
+            bus_resyncs: gauge(
+                &r,
+                "herald_bus_resyncs",
+                "Bus-triggered resyncs since start",
+            ),
+            bus_probe_failures: gauge(
+                &r,
+                "herald_bus_probe_failures",
+                "Redis subscriber probes that did not come back",
+            ),
+            bus_messages_received: gauge(
+                &r,
+                "herald_bus_messages_received",
+                "Messages received from Redis",
+            ),
             registry: r,
         }
     }

@@ -265,7 +265,10 @@ impl FanoutSink for Registry {
 
     fn resync_all(&self) {
         let conns = self.all_conns();
-        tracing::info!(sockets = conns.len(), "bus resync: catching every socket up from the store");
+        tracing::info!(
+            sockets = conns.len(),
+            "bus resync: catching every socket up from the store"
+        );
         self.offer_all(&conns, &Outbound::Sync);
     }
 }

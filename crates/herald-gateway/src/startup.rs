@@ -29,7 +29,14 @@ use crate::ws::url_pairs;
 
 /// Query parameters that look like credentials. A request carrying one is refused, and the
 /// request log never records query strings, so such a token is never written anywhere.
-const TOKEN_PARAMS: [&str; 6] = ["token", "access_token", "jwt", "auth", "authorization", "bearer"];
+const TOKEN_PARAMS: [&str; 6] = [
+    "token",
+    "access_token",
+    "jwt",
+    "auth",
+    "authorization",
+    "bearer",
+];
 
 pub struct Application {
     port: u16,
@@ -86,7 +93,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
-        let verifier = TokenVerifier::from_config(&config.jwt).context("loading JWT public keys")?;
+        let verifier =
+            TokenVerifier::from_config(&config.jwt).context("loading JWT public keys")?;
         let store = Store::connect(&StoreConfig {
             url: config.database_url().to_string(),
             pool_size: config.database_pool_size,
@@ -236,7 +244,11 @@ async fn reconcile_loop(state: web::Data<AppState>, stop: CancellationToken) {
             let latest: HashMap<String, i64> = match state.store.latest_seqs(&users).await {
                 Ok(v) => v.into_iter().collect(),
                 Err(e) => {
-                    state.metrics.store_errors.with_label_values(&["reconcile"]).inc();
+                    state
+                        .metrics
+                        .store_errors
+                        .with_label_values(&["reconcile"])
+                        .inc();
                     tracing::warn!(error = %e, "reconcile skipped: store unavailable");
                     break;
                 }

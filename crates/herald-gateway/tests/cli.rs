@@ -30,7 +30,10 @@ fn serve_refuses_bad_config_naming_the_variable() {
             &[
                 ("HERALD_DATABASE_URL", "postgres://x@127.0.0.1/db"),
                 ("HERALD_SERVICE_KEYS", "0123456789abcdef"),
-                ("HERALD_JWT_HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+                (
+                    "HERALD_JWT_HS256_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                ),
                 ("HERALD_OUTBOUND_QUEUE", "many"),
             ],
             "HERALD_OUTBOUND_QUEUE",
@@ -39,14 +42,21 @@ fn serve_refuses_bad_config_naming_the_variable() {
             &[
                 ("HERALD_DATABASE_URL", "postgres://x@127.0.0.1/db"),
                 ("HERALD_SERVICE_KEYS", "0123456789abcdef"),
-                ("HERALD_JWT_HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+                (
+                    "HERALD_JWT_HS256_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                ),
                 ("HERALD_ALLOWED_ORIGINS", "https://ok.example,null"),
             ],
             "HERALD_ALLOWED_ORIGINS",
         ),
     ];
     for (env, var) in cases {
-        let out = herald().arg("serve").envs(env.iter().copied()).output().unwrap();
+        let out = herald()
+            .arg("serve")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{var}: expected failure");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(var), "{var} not named in: {stderr}");
@@ -66,10 +76,20 @@ fn config_file_is_read_and_env_overrides_it() {
     )
     .unwrap();
     let out = herald()
-        .args(["--config", file.to_str().unwrap(), "token", "--user", "alice"])
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "token",
+            "--user",
+            "alice",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     v.set_audience(&["from-file"]);
@@ -83,7 +103,13 @@ fn config_file_is_read_and_env_overrides_it() {
     // A bad value in the file is named too.
     std::fs::write(&file, "jwt_hs256_secret = \"short\"\n").unwrap();
     let out = herald()
-        .args(["--config", file.to_str().unwrap(), "token", "--user", "alice"])
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "token",
+            "--user",
+            "alice",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -95,11 +121,18 @@ fn config_file_is_read_and_env_overrides_it() {
 fn migrate_needs_only_the_database_url_and_is_idempotent() {
     let db = format!("herald_test_cli_{}", uuid::Uuid::new_v4().simple());
     let admin = admin_url();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.unwrap();
+        let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        c.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
     });
     let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
     for expect in ["[1]", "[]"] {
@@ -108,7 +141,11 @@ fn migrate_needs_only_the_database_url_and_is_idempotent() {
             .env("HERALD_DATABASE_URL", &url)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains(expect));
     }
     let out = herald()

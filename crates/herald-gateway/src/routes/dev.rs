@@ -7,7 +7,7 @@ use herald_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::mint_dev_token;
-use crate::error::ApiError;
+use crate::error::{from_json_value, ApiError};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -24,7 +24,11 @@ struct TokenResponse {
     expires_at: i64,
 }
 
-pub async fn token(state: web::Data<AppState>, body: web::Json<TokenRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn token(
+    state: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let body: TokenRequest = from_json_value(body.into_inner())?;
     let ttl = body.ttl_secs.unwrap_or(3600);
     if !(1..=86_400).contains(&ttl) {
         return Err(ApiError::field(
@@ -39,6 +43,10 @@ pub async fn token(state: web::Data<AppState>, body: web::Json<TokenRequest>) ->
     Ok(HttpResponse::Ok().json(TokenResponse { token, expires_at }))
 }
 
-pub async fn publish(state: web::Data<AppState>, body: web::Json<PublishRequest>) -> Result<HttpResponse, ApiError> {
-    super::publish::publish_validated(&state, body.into_inner()).await
+pub async fn publish(
+    state: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let req: PublishRequest = from_json_value(body.into_inner())?;
+    super::publish::publish_validated(&state, req).await
 }

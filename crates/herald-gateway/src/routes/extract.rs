@@ -39,7 +39,10 @@ impl FromRequest for Service {
             if service_key_matches(&st.config.service_keys, key) {
                 Ok(Service)
             } else {
-                Err(ApiError::new(ErrorCode::Unauthorized, "invalid service API key"))
+                Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "invalid service API key",
+                ))
             }
         })())
     }

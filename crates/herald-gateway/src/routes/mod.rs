@@ -1,10 +1,10 @@
 //! HTTP routes: one module per area, each with its handlers; `configure` wires them.
 
+pub mod dev;
 pub mod extract;
 pub mod ops;
 pub mod publish;
 pub mod user;
-pub mod dev;
 
 use actix_web::{web, HttpResponse};
 use herald_protocol::ErrorCode;

@@ -41,7 +41,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let b = state.bus.metrics();
-    m.bus_subscribed_users.set(state.bus.subscribed_users() as i64);
+    m.bus_subscribed_users
+        .set(state.bus.subscribed_users() as i64);
     m.bus_connected.set(i64::from(state.bus.is_connected()));
     m.bus_reconnects.set(b.reconnects as i64);
     m.bus_resyncs.set(b.resyncs as i64);

@@ -9,22 +9,25 @@ use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest}
 use herald_protocol::{Broadcast, ErrorCode};
 use herald_store::PublishOutcome;
 
-use crate::error::ApiError;
+use crate::error::{from_json_value, ApiError};
 use crate::routes::extract::Service;
 use crate::state::AppState;
 
 pub async fn publish(
     _: Service,
     state: web::Data<AppState>,
-    body: web::Json<PublishRequest>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    publish_validated(&state, body.into_inner()).await
+    publish_validated(&state, from_json_value(body.into_inner())?).await
 }
 
 /// Validates, commits, and only then fans out. The response is sent after the commit, so
 /// an acknowledged notification is durable whether or not the Redis publish succeeds (if it
 /// fails, receivers catch up through reconcile or their next connect).
-pub async fn publish_validated(state: &AppState, req: PublishRequest) -> Result<HttpResponse, ApiError> {
+pub async fn publish_validated(
+    state: &AppState,
+    req: PublishRequest,
+) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let outcome = async {
         let n = validate_publish(req)?;
@@ -48,7 +51,9 @@ pub async fn publish_validated(state: &AppState, req: PublishRequest) -> Result<
                     )
                 })
                 .collect();
-            if let Err(e) = state.bus.publish(msgs).await {
+            if state.config.fault_skip_fanout {
+                tracing::warn!("fault injection: fan-out skipped after commit");
+            } else if let Err(e) = state.bus.publish(msgs).await {
                 m.bus_publish_errors.inc();
                 tracing::warn!(error = %e, "fan-out failed after commit; receivers will catch up from the store");
             }
@@ -62,7 +67,9 @@ pub async fn publish_validated(state: &AppState, req: PublishRequest) -> Result<
                 .json(response))
         }
         Err(e) => {
-            m.publish_requests.with_label_values(&[e.code.as_str()]).inc();
+            m.publish_requests
+                .with_label_values(&[e.code.as_str()])
+                .inc();
             if e.code == ErrorCode::ServiceUnavailable || e.code == ErrorCode::Internal {
                 m.store_errors.with_label_values(&["publish"]).inc();
             }
@@ -76,9 +83,9 @@ pub async fn publish_validated(state: &AppState, req: PublishRequest) -> Result<
 pub async fn broadcast(
     _: Service,
     state: web::Data<AppState>,
-    body: web::Json<BroadcastRequest>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let req = body.into_inner();
+    let req: BroadcastRequest = from_json_value(body.into_inner())?;
     validate_broadcast(&req)?;
     let b = Broadcast {
         id: uuid::Uuid::now_v7(),

@@ -5,7 +5,7 @@ use herald_protocol::http::{NotificationPage, ReadAllRequest, UnreadCount};
 use herald_protocol::ErrorCode;
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{from_json_value, ApiError};
 use crate::routes::extract::User;
 use crate::state::AppState;
 
@@ -77,7 +77,12 @@ pub async fn list(
     }
     let rows = match after {
         Some(a) => state.store.after_seq(&user.id, a, limit).await?,
-        None => state.store.list(&user.id, before, limit, unread_only).await?,
+        None => {
+            state
+                .store
+                .list(&user.id, before, limit, unread_only)
+                .await?
+        }
     };
     let us = state.store.user_state(&user.id).await?;
     let next_cursor = if rows.len() as i64 == limit {
@@ -93,7 +98,10 @@ pub async fn list(
     }))
 }
 
-pub async fn unread_count(user: User, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn unread_count(
+    user: User,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let us = state.store.user_state(&user.id).await?;
     Ok(HttpResponse::Ok().json(UnreadCount {
         unread_count: us.unread_count,
@@ -103,9 +111,8 @@ pub async fn unread_count(user: User, state: web::Data<AppState>) -> Result<Http
 }
 
 fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| {
-        ApiError::field(ErrorCode::InvalidParameter, "id", "id must be a UUID")
-    })
+    uuid::Uuid::parse_str(raw)
+        .map_err(|_| ApiError::field(ErrorCode::InvalidParameter, "id", "id must be a UUID"))
 }
 
 pub async fn get_one(
@@ -133,7 +140,14 @@ pub async fn mark_read(
         .ok_or_else(ApiError::not_found)?;
     if r.changed {
         state
-            .publish_read(&user.id, vec![r.id], None, r.read_at, r.unread_count, r.version)
+            .publish_read(
+                &user.id,
+                vec![r.id],
+                None,
+                r.read_at,
+                r.unread_count,
+                r.version,
+            )
             .await;
     }
     Ok(HttpResponse::Ok().json(r))
@@ -148,13 +162,13 @@ pub async fn read_all(
     let req: ReadAllRequest = if body.iter().all(|b| b.is_ascii_whitespace()) {
         ReadAllRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::new(ErrorCode::ValidationFailed, format!("invalid body: {e}"))
-            } else {
-                ApiError::new(ErrorCode::InvalidJson, format!("body is not valid JSON: {e}"))
-            }
-        })?
+        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("body is not valid JSON: {e}"),
+            )
+        })?;
+        from_json_value(value)?
     };
     if req.up_to_seq.is_some_and(|s| s < 0) {
         return Err(ApiError::field(
@@ -166,7 +180,14 @@ pub async fn read_all(
     let r = state.store.mark_all_read(&user.id, req.up_to_seq).await?;
     if r.marked > 0 {
         state
-            .publish_read(&user.id, vec![], Some(r.up_to_seq), r.read_at, r.unread_count, r.version)
+            .publish_read(
+                &user.id,
+                vec![],
+                Some(r.up_to_seq),
+                r.read_at,
+                r.unread_count,
+                r.version,
+            )
             .await;
     }
     Ok(HttpResponse::Ok().json(r))

@@ -11,7 +11,6 @@ use crate::auth::{bearer, TokenError};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-
 pub async fn upgrade(
     req: HttpRequest,
     body: web::Payload,

@@ -137,7 +137,10 @@ pub(super) async fn run(
     query_last_seq: Option<i64>,
 ) {
     let mut s = Socket {
-        bucket: TokenBucket::new(state.config.rate_limit_per_sec, state.config.rate_limit_burst),
+        bucket: TokenBucket::new(
+            state.config.rate_limit_per_sec,
+            state.config.rate_limit_burst,
+        ),
         state,
         ws,
         stream,
@@ -147,7 +150,11 @@ pub(super) async fn run(
         Ok((token, last_seq)) => s.authenticated(token, last_seq).await,
         Err(end) => end,
     };
-    s.state.metrics.closes.with_label_values(&[end.label()]).inc();
+    s.state
+        .metrics
+        .closes
+        .with_label_values(&[end.label()])
+        .inc();
     s.close(end).await;
 }
 
@@ -215,12 +222,21 @@ impl Socket {
         }
     }
 
-    async fn send_raw(&mut self, text: ByteString, kill: Option<&CancellationToken>) -> Result<(), End> {
+    async fn send_raw(
+        &mut self,
+        text: ByteString,
+        kill: Option<&CancellationToken>,
+    ) -> Result<(), End> {
         let mut ws = self.ws.clone();
         guarded(kill, async move { ws.text(text).await }).await
     }
 
-    async fn control(&mut self, pong: bool, payload: &[u8], kill: Option<&CancellationToken>) -> Result<(), End> {
+    async fn control(
+        &mut self,
+        pong: bool,
+        payload: &[u8],
+        kill: Option<&CancellationToken>,
+    ) -> Result<(), End> {
         let mut ws = self.ws.clone();
         let payload = payload.to_vec();
         guarded(kill, async move {
@@ -267,7 +283,9 @@ impl Socket {
                                 Err(e) if e.is_expired() => {
                                     Err(End::Close(CloseCode::TokenExpired, Some(e.to_string())))
                                 }
-                                Err(e) => Err(End::Close(CloseCode::Unauthorized, Some(e.to_string()))),
+                                Err(e) => {
+                                    Err(End::Close(CloseCode::Unauthorized, Some(e.to_string())))
+                                }
                             }
                         }
                         Ok(_) => Err(End::Close(
@@ -356,25 +374,35 @@ impl Socket {
                 max_resume_gap: cfg.max_resume_gap,
             },
         };
-        self.send_raw(connected.to_json().into(), Some(&live.conn.kill)).await?;
+        self.send_raw(connected.to_json().into(), Some(&live.conn.kill))
+            .await?;
         if cursor > us.latest_seq {
-            self.resync(live, ResyncReason::CursorAhead, us.latest_seq).await?;
+            self.resync(live, ResyncReason::CursorAhead, us.latest_seq)
+                .await?;
         } else if us.latest_seq - cursor > i64::from(cfg.max_resume_gap) {
-            self.resync(live, ResyncReason::GapTooLarge, us.latest_seq).await?;
+            self.resync(live, ResyncReason::GapTooLarge, us.latest_seq)
+                .await?;
         } else {
             // The client holds everything up to its cursor: that is its delivered watermark.
             live.last_seq = cursor;
             live.conn.delivered.store(cursor, Ordering::Relaxed);
         }
-        self.catch_up(live, Some((us.unread_count, us.version)), true).await
+        self.catch_up(live, Some((us.unread_count, us.version)), true)
+            .await
     }
 
-    async fn resync(&mut self, live: &mut Live, reason: ResyncReason, latest: i64) -> Result<(), End> {
+    async fn resync(
+        &mut self,
+        live: &mut Live,
+        reason: ResyncReason,
+        latest: i64,
+    ) -> Result<(), End> {
         let msg = ServerMessage::Resync {
             reason,
             latest_seq: latest,
         };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+            .await?;
         self.advance(live, latest);
         Ok(())
     }
@@ -414,7 +442,8 @@ impl Socket {
                     unread_count: counts.map(|c| c.0),
                     version: counts.map(|c| c.1),
                 };
-                self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+                self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+                    .await?;
                 state
                     .metrics
                     .deliveries
@@ -498,7 +527,8 @@ impl Socket {
             let msg = ServerMessage::TokenExpiring {
                 expires_at: live.token_expires_at,
             };
-            self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+            self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+                .await?;
         }
         Ok(())
     }
@@ -517,7 +547,8 @@ impl Socket {
             reason: "draining".into(),
             after_ms,
         };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+            .await
     }
 
     async fn on_outbound(&mut self, live: &mut Live, out: Outbound) -> Result<(), End> {
@@ -536,12 +567,14 @@ impl Socket {
                     metrics.gap_fills.inc();
                     let gap = n.seq - 1 - live.last_seq;
                     if gap > i64::from(self.state.config.max_resume_gap) {
-                        self.resync(live, ResyncReason::GapTooLarge, n.seq - 1).await?;
+                        self.resync(live, ResyncReason::GapTooLarge, n.seq - 1)
+                            .await?;
                     } else {
                         self.fill_gap(live, n.seq - 1).await?;
                     }
                 }
-                self.send_raw(n.frame.clone(), Some(&live.conn.kill)).await?;
+                self.send_raw(n.frame.clone(), Some(&live.conn.kill))
+                    .await?;
                 metrics.deliveries.with_label_values(&["live"]).inc();
                 self.advance(live, n.seq);
             }
@@ -557,9 +590,11 @@ impl Socket {
                 };
                 if us.latest_seq > live.last_seq {
                     if us.latest_seq - live.last_seq > i64::from(self.state.config.max_resume_gap) {
-                        self.resync(live, ResyncReason::GapTooLarge, us.latest_seq).await?;
+                        self.resync(live, ResyncReason::GapTooLarge, us.latest_seq)
+                            .await?;
                     }
-                    self.catch_up(live, Some((us.unread_count, us.version)), false).await?;
+                    self.catch_up(live, Some((us.unread_count, us.version)), false)
+                        .await?;
                 }
             }
         }
@@ -584,7 +619,8 @@ impl Socket {
             unread_count: None,
             version: None,
         };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await?;
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+            .await?;
         self.advance(live, last);
         Ok(())
     }
@@ -625,12 +661,14 @@ impl Socket {
         message: String,
     ) -> Result<(), End> {
         let msg = ServerMessage::Error { rid, code, message };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+            .await
     }
 
     async fn ack(&mut self, live: &Live, rid: Option<Rid>, result: AckResult) -> Result<(), End> {
         let msg = ServerMessage::Ack { rid, result };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill)).await
+        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+            .await
     }
 
     async fn command(&mut self, live: &mut Live, cmd: ClientMessage) -> Result<(), End> {
@@ -644,19 +682,29 @@ impl Socket {
             ClientMessage::Ping { .. } => Ok(AckResult::Pong {
                 server_time: chrono::Utc::now(),
             }),
-            ClientMessage::GetUnreadCount { .. } => match state.store.user_state(&live.user).await {
-                Ok(us) => Ok(AckResult::UnreadCount(UnreadCount {
-                    unread_count: us.unread_count,
-                    latest_seq: us.latest_seq,
-                    version: us.version,
-                })),
-                Err(e) => Err(store_error(e)),
-            },
-            ClientMessage::MarkRead { id, .. } => match state.store.mark_read(&live.user, id).await {
+            ClientMessage::GetUnreadCount { .. } => {
+                match state.store.user_state(&live.user).await {
+                    Ok(us) => Ok(AckResult::UnreadCount(UnreadCount {
+                        unread_count: us.unread_count,
+                        latest_seq: us.latest_seq,
+                        version: us.version,
+                    })),
+                    Err(e) => Err(store_error(e)),
+                }
+            }
+            ClientMessage::MarkRead { id, .. } => match state.store.mark_read(&live.user, id).await
+            {
                 Ok(Some(r)) => {
                     if r.changed {
                         state
-                            .publish_read(&live.user, vec![r.id], None, r.read_at, r.unread_count, r.version)
+                            .publish_read(
+                                &live.user,
+                                vec![r.id],
+                                None,
+                                r.read_at,
+                                r.unread_count,
+                                r.version,
+                            )
                             .await;
                     }
                     Ok(AckResult::MarkRead(r))
@@ -666,13 +714,23 @@ impl Socket {
             },
             ClientMessage::MarkAllRead { up_to_seq, .. } => {
                 if up_to_seq.is_some_and(|s| s < 0) {
-                    Err((ErrorCode::InvalidMessage, "up_to_seq must be non-negative".into()))
+                    Err((
+                        ErrorCode::InvalidMessage,
+                        "up_to_seq must be non-negative".into(),
+                    ))
                 } else {
                     match state.store.mark_all_read(&live.user, up_to_seq).await {
                         Ok(r) => {
                             if r.marked > 0 {
                                 state
-                                    .publish_read(&live.user, vec![], Some(r.up_to_seq), r.read_at, r.unread_count, r.version)
+                                    .publish_read(
+                                        &live.user,
+                                        vec![],
+                                        Some(r.up_to_seq),
+                                        r.read_at,
+                                        r.unread_count,
+                                        r.version,
+                                    )
                                     .await;
                             }
                             Ok(AckResult::MarkAllRead(r))

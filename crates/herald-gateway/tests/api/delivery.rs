@@ -105,12 +105,18 @@ async fn offline_user_gets_everything_on_connect_then_nothing_twice() {
         if d == 5 && undelivered == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "delivery never recorded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivery never recorded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut again = a.connect("carol").await;
     let (_, pending) = again.handshake().await;
-    assert!(pending.is_empty(), "already delivered notifications sent again");
+    assert!(
+        pending.is_empty(),
+        "already delivered notifications sent again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +170,10 @@ async fn resume_during_concurrent_publishing_has_no_gap_and_no_duplicate() {
     for k in 0..4 {
         tokio::time::sleep(Duration::from_millis(15 * k)).await;
         let node = if k % 2 == 0 { &a } else { &b };
-        clients.push((node.connect_browser(&token("erin", 3600), Some(10)).await, k));
+        clients.push((
+            node.connect_browser(&token("erin", 3600), Some(10)).await,
+            k,
+        ));
     }
     for (ws, _) in clients.iter_mut() {
         let got = ws.notifications_until(total).await;
@@ -193,7 +202,9 @@ async fn bogus_and_far_behind_cursors_are_answered_with_resync() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(ws.event().await, ServerMessage::Batch { complete: true, ref notifications, .. } if notifications.is_empty()));
+    assert!(
+        matches!(ws.event().await, ServerMessage::Batch { complete: true, ref notifications, .. } if notifications.is_empty())
+    );
     a.publish_one("frank", "13").await;
     assert_seqs(&ws.notifications_until(13).await, 13, 13);
 

@@ -33,7 +33,9 @@ pub fn redis_url() -> String {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// One test's world: a fresh migrated database and a unique Redis prefix.
@@ -192,7 +194,12 @@ impl TestNode {
             .expect("GET")
     }
 
-    pub async fn post(&self, path: &str, user_token: &str, body: Option<Value>) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        path: &str,
+        user_token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -222,14 +229,14 @@ impl TestNode {
         };
         let mut req = url.into_client_request()?;
         if let Some(b) = bearer {
-            req.headers_mut()
-                .insert("authorization", format!("Bearer {b}").parse().expect("header"));
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {b}").parse().expect("header"),
+            );
         }
         for (k, v) in headers {
-            req.headers_mut().insert(
-                http_name(k),
-                v.parse().expect("header value"),
-            );
+            req.headers_mut()
+                .insert(http_name(k), v.parse().expect("header value"));
         }
         let (stream, _) = tokio_tungstenite::connect_async(req).await?;
         Ok(Ws { stream })
@@ -270,18 +277,25 @@ impl Ws {
     }
 
     pub async fn send_text(&mut self, s: String) {
-        self.stream.send(Message::Text(s.into())).await.expect("ws send");
+        self.stream
+            .send(Message::Text(s.into()))
+            .await
+            .expect("ws send");
     }
 
     /// The next event or the close, skipping control frames; fails after [`WAIT`].
     pub async fn next(&mut self) -> Got {
-        self.next_within(WAIT).await.expect("timed out waiting for a server message")
+        self.next_within(WAIT)
+            .await
+            .expect("timed out waiting for a server message")
     }
 
     pub async fn next_within(&mut self, d: Duration) -> Option<Got> {
         let deadline = tokio::time::Instant::now() + d;
         loop {
-            let m = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?;
+            let m = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()?;
             match m {
                 None => return Some(Got::Closed(1006, "stream ended".into())),
                 Some(Err(e)) => return Some(Got::Closed(1006, format!("error: {e}"))),
@@ -371,7 +385,10 @@ impl Ws {
 pub fn assert_seqs(got: &[Notification], from: i64, to: i64) {
     let seqs: Vec<i64> = got.iter().map(|n| n.seq).collect();
     let want: Vec<i64> = (from..=to).collect();
-    assert_eq!(seqs, want, "expected seqs {from}..={to} exactly once, in order");
+    assert_eq!(
+        seqs, want,
+        "expected seqs {from}..={to} exactly once, in order"
+    );
 }
 
 /// A private redis-server on a free port, for tests that stop and restart Redis.
@@ -413,7 +430,10 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + WAIT;
         while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "redis did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -429,5 +449,90 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A TCP proxy on loopback that a test can switch between passing traffic, cutting every
+/// connection (and refusing new ones), and a one-way blackhole (server → client bytes are
+/// dropped while the connection stays open), or stalling (nothing read from the upstream).
+pub struct FaultProxy {
+    pub port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+pub const PASS: u8 = 0;
+pub const CUT: u8 = 1;
+pub const BLACKHOLE: u8 = 2;
+/// Stop reading from the upstream (so its send buffers fill), keep the connection open.
+pub const STALL: u8 = 3;
+
+impl FaultProxy {
+    pub async fn start(upstream_port: u16) -> FaultProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PASS));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let m = mode.clone();
+        let cut_tx = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                if m.load(Ordering::SeqCst) == CUT {
+                    drop(client);
+                    continue;
+                }
+                // A small, fixed receive buffer (no autotuning), so STALL backs up into the
+                // upstream quickly instead of into megabytes of kernel buffers.
+                let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+                    continue;
+                };
+                let _ = sock.set_recv_buffer_size(8 * 1024);
+                let Ok(server) = sock.connect(([127, 0, 0, 1], upstream_port).into()).await else {
+                    continue;
+                };
+                let m = m.clone();
+                let mut cut_rx = cut_tx.subscribe();
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::io::copy(&mut cr, &mut sw);
+                    let down = async {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            while m.load(Ordering::SeqCst) == STALL {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            let n = sr.read(&mut buf).await?;
+                            if n == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            if m.load(Ordering::SeqCst) != BLACKHOLE {
+                                cw.write_all(&buf[..n]).await?;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        FaultProxy { port, mode, cut }
+    }
+
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+        if mode == CUT {
+            self.cut.send_modify(|n| *n += 1);
+        }
     }
 }

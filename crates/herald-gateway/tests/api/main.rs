@@ -4,6 +4,7 @@
 mod helpers;
 
 mod delivery;
+mod faults;
 mod http_api;
 mod read_sync;
 mod refusals;

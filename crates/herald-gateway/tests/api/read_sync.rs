@@ -52,7 +52,9 @@ async fn mark_read_from_any_tab_or_http_reaches_every_socket() {
                 }
                 acked = true;
             }
-            ServerMessage::Read { ids, unread_count, .. } => {
+            ServerMessage::Read {
+                ids, unread_count, ..
+            } => {
                 assert_eq!((ids, unread_count), (vec![got[0].id], 2));
                 read_seen = true;
             }
@@ -95,7 +97,11 @@ async fn unread_count_stays_exact_under_concurrent_publish_and_mark_read() {
     let tok = token("busy", 3600);
     let mut tasks = vec![];
     for p in 0..4 {
-        let node_base = if p % 2 == 0 { a.base.clone() } else { b.base.clone() };
+        let node_base = if p % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for i in 0..25 {
@@ -112,7 +118,11 @@ async fn unread_count_stays_exact_under_concurrent_publish_and_mark_read() {
     }
     let mut markers = vec![];
     for m in 0..2 {
-        let base = if m == 0 { a.base.clone() } else { b.base.clone() };
+        let base = if m == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
         let tok = tok.clone();
         markers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -129,7 +139,10 @@ async fn unread_count_stays_exact_under_concurrent_publish_and_mark_read() {
                     .unwrap();
                 for n in page["notifications"].as_array().unwrap() {
                     let r = http
-                        .post(format!("{base}/v1/notifications/{}/read", n["id"].as_str().unwrap()))
+                        .post(format!(
+                            "{base}/v1/notifications/{}/read",
+                            n["id"].as_str().unwrap()
+                        ))
                         .bearer_auth(&tok)
                         .send()
                         .await

@@ -25,7 +25,10 @@ async fn wait_numsub(redis_url: &str, channel: &str, want: i64) {
         if numsub(redis_url, channel).await == want {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "NUMSUB {channel} never reached {want}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "NUMSUB {channel} never reached {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -74,7 +77,10 @@ async fn killed_pubsub_connection_is_resubscribed_without_clients_reconnecting()
         .query_async(&mut c)
         .await
         .unwrap();
-    assert!(killed >= 2, "expected both nodes' subscriber connections, killed {killed}");
+    assert!(
+        killed >= 2,
+        "expected both nodes' subscriber connections, killed {killed}"
+    );
     b.publish_one("bob", "during").await;
     wait_numsub(&redis.url(), &format!("{}user:bob", env.prefix), 1).await;
     b.publish_one("bob", "after").await;
