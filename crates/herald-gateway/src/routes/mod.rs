@@ -49,7 +49,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
         );
     if dev_endpoints {
         cfg.route("/dev/token", web::post().to(dev::token))
-            .route("/dev/publish", web::post().to(dev::publish));
+            .route("/dev/publish", web::post().to(dev::publish))
+            .route("/dev/echo", web::get().to(crate::ws::echo));
     }
 }
 

@@ -53,11 +53,7 @@ pub async fn upgrade(
             format!("expected a WebSocket upgrade request: {e}"),
         ))
     })?;
-    let max = state.config.max_message_bytes;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
+    let stream = codec(stream, state.config.max_message_bytes);
     let guard = state.socket_opened();
     actix_web::rt::spawn(session::run(
         state.into_inner(),
@@ -67,6 +63,52 @@ pub async fn upgrade(
         pre_auth,
         last_seq,
     ));
+    Ok(resp)
+}
+
+/// The production codec settings: frames and reassembled messages capped at the same size.
+fn codec(stream: actix_ws::MessageStream, max: usize) -> actix_ws::AggregatedMessageStream {
+    stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max)
+}
+
+/// `GET /dev/echo` (dev endpoints only): echoes every message through the production codec
+/// settings, for WebSocket conformance testing (Autobahn test cases).
+pub async fn echo(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use actix_ws::AggregatedMessage as M;
+    let (resp, mut ws, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("expected a WebSocket upgrade request: {e}"),
+        )
+    })?;
+    let mut stream = codec(stream, state.config.max_message_bytes);
+    actix_web::rt::spawn(async move {
+        let reason = loop {
+            let sent = match stream.recv().await {
+                Some(Ok(M::Text(t))) => ws.text(t).await,
+                Some(Ok(M::Binary(b))) => ws.binary(b).await,
+                Some(Ok(M::Ping(p))) => ws.pong(&p).await,
+                Some(Ok(M::Pong(_))) => Ok(()),
+                Some(Ok(M::Close(r))) => break r,
+                Some(Err(actix_ws::ProtocolError::Overflow)) => {
+                    break Some(actix_ws::CloseCode::Size.into())
+                }
+                Some(Err(_)) => break Some(actix_ws::CloseCode::Protocol.into()),
+                None => return,
+            };
+            if sent.is_err() {
+                return;
+            }
+        };
+        let _ = ws.close(reason).await;
+    });
     Ok(resp)
 }
 
