@@ -104,9 +104,10 @@ fn validate_url(field: &'static str, value: &str) -> Result<(), ValidationError>
     }
     let lower = value.to_ascii_lowercase();
     let absolute = (lower.starts_with("https://") || lower.starts_with("http://"))
-        && value.split("://").nth(1).is_some_and(|rest| {
-            !rest.is_empty() && !rest.starts_with('/')
-        });
+        && value
+            .split("://")
+            .nth(1)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
     let relative = value.starts_with('/') && !value.starts_with("//");
     if !(absolute || relative) {
         return Err(err(
@@ -115,7 +116,10 @@ fn validate_url(field: &'static str, value: &str) -> Result<(), ValidationError>
         ));
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(err(field, "must not contain whitespace or control characters"));
+        return Err(err(
+            field,
+            "must not contain whitespace or control characters",
+        ));
     }
     Ok(())
 }
@@ -257,7 +261,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_fields() {
-        let cases: Vec<(fn(&mut PublishRequest), &str)> = vec![
+        type Case = (fn(&mut PublishRequest), &'static str);
+        let cases: Vec<Case> = vec![
             (|r| r.kind = "has space".into(), "type"),
             (|r| r.kind = "".into(), "type"),
             (|r| r.title = "  ".into(), "title"),
@@ -265,11 +270,20 @@ mod tests {
             (|r| r.body = "a\u{0}b".into(), "body"),
             (|r| r.link = Some("javascript:alert(1)".into()), "link"),
             (|r| r.link = Some("//evil.com/x".into()), "link"),
-            (|r| r.avatar_url = Some("data:image/png;base64,xx".into()), "avatar_url"),
+            (
+                |r| r.avatar_url = Some("data:image/png;base64,xx".into()),
+                "avatar_url",
+            ),
             (|r| r.data = Some(serde_json::json!([1, 2])), "data"),
-            (|r| r.data = Some(serde_json::json!({"x": "y".repeat(9000)})), "data"),
+            (
+                |r| r.data = Some(serde_json::json!({"x": "y".repeat(9000)})),
+                "data",
+            ),
             (|r| r.recipient = Some("bad id".into()), "recipients"),
-            (|r| r.recipient = Some("'; DROP TABLE notifications;--".into()), "recipients"),
+            (
+                |r| r.recipient = Some("'; DROP TABLE notifications;--".into()),
+                "recipients",
+            ),
             (|r| r.recipients = Some(vec!["a".into()]), "recipients"),
             (|r| r.idempotency_key = Some("".into()), "idempotency_key"),
         ];

@@ -7,7 +7,7 @@
 //! non-blocking sends, never across an `.await`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -105,9 +105,7 @@ impl Registry {
     }
 
     fn shard(&self, user: &str) -> MutexGuard<'_, Shard> {
-        let mut h = self.hasher.build_hasher();
-        user.hash(&mut h);
-        let idx = (h.finish() as usize) % SHARDS;
+        let idx = (self.hasher.hash_one(user) as usize) % SHARDS;
         // A poisoned shard only means another thread panicked mid-operation on a plain map;
         // the map itself is still consistent, so keep serving.
         self.shards[idx].lock().unwrap_or_else(|p| p.into_inner())

@@ -112,7 +112,10 @@ mod tests {
         for c in CloseCode::ALL {
             assert!(seen.insert(c.code()), "duplicate code {}", c.code());
             assert_eq!(CloseCode::from_code(c.code()), Some(c));
-            assert!(c.reason().len() <= 123, "close reason must fit a control frame");
+            assert!(
+                c.reason().len() <= 123,
+                "close reason must fit a control frame"
+            );
         }
     }
 

@@ -12,8 +12,10 @@ use crate::notification::Notification;
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub recipient: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub recipients: Option<Vec<String>>,
     #[serde(rename = "type")]
     pub kind: String,
@@ -21,13 +23,16 @@ pub struct PublishRequest {
     #[serde(default)]
     pub body: String,
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub link: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub avatar_url: Option<String>,
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(type = "Record<string, unknown> | null"))]
+    #[cfg_attr(feature = "ts", ts(optional, type = "Record<string, unknown> | null"))]
     pub data: Option<serde_json::Value>,
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub idempotency_key: Option<String>,
 }
 
@@ -60,9 +65,10 @@ pub struct BroadcastRequest {
     #[serde(default)]
     pub body: String,
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub link: Option<String>,
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(type = "Record<string, unknown> | null"))]
+    #[cfg_attr(feature = "ts", ts(optional, type = "Record<string, unknown> | null"))]
     pub data: Option<serde_json::Value>,
 }
 
@@ -72,6 +78,7 @@ pub struct BroadcastRequest {
 pub struct BroadcastResponse {
     pub id: Uuid,
     /// How many gateway nodes received it (Redis `PUBLISH` count; 1 in single-node mode).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub nodes: u64,
 }
 
@@ -123,7 +130,7 @@ pub struct MarkReadResult {
 #[serde(deny_unknown_fields)]
 pub struct ReadAllRequest {
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    #[cfg_attr(feature = "ts", ts(optional, type = "number | null"))]
     pub up_to_seq: Option<i64>,
 }
 

@@ -16,7 +16,7 @@ pub const MAX_RID_LEN: usize = 64;
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(untagged)]
 pub enum Rid {
-    Num(u64),
+    Num(#[cfg_attr(feature = "ts", ts(type = "number"))] u64),
     Str(String),
 }
 
@@ -30,34 +30,39 @@ pub enum ClientMessage {
         token: String,
         /// Resume: the last seq this client holds; the server sends everything after it.
         #[serde(default)]
-        #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+        #[cfg_attr(feature = "ts", ts(optional, type = "number | null"))]
         last_seq: Option<i64>,
     },
     MarkRead {
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
         rid: Option<Rid>,
         id: Uuid,
     },
     MarkAllRead {
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
         rid: Option<Rid>,
         #[serde(default)]
-        #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+        #[cfg_attr(feature = "ts", ts(optional, type = "number | null"))]
         up_to_seq: Option<i64>,
     },
     GetUnreadCount {
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
         rid: Option<Rid>,
     },
     /// Extend the session with a new token for the same user.
     Refresh {
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
         rid: Option<Rid>,
         token: String,
     },
     /// Application-level ping (browsers cannot send WebSocket pings); answered with `ack`.
     Ping {
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
         rid: Option<Rid>,
     },
 }

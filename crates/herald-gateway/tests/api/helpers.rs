@@ -1,6 +1,6 @@
 //! Test harness: real gateway nodes on port 0, each test with its own PostgreSQL database
-#![allow(dead_code)] // shared helpers: not every test module uses every one
 //! and Redis key prefix (so tests run in parallel), and a real WebSocket client.
+#![allow(dead_code)] // shared helpers: not every test module uses every one
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -126,6 +126,28 @@ impl TestEnv {
             .expect("connect to test database");
         tokio::spawn(conn);
         client
+    }
+}
+
+/// Drops the test's database when the test ends (best effort; `scripts/test.sh` also sweeps
+/// leftovers). `WITH (FORCE)` ends the nodes' pooled connections, which outlive the test.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let db = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -263,6 +285,7 @@ pub struct Ws {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // test-only; boxing would only add noise at every match
 pub enum Got {
     Event(ServerMessage),
     Closed(u16, String),

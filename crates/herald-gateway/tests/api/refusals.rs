@@ -1145,13 +1145,8 @@ pub fn assert_error_body(v: &Value, code: &str, field: Option<&str>) {
             "unexpected key {k} in {v}"
         );
     }
-    match field {
-        Some(f) => assert_eq!(
-            obj.get("field").and_then(Value::as_str),
-            Some(f),
-            "field in {v}"
-        ),
-        None => {}
+    if let Some(f) = field {
+        assert_eq!(obj.get("field").and_then(Value::as_str), Some(f), "field in {v}");
     }
 }
 

