@@ -1,0 +1,730 @@
+import { backoffDelay, isTerminalClose, type BackoffOptions } from './backoff';
+import { ToastCoordinator, type ChannelLike } from './crossTab';
+import { Emitter } from './emitter';
+import type {
+  AckResult,
+  Broadcast,
+  ClientMessage,
+  ErrorBody,
+  MarkAllReadResult,
+  MarkReadResult,
+  Notification,
+  NotificationPage,
+  ServerMessage,
+  UnreadCount,
+} from './types';
+
+export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'offline' | 'closed' | 'error';
+
+/** The minimal WebSocket surface the client uses (the browser's WebSocket satisfies it). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: { data: any }) => void) | null;
+  onclose: ((ev: { code: number; reason: string; wasClean?: boolean }) => void) | null;
+  onerror: ((ev: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketCtor = new (url: string) => WebSocketLike;
+
+export interface HeraldClientOptions {
+  /** WebSocket endpoint, e.g. `wss://app.example.com/v1/ws`. */
+  url: string;
+  /** HTTP API base (default: derived from `url`: ws→http, wss→https, path dropped). */
+  apiUrl?: string;
+  /** Returns a fresh user token; called before every (re)connect and on `token_expiring`. */
+  getToken: () => Promise<string>;
+  /** The user id, for the cross-tab channel. Defaults to the `connected` event's user_id. */
+  userId?: string;
+  /** Page size for HTTP fetches (default 20). */
+  pageSize?: number;
+  backoff?: BackoffOptions;
+  /** Milliseconds a command waits for its ack before failing (default 10 000). */
+  commandTimeoutMs?: number;
+  /** Cross-tab toast de-duplication (default true). */
+  crossTab?: boolean;
+  /** Injection points (tests, non-browser runtimes). */
+  WebSocket?: WebSocketCtor;
+  fetch?: typeof fetch;
+  random?: () => number;
+  channelFactory?: (name: string) => ChannelLike | null;
+  /** `window`-like target for online/offline events and `navigator.onLine` (default: globals). */
+  env?: { addEventListener?: Window['addEventListener']; removeEventListener?: Window['removeEventListener']; isOnline?: () => boolean };
+}
+
+export interface ClientError {
+  /** A close code (number) or an error code string. */
+  code: number | string;
+  message: string;
+}
+
+export type NotificationSource = 'live' | 'catchup' | 'http';
+
+export interface HeraldEvents {
+  /** A notification this client did not hold before. `initial` is true during the first load. */
+  notification: (n: Notification, meta: { source: NotificationSource; initial: boolean }) => void;
+  /** This tab won the cross-tab claim for a new live notification: show a toast for it. */
+  toast: (n: Notification) => void;
+  state: (state: ConnectionState, prev: ConnectionState) => void;
+  read: (ev: { ids: string[]; up_to_seq: number | null; read_at: string }) => void;
+  global: (b: Broadcast) => void;
+  error: (err: ClientError) => void;
+  connected: (info: { user_id: string; node_id: string; session_id: string }) => void;
+  /** Anything visible changed (list, counts, state): re-read `getSnapshot()`. */
+  change: () => void;
+}
+
+export interface HeraldSnapshot {
+  state: ConnectionState;
+  notifications: readonly Notification[];
+  unreadCount: number;
+  loading: boolean;
+  hasMore: boolean;
+  error: ClientError | null;
+  nodeId: string | null;
+  userId: string | null;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A command without its `rid` (the client assigns one). */
+type Command = DistributiveOmit<Exclude<ClientMessage, { type: 'auth' }>, 'rid'>;
+
+interface Pending {
+  resolve: (r: AckResult) => void;
+  reject: (e: ClientError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const OPEN = 1;
+const STABLE_MS = 5_000;
+
+export class HeraldClient extends Emitter<HeraldEvents> {
+  private readonly opts: HeraldClientOptions;
+  private readonly apiUrl: string;
+  private readonly WS: WebSocketCtor;
+  private readonly fetchFn: typeof fetch;
+  private readonly random: () => number;
+
+  private ws: WebSocketLike | null = null;
+  private _state: ConnectionState = 'idle';
+  private started = false;
+  private attempt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private drainTimer: ReturnType<typeof setTimeout> | null = null;
+  private connectedAt = 0;
+  private authenticated = false;
+  private token: string | null = null;
+  private everConnected = false;
+  private initialLoad = true;
+  private firstPageFetched = false;
+  private catchingUp = false;
+
+  private byId = new Map<string, Notification>();
+  private sorted: Notification[] | null = [];
+  private highestSeq = 0;
+  private _unread = 0;
+  private version = -1;
+  private nextCursor: string | null = null;
+  private _hasMore = true;
+  private _loading = false;
+  private _error: ClientError | null = null;
+  private _nodeId: string | null = null;
+  private _userId: string | null;
+  private rid = 0;
+  private pending = new Map<number, Pending>();
+  private coordinator: ToastCoordinator | null = null;
+  private snapshot: HeraldSnapshot | null = null;
+
+  constructor(opts: HeraldClientOptions) {
+    super();
+    this.opts = opts;
+    this.apiUrl = (opts.apiUrl ?? deriveApiUrl(opts.url)).replace(/\/+$/, '');
+    const WS = opts.WebSocket ?? (globalThis as any).WebSocket;
+    if (!WS) throw new Error('HeraldClient: no WebSocket implementation available');
+    this.WS = WS;
+    this.fetchFn = opts.fetch ?? ((...a: Parameters<typeof fetch>) => globalThis.fetch(...a));
+    this.random = opts.random ?? Math.random;
+    this._userId = opts.userId ?? null;
+    if (this._userId) this.setupCoordinator(this._userId);
+  }
+
+  // ---------------------------------------------------------------- public state
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+  get unreadCount(): number {
+    return this._unread;
+  }
+  get notifications(): readonly Notification[] {
+    if (!this.sorted) this.sorted = [...this.byId.values()].sort((a, b) => b.seq - a.seq);
+    return this.sorted;
+  }
+  get lastSeq(): number {
+    return this.highestSeq;
+  }
+  get nodeId(): string | null {
+    return this._nodeId;
+  }
+  get hasMore(): boolean {
+    return this._hasMore;
+  }
+  get loading(): boolean {
+    return this._loading;
+  }
+  get error(): ClientError | null {
+    return this._error;
+  }
+
+  /** An immutable view, replaced on every change (for React's useSyncExternalStore). */
+  getSnapshot = (): HeraldSnapshot => {
+    if (!this.snapshot) {
+      this.snapshot = {
+        state: this._state,
+        notifications: this.notifications,
+        unreadCount: this._unread,
+        loading: this._loading,
+        hasMore: this._hasMore,
+        error: this._error,
+        nodeId: this._nodeId,
+        userId: this._userId,
+      };
+    }
+    return this.snapshot;
+  };
+
+  subscribe = (cb: () => void): (() => void) => this.on('change', cb);
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Start connecting (idempotent). Reconnects forever until `close()` or a terminal close. */
+  connect(): void {
+    if (this.started) return;
+    this.started = true;
+    this._error = null;
+    if (this._userId) this.setupCoordinator(this._userId);
+    const env = this.env();
+    env.addEventListener?.('online', this.onOnline);
+    env.addEventListener?.('offline', this.onOffline);
+    void this.open();
+  }
+
+  /** Stop for good: closes the socket, cancels timers and pending commands. */
+  close(): void {
+    this.started = false;
+    this.clearTimers();
+    const env = this.env();
+    env.removeEventListener?.('online', this.onOnline);
+    env.removeEventListener?.('offline', this.onOffline);
+    this.dropSocket(1000, 'normal');
+    this.failPending({ code: 'closed', message: 'client closed' });
+    this.coordinator?.close();
+    this.coordinator = null;
+    this.setState('closed');
+  }
+
+  /** After a terminal error (e.g. 4001), try again (a fresh token is fetched). */
+  retry(): void {
+    if (this.started && this._state !== 'error') return;
+    this.started = false;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  /** Optimistically mark one read; over the socket when open (`mark_read`), else over HTTP. */
+  async markRead(id: string): Promise<void> {
+    const n = this.byId.get(id);
+    if (n && n.read_at) return;
+    const prevReadAt = n?.read_at ?? null;
+    if (n) {
+      this.put({ ...n, read_at: new Date().toISOString() });
+      this._unread = Math.max(0, this._unread - 1);
+      this.changed();
+    }
+    try {
+      let result: MarkReadResult;
+      if (this.isLive()) {
+        try {
+          result = (await this.command({ type: 'mark_read', id })) as MarkReadResult;
+        } catch (e) {
+          if ((e as ClientError).code !== 'disconnected') throw e;
+          result = await this.http<MarkReadResult>('POST', `/v1/notifications/${encodeURIComponent(id)}/read`);
+        }
+      } else {
+        result = await this.http<MarkReadResult>('POST', `/v1/notifications/${encodeURIComponent(id)}/read`);
+      }
+      const cur = this.byId.get(id);
+      if (cur) this.put({ ...cur, read_at: result.read_at });
+      this.applyCount(result.unread_count, result.version);
+      this.changed();
+    } catch (e) {
+      // Roll back the optimistic change and re-read the truth.
+      const cur = this.byId.get(id);
+      if (cur && n) {
+        this.put({ ...cur, read_at: prevReadAt });
+        this._unread += 1;
+        this.changed();
+      }
+      this.reportError(e);
+      void this.refreshUnreadCount().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Optimistically mark everything held read (up to the highest seq held). */
+  async markAllRead(): Promise<void> {
+    const upTo = this.highestSeq > 0 ? this.highestSeq : null;
+    const now = new Date().toISOString();
+    for (const n of this.byId.values()) if (!n.read_at && (upTo === null || n.seq <= upTo)) this.put({ ...n, read_at: now });
+    this._unread = 0;
+    this.changed();
+    try {
+      let result: MarkAllReadResult;
+      const body = upTo === null ? {} : { up_to_seq: upTo };
+      if (this.isLive()) {
+        try {
+          result = (await this.command({ type: 'mark_all_read', up_to_seq: upTo })) as MarkAllReadResult;
+        } catch (e) {
+          if ((e as ClientError).code !== 'disconnected') throw e;
+          result = await this.http<MarkAllReadResult>('POST', '/v1/notifications/read-all', body);
+        }
+      } else {
+        result = await this.http<MarkAllReadResult>('POST', '/v1/notifications/read-all', body);
+      }
+      this.applyCount(result.unread_count, result.version);
+      this.changed();
+    } catch (e) {
+      this.reportError(e);
+      void this.refreshUnreadCount().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Load the next (older) page over HTTP. */
+  async loadMore(): Promise<void> {
+    if (this._loading || !this._hasMore) return;
+    await this.fetchPage(this.firstPageFetched ? this.nextCursor : null, false);
+  }
+
+  /** Re-read the unread count over HTTP (version-ordered). */
+  async refreshUnreadCount(): Promise<void> {
+    const r = await this.http<UnreadCount>('GET', '/v1/notifications/unread-count');
+    this.applyCount(r.unread_count, r.version);
+    this.changed();
+  }
+
+  // ---------------------------------------------------------------- connection internals
+
+  private env() {
+    const w: any = typeof window !== 'undefined' ? window : undefined;
+    const e = this.opts.env;
+    return {
+      addEventListener: e?.addEventListener ?? w?.addEventListener?.bind(w),
+      removeEventListener: e?.removeEventListener ?? w?.removeEventListener?.bind(w),
+      isOnline: e?.isOnline ?? (() => (typeof navigator === 'undefined' || navigator.onLine !== false)),
+    };
+  }
+
+  private onOnline = () => {
+    if (!this.started || this._state === 'error') return;
+    if (this.ws) return;
+    this.clearTimers();
+    this.attempt = 0;
+    void this.open();
+  };
+
+  private onOffline = () => {
+    if (!this.started || this._state === 'error') return;
+    this.clearTimers();
+    this.dropSocket(1000, 'offline');
+    this.failPending({ code: 'disconnected', message: 'offline' });
+    this.setState('offline');
+  };
+
+  private async open(): Promise<void> {
+    if (!this.started) return;
+    if (!this.env().isOnline()) {
+      this.setState('offline');
+      return;
+    }
+    this.setState(this.everConnected || this.attempt > 0 ? 'reconnecting' : 'connecting');
+    let token: string;
+    try {
+      token = await this.opts.getToken();
+    } catch (e) {
+      this.reportError({ code: 'token_provider', message: `token provider failed: ${errMessage(e)}` });
+      this.scheduleReconnect();
+      return;
+    }
+    if (!this.started || this.ws) return;
+    this.token = token;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(this.opts.url);
+    } catch (e) {
+      this.reportError({ code: 'socket', message: errMessage(e) });
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this.authenticated = false;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      const auth: ClientMessage = { type: 'auth', token, last_seq: this.highestSeq > 0 ? this.highestSeq : null };
+      ws.send(JSON.stringify(auth));
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      let msg: ServerMessage;
+      try {
+        msg = JSON.parse(typeof ev.data === 'string' ? ev.data : String(ev.data));
+      } catch {
+        return;
+      }
+      this.handle(msg);
+    };
+    ws.onerror = () => {
+      /* a close event always follows */
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.onSocketClosed(ev.code, ev.reason);
+    };
+  }
+
+  private onSocketClosed(code: number, reason: string): void {
+    this.ws = null;
+    this.authenticated = false;
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    this.failPending({ code: 'disconnected', message: `socket closed (${code})` });
+    if (this.connectedAt && Date.now() - this.connectedAt >= STABLE_MS) this.attempt = 0;
+    this.connectedAt = 0;
+    if (!this.started) return;
+    if (isTerminalClose(code)) {
+      this.started = false;
+      this._error = { code, message: reason || `closed with ${code}` };
+      this.emit('error', this._error);
+      this.setState('error');
+      return;
+    }
+    if (!this.env().isOnline()) {
+      this.setState('offline');
+      return;
+    }
+    if (code === 4105) {
+      // Draining: the load balancer sends us elsewhere; go now (jittered only lightly).
+      this.setState('reconnecting');
+      this.scheduleReconnect(Math.floor(this.random() * 250));
+      return;
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(delayMs?: number): void {
+    if (!this.started) return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const delay = delayMs ?? backoffDelay(this.attempt, this.opts.backoff, this.random);
+    this.attempt += 1;
+    this.setState('reconnecting');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.open();
+    }, delay);
+  }
+
+  private clearTimers(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.reconnectTimer = null;
+    this.drainTimer = null;
+  }
+
+  private dropSocket(code: number, reason: string): void {
+    const ws = this.ws;
+    this.ws = null;
+    this.authenticated = false;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      try {
+        ws.close(code, reason);
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+
+  private isLive(): boolean {
+    return !!this.ws && this.authenticated && this.ws.readyState === OPEN;
+  }
+
+  private command(msg: Command): Promise<AckResult> {
+    if (!this.isLive()) return Promise.reject<AckResult>({ code: 'disconnected', message: 'not connected' });
+    const rid = ++this.rid;
+    const timeout = this.opts.commandTimeoutMs ?? 10_000;
+    return new Promise<AckResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(rid);
+        reject({ code: 'timeout', message: `no answer to ${msg.type} within ${timeout} ms` });
+      }, timeout);
+      this.pending.set(rid, { resolve, reject, timer });
+      // rid is a JSON number (the generated Rid type says bigint; see the Rust note in README).
+      this.ws?.send(JSON.stringify({ ...msg, rid }));
+    });
+  }
+
+  private failPending(err: ClientError): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  private handle(msg: ServerMessage): void {
+    switch (msg.type) {
+      case 'connected': {
+        this.authenticated = true;
+        this.connectedAt = Date.now();
+        this.everConnected = true;
+        this._error = null;
+        this._nodeId = msg.node_id;
+        if (!this._userId) {
+          this._userId = msg.user_id;
+          this.setupCoordinator(msg.user_id);
+        }
+        this.catchingUp = true;
+        this.applyCount(msg.unread_count, msg.version);
+        this.setState('open');
+        this.emit('connected', { user_id: msg.user_id, node_id: msg.node_id, session_id: msg.session_id });
+        if (!this.firstPageFetched) void this.fetchPage(null, true).catch(() => undefined);
+        this.changed();
+        break;
+      }
+      case 'notifications:batch': {
+        for (const n of msg.notifications) this.add(n, 'catchup');
+        if (msg.unread_count !== null && msg.version !== null) this.applyCount(msg.unread_count, msg.version);
+        if (msg.complete) {
+          this.catchingUp = false;
+          if (this.firstPageFetched) this.initialLoad = false;
+        }
+        this.changed();
+        break;
+      }
+      case 'notification': {
+        this.add(msg.notification, 'live');
+        this.applyCount(msg.unread_count, msg.version);
+        this.changed();
+        break;
+      }
+      case 'global_notification':
+        this.emit('global', msg.notification);
+        break;
+      case 'read': {
+        const ids = new Set(msg.ids);
+        for (const n of this.byId.values()) {
+          if (n.read_at) continue;
+          if (ids.has(n.id) || (msg.up_to_seq !== null && n.seq <= msg.up_to_seq)) this.put({ ...n, read_at: msg.read_at });
+        }
+        this.applyCount(msg.unread_count, msg.version);
+        this.emit('read', { ids: msg.ids, up_to_seq: msg.up_to_seq, read_at: msg.read_at });
+        this.changed();
+        break;
+      }
+      case 'resync': {
+        if (msg.reason === 'cursor_ahead') {
+          this.byId.clear();
+          this.sorted = null;
+          this.highestSeq = msg.latest_seq;
+        } else {
+          this.highestSeq = Math.max(this.highestSeq, msg.latest_seq);
+        }
+        void this.fetchPage(null, true, true).catch(() => undefined);
+        this.changed();
+        break;
+      }
+      case 'ack': {
+        const p = typeof msg.rid === 'number' || typeof msg.rid === 'bigint' ? this.pending.get(Number(msg.rid)) : undefined;
+        if (p) {
+          this.pending.delete(Number(msg.rid));
+          clearTimeout(p.timer);
+          p.resolve(msg.result);
+        }
+        break;
+      }
+      case 'error': {
+        const err: ClientError = { code: msg.code, message: msg.message };
+        const p = msg.rid !== null ? this.pending.get(Number(msg.rid)) : undefined;
+        if (p) {
+          this.pending.delete(Number(msg.rid));
+          clearTimeout(p.timer);
+          p.reject(err);
+        } else {
+          this.emit('error', err);
+        }
+        break;
+      }
+      case 'reconnect': {
+        // Draining: reconnect at a random time within after_ms (before the 4105 close).
+        if (this.drainTimer) break;
+        const delay = Math.floor(this.random() * Math.max(0, msg.after_ms));
+        this.drainTimer = setTimeout(() => {
+          this.drainTimer = null;
+          if (!this.started) return;
+          this.dropSocket(1000, 'reconnect');
+          this.failPending({ code: 'disconnected', message: 'reconnecting' });
+          this.attempt = 0;
+          void this.open();
+        }, delay);
+        break;
+      }
+      case 'token_expiring': {
+        void this.refreshToken();
+        break;
+      }
+    }
+  }
+
+  private async refreshToken(): Promise<void> {
+    try {
+      const token = await this.opts.getToken();
+      this.token = token;
+      await this.command({ type: 'refresh', token });
+    } catch (e) {
+      this.reportError(e);
+    }
+  }
+
+  // ---------------------------------------------------------------- store
+
+  private setupCoordinator(userId: string): void {
+    if (this.opts.crossTab === false || this.coordinator) return;
+    this.coordinator = new ToastCoordinator(userId, 120, this.opts.channelFactory);
+  }
+
+  private put(n: Notification): void {
+    this.byId.set(n.id, n);
+    this.sorted = null;
+  }
+
+  /** Adds a notification unless already held (dedup by id). */
+  private add(n: Notification, source: NotificationSource): boolean {
+    if (n.seq > this.highestSeq) this.highestSeq = n.seq;
+    const existing = this.byId.get(n.id);
+    if (existing) {
+      // Keep the most-read state we know of.
+      if (!existing.read_at && n.read_at) this.put({ ...existing, read_at: n.read_at });
+      return false;
+    }
+    this.put(n);
+    const initial = this.initialLoad;
+    this.emit('notification', n, { source, initial });
+    // Toast: live events always; catch-up only after the first load (i.e. missed while away).
+    if (!n.read_at && (source === 'live' || (source === 'catchup' && !initial))) {
+      if (this.coordinator) {
+        const c = this.coordinator;
+        void c.claim(n.id).then((won) => {
+          if (won && this.started) this.emit('toast', n);
+        });
+      } else {
+        this.emit('toast', n);
+      }
+    }
+    return true;
+  }
+
+  private applyCount(count: number, version: number): void {
+    if (version > this.version) {
+      this.version = version;
+      this._unread = count;
+    }
+  }
+
+  private async fetchPage(cursor: string | null, initial: boolean, replace = false): Promise<void> {
+    this._loading = true;
+    this.changed();
+    try {
+      const q = new URLSearchParams({ limit: String(this.opts.pageSize ?? 20) });
+      if (cursor) q.set('before', cursor);
+      const page = await this.http<NotificationPage>('GET', `/v1/notifications?${q}`);
+      if (replace) {
+        this.byId.clear();
+        this.sorted = null;
+      }
+      for (const n of page.notifications) this.add(n, 'http');
+      if (!cursor) this.highestSeq = Math.max(this.highestSeq, page.latest_seq);
+      if (this.version < 0) this._unread = page.unread_count;
+      this.nextCursor = page.next_cursor;
+      this._hasMore = page.next_cursor !== null;
+      this.firstPageFetched = true;
+      if (initial && !this.catchingUp) this.initialLoad = false;
+    } catch (e) {
+      this.reportError(e);
+      throw e;
+    } finally {
+      this._loading = false;
+      this.changed();
+    }
+  }
+
+  private async http<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const token = this.token ?? (await this.opts.getToken());
+    this.token = token;
+    const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const res = await this.fetchFn(`${this.apiUrl}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    const json = text ? JSON.parse(text) : null;
+    if (!res.ok) {
+      const eb = json as ErrorBody | null;
+      if (res.status === 401) this.token = null; // fetch a fresh one next time
+      throw { code: eb?.code ?? res.status, message: eb?.message ?? `HTTP ${res.status}` } satisfies ClientError;
+    }
+    return json as T;
+  }
+
+  // ---------------------------------------------------------------- notify
+
+  private reportError(e: unknown): void {
+    const err: ClientError =
+      e && typeof e === 'object' && 'code' in e && 'message' in e
+        ? (e as ClientError)
+        : { code: 'internal', message: errMessage(e) };
+    this.emit('error', err);
+  }
+
+  private setState(s: ConnectionState): void {
+    if (s === this._state) return;
+    const prev = this._state;
+    this._state = s;
+    this.emit('state', s, prev);
+    this.changed();
+  }
+
+  private changed(): void {
+    this.snapshot = null;
+    this.emit('change');
+  }
+}
+
+export function deriveApiUrl(wsUrl: string): string {
+  const u = new URL(wsUrl, typeof location !== 'undefined' ? location.href : undefined);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : u.protocol === 'ws:' ? 'http:' : u.protocol;
+  return `${u.protocol}//${u.host}`;
+}
+
+function errMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (e && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
+  return String(e);
+}

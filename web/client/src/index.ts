@@ -1,0 +1,16 @@
+export { HeraldClient, deriveApiUrl } from './client';
+export type {
+  ConnectionState,
+  HeraldClientOptions,
+  HeraldEvents,
+  HeraldSnapshot,
+  ClientError,
+  NotificationSource,
+  WebSocketLike,
+  WebSocketCtor,
+} from './client';
+export { backoffCeiling, backoffDelay, isTerminalClose, DEFAULT_BACKOFF } from './backoff';
+export type { BackoffOptions } from './backoff';
+export { ToastCoordinator } from './crossTab';
+export { Emitter } from './emitter';
+export * from './types';

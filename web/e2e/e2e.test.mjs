@@ -1,0 +1,276 @@
+// Browser end-to-end tests: real Chromium (Debian's, via playwright-core) against a private
+// two-node Herald cluster behind HAProxy with real PostgreSQL and Redis (see cluster.mjs).
+// Run: node --test e2e.test.mjs   (scripts/web-test.sh does it after building web/demo).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chromium } from 'playwright-core';
+import { startCluster, ROOT } from './cluster.mjs';
+
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const WAIT = 15_000; // upper bound for any single wait
+const run = randomBytes(3).toString('hex');
+
+let cluster;
+let browser;
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  cluster = await startCluster();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    timeout: 30_000,
+  });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await cluster?.stop();
+});
+
+// ------------------------------------------------------------------------- helpers
+
+async function newContext() {
+  const ctx = await browser.newContext({ viewport: { width: 1200, height: 760 }, deviceScaleFactor: 1 });
+  ctx.setDefaultTimeout(WAIT);
+  // Count every toast that is ever rendered in each page (by notification id).
+  await ctx.addInitScript(() => {
+    window.__toasts = [];
+    new MutationObserver((muts) => {
+      for (const m of muts)
+        for (const n of m.addedNodes)
+          if (n.nodeType === 1) {
+            const els = n.matches?.('[data-testid="herald-toast"]') ? [n] : [...n.querySelectorAll('[data-testid="herald-toast"]')];
+            for (const el of els) window.__toasts.push(el.getAttribute('data-id'));
+          }
+    }).observe(document, { childList: true, subtree: true });
+  });
+  return ctx;
+}
+
+/** Open the demo as `user`; `pin` = node name to pin WS + API to, or null for the load balancer. */
+async function openDemo(ctx, user, pin = null) {
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[page ${user}] error:`, e.message));
+  const q = new URLSearchParams({ user });
+  if (pin) {
+    const base = cluster.nodeUrls[pin];
+    q.set('ws', `${base.replace('http:', 'ws:')}/v1/ws`);
+    q.set('api', base);
+  }
+  await page.goto(`${cluster.lbUrl}/?${q}`, { waitUntil: 'domcontentloaded' });
+  await waitOpen(page, pin);
+  return page;
+}
+
+async function waitOpen(page, node = null) {
+  await page.waitForFunction(
+    (node) => document.body.dataset.state === 'open' && !!document.body.dataset.nodeId && (!node || document.body.dataset.nodeId === node),
+    node,
+    { timeout: WAIT },
+  );
+}
+
+const nodeOf = (page) => page.evaluate(() => document.body.dataset.nodeId);
+const badge = async (page) => {
+  const el = page.locator('[data-testid="herald-badge"]');
+  return (await el.count()) ? (await el.textContent()).trim() : '0';
+};
+const ariaLabel = (page) => page.locator('[data-testid="herald-bell"]').getAttribute('aria-label');
+const toastsFor = (page, id) => page.evaluate((id) => window.__toasts.filter((t) => t === id).length, id);
+const clientIds = (page) => page.evaluate(() => window.__herald.notifications.map((n) => n.id));
+
+async function waitBadge(page, expected) {
+  await page.waitForFunction(
+    (exp) => {
+      const el = document.querySelector('[data-testid="herald-badge"]');
+      return (el ? el.textContent.trim() : '0') === exp;
+    },
+    String(expected),
+    { timeout: WAIT },
+  );
+}
+
+async function waitHolds(page, id) {
+  await page.waitForFunction((id) => window.__herald?.notifications.some((n) => n.id === id), id, { timeout: WAIT });
+}
+
+async function openBell(page) {
+  if (!(await page.locator('[data-testid="herald-panel"]').count())) await page.locator('[data-testid="herald-bell"]').click();
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'visible' });
+}
+
+function note(type, title, body, link) {
+  return { type, title, body, link };
+}
+
+// ------------------------------------------------------------------------- scenarios
+
+const userA = `alice-${run}`;
+let ctxA;
+let tab1; // pinned to node-a
+let tab2; // pinned to node-b
+let published = [];
+
+test('1. two tabs on different nodes: notification shows in both, badge right, exactly one toast per user', async () => {
+  ctxA = await newContext();
+  tab1 = await openDemo(ctxA, userA, 'node-a');
+  tab2 = await openDemo(ctxA, userA, 'node-b');
+  assert.equal(await nodeOf(tab1), 'node-a');
+  assert.equal(await nodeOf(tab2), 'node-b');
+  assert.equal(await badge(tab1), '0');
+
+  const samples = [
+    note('comment.created', 'Bob commented on your post', 'Looks great! Ship it 🚀', '/posts/7#comment-3'),
+    note('task.assigned', 'New task: Update billing docs', 'Assigned to you by Dana · due Friday', '/tasks/88'),
+    note('order.shipped', 'Order #1042 has shipped', 'Arriving Thursday via UPS.', '/orders/1042'),
+  ];
+  // Published through node-b (tab1 is on node-a, so its copy crosses the Redis bus).
+  for (const s of samples) {
+    const r = await cluster.publish(cluster.nodeUrls['node-b'], { recipient: userA, ...s });
+    published.push(r.notifications[0].id);
+  }
+  for (const id of published) {
+    await waitHolds(tab1, id);
+    await waitHolds(tab2, id);
+  }
+  await waitBadge(tab1, 3);
+  await waitBadge(tab2, 3);
+  assert.equal(await ariaLabel(tab1), 'Notifications (3 unread)');
+  assert.equal(await ariaLabel(tab2), 'Notifications (3 unread)');
+
+  // Let the cross-tab claim settle, then: each notification toasted exactly once across the tabs.
+  await tab1.waitForTimeout(1000);
+  for (const id of published) {
+    const n = (await toastsFor(tab1, id)) + (await toastsFor(tab2, id));
+    assert.equal(n, 1, `notification ${id} toasted ${n} times across the two tabs`);
+  }
+  // Screenshot of a toast (scenario 5) from whichever tab showed the newest one.
+  const last = published[published.length - 1];
+  const shower = (await toastsFor(tab1, last)) ? tab1 : tab2;
+  await shower.locator(`[data-testid="herald-toast"][data-id="${last}"]`).waitFor({ state: 'visible' });
+  await shower.bringToFront();
+  await shower.screenshot({ path: join(ARTIFACTS, 'toast.png'), animations: 'disabled' });
+  // Items are newest first (seq desc).
+  const ids = await clientIds(tab2);
+  assert.deepEqual(ids.slice(0, 3), [...published].reverse());
+});
+
+test('2. mark one read in one tab: the other tab updates badge and item styling without reload', async () => {
+  assert.ok(tab1 && tab2, 'scenario 1 must have run');
+  const target = published[0];
+  await openBell(tab1);
+  const item1 = tab1.locator(`[data-testid="herald-item"][data-id="${target}"]`);
+  assert.equal(await item1.getAttribute('data-unread'), 'true');
+  await item1.click(); // marks read (and navigates in-app to its link)
+  await waitBadge(tab1, 2);
+
+  await openBell(tab2);
+  const item2 = tab2.locator(`[data-testid="herald-item"][data-id="${target}"]`);
+  await tab2.waitForFunction(
+    (id) => document.querySelector(`[data-testid="herald-item"][data-id="${id}"]`)?.getAttribute('data-unread') === 'false',
+    target,
+    { timeout: WAIT },
+  );
+  await waitBadge(tab2, 2);
+  assert.equal(await ariaLabel(tab2), 'Notifications (2 unread)');
+  // Styling: the read item lost the unread class (bold + blue dot); the others keep it.
+  assert.ok(!(await item2.getAttribute('class')).includes('is-unread'));
+  assert.equal(await item2.locator('.hn-item__dot').count(), 0);
+  const other = tab2.locator(`[data-testid="herald-item"][data-id="${published[1]}"]`);
+  assert.ok((await other.getAttribute('class')).includes('is-unread'));
+  await tab2.bringToFront();
+  await tab2.mouse.move(0, 0);
+  await tab2.screenshot({ path: join(ARTIFACTS, 'bell-open.png'), animations: 'disabled' });
+
+  // Escape closes the dropdown.
+  await tab2.keyboard.press('Escape');
+  await tab2.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  await ctxA.close();
+});
+
+test('3. killing the node a tab is on: it reconnects through the load balancer and gets the outage notification once', async () => {
+  const user = `carol-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  const before = await page.evaluate(() => window.__herald.lastSeq);
+  const first = await nodeOf(page);
+  const survivor = first === 'node-a' ? 'node-b' : 'node-a';
+  // One notification before the outage, so the resume path (last_seq) is exercised.
+  const pre = await cluster.publish(cluster.lbUrl, { recipient: user, type: 'system.alert', title: 'Before the outage', body: '' });
+  await waitHolds(page, pre.notifications[0].id);
+
+  await cluster.killNode(first); // SIGKILL: no drain, the socket just dies
+  const during = await cluster.publish(cluster.nodeUrls[survivor], {
+    recipient: user,
+    type: 'mention.created',
+    title: 'Published during the outage',
+    body: `node ${first} was down`,
+  });
+  const id = during.notifications[0].id;
+
+  await waitOpen(page, survivor);
+  await waitHolds(page, id);
+  await waitBadge(page, 2);
+  await page.waitForTimeout(500);
+  const ids = await clientIds(page);
+  assert.equal(ids.filter((x) => x === id).length, 1, 'outage notification held exactly once');
+  await openBell(page);
+  assert.equal(await page.locator(`[data-testid="herald-item"][data-id="${id}"]`).count(), 1, 'rendered exactly once');
+  assert.equal(await page.locator('[data-testid="herald-item"]').count(), 2);
+  assert.ok((await page.evaluate(() => window.__herald.lastSeq)) > before);
+  await ctx.close();
+
+  await cluster.startNode(first); // back to two nodes for the rest
+});
+
+test('4. a user who was offline sees everything published meanwhile on opening the page', async () => {
+  const user = `dave-${run}`;
+  const count = 25; // more than one HTTP page (20)
+  const ids = [];
+  for (let i = 1; i <= count; i++) {
+    const r = await cluster.publish(cluster.lbUrl, {
+      recipient: user,
+      type: i % 2 ? 'payment.processed' : 'comment.created',
+      title: `Offline notification ${i}`,
+      body: `number ${i} of ${count}`,
+    });
+    ids.push(r.notifications[0].id);
+  }
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await page.waitForFunction((n) => window.__herald.notifications.length >= n, count, { timeout: WAIT });
+  await waitBadge(page, count);
+  const held = await clientIds(page);
+  assert.equal(held.length, count);
+  assert.deepEqual(new Set(held), new Set(ids));
+  const seqs = await page.evaluate(() => window.__herald.notifications.map((n) => n.seq));
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => b - a), 'ordered by seq desc');
+  await openBell(page);
+  assert.equal(await page.locator('[data-testid="herald-item"]').count(), count);
+  // Catch-up on first load does not spam toasts.
+  assert.equal(await page.evaluate(() => window.__toasts.length), 0);
+  await ctx.close();
+});
+
+test('5. screenshots saved under test-artifacts/', async () => {
+  const { statSync } = await import('node:fs');
+  for (const f of ['toast.png', 'bell-open.png']) {
+    const s = statSync(join(ARTIFACTS, f));
+    assert.ok(s.size > 5000, `${f} looks empty`);
+  }
+});

@@ -1,0 +1,262 @@
+import { useCallback, useEffect, useId, useRef, useState, type KeyboardEvent } from 'react';
+import type { ConnectionState, HeraldClient, Notification } from '@herald/client';
+import { badgeText, formatRelative, iconFor, safeLink } from './format';
+import { useNotifications, useNow } from './useNotifications';
+
+export interface NotificationBellViewProps {
+  notifications: readonly Notification[];
+  unreadCount: number;
+  state: ConnectionState;
+  loading?: boolean;
+  hasMore?: boolean;
+  onMarkRead: (id: string) => void;
+  onMarkAllRead: () => void;
+  onLoadMore?: () => void;
+  /** Where "View all" goes (default `/notifications`). */
+  viewAllHref?: string;
+  /** Navigation for a clicked notification's link (default: `window.location.assign`). */
+  onNavigate?: (link: string) => void;
+  /** Start open (tests, stories). */
+  defaultOpen?: boolean;
+}
+
+const STATE_LABEL: Record<ConnectionState, string> = {
+  idle: 'Not connected',
+  connecting: 'Connecting…',
+  open: 'Live',
+  reconnecting: 'Reconnecting…',
+  offline: 'Offline',
+  closed: 'Disconnected',
+  error: 'Connection error',
+};
+
+export function BellIcon({ size = 20 }: { size?: number }) {
+  return (
+    <svg width={size} height={size} viewBox="0 0 24 24" fill="none" aria-hidden="true" focusable="false">
+      <path
+        d="M6 8a6 6 0 1 1 12 0c0 7 3 9 3 9H3s3-2 3-9Z"
+        stroke="currentColor"
+        strokeWidth="1.8"
+        strokeLinecap="round"
+        strokeLinejoin="round"
+      />
+      <path d="M10.3 21a1.94 1.94 0 0 0 3.4 0" stroke="currentColor" strokeWidth="1.8" strokeLinecap="round" />
+    </svg>
+  );
+}
+
+/** The bell, badge and dropdown, driven entirely by props (see `NotificationBell` for the live one). */
+export function NotificationBellView(props: NotificationBellViewProps) {
+  const { notifications, unreadCount, state, loading, hasMore, onMarkRead, onMarkAllRead, onLoadMore } = props;
+  const [open, setOpen] = useState(!!props.defaultOpen);
+  const rootRef = useRef<HTMLDivElement>(null);
+  const buttonRef = useRef<HTMLButtonElement>(null);
+  const listRef = useRef<HTMLUListElement>(null);
+  const panelId = useId();
+  const titleId = useId();
+  const now = useNow();
+  const focusFirstOnOpen = useRef(false);
+
+  const close = useCallback((restoreFocus: boolean) => {
+    setOpen(false);
+    if (restoreFocus) buttonRef.current?.focus();
+  }, []);
+
+  // Click outside closes.
+  useEffect(() => {
+    if (!open) return;
+    const onDown = (e: MouseEvent | TouchEvent) => {
+      if (rootRef.current && !rootRef.current.contains(e.target as Node)) setOpen(false);
+    };
+    document.addEventListener('mousedown', onDown);
+    document.addEventListener('touchstart', onDown);
+    return () => {
+      document.removeEventListener('mousedown', onDown);
+      document.removeEventListener('touchstart', onDown);
+    };
+  }, [open]);
+
+  // Escape closes (anywhere while open).
+  useEffect(() => {
+    if (!open) return;
+    const onKey = (e: globalThis.KeyboardEvent) => {
+      if (e.key === 'Escape') {
+        e.stopPropagation();
+        close(true);
+      }
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [open, close]);
+
+  useEffect(() => {
+    if (open && focusFirstOnOpen.current) {
+      focusFirstOnOpen.current = false;
+      items()[0]?.focus();
+    }
+  });
+
+  const items = () => Array.from(listRef.current?.querySelectorAll<HTMLElement>('[role="menuitem"]') ?? []);
+
+  const onButtonKey = (e: KeyboardEvent<HTMLButtonElement>) => {
+    if (e.key === 'ArrowDown' || ((e.key === 'Enter' || e.key === ' ') && !open)) {
+      if (e.key === 'ArrowDown' || e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        focusFirstOnOpen.current = true;
+        if (open) items()[0]?.focus();
+        else setOpen(true);
+      }
+    }
+  };
+
+  const onListKey = (e: KeyboardEvent<HTMLUListElement>) => {
+    const all = items();
+    const i = all.indexOf(document.activeElement as HTMLElement);
+    let next = -1;
+    if (e.key === 'ArrowDown') next = i < 0 ? 0 : Math.min(all.length - 1, i + 1);
+    else if (e.key === 'ArrowUp') next = i <= 0 ? 0 : i - 1;
+    else if (e.key === 'Home') next = 0;
+    else if (e.key === 'End') next = all.length - 1;
+    if (next >= 0 && all[next]) {
+      e.preventDefault();
+      all[next].focus();
+    }
+  };
+
+  const activate = (n: Notification) => {
+    if (!n.read_at) onMarkRead(n.id);
+    const link = safeLink(n.link);
+    if (link) {
+      setOpen(false);
+      (props.onNavigate ?? ((l: string) => window.location.assign(l)))(link);
+    }
+  };
+
+  const label = `Notifications (${unreadCount} unread)`;
+  const dotClass = state === 'open' ? 'is-live' : state === 'error' || state === 'closed' ? 'is-down' : state === 'offline' ? 'is-offline' : 'is-pending';
+
+  return (
+    <div className="hn-bell" ref={rootRef} data-state={state}>
+      <button
+        ref={buttonRef}
+        type="button"
+        className={`hn-bell__button${open ? ' is-open' : ''}`}
+        aria-label={label}
+        aria-haspopup="dialog"
+        aria-expanded={open}
+        aria-controls={open ? panelId : undefined}
+        title={`${label} · ${STATE_LABEL[state]}`}
+        onClick={() => setOpen((o) => !o)}
+        onKeyDown={onButtonKey}
+        data-testid="herald-bell"
+      >
+        <BellIcon />
+        {unreadCount > 0 && (
+          <span className="hn-badge" data-testid="herald-badge" aria-hidden="true">
+            {badgeText(unreadCount)}
+          </span>
+        )}
+        <span className={`hn-conn ${dotClass}`} data-testid="herald-conn" aria-hidden="true" />
+      </button>
+
+      {open && (
+        <div className="hn-panel" id={panelId} role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
+          <div className="hn-panel__header">
+            <h2 className="hn-panel__title" id={titleId}>
+              Notifications
+            </h2>
+            <span className={`hn-panel__status ${dotClass}`}>
+              <span className={`hn-conn-inline ${dotClass}`} aria-hidden="true" />
+              {STATE_LABEL[state]}
+            </span>
+            <button type="button" className="hn-link-button" onClick={() => onMarkAllRead()} disabled={unreadCount === 0}>
+              Mark all as read
+            </button>
+          </div>
+
+          {notifications.length === 0 ? (
+            <div className="hn-empty" data-testid="herald-empty">
+              <div className="hn-empty__icon" aria-hidden="true">
+                <BellIcon size={28} />
+              </div>
+              <p className="hn-empty__title">{loading ? 'Loading…' : 'No notifications yet'}</p>
+              {!loading && <p className="hn-empty__hint">When something happens, you'll see it here.</p>}
+            </div>
+          ) : (
+            <ul className="hn-list" role="menu" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
+              {notifications.map((n) => {
+                const unread = !n.read_at;
+                return (
+                  <li
+                    key={n.id}
+                    role="menuitem"
+                    tabIndex={-1}
+                    className={`hn-item${unread ? ' is-unread' : ''}`}
+                    data-testid="herald-item"
+                    data-id={n.id}
+                    data-unread={unread ? 'true' : 'false'}
+                    aria-label={`${unread ? 'Unread: ' : ''}${n.title}${n.body ? `. ${n.body}` : ''}. ${formatRelative(n.created_at, now)}`}
+                    onClick={() => activate(n)}
+                    onKeyDown={(e) => {
+                      if (e.key === 'Enter' || e.key === ' ') {
+                        e.preventDefault();
+                        activate(n);
+                      }
+                    }}
+                  >
+                    <span className="hn-item__icon" aria-hidden="true">
+                      {n.avatar_url ? <img src={n.avatar_url} alt="" /> : iconFor(n.type)}
+                    </span>
+                    <span className="hn-item__content">
+                      <span className="hn-item__title">{n.title}</span>
+                      {n.body && <span className="hn-item__body">{n.body}</span>}
+                      <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString()}>
+                        {formatRelative(n.created_at, now)}
+                      </time>
+                    </span>
+                    {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                  </li>
+                );
+              })}
+              {hasMore && onLoadMore && (
+                <li role="none" className="hn-more">
+                  <button type="button" role="menuitem" tabIndex={-1} className="hn-link-button" onClick={() => onLoadMore()} disabled={loading}>
+                    {loading ? 'Loading…' : 'Load older'}
+                  </button>
+                </li>
+              )}
+            </ul>
+          )}
+
+          <div className="hn-panel__footer">
+            <a className="hn-view-all" href={props.viewAllHref ?? '/notifications'}>
+              View all notifications
+            </a>
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}
+
+export interface NotificationBellProps extends Partial<Pick<NotificationBellViewProps, 'viewAllHref' | 'onNavigate' | 'defaultOpen'>> {
+  client?: HeraldClient;
+}
+
+/** The live bell: reads the client from props or `<HeraldProvider>`. */
+export function NotificationBell({ client, ...rest }: NotificationBellProps) {
+  const h = useNotifications({ client, autoConnect: true });
+  return (
+    <NotificationBellView
+      {...rest}
+      notifications={h.notifications}
+      unreadCount={h.unreadCount}
+      state={h.state}
+      loading={h.loading}
+      hasMore={h.hasMore}
+      onMarkRead={(id) => void h.markAsRead(id)}
+      onMarkAllRead={() => void h.markAllAsRead()}
+      onLoadMore={() => void h.loadMore()}
+    />
+  );
+}

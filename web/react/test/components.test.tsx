@@ -1,0 +1,184 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
+import type { Notification } from '@herald/client';
+import { HeraldClient } from '@herald/client';
+import { NotificationBellView, Toaster, badgeText, formatRelative, iconFor } from '../src';
+
+afterEach(cleanup);
+
+function notif(seq: number, read = false): Notification {
+  return {
+    id: `id-${seq}`,
+    user_id: 'alice',
+    seq,
+    type: 'comment.created',
+    title: `Title ${seq}`,
+    body: `Body ${seq}`,
+    link: null,
+    avatar_url: null,
+    data: null,
+    created_at: new Date(Date.now() - seq * 60_000).toISOString(),
+    delivered_at: null,
+    read_at: read ? new Date().toISOString() : null,
+  };
+}
+
+function bell(over: Partial<Parameters<typeof NotificationBellView>[0]> = {}) {
+  const props = {
+    notifications: [notif(2), notif(1, true)],
+    unreadCount: 1,
+    state: 'open' as const,
+    onMarkRead: vi.fn(),
+    onMarkAllRead: vi.fn(),
+    ...over,
+  };
+  render(<NotificationBellView {...props} />);
+  return props;
+}
+
+describe('helpers', () => {
+  it('badge text caps at 99+', () => {
+    expect(badgeText(5)).toBe('5');
+    expect(badgeText(99)).toBe('99');
+    expect(badgeText(100)).toBe('99+');
+  });
+  it('formats relative times', () => {
+    const now = Date.parse('2026-03-10T12:00:00Z');
+    expect(formatRelative('2026-03-10T11:59:50Z', now)).toBe('just now');
+    expect(formatRelative('2026-03-10T11:55:00Z', now)).toBe('5m ago');
+    expect(formatRelative('2026-03-10T09:00:00Z', now)).toBe('3h ago');
+    expect(formatRelative('2026-03-09T12:00:00Z', now)).toBe('yesterday');
+    expect(formatRelative('2026-03-06T12:00:00Z', now)).toBe('4d ago');
+    expect(formatRelative('2026-01-02T12:00:00Z', now)).toBe('Jan 2');
+    expect(formatRelative('2025-01-02T12:00:00Z', now)).toBe('Jan 2, 2025');
+  });
+  it('picks icons by type prefix', () => {
+    expect(iconFor('comment.created')).toBe('💬');
+    expect(iconFor('mention:comment')).toBe('@');
+    expect(iconFor('order:status_changed')).toBe('📦');
+    expect(iconFor('task.assigned')).toBe('✅');
+    expect(iconFor('payment.processed')).toBe('💳');
+    expect(iconFor('system.alert')).toBe('⚠️');
+    expect(iconFor('something')).toBe('🔔');
+  });
+});
+
+describe('<NotificationBellView />', () => {
+  it('labels the button with the unread count', () => {
+    bell({ unreadCount: 3 });
+    expect(screen.getByRole('button', { name: 'Notifications (3 unread)' })).toBeTruthy();
+    expect(screen.getByTestId('herald-badge').textContent).toBe('3');
+  });
+
+  it('shows 99+ above 99 and no badge at 0', () => {
+    bell({ unreadCount: 150 });
+    expect(screen.getByTestId('herald-badge').textContent).toBe('99+');
+    expect(screen.getByRole('button', { name: 'Notifications (150 unread)' })).toBeTruthy();
+    cleanup();
+    bell({ unreadCount: 0 });
+    expect(screen.queryByTestId('herald-badge')).toBeNull();
+  });
+
+  it('opens a dialog with a menu; unread items are styled; Escape closes and restores focus', () => {
+    bell();
+    const button = screen.getByTestId('herald-bell');
+    expect(button.getAttribute('aria-expanded')).toBe('false');
+    fireEvent.click(button);
+    expect(button.getAttribute('aria-expanded')).toBe('true');
+    const dialog = screen.getByRole('dialog', { name: 'Notifications' });
+    expect(button.getAttribute('aria-controls')).toBe(dialog.id);
+    const items = screen.getAllByRole('menuitem');
+    expect(items).toHaveLength(2);
+    expect(items[0]!.className).toContain('is-unread');
+    expect(items[0]!.querySelector('.hn-item__dot')).not.toBeNull();
+    expect(items[1]!.className).not.toContain('is-unread');
+    fireEvent.keyDown(document, { key: 'Escape' });
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(document.activeElement).toBe(button);
+  });
+
+  it('closes on a click outside', () => {
+    bell({ defaultOpen: true });
+    expect(screen.getByRole('dialog')).toBeTruthy();
+    fireEvent.mouseDown(document.body);
+    expect(screen.queryByRole('dialog')).toBeNull();
+  });
+
+  it('shows the empty state', () => {
+    bell({ notifications: [], unreadCount: 0, defaultOpen: true });
+    expect(screen.getByText('No notifications yet')).toBeTruthy();
+  });
+
+  it('Mark all as read calls the handler and is disabled with nothing unread', () => {
+    const p = bell({ defaultOpen: true });
+    fireEvent.click(screen.getByRole('button', { name: 'Mark all as read' }));
+    expect(p.onMarkAllRead).toHaveBeenCalledTimes(1);
+    cleanup();
+    bell({ defaultOpen: true, unreadCount: 0, notifications: [notif(1, true)] });
+    expect((screen.getByRole('button', { name: 'Mark all as read' }) as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it('is keyboard accessible: ArrowDown opens and focuses, arrows move, Enter marks read', () => {
+    const p = bell();
+    const button = screen.getByTestId('herald-bell');
+    fireEvent.keyDown(button, { key: 'ArrowDown' });
+    const items = screen.getAllByRole('menuitem');
+    expect(document.activeElement).toBe(items[0]);
+    fireEvent.keyDown(items[0]!, { key: 'ArrowDown' });
+    expect(document.activeElement).toBe(items[1]);
+    fireEvent.keyDown(items[1]!, { key: 'ArrowUp' });
+    expect(document.activeElement).toBe(items[0]);
+    fireEvent.keyDown(items[0]!, { key: 'Enter' });
+    expect(p.onMarkRead).toHaveBeenCalledWith('id-2');
+  });
+
+  it('clicking an item with a link marks it read and navigates', () => {
+    const onNavigate = vi.fn();
+    const p = bell({ defaultOpen: true, onNavigate, notifications: [{ ...notif(3), link: '/posts/7' }] });
+    fireEvent.click(screen.getByRole('menuitem'));
+    expect(p.onMarkRead).toHaveBeenCalledWith('id-3');
+    expect(onNavigate).toHaveBeenCalledWith('/posts/7');
+  });
+
+  it('has a View all link', () => {
+    bell({ defaultOpen: true, viewAllHref: '/inbox' });
+    expect(screen.getByRole('link', { name: 'View all notifications' }).getAttribute('href')).toBe('/inbox');
+  });
+});
+
+describe('<Toaster />', () => {
+  it('shows a toast with icon, title and body on the toast event, navigates on click, auto-dismisses after 5 s', () => {
+    vi.useFakeTimers();
+    class NoSocket {
+      readyState = 0;
+      onopen = null;
+      onmessage = null;
+      onclose = null;
+      onerror = null;
+      send() {}
+      close() {}
+    }
+    const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
+    const onNavigate = vi.fn();
+    render(<Toaster client={client} onNavigate={onNavigate} />);
+    act(() => {
+      (client as any).emit('toast', { ...notif(1), type: 'order.shipped', title: 'Shipped', body: 'On its way', link: '/orders/1' });
+    });
+    const toast = screen.getByTestId('herald-toast');
+    expect(toast.textContent).toContain('📦');
+    expect(toast.textContent).toContain('Shipped');
+    expect(toast.textContent).toContain('On its way');
+    act(() => {
+      (client as any).emit('toast', { ...notif(2), title: 'Second' });
+    });
+    expect(screen.getAllByTestId('herald-toast')).toHaveLength(2);
+    fireEvent.click(screen.getAllByTestId('herald-toast').find((t) => t.textContent?.includes('Shipped'))!);
+    expect(onNavigate).toHaveBeenCalledWith('/orders/1');
+    expect(screen.getAllByTestId('herald-toast')).toHaveLength(1);
+    act(() => {
+      vi.advanceTimersByTime(5001);
+    });
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+    vi.useRealTimers();
+  });
+});
