@@ -5,7 +5,9 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 pub fn init() {
     let filter = EnvFilter::try_from_env("HERALD_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+        // actix-http logs a client's fragmented control frame at ERROR: any client could fill
+        // the log with it, so that target is off by default (the socket is still closed).
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,actix_http::ws::codec=off"));
     let json = std::env::var("HERALD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     // Colours only on a terminal, so log files stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());

@@ -7,8 +7,12 @@
 pub enum CloseCode {
     /// 1000: normal closure (the client asked to close).
     Normal,
+    /// 1002: a WebSocket framing error (bad opcode, unmasked frame, fragmented control frame…).
+    ProtocolError,
     /// 1003: the client sent a binary frame; the protocol is JSON text only.
     UnsupportedData,
+    /// 1007: a text message that is not valid UTF-8.
+    InvalidPayload,
     /// 1009: a frame or a reassembled message exceeded the maximum message size.
     MessageTooBig,
     /// 4000: protocol violation (e.g. first message was not `auth`, malformed `auth`).
@@ -36,9 +40,11 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 14] = [
+    pub const ALL: [CloseCode; 16] = [
         CloseCode::Normal,
+        CloseCode::ProtocolError,
         CloseCode::UnsupportedData,
+        CloseCode::InvalidPayload,
         CloseCode::MessageTooBig,
         CloseCode::BadRequest,
         CloseCode::Unauthorized,
@@ -56,7 +62,9 @@ impl CloseCode {
     pub fn code(self) -> u16 {
         match self {
             CloseCode::Normal => 1000,
+            CloseCode::ProtocolError => 1002,
             CloseCode::UnsupportedData => 1003,
+            CloseCode::InvalidPayload => 1007,
             CloseCode::MessageTooBig => 1009,
             CloseCode::BadRequest => 4000,
             CloseCode::Unauthorized => 4001,
@@ -76,7 +84,9 @@ impl CloseCode {
     pub fn reason(self) -> &'static str {
         match self {
             CloseCode::Normal => "normal",
+            CloseCode::ProtocolError => "protocol_error",
             CloseCode::UnsupportedData => "unsupported_data",
+            CloseCode::InvalidPayload => "invalid_payload",
             CloseCode::MessageTooBig => "message_too_big",
             CloseCode::BadRequest => "bad_request",
             CloseCode::Unauthorized => "unauthorized",

@@ -5,7 +5,7 @@ mod session;
 
 use actix_web::http::header::ORIGIN;
 use actix_web::{web, HttpRequest, HttpResponse};
-use herald_protocol::ErrorCode;
+use herald_protocol::{CloseCode, ErrorCode};
 
 use crate::auth::{bearer, TokenError};
 use crate::error::ApiError;
@@ -74,6 +74,23 @@ fn codec(stream: actix_ws::MessageStream, max: usize) -> actix_ws::AggregatedMes
         .max_continuation_size(max)
 }
 
+/// The close code for an error from the WebSocket codec, shared by sessions and `/dev/echo`;
+/// `None` when the connection itself is gone. actix-ws reports an oversized reassembled
+/// message and invalid UTF-8 as IO errors; the unit tests below pin that down, so an upgrade
+/// that changes it fails loudly instead of silently changing the close codes.
+pub(crate) fn close_for(e: &actix_ws::ProtocolError) -> Option<CloseCode> {
+    use actix_ws::ProtocolError as P;
+    match e {
+        P::Overflow => Some(CloseCode::MessageTooBig),
+        P::Io(io) if io.to_string().contains("maximum continuation size") => {
+            Some(CloseCode::MessageTooBig)
+        }
+        P::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => Some(CloseCode::InvalidPayload),
+        P::Io(_) => None,
+        _ => Some(CloseCode::ProtocolError),
+    }
+}
+
 /// `GET /dev/echo` (dev endpoints only): echoes every message through the production codec
 /// settings, for WebSocket conformance testing (Autobahn test cases).
 pub async fn echo(
@@ -97,10 +114,10 @@ pub async fn echo(
                 Some(Ok(M::Ping(p))) => ws.pong(&p).await,
                 Some(Ok(M::Pong(_))) => Ok(()),
                 Some(Ok(M::Close(r))) => break r,
-                Some(Err(actix_ws::ProtocolError::Overflow)) => {
-                    break Some(actix_ws::CloseCode::Size.into())
-                }
-                Some(Err(_)) => break Some(actix_ws::CloseCode::Protocol.into()),
+                Some(Err(e)) => match close_for(&e) {
+                    Some(code) => break Some(actix_ws::CloseCode::from(code.code()).into()),
+                    None => return,
+                },
                 None => return,
             };
             if sent.is_err() {
@@ -170,4 +187,69 @@ pub fn token_error(e: &TokenError) -> ApiError {
         ErrorCode::Unauthorized
     };
     ApiError::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_ws::{AggregatedMessage, ProtocolError};
+    use futures_util::StreamExt;
+
+    /// Feeds raw client frames through the real actix-ws codec with the production settings
+    /// and returns the first error.
+    async fn first_error(raw: Vec<u8>, max: usize) -> ProtocolError {
+        use actix_web::FromRequest;
+        let (req, mut payload) = actix_web::test::TestRequest::default()
+            .insert_header(("upgrade", "websocket"))
+            .insert_header(("connection", "upgrade"))
+            .insert_header(("sec-websocket-version", "13"))
+            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .set_payload(raw)
+            .to_http_parts();
+        let body = web::Payload::from_request(&req, &mut payload)
+            .await
+            .expect("payload");
+        let (_resp, _session, stream) = actix_ws::handle(&req, body).expect("handshake");
+        let mut stream = codec(stream, max);
+        loop {
+            match stream.next().await {
+                Some(Err(e)) => return e,
+                Some(Ok(AggregatedMessage::Close(_))) | None => panic!("no error"),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        let len = payload.len();
+        if len < 126 {
+            f.push(0x80 | len as u8);
+        } else {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        let mask = [1u8, 2, 3, 4];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    #[actix_web::test]
+    async fn codec_errors_map_to_their_close_codes() {
+        let big = first_error(frame(true, 0x1, &[b'a'; 300]), 256).await;
+        assert_eq!(close_for(&big), Some(CloseCode::MessageTooBig));
+
+        let mut pieces = frame(false, 0x1, &[b'a'; 200]);
+        pieces.extend(frame(true, 0x0, &[b'a'; 200]));
+        let reassembled = first_error(pieces, 256).await;
+        assert_eq!(close_for(&reassembled), Some(CloseCode::MessageTooBig));
+
+        let utf8 = first_error(frame(true, 0x1, &[0xce, 0xba, 0xff, 0xfe]), 256).await;
+        assert_eq!(close_for(&utf8), Some(CloseCode::InvalidPayload));
+
+        let bad_opcode = first_error(frame(true, 0x3, b"x"), 256).await;
+        assert_eq!(close_for(&bad_opcode), Some(CloseCode::ProtocolError));
+    }
 }

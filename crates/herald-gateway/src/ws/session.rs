@@ -93,14 +93,9 @@ impl TokenBucket {
 }
 
 fn protocol_end(e: ProtocolError) -> End {
-    match e {
-        ProtocolError::Overflow => End::code(CloseCode::MessageTooBig),
-        // The aggregator reports an oversized continuation sequence as an IO error.
-        ProtocolError::Io(ref io) if io.to_string().contains("maximum continuation size") => {
-            End::code(CloseCode::MessageTooBig)
-        }
-        ProtocolError::Io(_) => End::Gone,
-        other => End::Close(CloseCode::BadRequest, Some(other.to_string())),
+    match super::close_for(&e) {
+        Some(code) => End::Close(code, Some(e.to_string())),
+        None => End::Gone,
     }
 }
 

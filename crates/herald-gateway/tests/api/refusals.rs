@@ -503,6 +503,33 @@ async fn fragmented_message_over_the_limit_closes_1009() {
     assert_eq!(code, 1009, "{reason}");
 }
 
+/// Invalid UTF-8 in a text message is refused with 1007 (RFC 6455), and a framing error
+/// (a reserved opcode) with 1002 — both found by the Autobahn conformance run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_closes_1007_and_a_framing_error_1002() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    let mut ws = node.connect("alice").await;
+    ws.handshake().await;
+    send_frame(
+        &mut ws,
+        Frame::message(vec![0xce, 0xba, 0xff, 0xfe], OpCode::Data(Data::Text), true),
+    )
+    .await;
+    let (code, reason) = ws.expect_close().await;
+    assert_eq!(code, 1007, "{reason}");
+
+    let mut ws = node.connect("alice").await;
+    ws.handshake().await;
+    send_frame(
+        &mut ws,
+        Frame::message(b"x".to_vec(), OpCode::Data(Data::Reserved(3)), true),
+    )
+    .await;
+    let (code, reason) = ws.expect_close().await;
+    assert_eq!(code, 1002, "{reason}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_commands_after_auth_are_error_events_and_the_socket_survives() {
     let env = TestEnv::new().await;
