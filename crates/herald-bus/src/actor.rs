@@ -206,7 +206,10 @@ impl Actor {
                 None => match self.run_disconnected(&mut backoff).await {
                     Some(c) => {
                         self.shared.connected.store(true, Ordering::Release);
-                        self.shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .metrics
+                            .reconnects
+                            .fetch_add(1, Ordering::Relaxed);
                         self.shared.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(node_id = %self.node_id, users = self.subscribed.len(), "bus subscriber reconnected and re-subscribed; resyncing all sockets");
                         self.shared.sink.resync_all();
@@ -241,6 +244,7 @@ impl Actor {
         match cmd {
             Command::Subscribe { user_id, reply } => {
                 *self.refcounts.entry(user_id.clone()).or_insert(0) += 1;
+                self.publish_gauge();
                 if connected {
                     self.waiters.entry(user_id.clone()).or_default().push(reply);
                 } else {
@@ -258,9 +262,16 @@ impl Actor {
                         tracing::warn!(user_id = %user_id, "bus unsubscribe without a matching subscribe; ignored");
                     }
                 }
+                self.publish_gauge();
                 self.touched.insert(user_id);
             }
         }
+    }
+
+    fn publish_gauge(&self) {
+        self.shared
+            .subscribed_users
+            .store(self.refcounts.len(), Ordering::Relaxed);
     }
 
     /// Applies `first` and everything already queued behind it (up to `MAX_BATCH`).
@@ -276,9 +287,6 @@ impl Actor {
                 Err(_) => break,
             }
         }
-        self.shared
-            .subscribed_users
-            .store(self.refcounts.len(), Ordering::Relaxed);
     }
 
     /// Brings the connection's user subscriptions in line with the refcounts for touched
@@ -559,7 +567,10 @@ mod tests {
             reply,
         })
         .ok();
-        tx.send(Command::Unsubscribe { user_id: "u".into() }).ok();
+        tx.send(Command::Unsubscribe {
+            user_id: "u".into(),
+        })
+        .ok();
         let (reply, _r2) = oneshot::channel();
         tx.send(Command::Subscribe {
             user_id: "u".into(),
@@ -583,7 +594,12 @@ mod tests {
     #[tokio::test]
     async fn unsubscribe_never_goes_below_zero() {
         let (mut actor, _tx) = test_actor();
-        actor.apply(Command::Unsubscribe { user_id: "u".into() }, true);
+        actor.apply(
+            Command::Unsubscribe {
+                user_id: "u".into(),
+            },
+            true,
+        );
         assert!(actor.refcounts.is_empty());
         let (reply, rx) = oneshot::channel();
         actor.apply(

@@ -40,11 +40,10 @@ async fn open_inner(client: &Client, name: &str) -> Result<PubSub, String> {
     let settings = info.redis_settings();
     match info.addr() {
         ConnectionAddr::Tcp(host, port) => {
-            let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+            let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port))
                 .await
                 .map_err(|e| format!("connect {host}:{port}: {e}"))?;
             let _ = stream.set_nodelay(true);
-            let mut stream = stream;
             name_connection(&mut stream, settings, name).await?;
             PubSub::new(settings, stream)
                 .await

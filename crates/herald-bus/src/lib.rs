@@ -351,10 +351,7 @@ impl Bus {
         }
         let n = items.len();
         let fut = async {
-            let mut conn = pool
-                .get()
-                .await
-                .map_err(|e| format!("publish pool: {e}"))?;
+            let mut conn = pool.get().await.map_err(|e| format!("publish pool: {e}"))?;
             pipe.query_async::<()>(&mut *conn)
                 .await
                 .map_err(|e| format!("PUBLISH x{n}: {e}"))
@@ -379,16 +376,16 @@ impl Bus {
         };
         let (pool, shared) = match &self.inner.mode {
             Mode::InProcess { .. } => {
-                self.inner.shared.sink.broadcast(Arc::new(broadcast.clone()));
+                self.inner
+                    .shared
+                    .sink
+                    .broadcast(Arc::new(broadcast.clone()));
                 return Ok(1);
             }
             Mode::Redis { pool, .. } => (pool, &self.inner.shared),
         };
         let fut = async {
-            let mut conn = pool
-                .get()
-                .await
-                .map_err(|e| format!("publish pool: {e}"))?;
+            let mut conn = pool.get().await.map_err(|e| format!("publish pool: {e}"))?;
             redis::cmd("PUBLISH")
                 .arg(&self.inner.channels.broadcast)
                 .arg(msg.encode())
@@ -412,10 +409,7 @@ impl Bus {
             return Ok(());
         };
         let fut = async {
-            let mut conn = pool
-                .get()
-                .await
-                .map_err(|e| format!("publish pool: {e}"))?;
+            let mut conn = pool.get().await.map_err(|e| format!("publish pool: {e}"))?;
             redis::cmd("PING")
                 .query_async::<String>(&mut *conn)
                 .await

@@ -22,7 +22,7 @@ const SHARED_URL: &str = "redis://127.0.0.1:6379/";
 
 #[derive(Debug, Clone)]
 enum Ev {
-    User(String, BusMessage),
+    User(String, Box<BusMessage>),
     Broadcast(Arc<Broadcast>),
     Resync,
 }
@@ -35,7 +35,7 @@ struct TestSink {
 
 impl FanoutSink for TestSink {
     fn user_event(&self, user_id: &str, msg: BusMessage) {
-        self.push(Ev::User(user_id.to_owned(), msg));
+        self.push(Ev::User(user_id.to_owned(), Box::new(msg)));
     }
     fn broadcast(&self, broadcast: Arc<Broadcast>) {
         self.push(Ev::Broadcast(broadcast));
@@ -51,8 +51,17 @@ impl TestSink {
         self.notify.notify_waiters();
     }
 
+    fn snapshot(&self) -> Vec<Ev> {
+        self.events.lock().unwrap().clone()
+    }
+
     fn count(&self, pred: impl Fn(&Ev) -> bool) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| pred(e)).count()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| pred(e))
+            .count()
     }
 
     fn user_count(&self, user: &str) -> usize {
@@ -78,11 +87,12 @@ impl TestSink {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if pred(&self.events.lock().unwrap()) {
+            // Evaluate on a snapshot: predicates may call the counting helpers (which lock).
+            if pred(&self.snapshot()) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return pred(&self.events.lock().unwrap());
+                return pred(&self.snapshot());
             }
         }
     }
@@ -360,7 +370,7 @@ async fn publish_reaches_only_nodes_subscribed_to_the_user() {
     match &events[0] {
         Ev::User(u, m) => {
             assert_eq!(u, "u1");
-            assert_eq!(m, &read_msg(1));
+            assert_eq!(**m, read_msg(1));
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -508,11 +518,15 @@ async fn redis_restart_degrades_then_recovers() {
     assert!(bus.is_connected());
     assert_eq!(numsub(&url, &format!("{p}user:u")).await, 1);
     assert_eq!(numsub(&url, &format!("{p}user:late")).await, 1);
-    bus.publish(vec![("u".into(), read_msg(2)), ("late".into(), read_msg(2))])
-        .await
-        .unwrap();
+    bus.publish(vec![
+        ("u".into(), read_msg(2)),
+        ("late".into(), read_msg(2)),
+    ])
+    .await
+    .unwrap();
     assert!(
-        sink.wait_for(WAIT, |_| sink.user_count("u") == 1 && sink.user_count("late") == 1)
+        sink.wait_for(WAIT, |_| sink.user_count("u") == 1
+            && sink.user_count("late") == 1)
             .await
     );
     assert!(bus.ping().await.is_ok());

@@ -85,7 +85,19 @@ pub(crate) fn close_for(e: &actix_ws::ProtocolError) -> Option<CloseCode> {
         P::Io(io) if io.to_string().contains("maximum continuation size") => {
             Some(CloseCode::MessageTooBig)
         }
-        P::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => Some(CloseCode::InvalidPayload),
+        // Invalid UTF-8 wraps a `Utf8Error` (single frame) or its text (reassembled message);
+        // other InvalidData errors are framing errors, e.g. reserved bits set.
+        P::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            let utf8 = io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<std::str::Utf8Error>())
+                || io.to_string().contains("utf-8");
+            Some(if utf8 {
+                CloseCode::InvalidPayload
+            } else {
+                CloseCode::ProtocolError
+            })
+        }
         P::Io(_) => None,
         _ => Some(CloseCode::ProtocolError),
     }
@@ -248,6 +260,19 @@ mod tests {
 
         let utf8 = first_error(frame(true, 0x1, &[0xce, 0xba, 0xff, 0xfe]), 256).await;
         assert_eq!(close_for(&utf8), Some(CloseCode::InvalidPayload));
+
+        let mut utf8_pieces = frame(false, 0x1, &[b'a', 0xce]);
+        utf8_pieces.extend(frame(true, 0x0, &[0xff]));
+        let utf8_reassembled = first_error(utf8_pieces, 256).await;
+        assert_eq!(
+            close_for(&utf8_reassembled),
+            Some(CloseCode::InvalidPayload)
+        );
+
+        let mut rsv = frame(true, 0x1, b"x");
+        rsv[0] |= 0x40;
+        let rsv = first_error(rsv, 256).await;
+        assert_eq!(close_for(&rsv), Some(CloseCode::ProtocolError));
 
         let bad_opcode = first_error(frame(true, 0x3, b"x"), 256).await;
         assert_eq!(close_for(&bad_opcode), Some(CloseCode::ProtocolError));
