@@ -83,6 +83,9 @@ pub struct Config {
     /// Fault injection for the fault suite: commit publishes but skip the Redis fan-out, as a
     /// crash between the commit and the publish would. Never set in production.
     pub fault_skip_fanout: bool,
+    /// Fault injection: pause between a socket's subscribe and its catch-up query, to widen
+    /// the race window the delivery invariant must survive. Never set in production.
+    pub fault_catch_up_delay: Duration,
 }
 
 /// Raw key/value source: file values overridden by environment values.
@@ -429,6 +432,7 @@ impl Config {
             dev_endpoints: src.boolean("HERALD_DEV_ENDPOINTS", false)?,
             static_dir,
             fault_skip_fanout: src.boolean("HERALD_FAULT_SKIP_FANOUT", false)?,
+            fault_catch_up_delay: src.millis("HERALD_FAULT_CATCH_UP_DELAY_MS", 0, 0, 60_000)?,
         })
     }
 

@@ -38,6 +38,9 @@ const TOKEN_PARAMS: [&str; 6] = [
     "bearer",
 ];
 
+/// How long a client may take to send a complete request head.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -195,6 +198,11 @@ impl Application {
         })
         .listen(listener)?
         .workers(config.workers)
+        // A client must send its whole request head within this time (slowloris, half-open
+        // handshakes); the accept queue is deep enough for reconnect storms.
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .backlog(4096)
         .disable_signals()
         .shutdown_timeout(config.drain_grace.as_secs().max(1))
         .run();

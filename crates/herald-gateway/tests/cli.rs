@@ -156,3 +156,186 @@ fn migrate_needs_only_the_database_url_and_is_idempotent() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_DATABASE_URL"));
 }
+
+/// A running `herald serve` process with its output captured.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+    db: String,
+}
+
+impl Served {
+    fn start() -> Served {
+        let db = format!("herald_test_cli_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c.batch_execute(&format!("CREATE DATABASE {db}"))
+                .await
+                .unwrap();
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
+        let child = herald()
+            .arg("serve")
+            .envs([
+                ("HERALD_LISTEN", format!("127.0.0.1:{port}")),
+                ("HERALD_DATABASE_URL", url),
+                ("HERALD_MIGRATE_ON_START", "true".into()),
+                ("HERALD_SERVICE_KEYS", "cli-service-key-0123456789".into()),
+                (
+                    "HERALD_JWT_HS256_SECRET",
+                    "0123456789abcdef0123456789abcdef".into(),
+                ),
+                ("HERALD_ALLOWED_ORIGINS", "http://app.test".into()),
+                ("HERALD_LOG", "debug".into()),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "herald serve did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Served { child, port, db }
+    }
+
+    /// Stops the process (SIGTERM, then kill) and returns everything it printed.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let out = self.child.wait_with_output().unwrap();
+        let admin = admin_url();
+        let db = self.db.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok((c, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                    .await;
+            }
+        });
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+fn raw_request(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+/// Tokens sent in the URL are refused and never written to the log, even at debug level;
+/// neither are tokens or service keys sent properly in headers.
+#[test]
+fn tokens_never_reach_the_logs() {
+    let served = Served::start();
+    let secret_token = "eyJhbGciOiJIUzI1NiJ9.SECRET-TOKEN-IN-URL.c2lnbmF0dXJl";
+    let header_token = "eyJhbGciOiJIUzI1NiJ9.SECRET-TOKEN-IN-HEADER.c2lnbmF0dXJl";
+    for path in [
+        format!("/v1/ws?token={secret_token}"),
+        format!("/v1/notifications?access_token={secret_token}"),
+        format!("/v1/notifications?limit=5&jwt={secret_token}"),
+    ] {
+        let resp = raw_request(
+            served.port,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+        assert!(resp.contains("token_in_url"), "{resp}");
+    }
+    let resp = raw_request(
+        served.port,
+        &format!("GET /v1/notifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {header_token}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    let resp = raw_request(
+        served.port,
+        "POST /v1/notifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer cli-service-key-0123456789\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let log = served.stop();
+    assert!(
+        log.contains("refused a token in the URL"),
+        "the refusal was not logged at all:\n{log}"
+    );
+    for secret in [
+        "SECRET-TOKEN-IN-URL",
+        "SECRET-TOKEN-IN-HEADER",
+        "cli-service-key-0123456789",
+        "0123456789abcdef0123456789abcdef",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret} appeared in the log:\n{log}"
+        );
+    }
+}
+
+/// A client that never finishes its request head (slowloris, or a half-open WebSocket
+/// handshake) is cut off after the request-head timeout instead of holding a socket forever.
+#[test]
+fn slow_and_half_open_handshakes_are_timed_out() {
+    use std::io::{Read, Write};
+    let served = Served::start();
+    let mut conns = vec![];
+    for partial in [
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n".to_string(),
+        "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".to_string(),
+        "GET /v1/".to_string(),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+        s.write_all(partial.as_bytes()).unwrap();
+        conns.push(s);
+    }
+    let started = std::time::Instant::now();
+    for mut s in conns {
+        let mut buf = Vec::new();
+        // The server answers 408 and/or closes: read_to_end returns instead of timing out.
+        let r = s.read_to_end(&mut buf);
+        assert!(r.is_ok(), "connection was not closed by the server: {r:?}");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(14));
+    served.stop();
+}

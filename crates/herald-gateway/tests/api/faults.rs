@@ -270,3 +270,49 @@ async fn crash_between_commit_and_publish_still_reaches_the_client() {
         "delivered twice"
     );
 }
+
+/// Notifications committed in the window between a socket's subscribe and its catch-up query
+/// (widened to 500 ms by fault injection) arrive by both paths and are written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_between_subscribe_and_catch_up_is_delivered_exactly_once() {
+    let env = TestEnv::new().await;
+    let a = env
+        .node_with(|c| c.fault_catch_up_delay = Duration::from_millis(500))
+        .await;
+    let b = env.node().await;
+    b.publish_one("sam", "before").await;
+    let connecting = {
+        let ws_url = a.ws.clone();
+        tokio::spawn(async move {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut req = ws_url.into_client_request().unwrap();
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {}", token("sam", 3600)).parse().unwrap(),
+            );
+            tokio_tungstenite::connect_async(req).await.unwrap().0
+        })
+    };
+    // Wait until node a holds the subscription, then publish inside the window.
+    let deadline = Instant::now() + WAIT;
+    while a.handle.subscribed_users() == 0 {
+        assert!(Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for i in 2..=4 {
+        b.publish_one("sam", &format!("in the window {i}")).await;
+    }
+    let mut ws = Ws {
+        stream: connecting.await.unwrap(),
+    };
+    let (_, caught) = ws.handshake().await;
+    let mut got = caught;
+    if got.last().map(|n| n.seq) != Some(4) {
+        got.extend(ws.notifications_until(4).await);
+    }
+    assert_seqs(&got, 1, 4);
+    assert!(
+        ws.next_within(Duration::from_millis(500)).await.is_none(),
+        "a duplicate followed"
+    );
+}

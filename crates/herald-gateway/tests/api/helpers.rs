@@ -135,11 +135,16 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let db = self.db_name.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
+                if let Ok((c, conn)) =
+                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
+                {
                     tokio::spawn(conn);
                     let _ = c
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))

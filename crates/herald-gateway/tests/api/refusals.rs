@@ -1173,7 +1173,11 @@ pub fn assert_error_body(v: &Value, code: &str, field: Option<&str>) {
         );
     }
     if let Some(f) = field {
-        assert_eq!(obj.get("field").and_then(Value::as_str), Some(f), "field in {v}");
+        assert_eq!(
+            obj.get("field").and_then(Value::as_str),
+            Some(f),
+            "field in {v}"
+        );
     }
 }
 
