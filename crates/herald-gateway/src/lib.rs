@@ -6,6 +6,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod metrics;
+pub mod publisher;
 pub mod registry;
 pub mod routes;
 pub mod startup;

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::error::{json_error, path_error, query_error, ApiError};
 use crate::metrics::Metrics;
+use crate::publisher::Publisher;
 use crate::registry::Registry;
 use crate::state::AppState;
 use crate::ws::url_pairs;
@@ -126,6 +127,7 @@ impl Application {
         .context("starting the fan-out bus (HERALD_REDIS_URL)")?;
         let background = CancellationToken::new();
         let tracker = DeliveryTracker::start(store.clone(), metrics.clone(), background.clone());
+        let publisher = Publisher::start(store.clone(), background.clone());
         let state = web::Data::new(AppState::new(
             config.clone(),
             store,
@@ -134,6 +136,7 @@ impl Application {
             verifier,
             metrics,
             tracker,
+            publisher,
             CancellationToken::new(),
         ));
         tokio::spawn(reconcile_loop(state.clone(), background.clone()));

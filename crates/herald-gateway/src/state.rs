@@ -11,6 +11,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::metrics::Metrics;
+use crate::publisher::Publisher;
 use crate::registry::Registry;
 
 pub struct AppState {
@@ -21,6 +22,7 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub metrics: Arc<Metrics>,
     pub tracker: DeliveryTracker,
+    pub publisher: Publisher,
     /// Cancelled when the node starts draining (SIGTERM or [`crate::startup::NodeHandle::drain`]).
     pub drain: CancellationToken,
     open_sockets: Arc<AtomicUsize>,
@@ -46,6 +48,7 @@ impl AppState {
         verifier: TokenVerifier,
         metrics: Arc<Metrics>,
         tracker: DeliveryTracker,
+        publisher: Publisher,
         drain: CancellationToken,
     ) -> AppState {
         AppState {
@@ -56,6 +59,7 @@ impl AppState {
             verifier,
             metrics,
             tracker,
+            publisher,
             drain,
             open_sockets: Arc::new(AtomicUsize::new(0)),
             conn_ids: AtomicU64::new(1),

@@ -528,6 +528,88 @@ impl Store {
     /// Stores one notification per recipient in one transaction (one statement assigns the
     /// seqs and inserts every row). With an idempotency key, a repeat of the same request
     /// returns the stored response and a different request under that key is refused.
+    /// Group commit: publishes several notifications without idempotency keys in one statement
+    /// and one transaction, so they share one WAL flush. Returns each request's response and
+    /// items, in input order; the whole batch commits or fails together.
+    pub async fn publish_batch(
+        &self,
+        batch: &[&NewNotification],
+    ) -> Result<Vec<(PublishResponse, Vec<Published>)>, StoreError> {
+        const OP: &str = "publish_batch";
+        if batch.iter().any(|n| n.idempotency_key.is_some()) {
+            return Err(StoreError::Internal(
+                "publish_batch: keyed publishes must use publish()".to_owned(),
+            ));
+        }
+        let mut reqs: Vec<i32> = Vec::new();
+        let mut users: Vec<&str> = Vec::new();
+        let mut recipients: Vec<Vec<String>> = Vec::with_capacity(batch.len());
+        for (i, n) in batch.iter().enumerate() {
+            let mut r = n.recipients.clone();
+            r.sort_unstable();
+            r.dedup();
+            if r.is_empty() {
+                return Err(StoreError::Internal(format!(
+                    "{OP}: request {i} has no recipient"
+                )));
+            }
+            recipients.push(r);
+        }
+        for (i, r) in recipients.iter().enumerate() {
+            let idx = i32::try_from(i)
+                .map_err(|_| StoreError::Internal(format!("{OP}: batch too large")))?;
+            for u in r {
+                reqs.push(idx);
+                users.push(u);
+            }
+        }
+        let kinds: Vec<&str> = batch.iter().map(|n| n.kind.as_str()).collect();
+        let titles: Vec<&str> = batch.iter().map(|n| n.title.as_str()).collect();
+        let bodies: Vec<&str> = batch.iter().map(|n| n.body.as_str()).collect();
+        let links: Vec<Option<&str>> = batch.iter().map(|n| n.link.as_deref()).collect();
+        let avatars: Vec<Option<&str>> = batch.iter().map(|n| n.avatar_url.as_deref()).collect();
+        let data: Vec<Option<&serde_json::Value>> = batch
+            .iter()
+            .map(|n| n.data.as_ref().filter(|d| !d.is_null()))
+            .collect();
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &reqs, &users, &kinds, &titles, &bodies, &links, &avatars, &data,
+        ];
+        let client = self.client(OP).await?;
+        let stmt = client
+            .prepare_cached(sql::PUBLISH_BATCH)
+            .await
+            .map_err(|e| pg_err(OP, e))?;
+        let mut attempt = 0;
+        let rows = loop {
+            match client.query(&stmt, &params).await {
+                Ok(rows) => break rows,
+                Err(e) if is_retryable(&e) && attempt < PUBLISH_MAX_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(attempt, error = %e, "publish_batch: retrying after a transient conflict");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(pg_err(OP, e)),
+            }
+        };
+        let mut per_req: Vec<Vec<Row>> = (0..batch.len()).map(|_| Vec::new()).collect();
+        for row in rows {
+            let req: i32 = get(&row, OP, "req")?;
+            let slot = usize::try_from(req)
+                .ok()
+                .and_then(|i| per_req.get_mut(i))
+                .ok_or_else(|| {
+                    StoreError::Internal(format!("{OP}: unknown request index {req}"))
+                })?;
+            slot.push(row);
+        }
+        per_req
+            .iter()
+            .zip(&recipients)
+            .map(|(rows, r)| created_from_rows(rows, r))
+            .collect()
+    }
+
     pub async fn publish(&self, n: &NewNotification) -> Result<PublishOutcome, StoreError> {
         const OP: &str = "publish";
         // Validation already sorts and de-duplicates; redo it cheaply so the lock order and

@@ -60,6 +60,44 @@ pub const PUBLISH: &str = concat!(
 SELECT n.*, s.unread_count, s.version FROM n JOIN s ON s.user_id = n.user_id"
 );
 
+/// Group commit: many unkeyed publishes in one statement (one transaction, one WAL flush).
+/// `$1` request index per row (0-based, `int[]`), `$2` recipient per row (`text[]`); then one
+/// element per request: `$3` type, `$4` title, `$5` body, `$6` link, `$7` avatar_url,
+/// `$8` data (`jsonb[]`). A user named by k requests gets k consecutive seqs in request
+/// order; `unread_count` and `version` are returned as they stood just after each row.
+/// `user_state` rows are locked in the same byte order as [`PUBLISH`].
+pub const PUBLISH_BATCH: &str = concat!(
+    "WITH input AS (
+    SELECT t.req, t.user_id FROM unnest($1::int[], $2::text[]) AS t(req, user_id)
+), counts AS (
+    SELECT user_id, count(*)::bigint AS n FROM input GROUP BY user_id
+), s AS (
+    INSERT INTO user_state AS us (user_id, last_seq, unread_count, version)
+    SELECT user_id, n, n, n FROM counts ORDER BY user_id COLLATE \"C\"
+    ON CONFLICT (user_id) DO UPDATE
+        SET last_seq = us.last_seq + EXCLUDED.last_seq,
+            unread_count = us.unread_count + EXCLUDED.unread_count,
+            version = us.version + EXCLUDED.version
+    RETURNING us.user_id, us.last_seq, us.unread_count, us.version
+), numbered AS (
+    SELECT i.req, i.user_id,
+           row_number() OVER (PARTITION BY i.user_id ORDER BY i.req) - c.n AS k
+    FROM input i JOIN counts c ON c.user_id = i.user_id
+), n AS (
+    INSERT INTO notifications (user_id, seq, id, type, title, body, link, avatar_url, data)
+    SELECT nb.user_id, s.last_seq + nb.k, gen_random_uuid(),
+           ($3::text[])[nb.req + 1], ($4::text[])[nb.req + 1], ($5::text[])[nb.req + 1],
+           ($6::text[])[nb.req + 1], ($7::text[])[nb.req + 1], ($8::jsonb[])[nb.req + 1]
+    FROM numbered nb JOIN s ON s.user_id = nb.user_id
+    RETURNING ",
+    notification_columns!(),
+    "
+)
+SELECT n.*, nb.req, s.unread_count + nb.k AS unread_count, s.version + nb.k AS version
+FROM n JOIN s ON s.user_id = n.user_id
+JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq"
+);
+
 /// `$1` user.
 pub const USER_STATE: &str =
     "SELECT last_seq, delivered_seq, unread_count, version FROM user_state WHERE user_id = $1";

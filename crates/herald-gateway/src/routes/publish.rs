@@ -10,6 +10,7 @@ use herald_protocol::{Broadcast, ErrorCode};
 use herald_store::PublishOutcome;
 
 use crate::error::{from_json_value, ApiError};
+use crate::publisher::PublishError;
 use crate::routes::extract::Service;
 use crate::state::AppState;
 
@@ -31,7 +32,12 @@ pub async fn publish_validated(
     let started = Instant::now();
     let outcome = async {
         let n = validate_publish(req)?;
-        Ok::<_, ApiError>(state.store.publish(&n).await?)
+        if n.idempotency_key.is_some() {
+            // Keyed publishes need their own transaction to claim the key.
+            return Ok::<_, ApiError>(state.store.publish(&n).await?);
+        }
+        let (response, items) = state.publisher.publish(n).await.map_err(publish_error)?;
+        Ok(PublishOutcome::Created { response, items })
     }
     .await;
     let m = &state.metrics;
@@ -78,6 +84,15 @@ pub async fn publish_validated(
     };
     m.publish_seconds.observe(started.elapsed().as_secs_f64());
     resp
+}
+
+fn publish_error(e: PublishError) -> ApiError {
+    match e {
+        PublishError::Store(e) => e.into(),
+        PublishError::QueueFull | PublishError::Stopped => {
+            ApiError::new(ErrorCode::ServiceUnavailable, format!("{e}; retry later"))
+        }
+    }
 }
 
 pub async fn broadcast(

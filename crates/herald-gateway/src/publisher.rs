@@ -1,0 +1,113 @@
+//! Group commit for the publish API. Publishes without an idempotency key go through one
+//! queue; a task takes whatever is queued (up to `MAX_ROWS` recipients) and commits it as one
+//! statement, so concurrent publishes share one transaction and one WAL flush. There is no
+//! artificial wait: a lone publish is committed at once, and batches only grow while up to
+//! `IN_FLIGHT` earlier batches are still committing. Each caller is answered only after its
+//! batch is committed. Overflow policy: when `QUEUE` publishes are already waiting, a new one
+//! is refused with 503 `service_unavailable` (the caller retries).
+
+use std::sync::Arc;
+
+use herald_core::NewNotification;
+use herald_protocol::http::PublishResponse;
+use herald_store::{Published, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+const QUEUE: usize = 8_192;
+const MAX_ROWS: usize = 2_000;
+const IN_FLIGHT: usize = 4;
+
+type Created = (PublishResponse, Vec<Published>);
+
+struct Job {
+    n: NewNotification,
+    reply: oneshot::Sender<Result<Created, StoreError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the publish queue is full")]
+    QueueFull,
+    #[error("the publisher has stopped")]
+    Stopped,
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Publisher {
+    pub fn start(store: Store, stop: CancellationToken) -> Publisher {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(rx, store, stop));
+        Publisher { tx }
+    }
+
+    pub async fn publish(&self, n: NewNotification) -> Result<Created, PublishError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send(Job { n, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => PublishError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => PublishError::Stopped,
+        })?;
+        Ok(answer.await.map_err(|_| PublishError::Stopped)??)
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, store: Store, stop: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let first = tokio::select! {
+            job = rx.recv() => match job {
+                Some(j) => j,
+                None => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        // While IN_FLIGHT batches are committing, later publishes queue up behind this one.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut rows = first.n.recipients.len();
+        let mut jobs = vec![first];
+        while rows < MAX_ROWS {
+            match rx.try_recv() {
+                Ok(j) => {
+                    rows += j.n.recipients.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            let refs: Vec<&NewNotification> = jobs.iter().map(|j| &j.n).collect();
+            match store.publish_batch(&refs).await {
+                Ok(created) => {
+                    for (job, c) in jobs.into_iter().zip(created) {
+                        let _ = job.reply.send(Ok(c));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, publishes = jobs.len(), "publish batch failed");
+                    for job in jobs {
+                        let _ = job.reply.send(Err(same_error(&e)));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Every caller of a failed batch gets the same error.
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::IdempotencyKeyReused => StoreError::IdempotencyKeyReused,
+        StoreError::Internal(m) => StoreError::Internal(m.clone()),
+    }
+}
