@@ -12,7 +12,10 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
-/// Ready when PostgreSQL and (in cluster mode) Redis answer and the node is not draining.
+/// Ready (200) when PostgreSQL answers and the node is not draining. Redis is only the fast
+/// path: without it the node still commits publishes and catches sockets up, so it stays in
+/// the load balancer and reports `degraded` with `redis: false`. (Every node shares one
+/// Redis; failing readiness on it would take the whole cluster out of the balancer.)
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (pg, redis) = tokio::join!(state.store.ping(), state.bus.ping());
     let pg_ok = pg.is_ok();
@@ -20,10 +23,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let draining = state.is_draining();
     let status = if draining {
         "draining"
-    } else if pg_ok && redis_ok {
-        "ready"
-    } else {
+    } else if !pg_ok {
         "unavailable"
+    } else if !redis_ok {
+        "degraded"
+    } else {
+        "ready"
     };
     let body = Health {
         status: status.into(),
@@ -31,7 +36,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         postgres: Some(pg_ok),
         redis: Some(redis_ok),
     };
-    if status == "ready" {
+    if status == "ready" || status == "degraded" {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

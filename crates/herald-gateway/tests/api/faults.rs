@@ -209,16 +209,31 @@ async fn redis_dropping_a_slow_subscriber_is_repaired() {
     ws.handshake().await;
     // Node a stops reading its subscriber connection while a burst arrives for its user:
     // Redis's output buffer for that subscriber grows past the limit and Redis drops it.
+    // Publish until Redis's own client list no longer shows node a's named subscriber.
     proxy.set(STALL);
+    let sub_name = format!("herald-sub:{}", a.handle.node_id());
     let big = "y".repeat(4000);
     let mut published = 0;
-    for i in 1..=2000 {
-        let r = b
-            .publish(&json!({ "recipient": "ursula", "type": "load.burst", "title": format!("{i}"), "body": big }))
-            .await;
-        assert_eq!(r.status(), 201);
-        published = i;
+    let mut dropped = false;
+    while published < 12_000 && !dropped {
+        for _ in 0..200 {
+            published += 1;
+            let r = b
+                .publish(&json!({ "recipient": "ursula", "type": "load.burst", "title": format!("{published}"), "body": big }))
+                .await;
+            assert_eq!(r.status(), 201);
+        }
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        dropped = !clients.contains(&sub_name);
     }
+    assert!(
+        dropped,
+        "Redis never dropped the stalled subscriber after {published} publishes"
+    );
     proxy.set(PASS);
     // The node sees the closed connection, reconnects, re-subscribes and catches the socket
     // up: nothing lost or repeated.
