@@ -97,12 +97,20 @@ TEST_LOG="$HERALD_ROOT/target/test-logs/tests.log"
 # summary line can be repeated at the very end of the run.
 stage_tests() {
     mkdir -p "$(dirname "$TEST_LOG")"
+    # The process-level fault suite (crates/herald-chaos, smoke sizes) needs haproxy and a
+    # fresh release binary.
+    bash scripts/chaos.sh --prepare
     if cargo nextest --version >/dev/null 2>&1; then
         cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG"
     else
         warn "cargo-nextest not installed: falling back to cargo test"
         cargo test --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG"
     fi
+}
+
+# The load-test harness, every scenario at a tiny size with --check (zero lost/duplicated).
+stage_loadtest_smoke() {
+    bash loadtest/smoke.sh
 }
 
 stage_deploy() {
@@ -141,6 +149,7 @@ main() {
     run_stage deploy stage_deploy
     rm -f "$TEST_LOG"
     run_stage tests stage_tests
+    run_stage loadtest-smoke stage_loadtest_smoke
     run_stage web stage_web
 
     if [[ -f "$TEST_LOG" ]]; then
