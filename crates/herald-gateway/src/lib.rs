@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod registry;
 pub mod routes;
+pub mod services;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

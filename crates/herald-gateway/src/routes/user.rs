@@ -134,22 +134,9 @@ pub async fn mark_read(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let r = state
-        .store
         .mark_read(&user.id, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if r.changed {
-        state
-            .publish_read(
-                &user.id,
-                vec![r.id],
-                None,
-                r.read_at,
-                r.unread_count,
-                r.version,
-            )
-            .await;
-    }
     Ok(HttpResponse::Ok().json(r))
 }
 
@@ -177,18 +164,6 @@ pub async fn read_all(
             "up_to_seq must be non-negative",
         ));
     }
-    let r = state.store.mark_all_read(&user.id, req.up_to_seq).await?;
-    if r.marked > 0 {
-        state
-            .publish_read(
-                &user.id,
-                vec![],
-                Some(r.up_to_seq),
-                r.read_at,
-                r.unread_count,
-                r.version,
-            )
-            .await;
-    }
+    let r = state.mark_all_read(&user.id, req.up_to_seq).await?;
     Ok(HttpResponse::Ok().json(r))
 }

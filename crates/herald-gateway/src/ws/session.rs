@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, ProtocolError};
 use bytestring::ByteString;
-use herald_protocol::bus::BusMessage;
 use herald_protocol::http::UnreadCount;
 use herald_protocol::ws::{
     parse_client_message, AckResult, ClientMessage, ConnectionLimits, ResyncReason, Rid,
@@ -690,23 +689,8 @@ impl Socket {
                     Err(e) => Err(store_error(e)),
                 }
             }
-            ClientMessage::MarkRead { id, .. } => match state.store.mark_read(&live.user, id).await
-            {
-                Ok(Some(r)) => {
-                    if r.changed {
-                        state
-                            .publish_read(
-                                &live.user,
-                                vec![r.id],
-                                None,
-                                r.read_at,
-                                r.unread_count,
-                                r.version,
-                            )
-                            .await;
-                    }
-                    Ok(AckResult::MarkRead(r))
-                }
+            ClientMessage::MarkRead { id, .. } => match state.mark_read(&live.user, id).await {
+                Ok(Some(r)) => Ok(AckResult::MarkRead(r)),
                 Ok(None) => Err((ErrorCode::NotFound, "notification not found".into())),
                 Err(e) => Err(store_error(e)),
             },
@@ -717,22 +701,8 @@ impl Socket {
                         "up_to_seq must be non-negative".into(),
                     ))
                 } else {
-                    match state.store.mark_all_read(&live.user, up_to_seq).await {
-                        Ok(r) => {
-                            if r.marked > 0 {
-                                state
-                                    .publish_read(
-                                        &live.user,
-                                        vec![],
-                                        Some(r.up_to_seq),
-                                        r.read_at,
-                                        r.unread_count,
-                                        r.version,
-                                    )
-                                    .await;
-                            }
-                            Ok(AckResult::MarkAllRead(r))
-                        }
+                    match state.mark_all_read(&live.user, up_to_seq).await {
+                        Ok(r) => Ok(AckResult::MarkAllRead(r)),
                         Err(e) => Err(store_error(e)),
                     }
                 }
@@ -771,31 +741,6 @@ fn store_error(e: StoreError) -> (ErrorCode, String) {
         other => {
             tracing::error!(error = %other, "store error in a socket command");
             (ErrorCode::Internal, "internal error".into())
-        }
-    }
-}
-
-/// Read events go to every socket of the user on every node through the bus.
-impl AppState {
-    pub(crate) async fn publish_read(
-        &self,
-        user: &str,
-        ids: Vec<uuid::Uuid>,
-        up_to_seq: Option<i64>,
-        read_at: chrono::DateTime<chrono::Utc>,
-        unread_count: i64,
-        version: i64,
-    ) {
-        let msg = BusMessage::Read {
-            ids,
-            up_to_seq,
-            read_at,
-            unread_count,
-            version,
-        };
-        if let Err(e) = self.bus.publish(vec![(user.to_string(), msg)]).await {
-            self.metrics.bus_publish_errors.inc();
-            tracing::warn!(user, error = %e, "read event not fanned out");
         }
     }
 }
