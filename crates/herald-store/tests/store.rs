@@ -823,7 +823,7 @@ async fn publish_batch_assigns_consecutive_seqs_in_request_order() {
     let db = TestDb::new().await;
     let first = db.store.publish(&new_notification(&["a"])).await.unwrap();
     assert!(matches!(first, PublishOutcome::Created { .. }));
-    let mut reqs = vec![
+    let mut reqs = [
         new_notification(&["a", "b"]),
         new_notification(&["b"]),
         new_notification(&["a", "c", "b"]),
