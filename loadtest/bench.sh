@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
-# Bigger load-test runs on this machine: two gateway nodes (fresh database and Redis prefix),
-# then idle / fanout (fixed rate, max, max with batched recipients) / broadcast / storm, and a
-# Markdown table of the results in loadtest/results/latest.md (JSON per run beside it).
+# Herald vs the Socket.IO baseline on this machine. Starts two Herald nodes and two baseline
+# nodes (loadtest/baselines/socketio: socket.io@4 + Redis adapter + pg, the seed design) on the
+# same PostgreSQL database (Herald's tables vs `sio_notifications`) and the same Redis (distinct
+# key / channel prefixes), runs the same scenarios with the same parameters against each system
+# in turn, and writes a side-by-side Markdown table with ratios to loadtest/results/latest.md
+# plus a latency-percentile plot (loadtest/results/latest-latency.png, or .svg without
+# matplotlib). JSON per run in loadtest/results/bench-<stamp>/<system>/.
 #
-#   loadtest/bench.sh                         # defaults below, ~5 minutes after the build
-#   LT_USERS=20000 LT_WORKERS=2 loadtest/bench.sh
-#   LT_SKIP_BUILD=1 loadtest/bench.sh
+#   loadtest/bench.sh                       # defaults below: ~6-8 minutes after the build
+#   LT_USERS=10000 LT_RATE=1000 loadtest/bench.sh
+#   LT_SYSTEMS=herald LT_SKIP_BUILD=1 loadtest/bench.sh
 #
-# Each gateway process and each harness worker is limited to 20,000 open files here: keep
-# users * sockets-per-user / 2 below ~19,000 per gateway (or add nodes) and per worker.
+# Scenarios per system: idle (RSS per connection), fanout at LT_RATE/s (latency at the same
+# rate), fanout at max rate (LT_MAX_CONC publishes in flight), fanout at half of that max,
+# broadcast, storm (Herald: drop + publish while down + resume; Socket.IO: drop + reconnect
+# only, it has no resume). Herald also runs fanout-max with 100 recipients per call
+# (LT_BATCH=0 to skip; the baseline's API has one recipient per call).
+#
+# Every process is limited to 20,000 open files here: keep LT_USERS / 2 below ~19,000 per
+# gateway node and LT_USERS / LT_WORKERS below 19,000 per harness worker.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 PG="${LT_PG:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL="${LT_REDIS:-redis://127.0.0.1:6379}"
-USERS="${LT_USERS:-10000}"
-WORKERS="${LT_WORKERS:-2}"
-HOLD="${LT_HOLD:-30}"
+USERS="${LT_USERS:-5000}"
+WORKERS="${LT_WORKERS:-1}"
+HOLD="${LT_HOLD:-10}"
 SECS="${LT_SECS:-20}"
-RATE="${LT_RATE:-1000}"
+RATE="${LT_RATE:-500}"
+MAX_CONC="${LT_MAX_CONC:-64}"
+GRACE="${LT_GRACE:-10}"
+BATCH="${LT_BATCH:-1}"
+SYSTEMS="${LT_SYSTEMS:-herald socketio}"
 RUN_ID="lt_bench_$$_$RANDOM"
 DB="herald_${RUN_ID}"
 WORK="$(mktemp -d -t herald-lt-bench.XXXXXX)"
@@ -27,14 +41,17 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="$ROOT/loadtest/results/bench-$STAMP"
 SERVICE_KEY="lt-bench-service-key-$RANDOM$RANDOM"
 JWT_SECRET="lt-bench-jwt-secret-0123456789abcdef-$RANDOM$RANDOM"
+SIO_DIR="$ROOT/loadtest/baselines/socketio"
 PIDS=()
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
 
 teardown() {
     local rc=$?
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+    redis-cli -u "$REDIS_URL" --scan --pattern "$RUN_ID:*" 2>/dev/null | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -46,39 +63,104 @@ fi
 HERALD="$ROOT/target/release/herald"
 LT="$ROOT/target/release/herald-loadtest"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-psql "$PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
-PORT_A=$(free_port); PORT_B=$(free_port)
-while [[ "$PORT_B" == "$PORT_A" ]]; do PORT_B=$(free_port); done
-start_node() {
-    HERALD_LISTEN="127.0.0.1:$2" HERALD_NODE_ID="lt-$1" HERALD_DATABASE_URL="$PG/$DB" \
-    HERALD_REDIS_URL="$REDIS_URL" HERALD_REDIS_PREFIX="$RUN_ID:" HERALD_SERVICE_KEYS="$SERVICE_KEY" \
-    HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_MIGRATE_ON_START=true HERALD_MAX_CONNECTIONS=25000 \
-    HERALD_ALLOWED_ORIGINS=http://127.0.0.1 HERALD_LOG=warn "$HERALD" serve >"$WORK/node-$1.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 150); do
-        curl -fsS "http://127.0.0.1:$2/readyz" >/dev/null 2>&1 && return 0
+ports() { local a b; a=$(free_port); b=$(free_port); while [[ "$b" == "$a" ]]; do b=$(free_port); done; echo "$a $b"; }
+wait_ready() {
+    for _ in $(seq 1 200); do
+        curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
-    log "node $1 did not become ready"; return 1
+    log "node on :$1 did not become ready:"; tail -20 "$2" >&2; return 1
 }
-start_node a "$PORT_A"
-start_node b "$PORT_B"
-log "nodes a=:$PORT_A b=:$PORT_B; results in $OUT"
+
+if has socketio; then
+    log "npm ci (loadtest/baselines/socketio)"
+    # npm 11 sometimes rejects a lock file it wrote itself: fall back to npm install (same pins).
+    (cd "$SIO_DIR" && { npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
+        { log "npm ci refused the lock file; falling back to npm install"; npm install --no-audit --no-fund --loglevel=error >/dev/null; }; })
+fi
+
+psql "$PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
+mkdir -p "$OUT"
+
+HERALD_PIDS=(); SIO_PIDS=()
+if has herald; then
+    read -r H_A H_B < <(ports)
+    start_herald() {
+        HERALD_LISTEN="127.0.0.1:$2" HERALD_NODE_ID="lt-$1" HERALD_DATABASE_URL="$PG/$DB" \
+        HERALD_REDIS_URL="$REDIS_URL" HERALD_REDIS_PREFIX="$RUN_ID:" HERALD_SERVICE_KEYS="$SERVICE_KEY" \
+        HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_MIGRATE_ON_START=true HERALD_MAX_CONNECTIONS=25000 \
+        HERALD_ALLOWED_ORIGINS=http://127.0.0.1 HERALD_LOG=warn "$HERALD" serve >"$WORK/herald-$1.log" 2>&1 &
+        PIDS+=($!); HERALD_PIDS+=($!)
+        wait_ready "$2" "$WORK/herald-$1.log"
+    }
+    start_herald a "$H_A"
+    start_herald b "$H_B"
+    log "herald nodes a=:$H_A b=:$H_B"
+fi
+if has socketio; then
+    read -r S_A S_B < <(ports)
+    start_sio() {
+        SIO_LISTEN="127.0.0.1:$2" SIO_NODE_ID="sio-$1" SIO_DATABASE_URL="$PG/$DB" SIO_TABLE=sio_notifications \
+        SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:sio" SIO_JWT_SECRET="$JWT_SECRET" \
+        SIO_SERVICE_KEYS="$SERVICE_KEY" node "$SIO_DIR/server.js" >"$WORK/sio-$1.log" 2>&1 &
+        PIDS+=($!); SIO_PIDS+=($!)
+        wait_ready "$2" "$WORK/sio-$1.log"
+    }
+    # One after the other: the first creates the table.
+    start_sio a "$S_A"
+    start_sio b "$S_B"
+    log "socket.io baseline nodes a=:$S_A b=:$S_B"
+fi
+log "results in $OUT"
 
 export HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_SERVICE_KEY="$SERVICE_KEY"
-COMMON=(--users "$USERS" --workers "$WORKERS" --targets "ws://127.0.0.1:$PORT_A/v1/ws,ws://127.0.0.1:$PORT_B/v1/ws"
-        --gateway-pids "${PIDS[0]},${PIDS[1]}" --timeout 600 --results-dir "$OUT" --progress 5)
-PUB=(--publish-url "http://127.0.0.1:$PORT_A")
-run() { local name="$1"; shift; log "$name: $*"; "$LT" "$@" --out "$OUT/$name.json" || log "$name exited $?"; }
+run() {
+    local dir="$1" name="$2"; shift 2
+    log "$(basename "$dir")/$name: $*"
+    "$LT" "$@" --out "$dir/$name.json" || log "$(basename "$dir")/$name exited $?"
+}
+half_max() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(max(1, round(r["results"]["publish"]["accepted_per_s"] / 2)))' "$1" 2>/dev/null || echo "$RATE"; }
 
-run idle idle "${COMMON[@]}" --hold "$HOLD"
-run fanout-rate fanout "${COMMON[@]}" "${PUB[@]}" --rate "$RATE" --duration "$SECS"
-run fanout-max fanout "${COMMON[@]}" "${PUB[@]}" --rate max --duration "$SECS" --publish-concurrency 64
-run fanout-max-batch100 fanout "${COMMON[@]}" "${PUB[@]}" --rate max --duration "$SECS" --recipients-per-publish 100 --publish-concurrency 16
-run broadcast broadcast "${COMMON[@]}" "${PUB[@]}" --count 3
-run storm storm "${COMMON[@]}" "${PUB[@]}" --publish-while-down 2000 --rounds 2 --connect-concurrency 512
+bench_system() {
+    local sys="$1" dir="$OUT/$1" targets pub pids proto=()
+    mkdir -p "$dir"
+    if [[ "$sys" == herald ]]; then
+        targets="ws://127.0.0.1:$H_A/v1/ws,ws://127.0.0.1:$H_B/v1/ws"; pub="http://127.0.0.1:$H_A"
+        pids="${HERALD_PIDS[0]},${HERALD_PIDS[1]}"
+    else
+        targets="ws://127.0.0.1:$S_A,ws://127.0.0.1:$S_B"; pub="http://127.0.0.1:$S_A"
+        pids="${SIO_PIDS[0]},${SIO_PIDS[1]}"; proto=(--protocol socketio)
+    fi
+    local common=("${proto[@]}" --users "$USERS" --workers "$WORKERS" --targets "$targets" --gateway-pids "$pids"
+                  --timeout 600 --results-dir "$dir" --progress 5)
+    local p=(--publish-url "$pub")
+    run "$dir" idle idle "${common[@]}" --hold "$HOLD"
+    run "$dir" fanout-rate fanout "${common[@]}" "${p[@]}" --rate "$RATE" --duration "$SECS" --grace "$GRACE"
+    run "$dir" fanout-max fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --publish-concurrency "$MAX_CONC" --grace "$GRACE"
+    run "$dir" fanout-half-max fanout "${common[@]}" "${p[@]}" --rate "$(half_max "$dir/fanout-max.json")" --duration "$SECS" --grace "$GRACE"
+    if [[ "$sys" == herald && "$BATCH" == 1 ]]; then
+        run "$dir" fanout-max-batch100 fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --recipients-per-publish 100 --publish-concurrency 16 --grace "$GRACE"
+    fi
+    run "$dir" broadcast broadcast "${common[@]}" "${p[@]}" --count 3
+    if [[ "$sys" == herald ]]; then
+        run "$dir" storm storm "${common[@]}" "${p[@]}" --publish-while-down 2000 --rounds 2 --connect-concurrency 512
+    else
+        run "$dir" storm storm "${common[@]}" "${p[@]}" --publish-while-down 0 --rounds 2 --connect-concurrency 512
+    fi
+}
 
-python3 "$ROOT/loadtest/report.py" "$OUT" > "$ROOT/loadtest/results/latest.md"
+for s in $SYSTEMS; do bench_system "$s"; done
+
+# Plotting: matplotlib in a venv under target/ if PyPI is reachable, else report.py writes SVG.
+PY=python3
+if [[ -z "${LT_NO_MPL:-}" ]]; then
+    VENV="$ROOT/target/lt-venv"
+    if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+        { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q matplotlib; } >/dev/null 2>&1 || log "no matplotlib: SVG plot"
+    fi
+    "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && PY="$VENV/bin/python"
+fi
+rm -f "$ROOT/loadtest/results/latest-latency.png" "$ROOT/loadtest/results/latest-latency.svg"
+"$PY" "$ROOT/loadtest/report.py" "$OUT" --plot "$ROOT/loadtest/results/latest-latency" > "$ROOT/loadtest/results/latest.md"
 log "wrote loadtest/results/latest.md"
 cat "$ROOT/loadtest/results/latest.md"

@@ -1,46 +1,288 @@
 #!/usr/bin/env python3
-"""Markdown summary of a directory of herald-loadtest result files (used by bench.sh)."""
-import json, pathlib, sys
+"""Markdown report of a bench directory (used by bench.sh).
 
-d = pathlib.Path(sys.argv[1])
-runs = sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime)
-if not runs:
-    sys.exit(f"no results in {d}")
-first = json.loads(runs[0].read_text())
-env = first["environment"]
-print(f"# Herald load test — {first['started_at'][:19]}Z\n")
-print(f"Machine: {env['cores']} cores ({env['cpu_model']}), {env['mem_total_kib'] // 1048576} GiB, "
-      f"kernel {env['kernel']}, open files {env['open_files_limit']}. Everything on one host "
-      "(gateways, PostgreSQL, Redis and the harness share the cores).\n")
-print("| run | sockets | key figures | lost | dup | checks |")
-print("|---|---|---|---|---|---|")
-f1 = lambda v: "?" if v is None else f"{v:,.1f}"
-f0 = lambda v: "?" if v is None else f"{v:,.0f}"
-for p in runs:
-    r = json.loads(p.read_text())
-    res, sc = r["results"], r["scenario"]
-    socks = res["connect"]["sockets"]
-    lost = dup = "-"
-    if sc == "idle":
-        key = (f"connect {f0(res['connect']['per_s'])}/s; gateway RSS {f1(res.get('gateway_kib_per_conn'))} KiB/conn; "
-               f"kernel TCP {f1(res['kernel_tcp_mem_kib_per_conn'])} KiB/conn; harness {f1(res['hold']['worker_rss_kib_per_socket'])} KiB/socket")
-    elif sc == "fanout":
-        pb, dl, lat = res["publish"], res["delivery"], res["latency"]
-        key = (f"rate {r['params']['rate']} x{r['params']['publish']['recipients_per_publish']} recipients: "
-               f"accepted {f0(pb['accepted_per_s'])}/s, delivered {f0(dl['deliveries_per_s'])}/s; "
-               f"latency p50 {lat['p50_ms']:.1f} p95 {lat['p95_ms']:.1f} p99 {lat['p99_ms']:.1f} "
-               f"p99.9 {lat['p999_ms']:.1f} max {lat['max_ms']:.1f} ms")
-        lost, dup = dl["lost"], dl["duplicates"]
-    elif sc == "broadcast":
-        b = res["broadcasts"]
-        key = "; ".join(f"last socket after {x['time_to_last_ms']:.0f} ms ({f0(x['deliveries_per_s'])}/s)" for x in b)
-        lost = sum(x["missing"] for x in b)
-    elif sc == "storm":
-        key = "; ".join(f"{f0(x['handshakes_per_s'])} handshakes/s, all caught up in {x['time_to_all_complete_s']:.2f} s"
-                        for x in res["rounds"])
-        lost = sum(x["lost"] for x in res["rounds"]); dup = sum(x["duplicates"] for x in res["rounds"])
+    report.py <bench-dir> [--plot <path-without-extension>]
+
+<bench-dir> holds one sub-directory per system (`herald/`, `socketio/`) of herald-loadtest
+JSON results (named idle, fanout-rate, fanout-max, fanout-half-max, fanout-max-batch100,
+broadcast, storm), or — older layout — the JSON files directly (Herald only). Prints the
+Markdown to stdout: a side-by-side table with ratios, then every run's key figures. With
+--plot, writes a latency-percentile plot: <path>.png with matplotlib, else <path>.svg drawn by
+hand (no dependencies).
+"""
+import json, math, pathlib, sys
+
+NAMES = {"herald": "Herald", "socketio": "Socket.IO baseline"}
+PCTS = [("p50", "p50_ms"), ("p90", "p90_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"), ("max", "max_ms")]
+
+
+def load(d):
+    subs = [s for s in ("herald", "socketio") if (d / s).is_dir()]
+    out = {}
+    if subs:
+        for s in subs:
+            out[s] = {p.stem: json.loads(p.read_text()) for p in sorted((d / s).glob("*.json"), key=lambda p: p.stat().st_mtime)}
     else:
-        key = ""
-    ok = "pass" if r["checks"]["passed"] else "FAIL: " + "; ".join(r["checks"]["failures"])
-    print(f"| {p.stem} | {socks:,} | {key} | {lost} | {dup} | {ok} |")
-print("\nCommands: see `command` in each JSON file.")
+        out["herald"] = {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime)}
+    return {k: v for k, v in out.items() if v}
+
+
+def get(r, *path):
+    for k in path:
+        if r is None:
+            return None
+        r = r.get(k) if isinstance(r, dict) else (r[k] if isinstance(r, list) and isinstance(k, int) and k < len(r) else None)
+    return r
+
+
+def f0(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def f1(v):
+    return "–" if v is None else f"{v:,.1f}"
+
+
+def f2(v):
+    return "–" if v is None else f"{v:,.2f}"
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def metrics(runs):
+    """Key figures of one system: {metric key: value}."""
+    m = {}
+    idle = runs.get("idle")
+    if idle:
+        res = idle["results"]
+        m["rss_kib_per_conn"] = res.get("gateway_kib_per_conn")
+        m["connect_per_s"] = get(res, "connect", "per_s")
+        m["handshake_p99"] = get(res, "hold", "handshake_latency", "p99_ms")
+        m["idle_sockets"] = get(res, "connect", "sockets")
+    for name in ("fanout-rate", "fanout-max", "fanout-half-max", "fanout-max-batch100"):
+        r = runs.get(name)
+        if not r:
+            continue
+        res = r["results"]
+        m[name] = {
+            "rate": r["params"]["rate"],
+            "accepted_per_s": get(res, "publish", "accepted_per_s"),
+            "deliveries_per_s": get(res, "delivery", "deliveries_per_s"),
+            "lat": res.get("latency") or {},
+            "http_p99": get(res, "publish", "http_latency", "p99_ms"),
+            "lost": get(res, "delivery", "lost"),
+            "dup": get(res, "delivery", "duplicates"),
+            "failed": get(res, "publish", "failed_calls"),
+        }
+    b = runs.get("broadcast")
+    if b:
+        rounds = b["results"].get("broadcasts", [])
+        m["bcast_ms"] = median([x.get("time_to_last_ms") for x in rounds])
+        m["bcast_per_s"] = median([x.get("deliveries_per_s") for x in rounds])
+        m["bcast_missing"] = sum(x.get("missing", 0) for x in rounds)
+    s = runs.get("storm")
+    if s:
+        rounds = s["results"].get("rounds", [])
+        m["storm_hs_per_s"] = mean([x.get("handshakes_per_s") for x in rounds])
+        m["storm_all_s"] = mean([x.get("time_to_all_complete_s") for x in rounds])
+        m["storm_down"] = s["params"].get("publish_while_down")
+        m["storm_lost"] = sum(x.get("lost", 0) for x in rounds)
+    return m
+
+
+def ratio(h, b, higher_is_better):
+    if h is None or b is None or h == 0 or b == 0:
+        return "–"
+    r = h / b if higher_is_better else b / h
+    if r >= 1.05:
+        return f"**{r:,.1f}×**"
+    return "≈1× (same)" if r >= 0.95 else f"{r:,.2f}× (worse)"
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(__doc__)
+    d = pathlib.Path(args[0])
+    plot = args[args.index("--plot") + 1] if "--plot" in args else None
+    data = load(d)
+    if not data:
+        sys.exit(f"no results in {d}")
+    first = next(iter(next(iter(data.values())).values()))
+    env = first["environment"]
+    systems = list(data)
+    ms = {s: metrics(data[s]) for s in systems}
+    fr = next((data[s]["fanout-rate"] for s in systems if "fanout-rate" in data[s]), None)
+    users = first["params"]["common"]["users"]
+
+    print(f"# Herald load test — {first['started_at'][:19]}Z\n")
+    print(f"Machine: {env['cores']} cores ({env['cpu_model']}), {env['mem_total_kib'] // 1048576} GiB, "
+          f"kernel {env['kernel']}, open files {env['open_files_limit']}. Everything on one host "
+          "(gateways, PostgreSQL, Redis and the harness share the cores). "
+          f"Systems: {', '.join(NAMES[s] for s in systems)}, two nodes each, one Postgres and one Redis. "
+          f"{users:,} users (one socket each) connected in every run"
+          + (f"; fixed rate {fr['params']['rate']}/s for {fr['params']['duration_s']:g} s" if fr else "") + ".\n")
+
+    if len(systems) == 2:
+        H, B = (ms["herald"], ms["socketio"])
+        print("## Side by side\n")
+        print("| metric | Herald | Socket.IO baseline | Herald advantage |")
+        print("|---|---|---|---|")
+
+        def row(label, hv, bv, fmt, higher):
+            print(f"| {label} | {fmt(hv)} | {fmt(bv)} | {ratio(hv, bv, higher)} |")
+
+        row("idle: server RSS per connection, KiB", H.get("rss_kib_per_conn"), B.get("rss_kib_per_conn"), f1, False)
+        row("idle: connects/s (all sockets, from empty)", H.get("connect_per_s"), B.get("connect_per_s"), f0, True)
+        for name, label in (("fanout-rate", "fanout at fixed rate"), ("fanout-half-max", "fanout at half own max"), ("fanout-max", "fanout at max rate")):
+            h, b = H.get(name), B.get(name)
+            if not h or not b:
+                continue
+            if name == "fanout-half-max":
+                label = f"{label} ({h['rate']}/s vs {b['rate']}/s)"
+            elif name == "fanout-rate":
+                label = f"{label} ({h['rate']}/s)"
+            if name == "fanout-max":
+                row(f"{label}: accepted (durable) notifications/s", h["accepted_per_s"], b["accepted_per_s"], f0, True)
+            if name == "fanout-half-max":
+                print(f"| {label}: deliveries/s | {f0(h['deliveries_per_s'])} | {f0(b['deliveries_per_s'])} | (different rates) |")
+            else:
+                row(f"{label}: deliveries/s", h["deliveries_per_s"], b["deliveries_per_s"], f0, True)
+            for p, k in PCTS[:1] + PCTS[3:5]:
+                if name == "fanout-half-max":  # different rates: no ratio
+                    print(f"| {label}: latency {p}, ms | {f1(h['lat'].get(k))} | {f1(b['lat'].get(k))} | (different rates) |")
+                else:
+                    row(f"{label}: latency {p}, ms", h["lat"].get(k), b["lat"].get(k), f1, False)
+            print(f"| {label}: lost / duplicates | {h['lost']} / {h['dup']} | {b['lost']} / {b['dup']} | |")
+        if "fanout-max-batch100" in H:
+            h = H["fanout-max-batch100"]
+            print(f"| Herald only: max rate, 100 recipients per call: notifications/s | {f0(h['accepted_per_s'])} | n/a (one recipient per call) | |")
+        row("broadcast: ms until the last socket has it (median of 3)", H.get("bcast_ms"), B.get("bcast_ms"), f0, False)
+        row("broadcast: deliveries/s", H.get("bcast_per_s"), B.get("bcast_per_s"), f0, True)
+        row("storm: reconnect handshakes/s (all sockets at once)", H.get("storm_hs_per_s"), B.get("storm_hs_per_s"), f0, True)
+        row("storm: s until every socket is back (Herald: and caught up)", H.get("storm_all_s"), B.get("storm_all_s"), f2, False)
+        print(f"| storm: notifications published while down → lost | {H.get('storm_down')} → {H.get('storm_lost')} | "
+              f"{B.get('storm_down')} (no resume in Socket.IO) | |")
+        print()
+        print("Ratios are Herald's advantage (baseline ÷ Herald for memory, time and latency; Herald ÷ baseline "
+              "for rates); below 1× means the baseline did better.\n")
+
+    print("## Every run\n")
+    print("| system | run | sockets | key figures | lost | dup | checks |")
+    print("|---|---|---|---|---|---|---|")
+    for s in systems:
+        for name, r in data[s].items():
+            res, sc = r["results"], r["scenario"]
+            socks = res["connect"]["sockets"]
+            lost = dup = "-"
+            if sc == "idle":
+                key = (f"connect {f0(res['connect']['per_s'])}/s; server RSS {f1(res.get('gateway_kib_per_conn'))} KiB/conn; "
+                       f"harness {f1(res['hold']['worker_rss_kib_per_socket'])} KiB/socket")
+            elif sc == "fanout":
+                pb, dl, lat = res["publish"], res["delivery"], res["latency"]
+                key = (f"rate {r['params']['rate']} x{r['params']['publish']['recipients_per_publish']}: "
+                       f"accepted {f0(pb['accepted_per_s'])}/s, delivered {f0(dl['deliveries_per_s'])}/s; "
+                       f"latency p50 {lat['p50_ms']:.1f} p95 {lat['p95_ms']:.1f} p99 {lat['p99_ms']:.1f} "
+                       f"p99.9 {lat['p999_ms']:.1f} max {lat['max_ms']:.1f} ms; publish HTTP p99 {pb['http_latency']['p99_ms']:.1f} ms")
+                lost, dup = dl["lost"], dl["duplicates"]
+            elif sc == "broadcast":
+                b = res["broadcasts"]
+                key = "; ".join(f"last socket after {x['time_to_last_ms']:.0f} ms ({f0(x['deliveries_per_s'])}/s)" for x in b)
+                lost = sum(x["missing"] for x in b)
+            elif sc == "storm":
+                key = (f"{r['params']['publish_while_down']} published while down; "
+                       + "; ".join(f"{f0(x['handshakes_per_s'])} handshakes/s, all back in {x['time_to_all_complete_s']:.2f} s" for x in res["rounds"]))
+                lost = sum(x["lost"] for x in res["rounds"]); dup = sum(x["duplicates"] for x in res["rounds"])
+            else:
+                key = ""
+            ok = "pass" if r["checks"]["passed"] else "FAIL: " + "; ".join(r["checks"]["failures"])
+            print(f"| {NAMES[s]} | {name} | {socks:,} | {key} | {lost} | {dup} | {ok} |")
+    print("\nCommands: see `command` in each JSON file (bench directory `" + d.name + "`).")
+
+    if plot:
+        series = []
+        for s in systems:
+            for name, style in (("fanout-rate", "solid"), ("fanout-half-max", "dashed"), ("fanout-max", "dotted")):
+                r = data[s].get(name)
+                if r and r["results"].get("latency", {}).get("count"):
+                    lat = r["results"]["latency"]
+                    series.append((f"{NAMES[s]} {name} ({r['params']['rate']}/s)", s, style, [lat[k] for _, k in PCTS]))
+        if series:
+            path = write_plot(plot, series)
+            print(f"\n![End-to-end latency percentiles]({pathlib.Path(path).name})\n")
+            print("End-to-end latency (publish call start → event parsed by the receiving socket) by percentile, log scale.")
+
+
+COLORS = {"herald": "#1f77b4", "socketio": "#d62728"}
+
+
+def write_plot(base, series):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return write_svg(base, series)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    xs = list(range(len(PCTS)))
+    for label, s, style, ys in series:
+        ax.plot(xs, [max(y, 0.01) for y in ys], linestyle=style, marker="o", color=COLORS[s], label=label)
+    ax.set_xticks(xs, [p for p, _ in PCTS])
+    ax.set_yscale("log")
+    ax.set_ylabel("latency, ms (log)")
+    ax.set_xlabel("percentile")
+    ax.set_title("End-to-end notification latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(base + ".png")
+    return base + ".png"
+
+
+def write_svg(base, series):
+    W, H, L, R, T, B = 760, 420, 70, 250, 40, 50
+    pw, ph = W - L - R, H - T - B
+    vals = [max(y, 0.01) for _, _, _, ys in series for y in ys]
+    lo = 10 ** math.floor(math.log10(min(vals)))
+    hi = 10 ** math.ceil(math.log10(max(vals)))
+    if hi <= lo:
+        hi = lo * 10
+    def X(i): return L + pw * i / (len(PCTS) - 1)
+    def Y(v): return T + ph * (1 - (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{L + pw / 2}" y="20" text-anchor="middle" font-size="14">End-to-end notification latency</text>']
+    d = lo
+    while d <= hi * 1.0001:
+        y = Y(d)
+        out.append(f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{d:g} ms</text>')
+        d *= 10
+    for i, (p, _) in enumerate(PCTS):
+        out.append(f'<line x1="{X(i):.1f}" y1="{T}" x2="{X(i):.1f}" y2="{T + ph}" stroke="#eee"/>')
+        out.append(f'<text x="{X(i):.1f}" y="{T + ph + 18}" text-anchor="middle">{p}</text>')
+    out.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+    dash = {"solid": "", "dashed": ' stroke-dasharray="6,4"', "dotted": ' stroke-dasharray="2,3"'}
+    for j, (label, s, style, ys) in enumerate(series):
+        pts = " ".join(f"{X(i):.1f},{Y(y):.1f}" for i, y in enumerate(ys))
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{COLORS[s]}" stroke-width="2"{dash[style]}/>')
+        for i, y in enumerate(ys):
+            out.append(f'<circle cx="{X(i):.1f}" cy="{Y(y):.1f}" r="3" fill="{COLORS[s]}"/>')
+        ly = T + 10 + j * 18
+        out.append(f'<line x1="{L + pw + 12}" y1="{ly}" x2="{L + pw + 36}" y2="{ly}" stroke="{COLORS[s]}" stroke-width="2"{dash[style]}/>')
+        out.append(f'<text x="{L + pw + 40}" y="{ly + 4}">{label}</text>')
+    out.append("</svg>")
+    pathlib.Path(base + ".svg").write_text("\n".join(out) + "\n")
+    return base + ".svg"
+
+
+if __name__ == "__main__":
+    main()

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use hdrhistogram::Histogram;
-use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest, PublishResponse};
+use herald_protocol::http::{BroadcastRequest, PublishRequest, PublishResponse};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::ctl::{
-    new_hist, now_ns, summarize, Cmd, Ev, LatencySummary, Progress, WorkerReport, WorkerSpec,
+    new_hist, now_ns, summarize, Cmd, Ev, LatencySummary, Progress, Protocol, WorkerReport,
+    WorkerSpec,
 };
 use crate::{Command, Common, PublishArgs};
 
@@ -103,7 +104,10 @@ impl Workers {
                 user_start: c.users * w / k,
                 user_end: c.users * (w + 1) / k,
                 sockets_per_user: c.sockets_per_user.max(1),
-                targets: c.targets.clone(),
+                targets: match c.protocol {
+                    Protocol::Herald => c.targets.clone(),
+                    Protocol::Socketio => c.targets.iter().map(|t| crate::sio::ws_url(t)).collect(),
+                },
                 source_ips: (1..=c.ips_per_worker.clamp(1, 254))
                     .map(|i| format!("127.0.{}.{}", 10 + w, i))
                     .collect(),
@@ -112,6 +116,8 @@ impl Workers {
                 connect_concurrency: c.connect_concurrency,
                 read_buffer: c.read_buffer,
                 progress_ms: (c.progress * 1000.0) as u64,
+                protocol: c.protocol,
+                sio_namespace: c.sio_namespace.clone(),
             };
             let mut child = std::process::Command::new(&exe)
                 .arg("worker")
@@ -394,22 +400,45 @@ struct Publisher {
     errors: Mutex<BTreeMap<String, u64>>,
     http: Mutex<Histogram<u64>>,
     status: Arc<Status>,
+    protocol: Protocol,
 }
 
 impl Publisher {
-    fn new(p: &PublishArgs, prefix: &str, users: usize, status: Arc<Status>) -> Result<Publisher> {
+    fn new(
+        p: &PublishArgs,
+        c: &Common,
+        prefix: &str,
+        users: usize,
+        status: Arc<Status>,
+    ) -> Result<Publisher> {
         if p.service_key.is_empty() {
             bail!("--service-key (or HERALD_SERVICE_KEY) is required");
         }
         let base = p.publish_url.trim_end_matches('/');
         let base = base.strip_suffix("/v1/notifications").unwrap_or(base);
+        let (notif_url, bcast_url) = match c.protocol {
+            Protocol::Herald => (
+                format!("{base}/v1/notifications"),
+                format!("{base}/v1/broadcasts"),
+            ),
+            Protocol::Socketio => {
+                if p.recipients_per_publish > 1 {
+                    bail!("--protocol socketio publishes one recipient per call (the baseline's POST /notifications)");
+                }
+                let base = base.strip_suffix("/notifications").unwrap_or(base);
+                (
+                    format!("{base}/notifications"),
+                    format!("{base}/broadcasts"),
+                )
+            }
+        };
         Ok(Publisher {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(p.publish_concurrency.max(1) * 2)
                 .timeout(Duration::from_secs(30))
                 .build()?,
-            notif_url: format!("{base}/v1/notifications"),
-            bcast_url: format!("{base}/v1/broadcasts"),
+            notif_url,
+            bcast_url,
             auth: format!("Bearer {}", p.service_key),
             prefix: prefix.to_string(),
             users,
@@ -419,6 +448,7 @@ impl Publisher {
             errors: Mutex::new(BTreeMap::new()),
             http: Mutex::new(new_hist()),
             status,
+            protocol: c.protocol,
         })
     }
 
@@ -428,6 +458,9 @@ impl Publisher {
     }
 
     async fn publish(&self, first_user: usize, n: usize) {
+        if self.protocol == Protocol::Socketio {
+            return self.publish_sio(first_user % self.users).await;
+        }
         let t = now_ns();
         let start = Instant::now();
         let users: Vec<String> = (0..n.min(self.users))
@@ -497,6 +530,55 @@ impl Publisher {
         self.status
             .accepted
             .fetch_add(pr.notifications.len() as u64, Relaxed);
+    }
+
+    /// The Socket.IO baseline: `POST /notifications {recipient, type, title, body, data}`,
+    /// 201 once the row is inserted (and the emit to `user:<id>` issued).
+    async fn publish_sio(&self, user: usize) {
+        let t = now_ns();
+        let start = Instant::now();
+        let body = json!({
+            "recipient": format!("{}-{}", self.prefix, user),
+            "type": "loadtest.fanout",
+            "title": "load test",
+            "body": "herald-loadtest notification",
+            "link": "/loadtest",
+            "data": { "t": t },
+        });
+        self.calls.fetch_add(1, Relaxed);
+        self.status.published.fetch_add(1, Relaxed);
+        let resp = self
+            .client
+            .post(&self.notif_url)
+            .header("authorization", &self.auth)
+            .json(&body)
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "request"
+                };
+                return self.fail(format!("http {kind}"));
+            }
+        };
+        let status = resp.status().as_u16();
+        // Drain the body so the connection goes back to the pool.
+        let ok_body = resp.bytes().await.is_ok();
+        if status != 201 || !ok_body {
+            return self.fail(format!("status {status}"));
+        }
+        self.http
+            .lock()
+            .unwrap()
+            .saturating_record(start.elapsed().as_micros().max(1) as u64);
+        self.expected[user].fetch_add(1, Relaxed);
+        self.status.accepted.fetch_add(1, Relaxed);
     }
 
     fn accepted(&self) -> u64 {
@@ -858,7 +940,7 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
             params["count"] = json!(count);
             params["grace_s"] = json!(grace);
             ws.send_all(&Cmd::Reset)?;
-            let p = Arc::new(Publisher::new(publish, prefix, c.users, status.clone())?);
+            let p = Arc::new(Publisher::new(publish, c, prefix, c.users, status.clone())?);
             status.set_phase("publish");
             let pub_t0 = now_ns();
             let elapsed = p
@@ -928,7 +1010,7 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
             params["count"] = json!(count);
             params["grace_s"] = json!(grace);
             ws.send_all(&Cmd::Reset)?;
-            let p = Publisher::new(publish, prefix, c.users, status.clone())?;
+            let p = Publisher::new(publish, c, prefix, c.users, status.clone())?;
             let mut rounds = vec![];
             for b in 0..*count {
                 status.set_phase("broadcast");
@@ -953,7 +1035,9 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
                     failures.push(format!("broadcast {b}: status {st}"));
                     break;
                 }
-                let br: BroadcastResponse = resp.json().await?;
+                // Herald answers {id, nodes}; the Socket.IO baseline {id}.
+                let br: Value = resp.json().await?;
+                let nodes = br.get("nodes").cloned().unwrap_or(Value::Null);
                 ws.send_all(&Cmd::WaitBroadcast {
                     count: b + 1,
                     grace_ms: (grace * 1000.0) as u64,
@@ -969,13 +1053,11 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
                 }
                 summary.push(format!(
                     "broadcast {b}: nodes {} accepted in {http_ms:.1}ms; {} sockets had it after {:.1}ms ({:.0} deliveries/s); missing {}",
-                    br.nodes, n, last_s * 1000.0, n as f64 / last_s.max(1e-9), v.sockets_missing
+                    nodes, n, last_s * 1000.0, n as f64 / last_s.max(1e-9), v.sockets_missing
                 ));
-                rounds.push(
-                    json!({"nodes": br.nodes, "http_ms": http_ms, "delivered": n,
+                rounds.push(json!({"nodes": nodes, "http_ms": http_ms, "delivered": n,
                     "missing": v.sockets_missing, "time_to_last_ms": last_s * 1000.0,
-                    "deliveries_per_s": n as f64 / last_s.max(1e-9)}),
-                );
+                    "deliveries_per_s": n as f64 / last_s.max(1e-9)}));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let m = merge(&ws.reports().await?);
@@ -1000,7 +1082,7 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
             params["down_s"] = json!(down);
             params["rounds"] = json!(rounds);
             params["grace_s"] = json!(grace);
-            let p = Arc::new(Publisher::new(publish, prefix, c.users, status.clone())?);
+            let p = Arc::new(Publisher::new(publish, c, prefix, c.users, status.clone())?);
             let mut out = vec![];
             for r in 0..*rounds {
                 ws.send_all(&Cmd::Reset)?;

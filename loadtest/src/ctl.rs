@@ -24,6 +24,25 @@ pub struct WorkerSpec {
     pub connect_concurrency: usize,
     pub read_buffer: usize,
     pub progress_ms: u64,
+    /// Wire protocol of the targets.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Socket.IO namespace (with `Protocol::Socketio`).
+    #[serde(default)]
+    pub sio_namespace: String,
+}
+
+/// Which server the harness talks to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Herald: `/v1/ws`, header auth, `POST /v1/notifications`.
+    #[default]
+    Herald,
+    /// Socket.IO v4 (Engine.IO v4, websocket transport), e.g. loadtest/baselines/socketio:
+    /// `auth.token` at the namespace connect, events `notification` / `global_notification`,
+    /// `POST /notifications` with `{recipient, type, title, body, data}`.
+    Socketio,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

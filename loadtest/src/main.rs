@@ -6,6 +6,7 @@
 
 mod coord;
 mod ctl;
+mod sio;
 mod sys;
 mod worker;
 
@@ -89,6 +90,16 @@ enum Command {
 /// Options every scenario takes.
 #[derive(Args, Debug, Clone, serde::Serialize)]
 pub struct Common {
+    /// Wire protocol: `herald` (Herald's /v1/ws) or `socketio` (Socket.IO v4 over a websocket,
+    /// e.g. the baseline in loadtest/baselines/socketio; targets `ws://host:port` get
+    /// `/socket.io/?EIO=4&transport=websocket` appended). Not every scenario applies: storm
+    /// with socketio measures reconnects only (Socket.IO has no resume: use
+    /// --publish-while-down 0).
+    #[arg(long, value_enum, default_value_t = crate::ctl::Protocol::Herald)]
+    pub protocol: crate::ctl::Protocol,
+    /// Socket.IO namespace (with --protocol socketio); the seed design uses /notifications.
+    #[arg(long, default_value = "/notifications")]
+    pub sio_namespace: String,
     /// Number of users (each with --sockets-per-user sockets).
     #[arg(long, short = 'n', default_value_t = 1000)]
     pub users: usize,

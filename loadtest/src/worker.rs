@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use herald_protocol::ws::ServerMessage;
 use serde::Deserialize;
@@ -19,7 +19,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::ctl::{new_hist, now_ns, Cmd, Ev, HistWire, Progress, WorkerReport, WorkerSpec};
+use crate::ctl::{
+    new_hist, now_ns, Cmd, Ev, HistWire, Progress, Protocol, WorkerReport, WorkerSpec,
+};
+use crate::sio;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -547,7 +550,8 @@ async fn session(
     };
     let _ = tcp.set_nodelay(true);
     let resumed = slot.baseline.load(Relaxed) >= 0;
-    let url = if resumed {
+    let socketio = sh.spec.protocol == Protocol::Socketio;
+    let url = if resumed && !socketio {
         format!("{}?last_seq={}", tgt.url, slot.last_seq.load(Relaxed))
     } else {
         tgt.url.clone()
@@ -556,18 +560,127 @@ async fn session(
         Ok(r) => r,
         Err(e) => return End::Failed(classify(&e)),
     };
-    let auth = format!("Bearer {}", sh.token(user));
-    req.headers_mut()
-        .insert("authorization", auth.parse().expect("header value"));
+    if !socketio {
+        let auth = format!("Bearer {}", sh.token(user));
+        req.headers_mut()
+            .insert("authorization", auth.parse().expect("header value"));
+    }
     let hs = tokio_tungstenite::client_async_with_config(req, tcp, Some(sh.ws_config));
     let mut ws = match tokio::time::timeout(Duration::from_secs(15), hs).await {
         Ok(Ok((ws, _resp))) => ws,
         Ok(Err(e)) => return End::Failed(classify(&e)),
         Err(_) => return End::Failed("handshake timeout".into()),
     };
+    let (end, ready) = if socketio {
+        sio_loop(sh, slot, user, &mut ws, t0, permit, rx).await
+    } else {
+        let mut permit = Some(permit);
+        let mut ready = false;
+        let first_session = !resumed;
+        let end = loop {
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() || *rx.borrow() != Phase::Up {
+                        break End::PhaseChanged;
+                    }
+                }
+                m = ws.next() => match m {
+                    None => break End::Closed("eof".into()),
+                    Some(Err(e)) => break End::Closed(classify(&e)),
+                    Some(Ok(Message::Close(f))) => {
+                        break End::Closed(f.map(|f| u16::from(f.code).to_string()).unwrap_or_else(|| "close".into()));
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        let now = now_ns();
+                        let ev: LeanEvent = match serde_json::from_str(t.as_str()) {
+                            Ok(ev) => ev,
+                            Err(_) => continue,
+                        };
+                        match ev.kind {
+                            "connected" => {
+                                let latest = match serde_json::from_str::<ServerMessage>(t.as_str()) {
+                                    Ok(ServerMessage::Connected { latest_seq, .. }) => latest_seq,
+                                    _ => break End::Closed("bad connected".into()),
+                                };
+                                if slot.baseline.load(Relaxed) < 0 {
+                                    slot.baseline.store(latest, Relaxed);
+                                    slot.last_seq.store(latest, Relaxed);
+                                }
+                                sh.handshakes.fetch_add(1, Relaxed);
+                                max_store(&sh.last_handshake_ns, now);
+                                rec(&mut sh.hists.lock().unwrap().handshake, t0.elapsed().as_micros() as u64);
+                                permit.take();
+                            }
+                            "notifications:batch" => {
+                                for n in ev.notifications.unwrap_or_default() {
+                                    on_notification(sh, slot, n, now, true, first_session && !ready);
+                                }
+                                if ev.complete == Some(true) && !ready {
+                                    ready = true;
+                                    sh.ready.fetch_add(1, Relaxed);
+                                    max_store(&sh.last_ready_ns, now);
+                                }
+                            }
+                            "notification" => {
+                                if let Some(n) = ev.notification {
+                                    on_notification(sh, slot, n, now, false, false);
+                                }
+                            }
+                            "global_notification" => {
+                                sh.globals.fetch_add(1, Relaxed);
+                                slot.globals.fetch_add(1, Relaxed);
+                                max_store(&sh.last_rx_ns, now);
+                                if let Some(t) = ev.notification.and_then(|n| n.data).and_then(|d| d.t) {
+                                    rec(&mut sh.hists.lock().unwrap().broadcast, now.saturating_sub(t) / 1000);
+                                }
+                            }
+                            "resync" => {
+                                sh.resyncs.fetch_add(1, Relaxed);
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        (end, ready)
+    };
+    if ready {
+        sh.ready.fetch_sub(1, Relaxed);
+    }
+    if matches!(end, End::PhaseChanged) && *rx.borrow() == Phase::Quit {
+        let _ = ws.close(None).await;
+    }
+    // Otherwise: dropping the stream drops the socket at once (no close handshake).
+    drop(ws);
+    end
+}
+
+/// The Socket.IO v4 session after the WebSocket upgrade (see `sio`): namespace connect with
+/// `auth.token`, pong every ping, `connected` event = ready (Socket.IO has no catch-up),
+/// `notification` events deduplicated by id (no seq), `global_notification` counted.
+async fn sio_loop<S>(
+    sh: &Shared,
+    slot: &Slot,
+    user: &str,
+    ws: &mut S,
+    t0: Instant,
+    permit: tokio::sync::SemaphorePermit<'_>,
+    rx: &mut watch::Receiver<Phase>,
+) -> (End, bool)
+where
+    S: futures_util::Stream<Item = Result<Message, WsError>>
+        + futures_util::Sink<Message, Error = WsError>
+        + Unpin,
+{
+    let nsp = sh.spec.sio_namespace.as_str();
     let mut permit = Some(permit);
     let mut ready = false;
-    let first_session = !resumed;
+    let mut seen: std::collections::HashSet<u64> = Default::default();
+    if slot.baseline.load(Relaxed) < 0 {
+        slot.baseline.store(0, Relaxed);
+    }
     let end = loop {
         tokio::select! {
             r = rx.changed() => {
@@ -583,67 +696,66 @@ async fn session(
                 }
                 Some(Ok(Message::Text(t))) => {
                     let now = now_ns();
-                    let ev: LeanEvent = match serde_json::from_str(t.as_str()) {
-                        Ok(ev) => ev,
-                        Err(_) => continue,
-                    };
-                    match ev.kind {
-                        "connected" => {
-                            let latest = match serde_json::from_str::<ServerMessage>(t.as_str()) {
-                                Ok(ServerMessage::Connected { latest_seq, .. }) => latest_seq,
-                                _ => break End::Closed("bad connected".into()),
-                            };
-                            if slot.baseline.load(Relaxed) < 0 {
-                                slot.baseline.store(latest, Relaxed);
-                                slot.last_seq.store(latest, Relaxed);
-                            }
-                            sh.handshakes.fetch_add(1, Relaxed);
-                            max_store(&sh.last_handshake_ns, now);
-                            rec(&mut sh.hists.lock().unwrap().handshake, t0.elapsed().as_micros() as u64);
-                            permit.take();
-                        }
-                        "notifications:batch" => {
-                            for n in ev.notifications.unwrap_or_default() {
-                                on_notification(sh, slot, n, now, true, first_session && !ready);
-                            }
-                            if ev.complete == Some(true) && !ready {
-                                ready = true;
-                                sh.ready.fetch_add(1, Relaxed);
-                                max_store(&sh.last_ready_ns, now);
+                    match sio::parse(t.as_str(), nsp) {
+                        sio::Packet::Open => {
+                            let p = sio::connect_packet(nsp, &sh.token(user));
+                            if let Err(e) = ws.send(Message::Text(p.into())).await {
+                                break End::Closed(classify(&e));
                             }
                         }
-                        "notification" => {
-                            if let Some(n) = ev.notification {
-                                on_notification(sh, slot, n, now, false, false);
+                        sio::Packet::Ping => {
+                            if let Err(e) = ws.send(Message::Text("3".into())).await {
+                                break End::Closed(classify(&e));
                             }
                         }
-                        "global_notification" => {
-                            sh.globals.fetch_add(1, Relaxed);
-                            slot.globals.fetch_add(1, Relaxed);
-                            max_store(&sh.last_rx_ns, now);
-                            if let Some(t) = ev.notification.and_then(|n| n.data).and_then(|d| d.t) {
-                                rec(&mut sh.hists.lock().unwrap().broadcast, now.saturating_sub(t) / 1000);
+                        sio::Packet::Close => break End::Closed("sio disconnect".into()),
+                        sio::Packet::ConnectError(_) => break End::Closed("sio connect_error".into()),
+                        sio::Packet::Connected | sio::Packet::Other => {}
+                        sio::Packet::Event(arr) => {
+                            let Some((name, payload)) = sio::event(arr) else { continue };
+                            match name.as_str() {
+                                "connected" if !ready => {
+                                    sh.handshakes.fetch_add(1, Relaxed);
+                                    max_store(&sh.last_handshake_ns, now);
+                                    rec(&mut sh.hists.lock().unwrap().handshake, t0.elapsed().as_micros() as u64);
+                                    permit.take();
+                                    ready = true;
+                                    sh.ready.fetch_add(1, Relaxed);
+                                    max_store(&sh.last_ready_ns, now);
+                                }
+                                "notification" => {
+                                    let Some(n) = payload else { continue };
+                                    if let Some(id) = n.id.as_deref() {
+                                        if !seen.insert(sio::id_key(id)) {
+                                            sh.duplicates.fetch_add(1, Relaxed);
+                                            continue;
+                                        }
+                                    }
+                                    slot.unique.fetch_add(1, Relaxed);
+                                    sh.received.fetch_add(1, Relaxed);
+                                    max_store(&sh.last_rx_ns, now);
+                                    if let Some(t) = n.data.and_then(|d| d.t) {
+                                        rec(&mut sh.hists.lock().unwrap().live, now.saturating_sub(t) / 1000);
+                                    }
+                                }
+                                "global_notification" => {
+                                    sh.globals.fetch_add(1, Relaxed);
+                                    slot.globals.fetch_add(1, Relaxed);
+                                    max_store(&sh.last_rx_ns, now);
+                                    if let Some(t) = payload.and_then(|n| n.data).and_then(|d| d.t) {
+                                        rec(&mut sh.hists.lock().unwrap().broadcast, now.saturating_sub(t) / 1000);
+                                    }
+                                }
+                                _ => {}
                             }
                         }
-                        "resync" => {
-                            sh.resyncs.fetch_add(1, Relaxed);
-                        }
-                        _ => {}
                     }
                 }
                 Some(Ok(_)) => {}
             }
         }
     };
-    if ready {
-        sh.ready.fetch_sub(1, Relaxed);
-    }
-    if matches!(end, End::PhaseChanged) && *rx.borrow() == Phase::Quit {
-        let _ = ws.close(None).await;
-    }
-    // Otherwise: dropping the stream drops the socket at once (no close handshake).
-    drop(ws);
-    end
+    (end, ready)
 }
 
 fn on_notification(
