@@ -76,6 +76,8 @@ pub struct Config {
     pub drain_grace: Duration,
     pub drain_spread: Duration,
     pub max_publish_body_bytes: usize,
+    /// How long an idempotency key is remembered; older keys are purged in the background.
+    pub idempotency_ttl: Duration,
     /// Development endpoints (`/dev/*`: mint tokens, publish without the service key) for
     /// the local demo. Never enable in production.
     pub dev_endpoints: bool,
@@ -429,6 +431,9 @@ impl Config {
                 1024,
                 64 * 1024 * 1024,
             )?,
+            idempotency_ttl: Duration::from_secs(
+                3600 * src.ranged::<u64>("HERALD_IDEMPOTENCY_TTL_HOURS", 24, 1, 8760)?,
+            ),
             dev_endpoints: src.boolean("HERALD_DEV_ENDPOINTS", false)?,
             static_dir,
             fault_skip_fanout: src.boolean("HERALD_FAULT_SKIP_FANOUT", false)?,
@@ -504,6 +509,7 @@ mod tests {
             ("HERALD_MIGRATE_ON_START", "maybe"),
             ("HERALD_NODE_ID", "has space"),
             ("HERALD_STATIC_DIR", "/nonexistent-dir"),
+            ("HERALD_IDEMPOTENCY_TTL_HOURS", "0"),
         ];
         for (var, value) in cases {
             assert_eq!(var_of(with(var, value)), var, "{var}={value}");

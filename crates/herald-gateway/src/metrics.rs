@@ -22,6 +22,7 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub bus_publish_errors: IntCounter,
     pub delivery_marks_dropped: IntCounter,
+    pub idempotency_purged: IntCounter,
     pub bus_subscribed_users: IntGauge,
     pub bus_connected: IntGauge,
     pub bus_reconnects: IntGauge,
@@ -151,6 +152,11 @@ impl Metrics {
                 &r,
                 "herald_delivery_marks_dropped_total",
                 "delivered_at updates dropped because the tracker queue was full",
+            ),
+            idempotency_purged: counter(
+                &r,
+                "herald_idempotency_keys_purged_total",
+                "Idempotency keys forgotten after HERALD_IDEMPOTENCY_TTL_HOURS",
             ),
             bus_subscribed_users: gauge(
                 &r,

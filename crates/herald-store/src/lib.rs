@@ -978,6 +978,24 @@ impl Store {
     /// For each `(user, seq)`: the user's undelivered rows with `seq <= s` get
     /// `delivered_at = now()` and `delivered_seq` rises to `s` (never beyond `last_seq`).
     /// One statement for the whole batch.
+    /// Deletes up to `limit` idempotency keys older than `older_than`; returns how many.
+    pub async fn purge_idempotency(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        const OP: &str = "purge_idempotency";
+        let client = self.client(OP).await?;
+        let stmt = client
+            .prepare_cached(sql::PURGE_IDEMPOTENCY)
+            .await
+            .map_err(|e| pg_err(OP, e))?;
+        client
+            .execute(&stmt, &[&older_than.as_secs_f64(), &limit])
+            .await
+            .map_err(|e| pg_err(OP, e))
+    }
+
     pub async fn mark_delivered(&self, marks: &[(String, i64)]) -> Result<(), StoreError> {
         const OP: &str = "mark_delivered";
         if marks.is_empty() {

@@ -173,6 +173,14 @@ RETURNING c.n AS marked, user_state.unread_count, user_state.version";
 /// arrays; a user may repeat, the highest seq wins). Locks the users' `user_state` rows in
 /// lock order, raises `delivered_seq` (capped at `last_seq`), then stamps `delivered_at` on
 /// the undelivered rows up to that seq.
+/// Forgets idempotency keys older than `$1` seconds, at most `$2` rows per call (bounded work;
+/// the caller repeats while rows come back). Uses `publish_idempotency_created_idx`.
+pub const PURGE_IDEMPOTENCY: &str = "DELETE FROM publish_idempotency WHERE key IN (
+    SELECT key FROM publish_idempotency
+    WHERE created_at < now() - make_interval(secs => $1::float8)
+    ORDER BY created_at LIMIT $2
+)";
+
 pub const MARK_DELIVERED: &str = "WITH m AS (
     SELECT user_id, max(seq) AS seq
     FROM unnest($1::text[], $2::bigint[]) AS t(user_id, seq)

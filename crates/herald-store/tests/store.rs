@@ -909,3 +909,47 @@ async fn publish_batch_assigns_consecutive_seqs_in_request_order() {
     keyed.idempotency_key = Some("k".into());
     assert!(db.store.publish_batch(&[&keyed]).await.is_err());
 }
+
+/// Idempotency keys are forgotten after their retention: old keys are purged in bounded
+/// batches, recent ones are kept, and a purged key can be used again.
+#[tokio::test]
+async fn idempotency_keys_expire() {
+    let db = TestDb::new().await;
+    for k in ["old-1", "old-2", "old-3", "fresh"] {
+        let mut n = new_notification(&["u"]);
+        n.idempotency_key = Some(k.into());
+        db.store.publish(&n).await.unwrap();
+    }
+    let c = db.client().await;
+    c.execute(
+        "UPDATE publish_idempotency SET created_at = now() - interval '2 days' WHERE key LIKE 'old-%'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(db.store.purge_idempotency(day, 2).await.unwrap(), 2);
+    assert_eq!(db.store.purge_idempotency(day, 2).await.unwrap(), 1);
+    assert_eq!(db.store.purge_idempotency(day, 2).await.unwrap(), 0);
+    let left: Vec<String> = c
+        .query("SELECT key FROM publish_idempotency", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, vec!["fresh".to_string()]);
+    // The fresh key still replays; an expired key creates a new notification.
+    let mut fresh = new_notification(&["u"]);
+    fresh.idempotency_key = Some("fresh".into());
+    assert!(matches!(
+        db.store.publish(&fresh).await.unwrap(),
+        PublishOutcome::Replayed(_)
+    ));
+    let mut old = new_notification(&["u"]);
+    old.idempotency_key = Some("old-1".into());
+    assert!(matches!(
+        db.store.publish(&old).await.unwrap(),
+        PublishOutcome::Created { .. }
+    ));
+}
