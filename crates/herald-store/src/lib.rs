@@ -171,6 +171,23 @@ fn is_unavailable_pg(e: &tokio_postgres::Error) -> bool {
     false
 }
 
+/// Locks the user's `user_state` row before touching their notifications — the same lock
+/// order as publish, so mark-read and publish never deadlock. `None`: the user has no
+/// notifications at all.
+async fn lock_user_state(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user_id: &str,
+    op: &str,
+) -> Result<Option<Row>, StoreError> {
+    let lock = tx
+        .prepare_cached(sql::LOCK_USER_STATE)
+        .await
+        .map_err(|e| pg_err(op, e))?;
+    tx.query_opt(&lock, &[&user_id])
+        .await
+        .map_err(|e| pg_err(&format!("{op}: locking user_state"), e))
+}
+
 fn pg_err(op: &str, e: tokio_postgres::Error) -> StoreError {
     let detail = match e.as_db_error() {
         Some(db) => format!("{}: {} (SQLSTATE {})", op, db.message(), db.code().code()),
@@ -839,15 +856,7 @@ impl Store {
         const OP: &str = "mark_read";
         let mut client = self.client(OP).await?;
         let tx = client.transaction().await.map_err(|e| pg_err(OP, e))?;
-        let lock = tx
-            .prepare_cached(sql::LOCK_USER_STATE)
-            .await
-            .map_err(|e| pg_err(OP, e))?;
-        let Some(state) = tx
-            .query_opt(&lock, &[&user_id])
-            .await
-            .map_err(|e| pg_err("mark_read: locking user_state", e))?
-        else {
+        let Some(state) = lock_user_state(&tx, user_id, OP).await? else {
             // No user_state row: the user has no notifications at all.
             tx.rollback().await.map_err(|e| pg_err(OP, e))?;
             return Ok(None);
@@ -915,15 +924,7 @@ impl Store {
         const OP: &str = "mark_all_read";
         let mut client = self.client(OP).await?;
         let tx = client.transaction().await.map_err(|e| pg_err(OP, e))?;
-        let lock = tx
-            .prepare_cached(sql::LOCK_USER_STATE)
-            .await
-            .map_err(|e| pg_err(OP, e))?;
-        let Some(state) = tx
-            .query_opt(&lock, &[&user_id])
-            .await
-            .map_err(|e| pg_err("mark_all_read: locking user_state", e))?
-        else {
+        let Some(state) = lock_user_state(&tx, user_id, OP).await? else {
             let now_stmt = tx
                 .prepare_cached(sql::NOW)
                 .await
@@ -975,9 +976,6 @@ impl Store {
         Ok(result)
     }
 
-    /// For each `(user, seq)`: the user's undelivered rows with `seq <= s` get
-    /// `delivered_at = now()` and `delivered_seq` rises to `s` (never beyond `last_seq`).
-    /// One statement for the whole batch.
     /// Deletes up to `limit` idempotency keys older than `older_than`; returns how many.
     pub async fn purge_idempotency(
         &self,
@@ -996,6 +994,9 @@ impl Store {
             .map_err(|e| pg_err(OP, e))
     }
 
+    /// For each `(user, seq)`: the user's undelivered rows with `seq <= s` get
+    /// `delivered_at = now()` and `delivered_seq` rises to `s` (never beyond `last_seq`).
+    /// One statement for the whole batch.
     pub async fn mark_delivered(&self, marks: &[(String, i64)]) -> Result<(), StoreError> {
         const OP: &str = "mark_delivered";
         if marks.is_empty() {
