@@ -254,7 +254,12 @@ pub fn service_key_matches(keys: &[SecretString], presented: &str) -> bool {
 
 /// `Authorization: Bearer <x>` → `x`.
 pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
-    let v = req.headers().get(actix_web::http::header::AUTHORIZATION)?;
+    bearer_in(req.headers())
+}
+
+/// [`bearer`] over a bare header map (the WebSocket upgrade hook has no `HttpRequest`).
+pub fn bearer_in(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    let v = headers.get(actix_web::http::header::AUTHORIZATION)?;
     let s = v.to_str().ok()?;
     let (scheme, rest) = s.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {

@@ -1,14 +1,14 @@
 //! The node's local registry of sockets, keyed by user.
 //!
 //! Fan-out never waits on a socket: each connection has a bounded queue and an event is
-//! offered with `try_send`. A full queue means the client is not reading fast enough; the
+//! offered without waiting. A full queue means the client is not reading fast enough; the
 //! connection is then cancelled (closed with 4100 `slow_consumer`) and catches up from
 //! PostgreSQL when it reconnects. Every shard lock is held only for map operations and
 //! non-blocking sends, never across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
@@ -16,8 +16,7 @@ use herald_core::FanoutSink;
 use herald_protocol::bus::BusMessage;
 use herald_protocol::ws::ServerMessage;
 use herald_protocol::Broadcast;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -41,42 +40,137 @@ pub enum Outbound {
     Sync,
 }
 
+/// What a socket's registry entry and its task share: one allocation per socket.
+///
+/// The queue is a `VecDeque` that is released (capacity 0) whenever the task empties it, so an
+/// idle socket holds no queue memory; it is bounded by `cap`, and an offer to a full queue
+/// kills the socket (overflow policy: close 4100 `slow_consumer`, the client catches up from
+/// PostgreSQL when it reconnects).
+struct ConnShared {
+    queue: Mutex<VecDeque<Outbound>>,
+    /// Wakes the socket task when the queue goes from empty to non-empty (one permit).
+    ready: Notify,
+    killed: AtomicBool,
+    /// Wakes every waiter of [`ConnHandle::killed`].
+    kill: Notify,
+    /// Highest seq written to this socket; read by the reconcile loop.
+    delivered: AtomicI64,
+    cap: usize,
+}
+
 /// The registry's handle on one socket.
 #[derive(Clone)]
 pub struct ConnHandle {
     pub id: u64,
-    tx: mpsc::Sender<Outbound>,
-    /// Cancelled when the queue overflows (slow consumer).
-    pub kill: CancellationToken,
-    /// Highest seq written to this socket; read by the reconcile loop.
-    pub delivered: Arc<AtomicI64>,
+    shared: Arc<ConnShared>,
 }
 
+/// The socket task's end of its queue.
+pub struct Inbox(Arc<ConnShared>);
+
 impl ConnHandle {
-    pub fn new(id: u64, queue: usize) -> (ConnHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(queue);
+    pub fn new(id: u64, queue: usize) -> (ConnHandle, Inbox) {
+        let shared = Arc::new(ConnShared {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+            delivered: AtomicI64::new(0),
+            cap: queue.max(1),
+        });
         (
             ConnHandle {
                 id,
-                tx,
-                kill: CancellationToken::new(),
-                delivered: Arc::new(AtomicI64::new(0)),
+                shared: shared.clone(),
             },
-            rx,
+            Inbox(shared),
         )
     }
 
     /// Offers an event without waiting. Returns false when the socket was killed as slow.
     fn offer(&self, ev: Outbound) -> bool {
-        match self.tx.try_send(ev) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.cancel();
-                false
-            }
-            // The socket task is ending; it unregisters itself.
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        let s = &self.shared;
+        if s.killed.load(Ordering::Relaxed) {
+            return false;
         }
+        {
+            let mut q = s.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.len() >= s.cap {
+                drop(q);
+                self.kill();
+                return false;
+            }
+            q.push_back(ev);
+        }
+        s.ready.notify_one();
+        true
+    }
+
+    /// Marks the socket slow: its task closes it with 4100.
+    pub fn kill(&self) {
+        self.shared.killed.store(true, Ordering::Release);
+        self.shared.kill.notify_waiters();
+        self.shared.ready.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.shared.killed.load(Ordering::Acquire)
+    }
+
+    /// Completes once the socket has been killed.
+    pub async fn killed(&self) {
+        let n = self.shared.kill.notified();
+        tokio::pin!(n);
+        n.as_mut().enable();
+        if self.is_killed() {
+            return;
+        }
+        n.await;
+    }
+
+    pub fn delivered(&self) -> i64 {
+        self.shared.delivered.load(Ordering::Relaxed)
+    }
+
+    pub fn set_delivered(&self, seq: i64) {
+        self.shared.delivered.store(seq, Ordering::Relaxed);
+    }
+}
+
+/// What [`Inbox::recv`] yields.
+#[derive(Debug)]
+pub enum Inbound {
+    Event(Outbound),
+    /// The queue overflowed: close as a slow consumer.
+    Killed,
+}
+
+impl Inbox {
+    fn pop(&self) -> Option<Outbound> {
+        let mut q = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let ev = q.pop_front();
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+        ev
+    }
+
+    /// The next event. Cancel-safe: an event is only taken from the queue when returned.
+    pub async fn recv(&mut self) -> Inbound {
+        loop {
+            if self.0.killed.load(Ordering::Acquire) {
+                return Inbound::Killed;
+            }
+            if let Some(ev) = self.pop() {
+                return Inbound::Event(ev);
+            }
+            self.0.ready.notified().await;
+        }
+    }
+
+    /// Takes an event if one is queued (tests).
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.pop()
     }
 }
 
@@ -141,11 +235,11 @@ impl Registry {
         self.total.load(Ordering::Relaxed)
     }
 
-    fn conns_of(&self, user: &str) -> Vec<ConnHandle> {
-        self.shard(user).get(user).cloned().unwrap_or_default()
+    fn holds(&self, user: &str) -> bool {
+        self.shard(user).contains_key(user)
     }
 
-    fn offer_all(&self, conns: &[ConnHandle], ev: &Outbound) {
+    fn offer_all<'a>(&self, conns: impl IntoIterator<Item = &'a ConnHandle>, ev: &Outbound) {
         for c in conns {
             if !c.offer(ev.clone()) {
                 self.metrics
@@ -156,17 +250,28 @@ impl Registry {
         }
     }
 
+    /// Offers `ev` to every socket of `user` under its shard lock (offers never block).
+    fn offer_user(&self, user: &str, ev: &Outbound, behind: Option<i64>) -> usize {
+        let shard = self.shard(user);
+        let Some(conns) = shard.get(user) else {
+            return 0;
+        };
+        let mut n = 0;
+        let targets = conns
+            .iter()
+            .filter(|c| behind.is_none_or(|latest| c.delivered() < latest))
+            .inspect(|_| n += 1);
+        self.offer_all(targets, ev);
+        n
+    }
+
     /// Every user held here with the lowest seq delivered to any of its sockets.
     pub fn delivered_watermarks(&self) -> Vec<(Arc<str>, i64)> {
         let mut out = Vec::with_capacity(self.total());
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (user, conns) in shard.iter() {
-                let min = conns
-                    .iter()
-                    .map(|c| c.delivered.load(Ordering::Relaxed))
-                    .min()
-                    .unwrap_or(0);
+                let min = conns.iter().map(|c| c.delivered()).min().unwrap_or(0);
                 out.push((user.clone(), min));
             }
         }
@@ -175,13 +280,7 @@ impl Registry {
 
     /// Asks every socket of `user` that is behind `latest` to catch up from the store.
     pub fn sync_user_if_behind(&self, user: &str, latest: i64) -> usize {
-        let conns: Vec<ConnHandle> = self
-            .conns_of(user)
-            .into_iter()
-            .filter(|c| c.delivered.load(Ordering::Relaxed) < latest)
-            .collect();
-        self.offer_all(&conns, &Outbound::Sync);
-        conns.len()
+        self.offer_user(user, &Outbound::Sync, Some(latest))
     }
 
     fn all_conns(&self) -> Vec<ConnHandle> {
@@ -196,8 +295,8 @@ impl Registry {
 
 impl FanoutSink for Registry {
     fn user_event(&self, user_id: &str, msg: BusMessage) {
-        let conns = self.conns_of(user_id);
-        if conns.is_empty() {
+        // Serialise only for users held here; the frame is then shared by all their sockets.
+        if !self.holds(user_id) {
             return;
         }
         let ev = match msg {
@@ -237,7 +336,7 @@ impl FanoutSink for Registry {
             ),
             BusMessage::Broadcast { .. } | BusMessage::Probe { .. } => return,
         };
-        self.offer_all(&conns, &ev);
+        self.offer_user(user_id, &ev, None);
     }
 
     fn broadcast(&self, broadcast: Arc<Broadcast>) {
@@ -303,17 +402,17 @@ mod tests {
         let u: Arc<str> = Arc::from("u");
         let (slow, _slow_rx) = ConnHandle::new(1, 1);
         let (fast, mut fast_rx) = ConnHandle::new(2, 16);
-        let slow_kill = slow.kill.clone();
-        let fast_kill = fast.kill.clone();
+        let slow_kill = slow.clone();
+        let fast_kill = fast.clone();
         r.register(&u, slow).unwrap();
         r.register(&u, fast).unwrap();
         for _ in 0..3 {
             r.resync_all();
         }
-        assert!(slow_kill.is_cancelled());
-        assert!(!fast_kill.is_cancelled());
+        assert!(slow_kill.is_killed());
+        assert!(!fast_kill.is_killed());
         let mut got = 0;
-        while fast_rx.try_recv().is_ok() {
+        while fast_rx.try_recv().is_some() {
             got += 1;
         }
         assert_eq!(got, 3);

@@ -2,45 +2,51 @@
 //! `Application::build` binds (port 0 in tests); `run_until_stopped` serves until drained.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
+use actix_http::HttpService;
+use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::body::EitherBody;
+use actix_web::dev::AppConfig;
 use actix_web::dev::{Service as _, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::{web, App, HttpServer, ResponseError};
+use actix_web::{web, App, ResponseError};
 use anyhow::Context;
 use futures_util::future::{ready, Either};
 use herald_bus::{Bus, BusConfig};
-use herald_protocol::ErrorCode;
 use herald_store::{Store, StoreConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
-use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::error::{json_error, path_error, query_error};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::ws::url_pairs;
-
-/// Query parameters that look like credentials. A request carrying one is refused, and the
-/// request log never records query strings, so such a token is never written anywhere.
-const TOKEN_PARAMS: [&str; 6] = [
-    "token",
-    "access_token",
-    "jwt",
-    "auth",
-    "authorization",
-    "bearer",
-];
+use crate::ws::{has_token_param, token_in_url};
 
 /// How long a client may take to send a complete request head.
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The accept queue: deep enough that a reconnect storm of thousands of sockets is queued by
+/// the kernel instead of dropped (a dropped SYN costs the client a 1 s retransmit).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds the listening socket with an explicit backlog (`std`'s bind uses 128).
+fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
 
 pub struct Application {
     port: u16,
@@ -87,10 +93,6 @@ impl NodeHandle {
     pub fn subscribed_users(&self) -> usize {
         self.state.bus.subscribed_users()
     }
-}
-
-fn has_token_param(query: &str) -> bool {
-    url_pairs(query).any(|(k, _)| TOKEN_PARAMS.iter().any(|t| k.eq_ignore_ascii_case(t)))
 }
 
 impl Application {
@@ -142,74 +144,87 @@ impl Application {
         tokio::spawn(reconcile_loop(state.clone(), background.clone()));
         tokio::spawn(purge_idempotency_loop(state.clone(), background.clone()));
 
-        let listener = TcpListener::bind(config.listen)
+        let listener = listen(config.listen, LISTEN_BACKLOG)
             .with_context(|| format!("binding HERALD_LISTEN={}", config.listen))?;
-        let port = listener.local_addr()?.port();
+        let addr = listener.local_addr()?;
+        let port = addr.port();
         let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            let cfg = app_state.config.clone();
-            let origins = cfg.allowed_origins.clone();
-            let cors = Cors::default()
-                .allowed_origin_fn(move |origin, _| {
-                    let o = origin.to_str().unwrap_or("");
-                    origins.iter().any(|a| a == "*" || a == o)
-                })
-                .allowed_methods([Method::GET, Method::POST])
-                .allowed_headers(["authorization", "content-type"])
-                .expose_headers(["idempotent-replayed"])
-                .max_age(3600);
-            let mut app = App::new()
-                .app_data(app_state.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(cfg.max_publish_body_bytes)
-                        .error_handler(json_error),
-                )
-                .app_data(web::QueryConfig::default().error_handler(query_error))
-                .app_data(web::PathConfig::default().error_handler(path_error))
-                .wrap(cors)
-                .wrap_fn(|req, srv| {
-                    if has_token_param(req.query_string()) {
-                        let resp = ApiError::new(
-                            ErrorCode::TokenInUrl,
-                            "tokens are never accepted in the URL; use the Authorization header or the auth message",
-                        )
-                        .error_response();
-                        tracing::warn!(method = %req.method(), path = %req.path(), "refused a token in the URL");
-                        return Either::Left(ready(Ok(req.into_response(resp).map_into_right_body())));
-                    }
-                    let method = req.method().clone();
-                    let path = req.path().to_owned();
-                    let started = std::time::Instant::now();
-                    let fut = srv.call(req);
-                    Either::Right(async move {
-                        let res: ServiceResponse<_> = fut.await?;
-                        let status = res.status().as_u16();
-                        let ms = started.elapsed().as_secs_f64() * 1000.0;
-                        if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
-                            tracing::debug!(%method, %path, status, ms, "request");
-                        } else {
-                            tracing::info!(%method, %path, status, ms, "request");
-                        }
-                        Ok::<_, actix_web::Error>(res.map_body(|_, b| EitherBody::left(b)))
+        let server = actix_server::Server::build()
+            .workers(config.workers)
+            .disable_signals()
+            .shutdown_timeout(config.drain_grace.as_secs().max(1))
+            .listen("herald-http", listener, move || {
+                let upgrade_state = app_state.clone().into_inner();
+                let upgrade = fn_factory(move || {
+                    let st = upgrade_state.clone();
+                    ready(Ok::<_, ()>(fn_service(move |(req, framed)| {
+                        crate::ws::on_upgrade(st.clone(), req, framed)
+                    })))
+                });
+                let cfg = app_state.config.clone();
+                let origins = cfg.allowed_origins.clone();
+                let cors = Cors::default()
+                    .allowed_origin_fn(move |origin, _| {
+                        let o = origin.to_str().unwrap_or("");
+                        origins.iter().any(|a| a == "*" || a == o)
                     })
-                })
-                .configure(|c| crate::routes::configure(c, cfg.dev_endpoints));
-            if let Some(dir) = &cfg.static_dir {
-                app = app.service(actix_files::Files::new("/", dir).index_file("index.html"));
-            }
-            app.default_service(web::to(crate::routes::not_found))
-        })
-        .listen(listener)?
-        .workers(config.workers)
-        // A client must send its whole request head within this time (slowloris, half-open
-        // handshakes); the accept queue is deep enough for reconnect storms.
-        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .backlog(4096)
-        .disable_signals()
-        .shutdown_timeout(config.drain_grace.as_secs().max(1))
-        .run();
+                    .allowed_methods([Method::GET, Method::POST])
+                    .allowed_headers(["authorization", "content-type"])
+                    .expose_headers(["idempotent-replayed"])
+                    .max_age(3600);
+                let mut app = App::new()
+                    .app_data(app_state.clone())
+                    .app_data(
+                        web::JsonConfig::default()
+                            .limit(cfg.max_publish_body_bytes)
+                            .error_handler(json_error),
+                    )
+                    .app_data(web::QueryConfig::default().error_handler(query_error))
+                    .app_data(web::PathConfig::default().error_handler(path_error))
+                    .wrap(cors)
+                    .wrap_fn(|req, srv| {
+                        if has_token_param(req.query_string()) {
+                            let resp = token_in_url().error_response();
+                            tracing::warn!(method = %req.method(), path = %req.path(), "refused a token in the URL");
+                            return Either::Left(ready(Ok(req.into_response(resp).map_into_right_body())));
+                        }
+                        let method = req.method().clone();
+                        let path = req.path().to_owned();
+                        let started = std::time::Instant::now();
+                        let fut = srv.call(req);
+                        Either::Right(async move {
+                            let res: ServiceResponse<_> = fut.await?;
+                            let status = res.status().as_u16();
+                            let ms = started.elapsed().as_secs_f64() * 1000.0;
+                            if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                                tracing::debug!(%method, %path, status, ms, "request");
+                            } else {
+                                tracing::info!(%method, %path, status, ms, "request");
+                            }
+                            Ok::<_, actix_web::Error>(res.map_body(|_, b| EitherBody::left(b)))
+                        })
+                    })
+                    .configure(|c| crate::routes::configure(c, cfg.dev_endpoints));
+                if let Some(dir) = &cfg.static_dir {
+                    app = app.service(actix_files::Files::new("/", dir).index_file("index.html"));
+                }
+                let app = app
+                    .default_service(web::to(crate::routes::not_found))
+                    .into_factory()
+                    .map_err(|err: actix_web::Error| err.error_response());
+                HttpService::build()
+                    // A client must send its whole request head within this time
+                    // (slowloris, half-open handshakes).
+                    .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(addr)
+                    // Every `Upgrade: websocket` request leaves actix-web here, with its raw
+                    // connection: see `crate::ws` for why.
+                    .upgrade(upgrade)
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })?
+            .run();
         tracing::info!(node = %config.node_id, port, redis = config.redis_url.is_some(), "node listening");
         Ok(Application {
             port,

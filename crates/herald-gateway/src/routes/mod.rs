@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
     cfg.route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/metrics", web::get().to(ops::metrics))
-        .route("/v1/ws", web::get().to(crate::ws::upgrade))
+        .route("/v1/ws", web::get().to(crate::ws::plain_get))
         .service(
             web::resource("/v1/notifications")
                 .route(web::post().to(publish::publish))
@@ -49,8 +49,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
         );
     if dev_endpoints {
         cfg.route("/dev/token", web::post().to(dev::token))
-            .route("/dev/publish", web::post().to(dev::publish))
-            .route("/dev/echo", web::get().to(crate::ws::echo));
+            .route("/dev/publish", web::post().to(dev::publish));
+        // `/dev/echo` is WebSocket-only: served by the upgrade hook (`crate::ws::on_upgrade`).
     }
 }
 

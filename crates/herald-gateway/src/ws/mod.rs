@@ -1,21 +1,66 @@
-//! `GET /v1/ws`: checks done before the upgrade (Origin, draining, capacity, header token,
-//! resume cursor), then one task per socket (see [`session`]).
+//! `GET /v1/ws`: checks done before the upgrade (token in the URL, Origin, draining,
+//! capacity, header token, resume cursor), then one task per socket (see [`session`]).
+//!
+//! Every request carrying `Upgrade: websocket` is handed by actix-http to [`on_upgrade`]
+//! together with its raw connection (the upgrade hook installed in `startup.rs`); the HTTP
+//! dispatcher of that connection then ends and frees its buffers, and the socket runs on the
+//! lean transport in [`conn`]. Refusals are written as the same JSON error responses the API
+//! uses, followed by closing the connection.
 
+mod conn;
 mod session;
 
-use actix_web::http::header::ORIGIN;
-use actix_web::{web, HttpRequest, HttpResponse};
-use herald_protocol::{CloseCode, ErrorCode};
+use std::sync::Arc;
 
-use crate::auth::{bearer, TokenError};
+use actix_codec::Framed;
+use actix_http::body::{BodySize, BoxBody, MessageBody};
+use actix_http::{h1, ConnectionType, HttpMessage as _, Request, Response};
+use actix_web::http::header::{HeaderMap, ORIGIN};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::SinkExt;
+use herald_protocol::ErrorCode;
+use tokio::net::TcpStream;
+
+pub use conn::{Message, WsConn, WsError};
+
+use crate::auth::{bearer_in, TokenError, VerifiedToken};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn upgrade(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+/// An upgrade request's connection, as actix-http hands it over.
+pub type Upgraded = Framed<TcpStream, h1::Codec>;
+
+/// Query parameters that look like credentials. A request carrying one is refused, and the
+/// request log never records query strings, so such a token is never written anywhere.
+const TOKEN_PARAMS: [&str; 6] = [
+    "token",
+    "access_token",
+    "jwt",
+    "auth",
+    "authorization",
+    "bearer",
+];
+
+pub fn has_token_param(query: &str) -> bool {
+    url_pairs(query).any(|(k, _)| TOKEN_PARAMS.iter().any(|t| k.eq_ignore_ascii_case(t)))
+}
+
+pub fn token_in_url() -> ApiError {
+    ApiError::new(
+        ErrorCode::TokenInUrl,
+        "tokens are never accepted in the URL; use the Authorization header or the auth message",
+    )
+}
+
+/// What the pre-upgrade checks let through.
+struct Admitted {
+    pre_auth: Option<VerifiedToken>,
+    last_seq: Option<i64>,
+}
+
+/// The checks before an upgrade, in order; every refusal is counted by its code.
+fn admit(state: &AppState, headers: &HeaderMap, query: &str) -> Result<Admitted, ApiError> {
     let refuse = |e: ApiError| {
         state
             .metrics
@@ -24,7 +69,7 @@ pub async fn upgrade(
             .inc();
         e
     };
-    check_origin(&req, &state.config.allowed_origins).map_err(refuse)?;
+    check_origin(headers, &state.config.allowed_origins).map_err(refuse)?;
     if state.is_draining() {
         return Err(refuse(ApiError::new(
             ErrorCode::ServiceUnavailable,
@@ -37,7 +82,7 @@ pub async fn upgrade(
             "this node is at its connection limit; retry another node",
         )));
     }
-    let pre_auth = match bearer(&req) {
+    let pre_auth = match bearer_in(headers) {
         Some(token) => Some(
             state
                 .verifier
@@ -46,107 +91,155 @@ pub async fn upgrade(
         ),
         None => None,
     };
-    let last_seq = resume_cursor(&req).map_err(refuse)?;
-    let (resp, ws, stream) = actix_ws::handle(&req, body).map_err(|e| {
-        refuse(ApiError::new(
-            ErrorCode::InvalidParameter,
-            format!("expected a WebSocket upgrade request: {e}"),
-        ))
-    })?;
-    let stream = codec(stream, state.config.max_message_bytes);
-    let guard = state.socket_opened();
-    actix_web::rt::spawn(session::run(
-        state.into_inner(),
-        guard,
-        ws,
-        stream,
-        pre_auth,
-        last_seq,
-    ));
-    Ok(resp)
+    let last_seq = resume_cursor(query).map_err(refuse)?;
+    Ok(Admitted { pre_auth, last_seq })
 }
 
-/// The production codec settings: frames and reassembled messages capped at the same size.
-fn codec(stream: actix_ws::MessageStream, max: usize) -> actix_ws::AggregatedMessageStream {
-    stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max)
+fn not_a_handshake(state: &AppState, e: actix_http::ws::HandshakeError) -> ApiError {
+    let e = ApiError::new(
+        ErrorCode::InvalidParameter,
+        format!("expected a WebSocket upgrade request: {e}"),
+    );
+    state
+        .metrics
+        .handshake_refusals
+        .with_label_values(&[e.code.as_str()])
+        .inc();
+    e
 }
 
-/// The close code for an error from the WebSocket codec, shared by sessions and `/dev/echo`;
-/// `None` when the connection itself is gone. actix-ws reports an oversized reassembled
-/// message and invalid UTF-8 as IO errors; the unit tests below pin that down, so an upgrade
-/// that changes it fails loudly instead of silently changing the close codes.
-pub(crate) fn close_for(e: &actix_ws::ProtocolError) -> Option<CloseCode> {
-    use actix_ws::ProtocolError as P;
-    match e {
-        P::Overflow => Some(CloseCode::MessageTooBig),
-        P::Io(io) if io.to_string().contains("maximum continuation size") => {
-            Some(CloseCode::MessageTooBig)
-        }
-        // Invalid UTF-8 wraps a `Utf8Error` (single frame) or its text (reassembled message);
-        // other InvalidData errors are framing errors, e.g. reserved bits set.
-        P::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            let utf8 = io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<std::str::Utf8Error>())
-                || io.to_string().contains("utf-8");
-            Some(if utf8 {
-                CloseCode::InvalidPayload
-            } else {
-                CloseCode::ProtocolError
-            })
-        }
-        P::Io(_) => None,
-        _ => Some(CloseCode::ProtocolError),
+/// `GET /v1/ws` without `Upgrade: websocket` (the actix-web route): the same checks as an
+/// upgrade, then a 400, so a client sees the same refusal whichever way it asked.
+pub async fn plain_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admit(&state, req.headers(), req.query_string())?;
+    match actix_http::ws::verify_handshake(req.head()) {
+        Err(e) => Err(not_a_handshake(&state, e)),
+        Ok(()) => Err(not_a_handshake(
+            &state,
+            actix_http::ws::HandshakeError::NoWebsocketUpgrade,
+        )),
     }
 }
 
-/// `GET /dev/echo` (dev endpoints only): echoes every message through the production codec
-/// settings, for WebSocket conformance testing (Autobahn test cases).
-pub async fn echo(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    use actix_ws::AggregatedMessage as M;
-    let (resp, mut ws, stream) = actix_ws::handle(&req, body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidParameter,
-            format!("expected a WebSocket upgrade request: {e}"),
-        )
-    })?;
-    let mut stream = codec(stream, state.config.max_message_bytes);
-    actix_web::rt::spawn(async move {
-        let reason = loop {
-            let sent = match stream.recv().await {
-                Some(Ok(M::Text(t))) => ws.text(t).await,
-                Some(Ok(M::Binary(b))) => ws.binary(b).await,
-                Some(Ok(M::Ping(p))) => ws.pong(&p).await,
-                Some(Ok(M::Pong(_))) => Ok(()),
-                Some(Ok(M::Close(r))) => break r,
-                Some(Err(e)) => match close_for(&e) {
-                    Some(code) => break Some(actix_ws::CloseCode::from(code.code()).into()),
-                    None => return,
-                },
-                None => return,
-            };
-            if sent.is_err() {
-                return;
-            }
-        };
-        let _ = ws.close(reason).await;
+/// The upgrade hook: routes the request, refuses it with a JSON error or answers 101 and
+/// spawns the socket task. The connection's HTTP dispatcher ends when this returns.
+pub async fn on_upgrade(
+    state: Arc<AppState>,
+    req: Request,
+    mut framed: Upgraded,
+) -> Result<(), actix_web::Error> {
+    let started = std::time::Instant::now();
+    let query = req.uri().query().unwrap_or("");
+    let echo = req.path() == "/dev/echo" && state.config.dev_endpoints;
+    let decision = if has_token_param(query) {
+        tracing::warn!(method = %req.method(), path = %req.path(), "refused a token in the URL");
+        Err(token_in_url())
+    } else if req.path() != "/v1/ws" && !echo {
+        Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
+    } else if req.method() != Method::GET {
+        Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this path",
+        ))
+    } else if echo {
+        Ok(None)
+    } else {
+        admit(&state, req.headers(), query).map(Some)
+    }
+    .and_then(|admitted| match actix_http::ws::handshake(req.head()) {
+        Ok(res) => Ok((admitted, res)),
+        Err(e) => Err(not_a_handshake(&state, e)),
     });
-    Ok(resp)
+    let status = match &decision {
+        Ok(_) => 101,
+        Err(e) => e.status_code().as_u16(),
+    };
+    tracing::info!(method = %req.method(), path = %req.path(), status,
+        ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    let (admitted, mut res) = match decision {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = respond(&mut framed, e.error_response()).await;
+            return Ok(());
+        }
+    };
+    let guard = state.socket_opened();
+    let switching = res.finish().drop_body();
+    if framed
+        .send(h1::Message::Item((switching, BodySize::None)))
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let parts = framed.into_parts();
+    // Small frames go out at once: notifications are latency-sensitive, never bulk.
+    let _ = parts.io.set_nodelay(true);
+    let ws = WsConn::new(parts.io, parts.read_buf, state.config.max_message_bytes);
+    match admitted {
+        Some(a) => {
+            actix_web::rt::spawn(session::run(state, guard, ws, a.pre_auth, a.last_seq));
+        }
+        None => {
+            drop(guard);
+            actix_web::rt::spawn(echo_loop(ws));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a complete response in one flush and marks the connection to be closed.
+async fn respond(framed: &mut Upgraded, resp: HttpResponse) -> std::io::Result<()> {
+    let mut resp: Response<BoxBody> = resp.into();
+    resp.head_mut().set_connection_type(ConnectionType::Close);
+    let (head, body) = resp.into_parts();
+    let bytes = body
+        .try_into_bytes()
+        .unwrap_or_else(|_| actix_web::web::Bytes::new());
+    framed
+        .feed(h1::Message::Item((
+            head,
+            BodySize::Sized(bytes.len() as u64),
+        )))
+        .await?;
+    framed.feed(h1::Message::Chunk(Some(bytes))).await?;
+    framed.feed(h1::Message::Chunk(None)).await?;
+    framed.flush().await
+}
+
+/// `GET /dev/echo` (dev endpoints only): echoes every message through the production
+/// transport and limits, for WebSocket conformance testing (Autobahn test cases).
+async fn echo_loop(mut ws: WsConn) {
+    let reason: Option<(u16, String)> = loop {
+        let sent = match ws.recv().await {
+            Some(Ok(Message::Text(t))) => ws.text(&t).await,
+            Some(Ok(Message::Binary(b))) => ws.binary(&b).await,
+            Some(Ok(Message::Ping(p))) => ws.pong(&p).await,
+            Some(Ok(Message::Pong)) => Ok(()),
+            Some(Ok(Message::Close(r))) => {
+                break r.map(|r| (u16::from(r.code), r.description.unwrap_or_default()))
+            }
+            Some(Err(WsError::Close(code, msg))) => break Some((code.code(), msg)),
+            Some(Err(WsError::Gone)) | None => return,
+        };
+        if sent.is_err() {
+            return;
+        }
+    };
+    let _ = ws
+        .close(reason.as_ref().map(|(c, m)| (*c, m.as_str())))
+        .await;
 }
 
 /// Browsers always send `Origin`; it must be in the allow-list (exact match). A request
 /// without `Origin` is accepted only when it authenticates with the `Authorization` header,
 /// which a browser cannot set on a WebSocket: that is a server-side client.
-pub fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
-    match req.headers().get(ORIGIN) {
-        None if bearer(req).is_some() => Ok(()),
+pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    match headers.get(ORIGIN) {
+        None if bearer_in(headers).is_some() => Ok(()),
         None => Err(ApiError::new(
             ErrorCode::OriginNotAllowed,
             "an Origin header is required unless the Authorization header carries the token",
@@ -165,8 +258,8 @@ pub fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiErro
     }
 }
 
-fn resume_cursor(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
-    for (k, v) in url_pairs(req.query_string()) {
+fn resume_cursor(query: &str) -> Result<Option<i64>, ApiError> {
+    for (k, v) in url_pairs(query) {
         if k == "last_seq" {
             return v
                 .parse::<i64>()
@@ -199,82 +292,4 @@ pub fn token_error(e: &TokenError) -> ApiError {
         ErrorCode::Unauthorized
     };
     ApiError::new(code, e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_ws::{AggregatedMessage, ProtocolError};
-    use futures_util::StreamExt;
-
-    /// Feeds raw client frames through the real actix-ws codec with the production settings
-    /// and returns the first error.
-    async fn first_error(raw: Vec<u8>, max: usize) -> ProtocolError {
-        use actix_web::FromRequest;
-        let (req, mut payload) = actix_web::test::TestRequest::default()
-            .insert_header(("upgrade", "websocket"))
-            .insert_header(("connection", "upgrade"))
-            .insert_header(("sec-websocket-version", "13"))
-            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
-            .set_payload(raw)
-            .to_http_parts();
-        let body = web::Payload::from_request(&req, &mut payload)
-            .await
-            .expect("payload");
-        let (_resp, _session, stream) = actix_ws::handle(&req, body).expect("handshake");
-        let mut stream = codec(stream, max);
-        loop {
-            match stream.next().await {
-                Some(Err(e)) => return e,
-                Some(Ok(AggregatedMessage::Close(_))) | None => panic!("no error"),
-                Some(Ok(_)) => continue,
-            }
-        }
-    }
-
-    /// A masked client frame.
-    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        let len = payload.len();
-        if len < 126 {
-            f.push(0x80 | len as u8);
-        } else {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        let mask = [1u8, 2, 3, 4];
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        f
-    }
-
-    #[actix_web::test]
-    async fn codec_errors_map_to_their_close_codes() {
-        let big = first_error(frame(true, 0x1, &[b'a'; 300]), 256).await;
-        assert_eq!(close_for(&big), Some(CloseCode::MessageTooBig));
-
-        let mut pieces = frame(false, 0x1, &[b'a'; 200]);
-        pieces.extend(frame(true, 0x0, &[b'a'; 200]));
-        let reassembled = first_error(pieces, 256).await;
-        assert_eq!(close_for(&reassembled), Some(CloseCode::MessageTooBig));
-
-        let utf8 = first_error(frame(true, 0x1, &[0xce, 0xba, 0xff, 0xfe]), 256).await;
-        assert_eq!(close_for(&utf8), Some(CloseCode::InvalidPayload));
-
-        let mut utf8_pieces = frame(false, 0x1, &[b'a', 0xce]);
-        utf8_pieces.extend(frame(true, 0x0, &[0xff]));
-        let utf8_reassembled = first_error(utf8_pieces, 256).await;
-        assert_eq!(
-            close_for(&utf8_reassembled),
-            Some(CloseCode::InvalidPayload)
-        );
-
-        let mut rsv = frame(true, 0x1, b"x");
-        rsv[0] |= 0x40;
-        let rsv = first_error(rsv, 256).await;
-        assert_eq!(close_for(&rsv), Some(CloseCode::ProtocolError));
-
-        let bad_opcode = first_error(frame(true, 0x3, b"x"), 256).await;
-        assert_eq!(close_for(&bad_opcode), Some(CloseCode::ProtocolError));
-    }
 }

@@ -7,11 +7,9 @@
 //! socket subscribes *before* the catch-up query, so a notification committed during the
 //! connect arrives by one path or both, and is written once.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use herald_protocol::http::UnreadCount;
 use herald_protocol::ws::{
@@ -21,12 +19,11 @@ use herald_protocol::ws::{
 use herald_protocol::{CloseCode, ErrorCode};
 use herald_store::StoreError;
 use rand::Rng;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
-use tokio_util::sync::CancellationToken;
 
+use super::conn::{Closed, Message, WsConn, WsError};
 use crate::auth::VerifiedToken;
-use crate::registry::{ConnHandle, Outbound};
+use crate::registry::{ConnHandle, Inbound, Inbox, Outbound};
 use crate::state::{AppState, SocketGuard};
 
 /// How long a single write may wait for the client to read before it counts as slow.
@@ -91,24 +88,28 @@ impl TokenBucket {
     }
 }
 
-fn protocol_end(e: ProtocolError) -> End {
-    match super::close_for(&e) {
-        Some(code) => End::Close(code, Some(e.to_string())),
-        None => End::Gone,
+fn protocol_end(e: WsError) -> End {
+    match e {
+        WsError::Close(code, msg) => End::Close(code, Some(msg)),
+        WsError::Gone => End::Gone,
     }
 }
 
 /// Runs one write to the socket, bounded: a client that does not read within
 /// [`WRITE_TIMEOUT`], or whose queue overflowed meanwhile (`kill`), is a slow consumer.
 async fn guarded(
-    kill: Option<&CancellationToken>,
-    write: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+    kill: Option<&ConnHandle>,
+    write: impl std::future::Future<Output = Result<(), Closed>>,
 ) -> Result<(), End> {
-    let never = CancellationToken::new();
-    let kill = kill.unwrap_or(&never);
+    let killed = async {
+        match kill {
+            Some(k) => k.killed().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
-        _ = kill.cancelled() => Err(End::code(CloseCode::SlowConsumer)),
+        _ = killed => Err(End::code(CloseCode::SlowConsumer)),
         r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_closed)) => Err(End::Gone),
@@ -125,8 +126,7 @@ fn store_end(op: &str, e: StoreError) -> End {
 pub(super) async fn run(
     state: Arc<AppState>,
     _guard: SocketGuard,
-    ws: actix_ws::Session,
-    stream: AggregatedMessageStream,
+    ws: WsConn,
     pre_auth: Option<VerifiedToken>,
     query_last_seq: Option<i64>,
 ) {
@@ -137,10 +137,12 @@ pub(super) async fn run(
         ),
         state,
         ws,
-        stream,
         last_seen: Instant::now(),
     };
-    let end = match s.authenticate(pre_auth, query_last_seq).await {
+    // The cold phases (authentication, catch-up, store-backed commands, close) are boxed, so
+    // the future every idle socket keeps alive holds only the event loop: its size is the
+    // largest part of a socket's memory (see `session_future_stays_small`).
+    let end = match Box::pin(s.authenticate(pre_auth, query_last_seq)).await {
         Ok((token, last_seq)) => s.authenticated(token, last_seq).await,
         Err(end) => end,
     };
@@ -149,13 +151,12 @@ pub(super) async fn run(
         .closes
         .with_label_values(&[end.label()])
         .inc();
-    s.close(end).await;
+    Box::pin(s.close(end)).await;
 }
 
 struct Socket {
     state: Arc<AppState>,
-    ws: actix_ws::Session,
-    stream: AggregatedMessageStream,
+    ws: WsConn,
     last_seen: Instant,
     bucket: TokenBucket,
 }
@@ -164,7 +165,7 @@ struct Socket {
 struct Live {
     user: Arc<str>,
     conn: ConnHandle,
-    rx: mpsc::Receiver<Outbound>,
+    rx: Inbox,
     last_seq: i64,
     token_expires_at: i64,
     warned_expiry: bool,
@@ -173,32 +174,31 @@ struct Live {
 
 impl Socket {
     async fn close(mut self, end: End) {
-        let reason = match end {
+        let (code, text) = match end {
             End::Gone => return,
-            End::ClientClosed => CloseReason {
-                code: CloseCode::Normal.code().into(),
-                description: None,
-            },
+            End::ClientClosed => (CloseCode::Normal, String::new()),
             End::Close(code, msg) => {
-                let mut text = match msg {
+                let text = match msg {
                     Some(m) => format!("{}: {m}", code.reason()),
                     None => code.reason().to_string(),
                 };
-                // A close frame's reason must fit in 123 bytes.
-                while text.len() > 123 {
-                    text.pop();
-                }
-                CloseReason {
-                    code: code.code().into(),
-                    description: Some(text),
-                }
+                (code, text)
             }
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.clone().close(Some(reason))).await;
+        if self.ws.is_broken() {
+            // Half a frame is on the wire: a close frame now would be garbage.
+            return;
+        }
+        let text = (!text.is_empty()).then_some(text);
+        let reason = Some((code.code(), text.as_deref().unwrap_or("")));
+        let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(reason)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
         // Give the client a moment to answer the close frame, without waiting on a dead peer.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            while let Some(Ok(m)) = self.stream.recv().await {
-                if matches!(m, AggregatedMessage::Close(_)) {
+            while let Some(Ok(m)) = self.ws.recv().await {
+                if matches!(m, Message::Close(_)) {
                     break;
                 }
             }
@@ -216,31 +216,21 @@ impl Socket {
         }
     }
 
-    async fn send_raw(
-        &mut self,
-        text: ByteString,
-        kill: Option<&CancellationToken>,
-    ) -> Result<(), End> {
-        let mut ws = self.ws.clone();
-        guarded(kill, async move { ws.text(text).await }).await
+    async fn send_raw(&mut self, text: ByteString, kill: Option<&ConnHandle>) -> Result<(), End> {
+        guarded(kill, self.ws.text(&text)).await
     }
 
     async fn control(
         &mut self,
         pong: bool,
         payload: &[u8],
-        kill: Option<&CancellationToken>,
+        kill: Option<&ConnHandle>,
     ) -> Result<(), End> {
-        let mut ws = self.ws.clone();
-        let payload = payload.to_vec();
-        guarded(kill, async move {
-            if pong {
-                ws.pong(&payload).await
-            } else {
-                ws.ping(&payload).await
-            }
-        })
-        .await
+        if pong {
+            guarded(kill, self.ws.pong(payload)).await
+        } else {
+            guarded(kill, self.ws.ping(payload)).await
+        }
     }
 
     /// Phase 1: the token from the header, or a first `auth` message within the timeout.
@@ -257,12 +247,12 @@ impl Socket {
             let msg = tokio::select! {
                 _ = sleep_until(deadline) => return Err(End::code(CloseCode::AuthTimeout)),
                 _ = self.state.drain.cancelled() => return Err(End::code(CloseCode::Draining)),
-                m = self.stream.recv() => m,
+                m = self.ws.recv() => m,
             };
             match msg {
                 None => return Err(End::Gone),
                 Some(Err(e)) => return Err(protocol_end(e)),
-                Some(Ok(AggregatedMessage::Text(text))) => {
+                Some(Ok(Message::Text(text))) => {
                     self.admit()?;
                     return match parse_client_message(&text) {
                         Ok(ClientMessage::Auth { token, last_seq }) => {
@@ -289,15 +279,13 @@ impl Socket {
                         Err(e) => Err(End::Close(CloseCode::BadRequest, Some(e.message))),
                     };
                 }
-                Some(Ok(AggregatedMessage::Ping(b))) => {
+                Some(Ok(Message::Ping(b))) => {
                     self.admit()?;
                     self.control(true, &b, None).await?;
                 }
-                Some(Ok(AggregatedMessage::Pong(_))) => self.last_seen = Instant::now(),
-                Some(Ok(AggregatedMessage::Binary(_))) => {
-                    return Err(End::code(CloseCode::UnsupportedData))
-                }
-                Some(Ok(AggregatedMessage::Close(_))) => return Err(End::ClientClosed),
+                Some(Ok(Message::Pong)) => self.last_seen = Instant::now(),
+                Some(Ok(Message::Binary(_))) => return Err(End::code(CloseCode::UnsupportedData)),
+                Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
             }
         }
     }
@@ -319,7 +307,7 @@ impl Socket {
         }
         state.metrics.connections.inc();
         state.metrics.connections_total.inc();
-        let outcome = state.bus.subscribe(&user).await;
+        let outcome = Box::pin(state.bus.subscribe(&user)).await;
         tracing::debug!(user = %user, conn = conn_id, ?outcome, "socket subscribed");
         let mut live = Live {
             user: user.clone(),
@@ -330,7 +318,7 @@ impl Socket {
             warned_expiry: false,
             drain_at: None,
         };
-        let end = match self.start(&mut live, last_seq).await {
+        let end = match Box::pin(self.start(&mut live, last_seq)).await {
             Ok(()) => self.serve(&mut live).await,
             Err(end) => end,
         };
@@ -371,7 +359,7 @@ impl Socket {
                 max_resume_gap: cfg.max_resume_gap,
             },
         };
-        self.send_raw(connected.to_json().into(), Some(&live.conn.kill))
+        self.send_raw(connected.to_json().into(), Some(&live.conn))
             .await?;
         if cursor > us.latest_seq {
             self.resync(live, ResyncReason::CursorAhead, us.latest_seq)
@@ -382,7 +370,7 @@ impl Socket {
         } else {
             // The client holds everything up to its cursor: that is its delivered watermark.
             live.last_seq = cursor;
-            live.conn.delivered.store(cursor, Ordering::Relaxed);
+            live.conn.set_delivered(cursor);
         }
         self.catch_up(live, Some((us.unread_count, us.version)), true)
             .await
@@ -398,7 +386,7 @@ impl Socket {
             reason,
             latest_seq: latest,
         };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+        self.send_raw(msg.to_json().into(), Some(&live.conn))
             .await?;
         self.advance(live, latest);
         Ok(())
@@ -407,7 +395,7 @@ impl Socket {
     fn advance(&self, live: &mut Live, seq: i64) {
         if seq > live.last_seq {
             live.last_seq = seq;
-            live.conn.delivered.store(seq, Ordering::Relaxed);
+            live.conn.set_delivered(seq);
             self.state.tracker.record(&live.user, seq);
         }
     }
@@ -439,7 +427,7 @@ impl Socket {
                     unread_count: counts.map(|c| c.0),
                     version: counts.map(|c| c.1),
                 };
-                self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+                self.send_raw(msg.to_json().into(), Some(&live.conn))
                     .await?;
                 state
                     .metrics
@@ -468,19 +456,18 @@ impl Socket {
             let timer = self.next_deadline(live);
             let step: Result<(), End> = tokio::select! {
                 biased;
-                _ = live.conn.kill.cancelled() => Err(End::code(CloseCode::SlowConsumer)),
                 _ = state.drain.cancelled(), if live.drain_at.is_none() => self.start_drain(live).await,
                 _ = sleep_until(timer) => self.on_timer(live).await,
                 out = live.rx.recv() => match out {
-                    Some(o) => self.on_outbound(live, o).await,
-                    None => Err(End::code(CloseCode::InternalError)),
+                    Inbound::Event(o) => self.on_outbound(live, o).await,
+                    Inbound::Killed => Err(End::code(CloseCode::SlowConsumer)),
                 },
-                msg = self.stream.recv() => self.on_inbound(live, msg).await,
+                msg = self.ws.recv() => self.on_inbound(live, msg).await,
                 _ = heartbeat.tick() => {
                     if self.last_seen.elapsed() > state.config.idle_timeout {
                         Err(End::code(CloseCode::IdleTimeout))
                     } else {
-                        self.control(false, b"", Some(&live.conn.kill)).await
+                        self.control(false, b"", Some(&live.conn)).await
                     }
                 }
             };
@@ -524,7 +511,7 @@ impl Socket {
             let msg = ServerMessage::TokenExpiring {
                 expires_at: live.token_expires_at,
             };
-            self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+            self.send_raw(msg.to_json().into(), Some(&live.conn))
                 .await?;
         }
         Ok(())
@@ -544,15 +531,14 @@ impl Socket {
             reason: "draining".into(),
             after_ms,
         };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
-            .await
+        self.send_raw(msg.to_json().into(), Some(&live.conn)).await
     }
 
     async fn on_outbound(&mut self, live: &mut Live, out: Outbound) -> Result<(), End> {
         let metrics = self.state.metrics.clone();
         match out {
             Outbound::Frame(f) => {
-                self.send_raw(f, Some(&live.conn.kill)).await?;
+                self.send_raw(f, Some(&live.conn)).await?;
                 metrics.deliveries.with_label_values(&["event"]).inc();
             }
             Outbound::Live(n) => {
@@ -564,19 +550,27 @@ impl Socket {
                     metrics.gap_fills.inc();
                     let gap = n.seq - 1 - live.last_seq;
                     if gap > i64::from(self.state.config.max_resume_gap) {
-                        self.resync(live, ResyncReason::GapTooLarge, n.seq - 1)
-                            .await?;
+                        Box::pin(self.resync(live, ResyncReason::GapTooLarge, n.seq - 1)).await?;
                     } else {
-                        self.fill_gap(live, n.seq - 1).await?;
+                        Box::pin(self.fill_gap(live, n.seq - 1)).await?;
                     }
                 }
-                self.send_raw(n.frame.clone(), Some(&live.conn.kill))
-                    .await?;
+                self.send_raw(n.frame.clone(), Some(&live.conn)).await?;
                 metrics.deliveries.with_label_values(&["live"]).inc();
                 self.advance(live, n.seq);
             }
             Outbound::Sync => {
                 metrics.syncs.inc();
+                Box::pin(self.sync(live)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Catches up from the store after the bus may have lost messages.
+    async fn sync(&mut self, live: &mut Live) -> Result<(), End> {
+        {
+            {
                 let us = match self.state.store.user_state(&live.user).await {
                     Ok(us) => us,
                     Err(e) => {
@@ -616,7 +610,7 @@ impl Socket {
             unread_count: None,
             version: None,
         };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
+        self.send_raw(msg.to_json().into(), Some(&live.conn))
             .await?;
         self.advance(live, last);
         Ok(())
@@ -625,25 +619,25 @@ impl Socket {
     async fn on_inbound(
         &mut self,
         live: &mut Live,
-        msg: Option<Result<AggregatedMessage, ProtocolError>>,
+        msg: Option<Result<Message, WsError>>,
     ) -> Result<(), End> {
         match msg {
             None => Err(End::Gone),
             Some(Err(e)) => Err(protocol_end(e)),
-            Some(Ok(AggregatedMessage::Pong(_))) => {
+            Some(Ok(Message::Pong)) => {
                 self.last_seen = Instant::now();
                 Ok(())
             }
-            Some(Ok(AggregatedMessage::Ping(b))) => {
+            Some(Ok(Message::Ping(b))) => {
                 self.admit()?;
-                self.control(true, &b, Some(&live.conn.kill)).await
+                self.control(true, &b, Some(&live.conn)).await
             }
-            Some(Ok(AggregatedMessage::Binary(_))) => Err(End::code(CloseCode::UnsupportedData)),
-            Some(Ok(AggregatedMessage::Close(_))) => Err(End::ClientClosed),
-            Some(Ok(AggregatedMessage::Text(text))) => {
+            Some(Ok(Message::Binary(_))) => Err(End::code(CloseCode::UnsupportedData)),
+            Some(Ok(Message::Close(_))) => Err(End::ClientClosed),
+            Some(Ok(Message::Text(text))) => {
                 self.admit()?;
                 match parse_client_message(&text) {
-                    Ok(cmd) => self.command(live, cmd).await,
+                    Ok(cmd) => Box::pin(self.command(live, cmd)).await,
                     Err(e) => self.error(live, e.rid, e.code, e.message).await,
                 }
             }
@@ -658,14 +652,12 @@ impl Socket {
         message: String,
     ) -> Result<(), End> {
         let msg = ServerMessage::Error { rid, code, message };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
-            .await
+        self.send_raw(msg.to_json().into(), Some(&live.conn)).await
     }
 
     async fn ack(&mut self, live: &Live, rid: Option<Rid>, result: AckResult) -> Result<(), End> {
         let msg = ServerMessage::Ack { rid, result };
-        self.send_raw(msg.to_json().into(), Some(&live.conn.kill))
-            .await
+        self.send_raw(msg.to_json().into(), Some(&live.conn)).await
     }
 
     async fn command(&mut self, live: &mut Live, cmd: ClientMessage) -> Result<(), End> {

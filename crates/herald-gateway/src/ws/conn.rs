@@ -1,0 +1,464 @@
+//! A lean server-side WebSocket over the raw TCP stream of an upgraded connection.
+//!
+//! Why not actix-ws: after an actix-ws upgrade the HTTP dispatcher stays alive for the whole
+//! life of the socket, with its 8 KiB read and write buffers, a payload channel and the codec's
+//! own buffer: about 25 KiB of RSS per idle connection. Here the connection is handed over by
+//! actix-http's upgrade hook (`startup.rs`), the dispatcher ends, and a socket owns only the
+//! stream, the frame codec's two flag bytes and a read buffer that is **empty while idle**:
+//!
+//! - reads go through a stack chunk into `rbuf` only when the kernel says bytes are waiting,
+//!   and `rbuf` is given back (replaced by an unallocated `BytesMut`) whenever it has been
+//!   fully consumed, so an idle socket holds no read buffer at all;
+//! - writes never buffer: the frame header is built on the stack and written together with the
+//!   payload with vectored writes straight to the socket.
+//!
+//! Frame parsing is actix-http's `ws::Codec` (the same parser actix-ws uses: masking, reserved
+//! bits, opcodes, control-frame rules, fragment sequencing). This module adds reassembly of
+//! fragmented messages, the size limit on the reassembled message and UTF-8 validation of text.
+//!
+//! [`WsConn::recv`] is cancel-safe: every byte read is kept in `self`, so the session may drop
+//! a pending `recv` in a `select!` without losing input. A write cut short (timeout, kill)
+//! leaves half a frame on the wire; the connection is then marked broken and only dropped.
+
+use std::io::{self, IoSlice};
+use std::task::{Context, Waker};
+
+use actix_http::ws::{CloseReason, Codec, Frame, Item, ProtocolError};
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use herald_protocol::CloseCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+/// Bytes read from the kernel per `read` call (a stack buffer; nothing is kept between reads).
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A complete message from the client.
+#[derive(Debug)]
+pub enum Message {
+    Text(ByteString),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong,
+    Close(Option<CloseReason>),
+}
+
+/// Why reading failed: a protocol violation to answer with a close code, or a dead connection.
+#[derive(Debug)]
+pub enum WsError {
+    /// Close with this code; the text says what was wrong.
+    Close(CloseCode, String),
+    /// The connection is gone (reset, EOF, IO error): nothing more can be sent.
+    Gone,
+}
+
+/// Returned by writes when the connection can no longer be written to.
+#[derive(Debug)]
+pub struct Closed;
+
+pub struct WsConn {
+    io: TcpStream,
+    /// Unparsed input. Unallocated (capacity 0) whenever everything read has been consumed.
+    rbuf: BytesMut,
+    codec: Codec,
+    /// A fragmented message being reassembled: (is text, bytes so far).
+    partial: Option<(bool, BytesMut)>,
+    max_message: usize,
+    /// A write was interrupted mid-frame, or the peer is gone: never write again.
+    broken: bool,
+    /// EOF or a read error was seen.
+    eof: bool,
+}
+
+/// Maps a frame-parser error to its close code: oversized frames are 1009, everything else a
+/// protocol error 1002 (invalid UTF-8 is detected here, after reassembly, and is 1007).
+fn parse_error(e: ProtocolError) -> WsError {
+    match e {
+        ProtocolError::Overflow => WsError::Close(
+            CloseCode::MessageTooBig,
+            "frame larger than the limit".into(),
+        ),
+        ProtocolError::Io(io) if io.kind() != io::ErrorKind::InvalidData => WsError::Gone,
+        other => WsError::Close(CloseCode::ProtocolError, other.to_string()),
+    }
+}
+
+fn text(bytes: Bytes) -> Result<Message, WsError> {
+    ByteString::try_from(bytes).map(Message::Text).map_err(|_| {
+        WsError::Close(
+            CloseCode::InvalidPayload,
+            "text message is not valid UTF-8".into(),
+        )
+    })
+}
+
+/// The header of an unmasked server frame with FIN set.
+fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x80 | opcode;
+    let n = if len < 126 {
+        h[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (h, n)
+}
+
+impl WsConn {
+    /// Wraps an upgraded stream; `leftover` is whatever the HTTP layer read past the request
+    /// head (a client may send its first frame without waiting for the 101).
+    pub fn new(io: TcpStream, leftover: BytesMut, max_message: usize) -> WsConn {
+        let rbuf = if leftover.is_empty() {
+            BytesMut::new()
+        } else {
+            BytesMut::from(&leftover[..])
+        };
+        // The HTTP dispatcher that read the request left its task's waker in the stream's
+        // read (and maybe write) slot; that waker keeps the finished dispatcher task (~2 KiB)
+        // allocated until the next readiness event, which for an idle client may be minutes
+        // away. Replace both with no-op wakers now.
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = io.poll_read_ready(&mut cx);
+        let _ = io.poll_write_ready(&mut cx);
+        WsConn {
+            io,
+            rbuf,
+            codec: Codec::new().max_size(max_message),
+            partial: None,
+            max_message,
+            broken: false,
+            eof: false,
+        }
+    }
+
+    /// The next complete message, `None` once the connection is gone. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, WsError>> {
+        loop {
+            match self.decode() {
+                Ok(Some(m)) => return Some(Ok(m)),
+                Ok(None) => {}
+                Err(WsError::Gone) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+            if self.eof {
+                return None;
+            }
+            // `poll_read_ready` keeps one waker in the stream's own slot (no waiter node in
+            // this future) and replaces whatever waker was there before.
+            if std::future::poll_fn(|cx| self.io.poll_read_ready(cx))
+                .await
+                .is_err()
+            {
+                self.eof = true;
+                return None;
+            }
+            match self.fill() {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => self.eof = true,
+            }
+        }
+    }
+
+    /// One non-blocking read into `rbuf` through a stack chunk.
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; READ_CHUNK];
+        let n = self.io.try_read(&mut chunk)?;
+        self.rbuf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Parses buffered input into the next complete message, reassembling fragments.
+    fn decode(&mut self) -> Result<Option<Message>, WsError> {
+        loop {
+            let frame = self.codec.decode(&mut self.rbuf).map_err(parse_error);
+            if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                // Give the buffer back: an idle socket holds no read memory. Payloads split
+                // off it keep their part alive only until the message is handled.
+                self.rbuf = BytesMut::new();
+            }
+            let Some(frame) = frame? else {
+                return Ok(None);
+            };
+            let msg = match frame {
+                Frame::Text(b) => text(b)?,
+                Frame::Binary(b) => Message::Binary(b),
+                Frame::Ping(b) => Message::Ping(b),
+                Frame::Pong(_) => Message::Pong,
+                Frame::Close(r) => Message::Close(r),
+                Frame::Continuation(item) => match self.continuation(item)? {
+                    Some(m) => m,
+                    None => continue,
+                },
+            };
+            return Ok(Some(msg));
+        }
+    }
+
+    fn continuation(&mut self, item: Item) -> Result<Option<Message>, WsError> {
+        let (first, is_text, last, chunk) = match item {
+            Item::FirstText(b) => (true, true, false, b),
+            Item::FirstBinary(b) => (true, false, false, b),
+            Item::Continue(b) => (false, false, false, b),
+            Item::Last(b) => (false, false, true, b),
+        };
+        if first {
+            self.partial = Some((is_text, BytesMut::from(&chunk[..])));
+        } else if let Some((_, buf)) = self.partial.as_mut() {
+            // The codec already refuses a continuation that was never started.
+            buf.extend_from_slice(&chunk);
+        }
+        let size = self.partial.as_ref().map_or(0, |(_, b)| b.len());
+        if size > self.max_message {
+            self.partial = None;
+            return Err(WsError::Close(
+                CloseCode::MessageTooBig,
+                "reassembled message larger than the limit".into(),
+            ));
+        }
+        if !last {
+            return Ok(None);
+        }
+        match self.partial.take() {
+            Some((true, buf)) => text(buf.freeze()).map(Some),
+            Some((false, buf)) => Ok(Some(Message::Binary(buf.freeze()))),
+            None => Err(WsError::Close(
+                CloseCode::ProtocolError,
+                "continuation not started".into(),
+            )),
+        }
+    }
+
+    async fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<(), Closed> {
+        if self.broken {
+            return Err(Closed);
+        }
+        let (h, hlen) = header(opcode, payload.len());
+        // Set until the whole frame is out: a write dropped half-way leaves it set.
+        self.broken = true;
+        let mut head = &h[..hlen];
+        let mut body = payload;
+        while !head.is_empty() || !body.is_empty() {
+            let bufs = [IoSlice::new(head), IoSlice::new(body)];
+            let n = match self.io.write_vectored(&bufs).await {
+                Ok(0) | Err(_) => return Err(Closed),
+                Ok(n) => n,
+            };
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body = &body[n - from_head..];
+        }
+        self.broken = false;
+        Ok(())
+    }
+
+    pub async fn text(&mut self, text: &str) -> Result<(), Closed> {
+        self.write_frame(0x1, text.as_bytes()).await
+    }
+
+    pub async fn binary(&mut self, bytes: &[u8]) -> Result<(), Closed> {
+        self.write_frame(0x2, bytes).await
+    }
+
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Closed> {
+        self.write_frame(0x9, payload).await
+    }
+
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Closed> {
+        self.write_frame(0xA, payload).await
+    }
+
+    /// Sends a close frame (`None`: an empty one); the reason is truncated to fit.
+    pub async fn close(&mut self, reason: Option<(u16, &str)>) -> Result<(), Closed> {
+        let mut payload = Vec::new();
+        if let Some((code, text)) = reason {
+            payload.extend_from_slice(&code.to_be_bytes());
+            let mut end = text.len().min(123);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            payload.extend_from_slice(&text.as_bytes()[..end]);
+        }
+        self.write_frame(0x8, &payload).await?;
+        let _ = self.io.flush().await;
+        Ok(())
+    }
+
+    /// Whether the connection can still be written to.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Bytes of heap this connection holds for input right now (for tests and metrics).
+    pub fn buffered_capacity(&self) -> usize {
+        self.rbuf.capacity() + self.partial.as_ref().map_or(0, |(_, b)| b.capacity())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        let len = payload.len();
+        if len < 126 {
+            f.push(0x80 | len as u8);
+        } else {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        let mask = [1u8, 2, 3, 4];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    /// A connected pair: the server side wrapped in a `WsConn`, the client side raw.
+    async fn pair(max: usize) -> (WsConn, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (WsConn::new(server, BytesMut::new(), max), client)
+    }
+
+    async fn first_error(raw: Vec<u8>, max: usize) -> WsError {
+        let (mut ws, mut client) = pair(max).await;
+        client.write_all(&raw).await.unwrap();
+        client.shutdown().await.unwrap();
+        loop {
+            match ws.recv().await {
+                Some(Err(e)) => return e,
+                Some(Ok(_)) => continue,
+                None => panic!("no error before EOF"),
+            }
+        }
+    }
+
+    fn code(e: WsError) -> CloseCode {
+        match e {
+            WsError::Close(c, _) => c,
+            WsError::Gone => panic!("expected a close code, got Gone"),
+        }
+    }
+
+    #[tokio::test]
+    async fn codec_errors_map_to_their_close_codes() {
+        let big = first_error(frame(true, 0x1, &[b'a'; 300]), 256).await;
+        assert_eq!(code(big), CloseCode::MessageTooBig);
+
+        let mut pieces = frame(false, 0x1, &[b'a'; 200]);
+        pieces.extend(frame(true, 0x0, &[b'a'; 200]));
+        assert_eq!(
+            code(first_error(pieces, 256).await),
+            CloseCode::MessageTooBig
+        );
+
+        let utf8 = first_error(frame(true, 0x1, &[0xce, 0xba, 0xff, 0xfe]), 256).await;
+        assert_eq!(code(utf8), CloseCode::InvalidPayload);
+
+        let mut utf8_pieces = frame(false, 0x1, &[b'a', 0xce]);
+        utf8_pieces.extend(frame(true, 0x0, &[0xff]));
+        assert_eq!(
+            code(first_error(utf8_pieces, 256).await),
+            CloseCode::InvalidPayload
+        );
+
+        let mut rsv = frame(true, 0x1, b"x");
+        rsv[0] |= 0x40;
+        assert_eq!(code(first_error(rsv, 256).await), CloseCode::ProtocolError);
+
+        let bad_opcode = first_error(frame(true, 0x3, b"x"), 256).await;
+        assert_eq!(code(bad_opcode), CloseCode::ProtocolError);
+
+        let mut unmasked = frame(true, 0x1, b"x");
+        unmasked[1] &= 0x7f;
+        unmasked.drain(2..6);
+        assert_eq!(
+            code(first_error(unmasked, 256).await),
+            CloseCode::ProtocolError
+        );
+
+        let stray = first_error(frame(true, 0x0, b"x"), 256).await;
+        assert_eq!(code(stray), CloseCode::ProtocolError);
+    }
+
+    #[tokio::test]
+    async fn reassembles_fragments_with_control_frames_between() {
+        let (mut ws, mut client) = pair(1024).await;
+        let mut raw = frame(false, 0x1, "héllo ".as_bytes());
+        raw.extend(frame(true, 0x9, b"p"));
+        raw.extend(frame(false, 0x0, b"wor"));
+        raw.extend(frame(true, 0x0, b"ld"));
+        // Split a frame across two writes: the parser must wait for the rest.
+        let (a, b) = raw.split_at(5);
+        client.write_all(a).await.unwrap();
+        client.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        client.write_all(b).await.unwrap();
+        match ws.recv().await {
+            Some(Ok(Message::Ping(p))) => assert_eq!(&p[..], b"p"),
+            other => panic!("expected the ping first, got {other:?}"),
+        }
+        match ws.recv().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(&*t, "héllo world"),
+            other => panic!("expected the text, got {other:?}"),
+        }
+        // Everything was consumed: no read buffer is held while idle.
+        assert_eq!(ws.buffered_capacity(), 0);
+        client
+            .write_all(&frame(true, 0x8, &[0x03, 0xe8]))
+            .await
+            .unwrap();
+        assert!(matches!(ws.recv().await, Some(Ok(Message::Close(Some(_))))));
+        drop(client);
+        assert!(ws.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn writes_unmasked_frames_of_every_length_class() {
+        let (mut ws, mut client) = pair(1024).await;
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let payload = "x".repeat(len);
+            ws.text(&payload).await.unwrap();
+            let mut h = [0u8; 2];
+            client.read_exact(&mut h).await.unwrap();
+            assert_eq!(h[0], 0x81);
+            assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
+            let n = match h[1] {
+                126 => client.read_u16().await.unwrap() as usize,
+                127 => client.read_u64().await.unwrap() as usize,
+                n => n as usize,
+            };
+            assert_eq!(n, len);
+            let mut body = vec![0u8; n];
+            client.read_exact(&mut body).await.unwrap();
+            assert!(body.iter().all(|b| *b == b'x'));
+        }
+        ws.close(Some((4100, &"é".repeat(100)))).await.unwrap();
+        let mut h = [0u8; 2];
+        client.read_exact(&mut h).await.unwrap();
+        assert_eq!(h[0], 0x88);
+        assert!(h[1] <= 125, "close payload fits a control frame");
+        let mut body = vec![0u8; h[1] as usize];
+        client.read_exact(&mut body).await.unwrap();
+        assert_eq!(u16::from_be_bytes([body[0], body[1]]), 4100);
+        assert!(
+            std::str::from_utf8(&body[2..]).is_ok(),
+            "cut on a char boundary"
+        );
+    }
+}
