@@ -38,6 +38,8 @@ pub enum Outbound {
     Frame(ByteString),
     /// Catch up from the store: the bus may have lost messages.
     Sync,
+    /// The node is draining: tell the client to reconnect elsewhere.
+    Drain,
 }
 
 /// What a socket's registry entry and its task share: one allocation per socket.
@@ -281,6 +283,15 @@ impl Registry {
     /// Asks every socket of `user` that is behind `latest` to catch up from the store.
     pub fn sync_user_if_behind(&self, user: &str, latest: i64) -> usize {
         self.offer_user(user, &Outbound::Sync, Some(latest))
+    }
+
+    /// Tells every registered socket that the node is draining. Sockets that register later
+    /// see [`crate::state::AppState::is_draining`] when their event loop starts.
+    pub fn drain_all(&self) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            self.offer_all(shard.values().flatten(), &Outbound::Drain);
+        }
     }
 
     fn all_conns(&self) -> Vec<ConnHandle> {

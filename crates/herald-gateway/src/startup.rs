@@ -69,6 +69,7 @@ impl NodeHandle {
     pub async fn drain(&self) {
         tracing::info!(node = %self.state.config.node_id, sockets = self.state.open_sockets(), "draining");
         self.state.drain.cancel();
+        self.state.registry.drain_all();
         let spread = self.state.config.drain_spread + Duration::from_millis(200);
         let deadline = tokio::time::Instant::now() + spread.min(self.state.config.drain_grace);
         while self.state.open_sockets() > 0 && tokio::time::Instant::now() < deadline {

@@ -93,6 +93,12 @@ fn text(bytes: Bytes) -> Result<Message, WsError> {
     })
 }
 
+/// What is left of a frame (header, payload) after its first `done` bytes.
+fn split_at_written<'a>(head: &'a [u8], body: &'a [u8], done: usize) -> (&'a [u8], &'a [u8]) {
+    let from_head = done.min(head.len());
+    (&head[from_head..], &body[done - from_head..])
+}
+
 /// The header of an unmasked server frame with FIN set.
 fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     let mut h = [0u8; 10];
@@ -238,27 +244,75 @@ impl WsConn {
         }
     }
 
-    async fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<(), Closed> {
+    /// Writes as much of a frame as the socket takes right now, without waiting: `None` when
+    /// the whole frame went out (the common case: no future, no buffer), otherwise how many
+    /// bytes did, to be completed with [`WsConn::finish_frame`].
+    pub fn try_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<Option<usize>, Closed> {
+        if self.broken {
+            return Err(Closed);
+        }
+        let (h, hlen) = header(opcode, payload.len());
+        let mut done = 0;
+        loop {
+            let (head, body) = split_at_written(&h[..hlen], payload, done);
+            if head.is_empty() && body.is_empty() {
+                return Ok(None);
+            }
+            match self
+                .io
+                .try_write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+            {
+                Ok(0) => {
+                    self.broken = true;
+                    return Err(Closed);
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(done)),
+                Err(_) => {
+                    self.broken = true;
+                    return Err(Closed);
+                }
+            }
+        }
+    }
+
+    /// Completes a frame of which `written` bytes are already on the wire.
+    pub async fn finish_frame(
+        &mut self,
+        opcode: u8,
+        payload: &[u8],
+        written: usize,
+    ) -> Result<(), Closed> {
         if self.broken {
             return Err(Closed);
         }
         let (h, hlen) = header(opcode, payload.len());
         // Set until the whole frame is out: a write dropped half-way leaves it set.
         self.broken = true;
-        let mut head = &h[..hlen];
-        let mut body = payload;
-        while !head.is_empty() || !body.is_empty() {
-            let bufs = [IoSlice::new(head), IoSlice::new(body)];
-            let n = match self.io.write_vectored(&bufs).await {
+        let mut done = written;
+        loop {
+            let (head, body) = split_at_written(&h[..hlen], payload, done);
+            if head.is_empty() && body.is_empty() {
+                break;
+            }
+            match self
+                .io
+                .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+                .await
+            {
                 Ok(0) | Err(_) => return Err(Closed),
-                Ok(n) => n,
-            };
-            let from_head = n.min(head.len());
-            head = &head[from_head..];
-            body = &body[n - from_head..];
+                Ok(n) => done += n,
+            }
         }
         self.broken = false;
         Ok(())
+    }
+
+    async fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<(), Closed> {
+        match self.try_frame(opcode, payload)? {
+            None => Ok(()),
+            Some(written) => self.finish_frame(opcode, payload, written).await,
+        }
     }
 
     pub async fn text(&mut self, text: &str) -> Result<(), Closed> {

@@ -31,6 +31,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close handshake may take before the connection is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+const OP_TEXT: u8 = 0x1;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
@@ -168,8 +172,38 @@ struct Live {
     rx: Inbox,
     last_seq: i64,
     token_expires_at: i64,
-    warned_expiry: bool,
+    /// Close 4103 at this instant (token expiry plus leeway).
+    expiry_at: Instant,
+    /// Send `token_expiring` at this instant; `None` once sent or when warnings are off.
+    warn_at: Option<Instant>,
+    /// Next server ping (and idle check).
+    next_ping: Instant,
     drain_at: Option<Instant>,
+}
+
+impl Live {
+    /// Sets the token's expiry and recomputes its deadlines (on connect and on refresh).
+    fn set_token(&mut self, cfg: &crate::config::Config, expires_at: i64) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let at =
+            |unix_ms: i64| Instant::now() + Duration::from_millis((unix_ms - now_ms).max(0) as u64);
+        self.token_expires_at = expires_at;
+        self.expiry_at = at((expires_at + cfg.jwt.leeway_secs as i64) * 1000);
+        self.warn_at = (!cfg.token_expiry_warning.is_zero())
+            .then(|| at(expires_at * 1000 - cfg.token_expiry_warning.as_millis() as i64));
+    }
+
+    /// The earliest of: drain close, token expiry, expiry warning, next ping.
+    fn next_deadline(&self) -> Instant {
+        let mut next = self.expiry_at.min(self.next_ping);
+        if let Some(w) = self.warn_at {
+            next = next.min(w);
+        }
+        if let Some(d) = self.drain_at {
+            next = next.min(d);
+        }
+        next
+    }
 }
 
 impl Socket {
@@ -217,7 +251,24 @@ impl Socket {
     }
 
     async fn send_raw(&mut self, text: ByteString, kill: Option<&ConnHandle>) -> Result<(), End> {
-        guarded(kill, self.ws.text(&text)).await
+        self.write(OP_TEXT, text.as_bytes(), kill).await
+    }
+
+    /// Writes one frame: synchronously when the socket takes it at once (no future state, no
+    /// buffer), otherwise in a boxed, bounded slow path (see [`guarded`]).
+    async fn write(
+        &mut self,
+        op: u8,
+        payload: &[u8],
+        kill: Option<&ConnHandle>,
+    ) -> Result<(), End> {
+        match self.ws.try_frame(op, payload) {
+            Ok(None) => Ok(()),
+            Ok(Some(written)) => {
+                Box::pin(guarded(kill, self.ws.finish_frame(op, payload, written))).await
+            }
+            Err(Closed) => Err(End::Gone),
+        }
     }
 
     async fn control(
@@ -226,11 +277,8 @@ impl Socket {
         payload: &[u8],
         kill: Option<&ConnHandle>,
     ) -> Result<(), End> {
-        if pong {
-            guarded(kill, self.ws.pong(payload)).await
-        } else {
-            guarded(kill, self.ws.ping(payload)).await
-        }
+        self.write(if pong { OP_PONG } else { OP_PING }, payload, kill)
+            .await
     }
 
     /// Phase 1: the token from the header, or a first `auth` message within the timeout.
@@ -315,9 +363,12 @@ impl Socket {
             rx,
             last_seq: 0,
             token_expires_at: token.expires_at,
-            warned_expiry: false,
+            expiry_at: Instant::now(),
+            warn_at: None,
+            next_ping: Instant::now() + state.config.heartbeat_interval,
             drain_at: None,
         };
+        live.set_token(&state.config, token.expires_at);
         let end = match Box::pin(self.start(&mut live, last_seq)).await {
             Ok(()) => self.serve(&mut live).await,
             Err(end) => end,
@@ -444,32 +495,26 @@ impl Socket {
         }
     }
 
-    /// Phase 3: the event loop.
+    /// Phase 3: the event loop. It waits on three things only — the socket's queue (events,
+    /// drain, kill), the socket's input, and one timer for every deadline — so the future an
+    /// idle socket keeps alive stays small, and nothing is registered anew per iteration.
     async fn serve(&mut self, live: &mut Live) -> End {
-        let state = self.state.clone();
-        let mut heartbeat = tokio::time::interval_at(
-            Instant::now() + state.config.heartbeat_interval,
-            state.config.heartbeat_interval,
-        );
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A drain that began before this socket registered reached no queue of ours.
+        if self.state.is_draining() {
+            if let Err(end) = self.start_drain(live).await {
+                return end;
+            }
+        }
         loop {
-            let timer = self.next_deadline(live);
+            let timer = live.next_deadline();
             let step: Result<(), End> = tokio::select! {
                 biased;
-                _ = state.drain.cancelled(), if live.drain_at.is_none() => self.start_drain(live).await,
-                _ = sleep_until(timer) => self.on_timer(live).await,
                 out = live.rx.recv() => match out {
                     Inbound::Event(o) => self.on_outbound(live, o).await,
                     Inbound::Killed => Err(End::code(CloseCode::SlowConsumer)),
                 },
+                _ = sleep_until(timer) => self.on_timer(live).await,
                 msg = self.ws.recv() => self.on_inbound(live, msg).await,
-                _ = heartbeat.tick() => {
-                    if self.last_seen.elapsed() > state.config.idle_timeout {
-                        Err(End::code(CloseCode::IdleTimeout))
-                    } else {
-                        self.control(false, b"", Some(&live.conn)).await
-                    }
-                }
             };
             if let Err(end) = step {
                 return end;
@@ -477,42 +522,28 @@ impl Socket {
         }
     }
 
-    /// The earliest of: drain close, token-expiry warning, token expiry.
-    fn next_deadline(&self, live: &Live) -> Instant {
-        let cfg = &self.state.config;
-        let now_unix = chrono::Utc::now().timestamp();
-        let at_unix = |t: i64| {
-            let secs = (t - now_unix).max(0) as u64;
-            Instant::now() + Duration::from_secs(secs)
-        };
-        let expiry = at_unix(live.token_expires_at + cfg.jwt.leeway_secs as i64);
-        let mut next = expiry;
-        if !live.warned_expiry && !cfg.token_expiry_warning.is_zero() {
-            let warn = at_unix(live.token_expires_at).checked_sub(cfg.token_expiry_warning);
-            next = next.min(warn.unwrap_or_else(Instant::now));
-        }
-        if let Some(d) = live.drain_at {
-            next = next.min(d);
-        }
-        next
-    }
-
     async fn on_timer(&mut self, live: &mut Live) -> Result<(), End> {
         let now = Instant::now();
         if live.drain_at.is_some_and(|d| d <= now) {
             return Err(End::code(CloseCode::Draining));
         }
-        let now_unix = chrono::Utc::now().timestamp();
-        if now_unix >= live.token_expires_at + self.state.config.jwt.leeway_secs as i64 {
+        if now >= live.expiry_at {
             return Err(End::code(CloseCode::TokenExpired));
         }
-        if !live.warned_expiry {
-            live.warned_expiry = true;
+        if live.warn_at.is_some_and(|w| w <= now) {
+            live.warn_at = None;
             let msg = ServerMessage::TokenExpiring {
                 expires_at: live.token_expires_at,
             };
             self.send_raw(msg.to_json().into(), Some(&live.conn))
                 .await?;
+        }
+        if now >= live.next_ping {
+            if self.last_seen.elapsed() > self.state.config.idle_timeout {
+                return Err(End::code(CloseCode::IdleTimeout));
+            }
+            live.next_ping = now + self.state.config.heartbeat_interval;
+            self.control(false, b"", Some(&live.conn)).await?;
         }
         Ok(())
     }
@@ -520,6 +551,9 @@ impl Socket {
     /// Tells the client to reconnect elsewhere and schedules the close after a random delay
     /// within the drain spread, so a node's sockets do not all reconnect at once.
     async fn start_drain(&mut self, live: &mut Live) -> Result<(), End> {
+        if live.drain_at.is_some() {
+            return Ok(());
+        }
         let spread = self.state.config.drain_spread.as_millis() as u32;
         let after_ms = if spread == 0 {
             0
@@ -559,6 +593,7 @@ impl Socket {
                 metrics.deliveries.with_label_values(&["live"]).inc();
                 self.advance(live, n.seq);
             }
+            Outbound::Drain => self.start_drain(live).await?,
             Outbound::Sync => {
                 metrics.syncs.inc();
                 Box::pin(self.sync(live)).await?;
@@ -701,8 +736,7 @@ impl Socket {
             }
             ClientMessage::Refresh { token, .. } => match state.verifier.verify(&token) {
                 Ok(v) if *v.user_id == *live.user => {
-                    live.token_expires_at = v.expires_at;
-                    live.warned_expiry = false;
+                    live.set_token(&state.config, v.expires_at);
                     Ok(AckResult::Refresh {
                         expires_at: v.expires_at,
                     })
