@@ -29,6 +29,8 @@ pub struct Metrics {
     pub bus_resyncs: IntGauge,
     pub bus_probe_failures: IntGauge,
     pub bus_messages_received: IntGauge,
+    /// Size of one socket's task future: the largest part of an idle socket's memory.
+    pub socket_task_bytes: IntGauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -187,6 +189,11 @@ impl Metrics {
                 &r,
                 "herald_bus_messages_received",
                 "Messages received from Redis",
+            ),
+            socket_task_bytes: gauge(
+                &r,
+                "herald_socket_task_bytes",
+                "Bytes of one WebSocket session's task future (its idle memory floor)",
             ),
             registry: r,
         }

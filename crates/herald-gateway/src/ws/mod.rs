@@ -181,7 +181,12 @@ pub async fn on_upgrade(
     let ws = WsConn::new(parts.io, parts.read_buf, state.config.max_message_bytes);
     match admitted {
         Some(a) => {
-            actix_web::rt::spawn(session::run(state, guard, ws, a.pre_auth, a.last_seq));
+            let metrics = state.metrics.clone();
+            let task = session::run(state, guard, ws, a.pre_auth, a.last_seq);
+            metrics
+                .socket_task_bytes
+                .set(std::mem::size_of_val(&task) as i64);
+            actix_web::rt::spawn(task);
         }
         None => {
             drop(guard);

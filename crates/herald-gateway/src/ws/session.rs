@@ -122,6 +122,12 @@ async fn guarded(
     }
 }
 
+/// Serialises a message into a frame. Building frames in a plain function (not inline in an
+/// async one) keeps the message itself out of the session future while the frame is written.
+fn frame(msg: &ServerMessage) -> ByteString {
+    msg.to_json().into()
+}
+
 fn store_end(op: &str, e: StoreError) -> End {
     tracing::warn!(op, error = %e, "store error on a socket; closing with internal_error");
     End::code(CloseCode::InternalError)
@@ -433,12 +439,11 @@ impl Socket {
         reason: ResyncReason,
         latest: i64,
     ) -> Result<(), End> {
-        let msg = ServerMessage::Resync {
+        let frame = frame(&ServerMessage::Resync {
             reason,
             latest_seq: latest,
-        };
-        self.send_raw(msg.to_json().into(), Some(&live.conn))
-            .await?;
+        });
+        self.send_raw(frame, Some(&live.conn)).await?;
         self.advance(live, latest);
         Ok(())
     }
@@ -472,14 +477,13 @@ impl Socket {
             let last = rows.last().map(|n| n.seq);
             if !rows.is_empty() || (complete && always) {
                 let n = rows.len() as u64;
-                let msg = ServerMessage::Batch {
+                let frame = frame(&ServerMessage::Batch {
                     notifications: rows,
                     complete,
                     unread_count: counts.map(|c| c.0),
                     version: counts.map(|c| c.1),
-                };
-                self.send_raw(msg.to_json().into(), Some(&live.conn))
-                    .await?;
+                });
+                self.send_raw(frame, Some(&live.conn)).await?;
                 state
                     .metrics
                     .deliveries
@@ -532,11 +536,10 @@ impl Socket {
         }
         if live.warn_at.is_some_and(|w| w <= now) {
             live.warn_at = None;
-            let msg = ServerMessage::TokenExpiring {
+            let frame = frame(&ServerMessage::TokenExpiring {
                 expires_at: live.token_expires_at,
-            };
-            self.send_raw(msg.to_json().into(), Some(&live.conn))
-                .await?;
+            });
+            self.send_raw(frame, Some(&live.conn)).await?;
         }
         if now >= live.next_ping {
             if self.last_seen.elapsed() > self.state.config.idle_timeout {
@@ -561,11 +564,11 @@ impl Socket {
             rand::rng().random_range(0..=spread)
         };
         live.drain_at = Some(Instant::now() + Duration::from_millis(after_ms.into()));
-        let msg = ServerMessage::Reconnect {
+        let frame = frame(&ServerMessage::Reconnect {
             reason: "draining".into(),
             after_ms,
-        };
-        self.send_raw(msg.to_json().into(), Some(&live.conn)).await
+        });
+        self.send_raw(frame, Some(&live.conn)).await
     }
 
     async fn on_outbound(&mut self, live: &mut Live, out: Outbound) -> Result<(), End> {
@@ -639,14 +642,13 @@ impl Socket {
         let Some(last) = rows.last().map(|r| r.seq) else {
             return Ok(());
         };
-        let msg = ServerMessage::Batch {
+        let frame = frame(&ServerMessage::Batch {
             notifications: rows,
             complete: true,
             unread_count: None,
             version: None,
-        };
-        self.send_raw(msg.to_json().into(), Some(&live.conn))
-            .await?;
+        });
+        self.send_raw(frame, Some(&live.conn)).await?;
         self.advance(live, last);
         Ok(())
     }
@@ -671,10 +673,16 @@ impl Socket {
             Some(Ok(Message::Close(_))) => Err(End::ClientClosed),
             Some(Ok(Message::Text(text))) => {
                 self.admit()?;
-                match parse_client_message(&text) {
-                    Ok(cmd) => Box::pin(self.command(live, cmd)).await,
-                    Err(e) => self.error(live, e.rid, e.code, e.message).await,
-                }
+                let parsed = parse_client_message(&text);
+                drop(text);
+                // Commands and error replies are boxed: the idle event loop stays small.
+                let reply: std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<(), End>> + '_>,
+                > = match parsed {
+                    Ok(cmd) => Box::pin(self.command(live, cmd)),
+                    Err(e) => Box::pin(self.error(live, e.rid, e.code, e.message)),
+                };
+                reply.await
             }
         }
     }
@@ -686,13 +694,13 @@ impl Socket {
         code: ErrorCode,
         message: String,
     ) -> Result<(), End> {
-        let msg = ServerMessage::Error { rid, code, message };
-        self.send_raw(msg.to_json().into(), Some(&live.conn)).await
+        let frame = frame(&ServerMessage::Error { rid, code, message });
+        self.send_raw(frame, Some(&live.conn)).await
     }
 
     async fn ack(&mut self, live: &Live, rid: Option<Rid>, result: AckResult) -> Result<(), End> {
-        let msg = ServerMessage::Ack { rid, result };
-        self.send_raw(msg.to_json().into(), Some(&live.conn)).await
+        let frame = frame(&ServerMessage::Ack { rid, result });
+        self.send_raw(frame, Some(&live.conn)).await
     }
 
     async fn command(&mut self, live: &mut Live, cmd: ClientMessage) -> Result<(), End> {

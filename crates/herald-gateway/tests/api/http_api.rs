@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::refusals::assert_error;
 
 // ---------------------------------------------------------------------------------------------
 // Publish refusals.
@@ -682,8 +683,87 @@ async fn health_ready_and_metrics() {
         text.contains("herald_publish_duration_seconds_count 1"),
         "metrics:\n{text}"
     );
+    // The size of a socket's task is exported once a socket has connected (its idle memory
+    // floor; release figures in docs/benchmarks.md).
+    let task_bytes: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_socket_task_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no herald_socket_task_bytes in:\n{text}"));
+    assert!(
+        (256..65_536).contains(&task_bytes),
+        "implausible task size {task_bytes}"
+    );
     // No secret ever appears in the metrics.
     assert!(!text.contains(SERVICE_KEY) && !text.contains(SECRET));
+}
+
+/// Every request with `Upgrade: websocket` leaves actix-web for the upgrade hook; outside
+/// `/v1/ws` (and the dev echo) it gets the same JSON errors as the rest of the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_elsewhere_are_refused_with_json_errors() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    node.publish_one("alice", "kept").await;
+    let upgrade = |method: reqwest::Method, path: &str| {
+        node.http
+            .request(method, format!("{}{path}", node.base))
+            .bearer_auth(token("alice", 3600))
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+    };
+    let r = upgrade(reqwest::Method::GET, "/v1/notifications")
+        .send()
+        .await
+        .expect("GET");
+    assert_error(r, 404, "not_found", None).await;
+    // The dev echo is off on this node.
+    let r = upgrade(reqwest::Method::GET, "/dev/echo")
+        .send()
+        .await
+        .expect("GET");
+    assert_error(r, 404, "not_found", None).await;
+    let r = upgrade(reqwest::Method::POST, "/v1/ws")
+        .send()
+        .await
+        .expect("POST");
+    assert_error(r, 405, "method_not_allowed", None).await;
+    // A handshake with a bad version is a 400 naming the problem.
+    let r = node
+        .http
+        .get(format!("{}/v1/ws", node.base))
+        .bearer_auth(token("alice", 3600))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("GET");
+    assert_error(r, 400, "invalid_parameter", None).await;
+    // A plain GET (no upgrade) passes the same checks, then is a 400.
+    let r = node
+        .http
+        .get(format!("{}/v1/ws", node.base))
+        .bearer_auth(token("alice", 3600))
+        .send()
+        .await
+        .expect("GET");
+    assert_error(r, 400, "invalid_parameter", None).await;
+    // Nothing was changed, and the node still serves sockets.
+    let mut ws = node.connect("alice").await;
+    ws.handshake().await;
+    let r = node
+        .http
+        .get(format!("{}/v1/notifications", node.base))
+        .bearer_auth(token("alice", 3600))
+        .send()
+        .await
+        .expect("GET");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["notifications"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
