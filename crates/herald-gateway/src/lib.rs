@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod fds;
 pub mod metrics;
 pub mod publisher;
 pub mod registry;

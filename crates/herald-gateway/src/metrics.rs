@@ -31,6 +31,10 @@ pub struct Metrics {
     pub bus_messages_received: IntGauge,
     /// Size of one socket's task future: the largest part of an idle socket's memory.
     pub socket_task_bytes: IntGauge,
+    pub open_fds: IntGauge,
+    pub max_fds: IntGauge,
+    pub max_connections: IntGauge,
+    pub accept_errors: IntGauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -194,6 +198,22 @@ impl Metrics {
                 &r,
                 "herald_socket_task_bytes",
                 "Bytes of one WebSocket session's task future (its idle memory floor)",
+            ),
+            open_fds: gauge(&r, "herald_open_fds", "Open file descriptors"),
+            max_fds: gauge(
+                &r,
+                "herald_max_fds",
+                "The open-file limit (soft RLIMIT_NOFILE)",
+            ),
+            max_connections: gauge(
+                &r,
+                "herald_max_connections",
+                "The socket cap in force (HERALD_MAX_CONNECTIONS, clamped to the open-file limit)",
+            ),
+            accept_errors: gauge(
+                &r,
+                "herald_accept_errors_total",
+                "Accept failures (e.g. descriptors exhausted); each pauses accepting for 500 ms",
             ),
             registry: r,
         }

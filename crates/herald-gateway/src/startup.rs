@@ -97,7 +97,20 @@ impl NodeHandle {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        let fd_limit = crate::fds::raise_soft_limit();
+        let reserve = crate::fds::reserved(config.database_pool_size);
+        let cap = crate::fds::effective_max_connections(config.max_connections, fd_limit, reserve);
+        if cap < config.max_connections {
+            tracing::warn!(
+                HERALD_MAX_CONNECTIONS = config.max_connections,
+                open_file_limit = fd_limit,
+                reserved = reserve,
+                max_connections = cap,
+                "the open-file limit is below HERALD_MAX_CONNECTIONS; sockets are capped so the node never runs out of descriptors"
+            );
+            config.max_connections = cap;
+        }
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let verifier =

@@ -1,7 +1,11 @@
 //! Logging: `HERALD_LOG` is the tracing filter (default `info`), `HERALD_LOG_FORMAT` is
 //! `text` (default) or `json`.
 
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::fds::AcceptErrors;
 
 pub fn init() {
     let filter = EnvFilter::try_from_env("HERALD_LOG")
@@ -15,9 +19,10 @@ pub fn init() {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi);
+    // `AcceptErrors` counts accept-loop failures (descriptors exhausted) for the metrics.
     let _ = if json {
-        builder.json().try_init()
+        builder.json().finish().with(AcceptErrors).try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(AcceptErrors).try_init()
     };
 }

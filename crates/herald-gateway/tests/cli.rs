@@ -166,6 +166,12 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with(None, &[])
+    }
+
+    /// Starts `herald serve`, under `prlimit --nofile=N:N` when `nofile` is set, with extra
+    /// environment variables overriding the defaults.
+    fn start_with(nofile: Option<u32>, extra: &[(&str, &str)]) -> Served {
         let db = format!("herald_test_cli_{}", uuid::Uuid::new_v4().simple());
         let admin = admin_url();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -187,7 +193,21 @@ impl Served {
             .unwrap()
             .port();
         let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
-        let child = herald()
+        let mut cmd = match nofile {
+            None => herald(),
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                for (k, _) in std::env::vars() {
+                    if k.starts_with("HERALD_") {
+                        c.env_remove(k);
+                    }
+                }
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg(env!("CARGO_BIN_EXE_herald"));
+                c
+            }
+        };
+        let child = cmd
             .arg("serve")
             .envs([
                 ("HERALD_LISTEN", format!("127.0.0.1:{port}")),
@@ -201,6 +221,7 @@ impl Served {
                 ("HERALD_ALLOWED_ORIGINS", "http://app.test".into()),
                 ("HERALD_LOG", "debug".into()),
             ])
+            .envs(extra.iter().map(|(k, v)| (*k, v.to_string())))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -338,4 +359,103 @@ fn slow_and_half_open_handshakes_are_timed_out() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(14));
     served.stop();
+}
+
+fn metric(port: u16, name: &str) -> Option<i64> {
+    let text = raw_request(
+        port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A node whose open-file limit is below HERALD_MAX_CONNECTIONS caps its sockets (with a
+/// warning), and when a flood of connections exhausts its descriptors anyway it survives:
+/// the accept loop backs off, the failures are counted, and once the flood is gone it serves
+/// HTTP and WebSockets again.
+#[test]
+fn running_out_of_descriptors_is_survived() {
+    let served = Served::start_with(
+        Some(400),
+        &[
+            ("HERALD_MAX_CONNECTIONS", "10000"),
+            ("HERALD_DATABASE_POOL_SIZE", "4"),
+            ("HERALD_LOG", "warn"),
+        ],
+    );
+    let port = served.port;
+    // 400 - (4 pool + 16 + 256 reserved) = 124 sockets at most.
+    assert_eq!(metric(port, "herald_max_connections"), Some(124));
+    assert_eq!(metric(port, "herald_max_fds"), Some(400));
+    // Flood: more connections than the node has descriptors. Each sends nothing, so the node
+    // holds it until the request-head timeout.
+    let flood: Vec<std::net::TcpStream> = (0..500)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(flood.len() > 400, "only {} connections were made", flood.len());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(flood);
+    // Bounded wait until the node answers again (the held connections time out in 5 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let errors = loop {
+        if let Some(n) = metric(port, "herald_accept_errors_total") {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not recover after the flood"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(errors >= 1, "exhaustion was not counted");
+    let health = raw_request(
+        port,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // A WebSocket still gets its `connected` event.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let tok = jwt("alice");
+        let mut req = format!("ws://127.0.0.1:{port}/v1/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {tok}").parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("connected in time")
+            .expect("a message")
+            .expect("no error");
+        assert!(first.to_text().unwrap().contains("\"connected\""), "{first}");
+    });
+    let out = served.stop();
+    assert!(
+        out.contains("the open-file limit is below HERALD_MAX_CONNECTIONS"),
+        "{out}"
+    );
+    assert!(!out.contains("panicked"), "{out}");
+}
+
+/// An HS256 token for `user`, signed with the secret `Served` configures.
+fn jwt(user: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": user, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+    )
+    .unwrap()
 }
