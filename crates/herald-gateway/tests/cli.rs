@@ -4,7 +4,11 @@
 use std::process::Command;
 
 fn herald() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+    without_herald_env(Command::new(env!("CARGO_BIN_EXE_herald")))
+}
+
+/// The test runner's own HERALD_* variables never leak into a child.
+fn without_herald_env(mut c: Command) -> Command {
     for (k, _) in std::env::vars() {
         if k.starts_with("HERALD_") {
             c.env_remove(k);
@@ -196,12 +200,7 @@ impl Served {
         let mut cmd = match nofile {
             None => herald(),
             Some(n) => {
-                let mut c = Command::new("prlimit");
-                for (k, _) in std::env::vars() {
-                    if k.starts_with("HERALD_") {
-                        c.env_remove(k);
-                    }
-                }
+                let mut c = without_herald_env(Command::new("prlimit"));
                 c.arg(format!("--nofile={n}:{n}"))
                     .arg(env!("CARGO_BIN_EXE_herald"));
                 c
@@ -394,7 +393,11 @@ fn running_out_of_descriptors_is_survived() {
     let flood: Vec<std::net::TcpStream> = (0..500)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
-    assert!(flood.len() > 400, "only {} connections were made", flood.len());
+    assert!(
+        flood.len() > 400,
+        "only {} connections were made",
+        flood.len()
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     drop(flood);
     // Bounded wait until the node answers again (the held connections time out in 5 s).
@@ -429,13 +432,18 @@ fn running_out_of_descriptors_is_survived() {
             .unwrap();
         req.headers_mut()
             .insert("authorization", format!("Bearer {tok}").parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade");
         let first = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
             .await
             .expect("connected in time")
             .expect("a message")
             .expect("no error");
-        assert!(first.to_text().unwrap().contains("\"connected\""), "{first}");
+        assert!(
+            first.to_text().unwrap().contains("\"connected\""),
+            "{first}"
+        );
     });
     let out = served.stop();
     assert!(
