@@ -429,6 +429,18 @@ impl Socket {
             live.last_seq = cursor;
             live.conn.set_delivered(cursor);
         }
+        if live.last_seq >= us.latest_seq {
+            // Nothing to fetch: seqs are gapless and `latest_seq` was read after subscribing,
+            // so anything newer arrives live (a gap there is filled from the store). This
+            // saves the catch-up query for every fresh or up-to-date connect.
+            let frame = frame(&ServerMessage::Batch {
+                notifications: Vec::new(),
+                complete: true,
+                unread_count: Some(us.unread_count),
+                version: Some(us.version),
+            });
+            return self.send_raw(frame, Some(&live.conn)).await;
+        }
         self.catch_up(live, Some((us.unread_count, us.version)), true)
             .await
     }
