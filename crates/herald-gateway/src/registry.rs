@@ -407,6 +407,31 @@ mod tests {
         assert!(r.delivered_watermarks().is_empty());
     }
 
+    #[tokio::test]
+    async fn a_drained_queue_holds_no_memory_and_a_kill_wakes_the_task() {
+        let (conn, mut inbox) = ConnHandle::new(1, 8);
+        for _ in 0..3 {
+            assert!(conn.offer(Outbound::Sync));
+        }
+        assert!(conn.shared.queue.lock().unwrap().capacity() >= 3);
+        for _ in 0..3 {
+            assert!(matches!(inbox.recv().await, Inbound::Event(Outbound::Sync)));
+        }
+        // Emptied: the VecDeque's allocation is given back.
+        assert_eq!(conn.shared.queue.lock().unwrap().capacity(), 0);
+        // A waiting task is woken by the kill, even with nothing queued.
+        let waiter = tokio::spawn(async move { inbox.recv().await });
+        tokio::task::yield_now().await;
+        conn.kill();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the kill woke the task")
+            .expect("task");
+        assert!(matches!(got, Inbound::Killed));
+        // Offers to a killed socket are refused.
+        assert!(!conn.offer(Outbound::Sync));
+    }
+
     #[test]
     fn full_queue_kills_only_the_slow_socket() {
         let r = reg(8);
