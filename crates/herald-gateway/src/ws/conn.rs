@@ -31,6 +31,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
+/// What [`WsConn::try_frame`] reports when the frame was appended to `pending` and part of
+/// `pending` is still unsent: [`WsConn::finish_frame`] then flushes `pending`.
+const FLUSH_PENDING: usize = usize::MAX;
+
 /// Bytes read from the kernel per `read` call (a stack buffer; nothing is kept between reads).
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -67,6 +71,9 @@ pub struct WsConn {
     max_message: usize,
     /// A write was interrupted mid-frame, or the peer is gone: never write again.
     broken: bool,
+    /// Bytes to send before the next frame: the 101 response and frames queued with
+    /// [`WsConn::queue_text`], so a handshake goes out in one write. Unallocated when empty.
+    pending: Vec<u8>,
     /// EOF or a read error was seen.
     eof: bool,
 }
@@ -122,6 +129,17 @@ impl WsConn {
     /// Wraps an upgraded stream; `leftover` is whatever the HTTP layer read past the request
     /// head (a client may send its first frame without waiting for the 101).
     pub fn new(io: TcpStream, leftover: BytesMut, max_message: usize) -> WsConn {
+        WsConn::with_unsent(io, leftover, &[], max_message)
+    }
+
+    /// Like [`WsConn::new`], with `unsent` bytes (the 101 response) to go out with the first
+    /// frame. Only for sockets that write before they read: the client waits for the 101.
+    pub fn with_unsent(
+        io: TcpStream,
+        leftover: BytesMut,
+        unsent: &[u8],
+        max_message: usize,
+    ) -> WsConn {
         let rbuf = if leftover.is_empty() {
             BytesMut::new()
         } else {
@@ -142,6 +160,7 @@ impl WsConn {
             max_message,
             broken: false,
             eof: false,
+            pending: unsent.to_vec(),
         }
     }
 
@@ -251,6 +270,12 @@ impl WsConn {
         if self.broken {
             return Err(Closed);
         }
+        if !self.pending.is_empty() {
+            self.queue_frame(opcode, payload);
+            return self
+                .try_flush()
+                .map(|done| (!done).then_some(FLUSH_PENDING));
+        }
         let (h, hlen) = header(opcode, payload.len());
         let mut done = 0;
         loop {
@@ -286,6 +311,9 @@ impl WsConn {
         if self.broken {
             return Err(Closed);
         }
+        if written == FLUSH_PENDING {
+            return self.flush().await;
+        }
         let (h, hlen) = header(opcode, payload.len());
         // Set until the whole frame is out: a write dropped half-way leaves it set.
         self.broken = true;
@@ -304,6 +332,53 @@ impl WsConn {
                 Ok(n) => done += n,
             }
         }
+        self.broken = false;
+        Ok(())
+    }
+
+    /// Appends a text frame to the bytes sent with the next write (see `pending`).
+    pub fn queue_text(&mut self, text: &str) {
+        self.queue_frame(0x1, text.as_bytes());
+    }
+
+    fn queue_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let (h, hlen) = header(opcode, payload.len());
+        self.pending.extend_from_slice(&h[..hlen]);
+        self.pending.extend_from_slice(payload);
+    }
+
+    /// Writes what the socket takes of `pending` now; true when all of it went out.
+    fn try_flush(&mut self) -> Result<bool, Closed> {
+        let mut done = 0;
+        let result = loop {
+            if done == self.pending.len() {
+                break Ok(true);
+            }
+            match self.io.try_write(&self.pending[done..]) {
+                Ok(0) => break Err(Closed),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Err(_) => break Err(Closed),
+            }
+        };
+        match result {
+            Ok(true) => self.pending = Vec::new(),
+            Ok(false) => {
+                // Part of a frame may be out: until the rest is, nothing else may be written.
+                self.pending.drain(..done);
+            }
+            Err(Closed) => self.broken = true,
+        }
+        result
+    }
+
+    /// Writes all of `pending`, waiting for the socket.
+    async fn flush(&mut self) -> Result<(), Closed> {
+        self.broken = true;
+        if self.io.write_all(&self.pending).await.is_err() {
+            return Err(Closed);
+        }
+        self.pending = Vec::new();
         self.broken = false;
         Ok(())
     }
@@ -354,7 +429,9 @@ impl WsConn {
 
     /// Bytes of heap this connection holds for input right now (for tests and metrics).
     pub fn buffered_capacity(&self) -> usize {
-        self.rbuf.capacity() + self.partial.as_ref().map_or(0, |(_, b)| b.capacity())
+        self.rbuf.capacity()
+            + self.partial.as_ref().map_or(0, |(_, b)| b.capacity())
+            + self.pending.capacity()
     }
 }
 
@@ -480,6 +557,29 @@ mod tests {
         assert!(matches!(ws.recv().await, Some(Ok(Message::Close(Some(_))))));
         drop(client);
         assert!(ws.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn unsent_bytes_and_queued_frames_go_out_with_the_next_frame_in_order() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let mut ws = WsConn::with_unsent(server, BytesMut::new(), b"HTTP/1.1 101 X\r\n\r\n", 64);
+        ws.queue_text("one");
+        assert!(ws.buffered_capacity() > 0);
+        assert_eq!(
+            ws.try_frame(0x1, b"two").unwrap(),
+            None,
+            "loopback takes it all"
+        );
+        assert_eq!(ws.buffered_capacity(), 0, "pending released once sent");
+        let mut got = vec![0u8; 18 + 5 + 5];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..18], b"HTTP/1.1 101 X\r\n\r\n");
+        assert_eq!(
+            &got[18..],
+            &[0x81, 3, b'o', b'n', b'e', 0x81, 3, b't', b'w', b'o']
+        );
     }
 
     #[tokio::test]

@@ -168,17 +168,28 @@ pub async fn on_upgrade(
     };
     let guard = state.socket_opened();
     let switching = res.finish().drop_body();
-    if framed
-        .send(h1::Message::Item((switching, BodySize::None)))
-        .await
-        .is_err()
-    {
+    // A socket authenticated by its header writes `connected` before it reads anything: its
+    // 101 is only encoded here and goes out in the same write as `connected` (and the first
+    // batch). Every other socket waits for the client, so its 101 is sent now.
+    let writes_first = matches!(&admitted, Some(a) if a.pre_auth.is_some());
+    let item = h1::Message::Item((switching, BodySize::None));
+    let sent = if writes_first {
+        framed.feed(item).await
+    } else {
+        framed.send(item).await
+    };
+    if sent.is_err() {
         return Ok(());
     }
     let parts = framed.into_parts();
     // Small frames go out at once: notifications are latency-sensitive, never bulk.
     let _ = parts.io.set_nodelay(true);
-    let ws = WsConn::new(parts.io, parts.read_buf, state.config.max_message_bytes);
+    let ws = WsConn::with_unsent(
+        parts.io,
+        parts.read_buf,
+        &parts.write_buf,
+        state.config.max_message_bytes,
+    );
     match admitted {
         Some(a) => {
             let metrics = state.metrics.clone();

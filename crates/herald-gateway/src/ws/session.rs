@@ -416,8 +416,9 @@ impl Socket {
                 max_resume_gap: cfg.max_resume_gap,
             },
         };
-        self.send_raw(connected.to_json().into(), Some(&live.conn))
-            .await?;
+        // Queued: it goes out with the first frame that follows (resync or batch), in one
+        // write together with the 101 when the socket authenticated by header.
+        self.ws.queue_text(&connected.to_json());
         if cursor > us.latest_seq {
             self.resync(live, ResyncReason::CursorAhead, us.latest_seq)
                 .await?;
