@@ -112,6 +112,8 @@ impl Workers {
                     .map(|i| format!("127.0.{}.{}", 10 + w, i))
                     .collect(),
                 jwt_secret: c.jwt_secret.clone(),
+                jwt_audience: c.jwt_audience.clone(),
+                jwt_issuer: c.jwt_issuer.clone(),
                 token_ttl_secs: (c.timeout as u64) + 3600,
                 connect_concurrency: c.connect_concurrency,
                 read_buffer: c.read_buffer,

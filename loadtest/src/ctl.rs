@@ -20,6 +20,10 @@ pub struct WorkerSpec {
     /// Loopback source addresses this worker binds its sockets to (round robin).
     pub source_ips: Vec<String>,
     pub jwt_secret: String,
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
     pub token_ttl_secs: u64,
     pub connect_concurrency: usize,
     pub read_buffer: usize,

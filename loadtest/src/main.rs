@@ -128,6 +128,13 @@ pub struct Common {
     #[arg(long, env = "HERALD_JWT_HS256_SECRET", hide_env_values = true)]
     #[serde(skip)]
     pub jwt_secret: String,
+    /// `aud` claim for user tokens, when the gateways require one (their HERALD_JWT_AUDIENCE;
+    /// `source .cluster/env` sets it for the local cluster).
+    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// `iss` claim for user tokens (the gateways' HERALD_JWT_ISSUER).
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
     /// User id prefix; default: `lt<random>` so every run starts from fresh users.
     #[arg(long)]
     pub user_prefix: Option<String>,

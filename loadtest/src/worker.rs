@@ -123,11 +123,20 @@ impl Shared {
         struct Claims<'a> {
             sub: &'a str,
             exp: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
         }
         let exp = now_ns() / 1_000_000_000 + self.spec.token_ttl_secs;
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
-            &Claims { sub: user, exp },
+            &Claims {
+                sub: user,
+                exp,
+                aud: self.spec.jwt_audience.as_deref(),
+                iss: self.spec.jwt_issuer.as_deref(),
+            },
             &self.key,
         )
         .expect("HS256 encode")
