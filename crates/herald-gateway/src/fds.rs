@@ -18,25 +18,26 @@ pub fn reserved(database_pool_size: usize) -> usize {
     database_pool_size + 16 + 256
 }
 
-/// Raises the soft open-file limit to the hard limit; returns the soft limit now in force.
-pub fn raise_soft_limit() -> Option<u64> {
+fn nofile() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
+    // SAFETY: getrlimit only writes the struct passed by pointer.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the soft limit now in force.
+pub fn raise_soft_limit() -> Option<u64> {
+    let lim = nofile()?;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct passed by pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Some(lim.rlim_max);
         }
     }
     Some(lim.rlim_cur)
@@ -44,12 +45,7 @@ pub fn raise_soft_limit() -> Option<u64> {
 
 /// The soft open-file limit.
 pub fn limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: as above.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
+    nofile().map(|l| l.rlim_cur)
 }
 
 /// Descriptors open in this process (Linux: entries of /proc/self/fd).

@@ -252,19 +252,23 @@ impl Registry {
         }
     }
 
-    /// Offers `ev` to every socket of `user` under its shard lock (offers never block).
-    fn offer_user(&self, user: &str, ev: &Outbound, behind: Option<i64>) -> usize {
-        let shard = self.shard(user);
-        let Some(conns) = shard.get(user) else {
-            return 0;
-        };
-        let mut n = 0;
-        let targets = conns
-            .iter()
-            .filter(|c| behind.is_none_or(|latest| c.delivered() < latest))
-            .inspect(|_| n += 1);
-        self.offer_all(targets, ev);
-        n
+    /// Offers `ev` to every socket of `user` (only those behind `behind`, when given) under its
+    /// shard lock; offers never block.
+    fn offer_user(&self, user: &str, ev: &Outbound, behind: Option<i64>) {
+        if let Some(conns) = self.shard(user).get(user) {
+            let targets = conns
+                .iter()
+                .filter(|c| behind.is_none_or(|latest| c.delivered() < latest));
+            self.offer_all(targets, ev);
+        }
+    }
+
+    /// Offers `ev` to every socket, under each shard lock in turn.
+    fn offer_everyone(&self, ev: &Outbound) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            self.offer_all(shard.values().flatten(), ev);
+        }
     }
 
     /// Every user held here with the lowest seq delivered to any of its sockets.
@@ -281,17 +285,14 @@ impl Registry {
     }
 
     /// Asks every socket of `user` that is behind `latest` to catch up from the store.
-    pub fn sync_user_if_behind(&self, user: &str, latest: i64) -> usize {
+    pub fn sync_user_if_behind(&self, user: &str, latest: i64) {
         self.offer_user(user, &Outbound::Sync, Some(latest))
     }
 
     /// Tells every registered socket that the node is draining. Sockets that register later
     /// see [`crate::state::AppState::is_draining`] when their event loop starts.
     pub fn drain_all(&self) {
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            self.offer_all(shard.values().flatten(), &Outbound::Drain);
-        }
+        self.offer_everyone(&Outbound::Drain);
     }
 
     fn all_conns(&self) -> Vec<ConnHandle> {
@@ -356,19 +357,7 @@ impl FanoutSink for Registry {
         }
         .to_json()
         .into();
-        let ev = Outbound::Frame(frame);
-        // Offer under each shard lock in turn: try_send never blocks.
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for c in shard.values().flatten() {
-                if !c.offer(ev.clone()) {
-                    self.metrics
-                        .closes
-                        .with_label_values(&["slow_consumer_queue_full"])
-                        .inc();
-                }
-            }
-        }
+        self.offer_everyone(&Outbound::Frame(frame));
     }
 
     fn resync_all(&self) {

@@ -9,8 +9,10 @@
 //! - reads go through a stack chunk into `rbuf` only when the kernel says bytes are waiting,
 //!   and `rbuf` is given back (replaced by an unallocated `BytesMut`) whenever it has been
 //!   fully consumed, so an idle socket holds no read buffer at all;
-//! - writes never buffer: the frame header is built on the stack and written together with the
-//!   payload with vectored writes straight to the socket.
+//! - writes do not buffer: the frame header is built on the stack and written together with
+//!   the payload with vectored writes straight to the socket. The one exception is a
+//!   handshake's first write (101, `connected`, first batch), gathered in `pending` so it is a
+//!   single syscall, and released once sent.
 //!
 //! Frame parsing is actix-http's `ws::Codec` (the same parser actix-ws uses: masking, reserved
 //! bits, opcodes, control-frame rules, fragment sequencing). This module adds reassembly of
@@ -30,10 +32,6 @@ use herald_protocol::CloseCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
-
-/// What [`WsConn::try_frame`] reports when the frame was appended to `pending` and part of
-/// `pending` is still unsent: [`WsConn::finish_frame`] then flushes `pending`.
-const FLUSH_PENDING: usize = usize::MAX;
 
 /// Bytes read from the kernel per `read` call (a stack buffer; nothing is kept between reads).
 const READ_CHUNK: usize = 8 * 1024;
@@ -127,19 +125,10 @@ fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
 
 impl WsConn {
     /// Wraps an upgraded stream; `leftover` is whatever the HTTP layer read past the request
-    /// head (a client may send its first frame without waiting for the 101).
-    pub fn new(io: TcpStream, leftover: BytesMut, max_message: usize) -> WsConn {
-        WsConn::with_unsent(io, leftover, &[], max_message)
-    }
-
-    /// Like [`WsConn::new`], with `unsent` bytes (the 101 response) to go out with the first
-    /// frame. Only for sockets that write before they read: the client waits for the 101.
-    pub fn with_unsent(
-        io: TcpStream,
-        leftover: BytesMut,
-        unsent: &[u8],
-        max_message: usize,
-    ) -> WsConn {
+    /// head (a client may send its first frame without waiting for the 101). `unsent` bytes
+    /// (the 101 response) go out with the first frame: pass them only for sockets that write
+    /// before they read, since the client waits for the 101.
+    pub fn new(io: TcpStream, leftover: BytesMut, unsent: &[u8], max_message: usize) -> WsConn {
         let rbuf = if leftover.is_empty() {
             BytesMut::new()
         } else {
@@ -272,9 +261,8 @@ impl WsConn {
         }
         if !self.pending.is_empty() {
             self.queue_frame(opcode, payload);
-            return self
-                .try_flush()
-                .map(|done| (!done).then_some(FLUSH_PENDING));
+            // The frame is now part of `pending`; `finish_frame` flushes what is left of it.
+            return self.try_flush().map(|done| (!done).then_some(0));
         }
         let (h, hlen) = header(opcode, payload.len());
         let mut done = 0;
@@ -311,7 +299,7 @@ impl WsConn {
         if self.broken {
             return Err(Closed);
         }
-        if written == FLUSH_PENDING {
+        if !self.pending.is_empty() {
             return self.flush().await;
         }
         let (h, hlen) = header(opcode, payload.len());
@@ -463,7 +451,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
-        (WsConn::new(server, BytesMut::new(), max), client)
+        (WsConn::new(server, BytesMut::new(), &[], max), client)
     }
 
     async fn first_error(raw: Vec<u8>, max: usize) -> WsError {
@@ -564,7 +552,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
-        let mut ws = WsConn::with_unsent(server, BytesMut::new(), b"HTTP/1.1 101 X\r\n\r\n", 64);
+        let mut ws = WsConn::new(server, BytesMut::new(), b"HTTP/1.1 101 X\r\n\r\n", 64);
         ws.queue_text("one");
         assert!(ws.buffered_capacity() > 0);
         assert_eq!(

@@ -59,16 +59,19 @@ struct Admitted {
     last_seq: Option<i64>,
 }
 
+/// Counts a refused upgrade by its code.
+fn refused(state: &AppState, e: ApiError) -> ApiError {
+    state
+        .metrics
+        .handshake_refusals
+        .with_label_values(&[e.code.as_str()])
+        .inc();
+    e
+}
+
 /// The checks before an upgrade, in order; every refusal is counted by its code.
 fn admit(state: &AppState, headers: &HeaderMap, query: &str) -> Result<Admitted, ApiError> {
-    let refuse = |e: ApiError| {
-        state
-            .metrics
-            .handshake_refusals
-            .with_label_values(&[e.code.as_str()])
-            .inc();
-        e
-    };
+    let refuse = |e: ApiError| refused(state, e);
     check_origin(headers, &state.config.allowed_origins).map_err(refuse)?;
     if state.is_draining() {
         return Err(refuse(ApiError::new(
@@ -96,16 +99,13 @@ fn admit(state: &AppState, headers: &HeaderMap, query: &str) -> Result<Admitted,
 }
 
 fn not_a_handshake(state: &AppState, e: actix_http::ws::HandshakeError) -> ApiError {
-    let e = ApiError::new(
-        ErrorCode::InvalidParameter,
-        format!("expected a WebSocket upgrade request: {e}"),
-    );
-    state
-        .metrics
-        .handshake_refusals
-        .with_label_values(&[e.code.as_str()])
-        .inc();
-    e
+    refused(
+        state,
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("expected a WebSocket upgrade request: {e}"),
+        ),
+    )
 }
 
 /// `GET /v1/ws` without `Upgrade: websocket` (the actix-web route): the same checks as an
@@ -115,13 +115,10 @@ pub async fn plain_get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     admit(&state, req.headers(), req.query_string())?;
-    match actix_http::ws::verify_handshake(req.head()) {
-        Err(e) => Err(not_a_handshake(&state, e)),
-        Ok(()) => Err(not_a_handshake(
-            &state,
-            actix_http::ws::HandshakeError::NoWebsocketUpgrade,
-        )),
-    }
+    let e = actix_http::ws::verify_handshake(req.head())
+        .err()
+        .unwrap_or(actix_http::ws::HandshakeError::NoWebsocketUpgrade);
+    Err(not_a_handshake(&state, e))
 }
 
 /// The upgrade hook: routes the request, refuses it with a JSON error or answers 101 and
@@ -184,7 +181,7 @@ pub async fn on_upgrade(
     let parts = framed.into_parts();
     // Small frames go out at once: notifications are latency-sensitive, never bulk.
     let _ = parts.io.set_nodelay(true);
-    let ws = WsConn::with_unsent(
+    let ws = WsConn::new(
         parts.io,
         parts.read_buf,
         &parts.write_buf,

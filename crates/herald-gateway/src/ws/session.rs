@@ -229,8 +229,7 @@ impl Socket {
             // Half a frame is on the wire: a close frame now would be garbage.
             return;
         }
-        let text = (!text.is_empty()).then_some(text);
-        let reason = Some((code.code(), text.as_deref().unwrap_or("")));
+        let reason = Some((code.code(), text.as_str()));
         let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(reason)).await;
         if !matches!(sent, Ok(Ok(()))) {
             return;
