@@ -130,11 +130,18 @@ impl fmt::Debug for Store {
 }
 
 /// Embedded migrations, in version order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../../../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_delivery_marks.sql",
+        include_str!("../../../migrations/0002_delivery_marks.sql"),
+    ),
+];
 
 /// Key of the transaction-level advisory lock that serialises concurrent migrators.
 const MIGRATION_LOCK_KEY: i64 = 0x4845_5241_4c44_4d47; // "HERALDMG"
@@ -366,23 +373,44 @@ enum PublishAttempt {
     Retry(tokio_postgres::Error),
 }
 
-/// Turns the rows of [`sql::PUBLISH`] into the response and the per-recipient items, both in
-/// recipient (byte) order.
+/// Turns one request's rows of [`sql::PUBLISH_BATCH`] (ids, seqs and counters) and the
+/// request's own content into the response and the per-recipient items, both in recipient
+/// (byte) order.
 fn created_from_rows(
     rows: &[Row],
+    n: &NewNotification,
     recipients: &[String],
 ) -> Result<(PublishResponse, Vec<Published>), StoreError> {
     const OP: &str = "publish";
+    let data = n.data.as_ref().filter(|d| !d.is_null());
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         items.push(Published {
-            notification: row_to_notification(row)?,
+            notification: Notification {
+                id: get(row, OP, "id")?,
+                user_id: get(row, OP, "user_id")?,
+                seq: get(row, OP, "seq")?,
+                kind: n.kind.clone(),
+                title: n.title.clone(),
+                body: n.body.clone(),
+                link: n.link.clone(),
+                avatar_url: n.avatar_url.clone(),
+                data: data.cloned(),
+                created_at: get(row, OP, "created_at")?,
+                delivered_at: None,
+                read_at: None,
+            },
             unread_count: get(row, OP, "unread_count")?,
             version: get(row, OP, "version")?,
         });
     }
     items.sort_by(|a, b| a.notification.user_id.cmp(&b.notification.user_id));
-    if items.len() != recipients.len() {
+    if items.len() != recipients.len()
+        || items
+            .iter()
+            .zip(recipients)
+            .any(|(p, r)| &p.notification.user_id != r)
+    {
         return Err(StoreError::Internal(format!(
             "publish: inserted {} rows for {} recipients",
             items.len(),
@@ -405,6 +433,105 @@ fn created_from_rows(
         created_at,
     };
     Ok((response, items))
+}
+
+/// The arrays of one [`sql::PUBLISH_BATCH`] call, one row per (request, recipient), and how
+/// to split its result back per request.
+struct BatchInput<'a> {
+    /// Row ranges of `users` per request: that request's recipients, sorted and de-duplicated.
+    spans: Vec<std::ops::Range<usize>>,
+    reqs: Vec<i32>,
+    users: Vec<String>,
+    /// UUIDv7 per row: time-ordered, so `notifications_id_key` grows at its right edge
+    /// instead of taking a random leaf per insert.
+    ids: Vec<Uuid>,
+    batch: Vec<&'a NewNotification>,
+    kinds: Vec<&'a str>,
+    titles: Vec<&'a str>,
+    bodies: Vec<&'a str>,
+    links: Vec<Option<&'a str>>,
+    avatars: Vec<Option<&'a str>>,
+    data: Vec<Option<&'a serde_json::Value>>,
+}
+
+impl<'a> BatchInput<'a> {
+    fn new(batch: &[&'a NewNotification], op: &str) -> Result<BatchInput<'a>, StoreError> {
+        let mut input = BatchInput {
+            spans: Vec::with_capacity(batch.len()),
+            reqs: Vec::new(),
+            users: Vec::new(),
+            ids: Vec::new(),
+            batch: batch.to_vec(),
+            kinds: batch.iter().map(|n| n.kind.as_str()).collect(),
+            titles: batch.iter().map(|n| n.title.as_str()).collect(),
+            bodies: batch.iter().map(|n| n.body.as_str()).collect(),
+            links: batch.iter().map(|n| n.link.as_deref()).collect(),
+            avatars: batch.iter().map(|n| n.avatar_url.as_deref()).collect(),
+            data: batch
+                .iter()
+                .map(|n| n.data.as_ref().filter(|d| !d.is_null()))
+                .collect(),
+        };
+        for (i, n) in batch.iter().enumerate() {
+            // Validation already sorts and de-duplicates; redo it cheaply so the result split
+            // and the ON CONFLICT upsert can rely on it whoever the caller is.
+            let mut r = n.recipients.clone();
+            r.sort_unstable();
+            r.dedup();
+            if r.is_empty() {
+                return Err(StoreError::Internal(format!(
+                    "{op}: request {i} has no recipient"
+                )));
+            }
+            let idx = i32::try_from(i)
+                .map_err(|_| StoreError::Internal(format!("{op}: batch too large")))?;
+            let start = input.users.len();
+            input.reqs.extend(std::iter::repeat_n(idx, r.len()));
+            input.ids.extend((0..r.len()).map(|_| Uuid::now_v7()));
+            input.users.extend(r);
+            input.spans.push(start..input.users.len());
+        }
+        Ok(input)
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.reqs,
+            &self.users,
+            &self.ids,
+            &self.kinds,
+            &self.titles,
+            &self.bodies,
+            &self.links,
+            &self.avatars,
+            &self.data,
+        ]
+    }
+
+    /// Each request's response and items, in request order.
+    fn split(
+        &self,
+        rows: Vec<Row>,
+        op: &str,
+    ) -> Result<Vec<(PublishResponse, Vec<Published>)>, StoreError> {
+        let mut per_req: Vec<Vec<Row>> = self.spans.iter().map(|_| Vec::new()).collect();
+        for row in rows {
+            let req: i32 = get(&row, op, "req")?;
+            let slot = usize::try_from(req)
+                .ok()
+                .and_then(|i| per_req.get_mut(i))
+                .ok_or_else(|| {
+                    StoreError::Internal(format!("{op}: unknown request index {req}"))
+                })?;
+            slot.push(row);
+        }
+        per_req
+            .iter()
+            .zip(&self.spans)
+            .zip(&self.batch)
+            .map(|((rows, span), n)| created_from_rows(rows, n, &self.users[span.clone()]))
+            .collect()
+    }
 }
 
 impl Store {
@@ -558,40 +685,7 @@ impl Store {
                 "publish_batch: keyed publishes must use publish()".to_owned(),
             ));
         }
-        let mut reqs: Vec<i32> = Vec::new();
-        let mut users: Vec<&str> = Vec::new();
-        let mut recipients: Vec<Vec<String>> = Vec::with_capacity(batch.len());
-        for (i, n) in batch.iter().enumerate() {
-            let mut r = n.recipients.clone();
-            r.sort_unstable();
-            r.dedup();
-            if r.is_empty() {
-                return Err(StoreError::Internal(format!(
-                    "{OP}: request {i} has no recipient"
-                )));
-            }
-            recipients.push(r);
-        }
-        for (i, r) in recipients.iter().enumerate() {
-            let idx = i32::try_from(i)
-                .map_err(|_| StoreError::Internal(format!("{OP}: batch too large")))?;
-            for u in r {
-                reqs.push(idx);
-                users.push(u);
-            }
-        }
-        let kinds: Vec<&str> = batch.iter().map(|n| n.kind.as_str()).collect();
-        let titles: Vec<&str> = batch.iter().map(|n| n.title.as_str()).collect();
-        let bodies: Vec<&str> = batch.iter().map(|n| n.body.as_str()).collect();
-        let links: Vec<Option<&str>> = batch.iter().map(|n| n.link.as_deref()).collect();
-        let avatars: Vec<Option<&str>> = batch.iter().map(|n| n.avatar_url.as_deref()).collect();
-        let data: Vec<Option<&serde_json::Value>> = batch
-            .iter()
-            .map(|n| n.data.as_ref().filter(|d| !d.is_null()))
-            .collect();
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &reqs, &users, &kinds, &titles, &bodies, &links, &avatars, &data,
-        ];
+        let input = BatchInput::new(batch, OP)?;
         let client = self.client(OP).await?;
         let stmt = client
             .prepare_cached(sql::PUBLISH_BATCH)
@@ -599,7 +693,7 @@ impl Store {
             .map_err(|e| pg_err(OP, e))?;
         let mut attempt = 0;
         let rows = loop {
-            match client.query(&stmt, &params).await {
+            match client.query(&stmt, &input.params()).await {
                 Ok(rows) => break rows,
                 Err(e) if is_retryable(&e) && attempt < PUBLISH_MAX_RETRIES => {
                     attempt += 1;
@@ -609,22 +703,7 @@ impl Store {
                 Err(e) => return Err(pg_err(OP, e)),
             }
         };
-        let mut per_req: Vec<Vec<Row>> = (0..batch.len()).map(|_| Vec::new()).collect();
-        for row in rows {
-            let req: i32 = get(&row, OP, "req")?;
-            let slot = usize::try_from(req)
-                .ok()
-                .and_then(|i| per_req.get_mut(i))
-                .ok_or_else(|| {
-                    StoreError::Internal(format!("{OP}: unknown request index {req}"))
-                })?;
-            slot.push(row);
-        }
-        per_req
-            .iter()
-            .zip(&recipients)
-            .map(|(rows, r)| created_from_rows(rows, r))
-            .collect()
+        input.split(rows, OP)
     }
 
     pub async fn publish(&self, n: &NewNotification) -> Result<PublishOutcome, StoreError> {
@@ -647,7 +726,7 @@ impl Store {
         let mut attempt = 0;
         loop {
             match self
-                .publish_attempt(&mut client, &recipients, n, hash.as_deref())
+                .publish_attempt(&mut client, n, hash.as_deref())
                 .await?
             {
                 PublishAttempt::Done(outcome) => return Ok(outcome),
@@ -664,7 +743,6 @@ impl Store {
     async fn publish_attempt(
         &self,
         client: &mut Client,
-        recipients: &[String],
         n: &NewNotification,
         hash: Option<&[u8]>,
     ) -> Result<PublishAttempt, StoreError> {
@@ -678,24 +756,18 @@ impl Store {
                 }
             };
         }
-        let data = n.data.as_ref().filter(|d| !d.is_null());
-        let params: [&(dyn ToSql + Sync); 7] = [
-            &recipients,
-            &n.kind,
-            &n.title,
-            &n.body,
-            &n.link,
-            &n.avatar_url,
-            &data,
-        ];
+        let batch = [n];
+        let input = BatchInput::new(&batch, OP)?;
         let (Some(key), Some(hash)) = (n.idempotency_key.as_deref(), hash) else {
             // Without a key the publish is one statement, which is its own transaction.
-            let stmt = tri!(OP, client.prepare_cached(sql::PUBLISH).await);
+            let stmt = tri!(OP, client.prepare_cached(sql::PUBLISH_BATCH).await);
             let rows = tri!(
                 "publish: inserting notifications",
-                client.query(&stmt, &params).await
+                client.query(&stmt, &input.params()).await
             );
-            let (response, items) = created_from_rows(&rows, recipients)?;
+            let (response, items) = input.split(rows, OP)?.pop().ok_or_else(|| {
+                StoreError::Internal("publish: no result for the request".to_owned())
+            })?;
             return Ok(PublishAttempt::Done(PublishOutcome::Created {
                 response,
                 items,
@@ -716,12 +788,15 @@ impl Store {
                 .await
                 .map(PublishAttempt::Done);
         }
-        let stmt = tri!(OP, tx.prepare_cached(sql::PUBLISH).await);
+        let stmt = tri!(OP, tx.prepare_cached(sql::PUBLISH_BATCH).await);
         let rows = tri!(
             "publish: inserting notifications",
-            tx.query(&stmt, &params).await
+            tx.query(&stmt, &input.params()).await
         );
-        let (response, items) = created_from_rows(&rows, recipients)?;
+        let (response, items) = input
+            .split(rows, OP)?
+            .pop()
+            .ok_or_else(|| StoreError::Internal("publish: no result for the request".to_owned()))?;
         let json = serde_json::to_value(&response)
             .map_err(|e| StoreError::Internal(format!("publish: serialising the response: {e}")))?;
         let store = tri!(OP, tx.prepare_cached(sql::IDEMPOTENCY_STORE).await);

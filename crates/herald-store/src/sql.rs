@@ -3,10 +3,25 @@
 //! Statements that lock several `user_state` rows order them by `user_id COLLATE "C"` (byte
 //! order, the same as Rust's `str` order): see the crate docs on lock order.
 
-/// Columns of a notification row, in the order [`crate`]'s row mapping reads them by name.
+/// Stored columns of a notification row; with `delivered_at` (below) they are what
+/// [`crate`]'s row mapping reads by name.
+macro_rules! stored_columns {
+    () => {
+        "id, user_id, seq, type, title, body, link, avatar_url, data, created_at, read_at"
+    };
+}
+
+/// The columns a `SELECT ... FROM notifications` returns: the stored ones plus `delivered_at`,
+/// derived from the first delivery mark at or above the row's seq (see
+/// `migrations/0002_delivery_marks.sql`). One probe of `delivery_marks_pkey` per row.
 macro_rules! notification_columns {
     () => {
-        "id, user_id, seq, type, title, body, link, avatar_url, data, created_at, delivered_at, read_at"
+        concat!(
+            stored_columns!(),
+            ", (SELECT d.delivered_at FROM delivery_marks d \
+             WHERE d.user_id = notifications.user_id AND d.seq >= notifications.seq \
+             ORDER BY d.seq LIMIT 1) AS delivered_at"
+        )
     };
 }
 
@@ -38,37 +53,19 @@ pub const IDEMPOTENCY_LOOKUP: &str =
 
 pub const IDEMPOTENCY_STORE: &str = "UPDATE publish_idempotency SET response = $2 WHERE key = $1";
 
-/// One statement for a whole publish: bumps (or creates) every recipient's `user_state` row in
-/// lock order, inserts one notification per recipient with the new `last_seq` as its seq, and
-/// returns each row with that recipient's new `unread_count` and `version`.
-/// `$1` recipients, `$2` type, `$3` title, `$4` body, `$5` link, `$6` avatar_url, `$7` data.
-pub const PUBLISH: &str = concat!(
-    "WITH s AS (
-    INSERT INTO user_state AS us (user_id, last_seq, unread_count, version)
-    SELECT u, 1, 1, 1 FROM unnest($1::text[]) AS u ORDER BY u COLLATE \"C\"
-    ON CONFLICT (user_id) DO UPDATE
-        SET last_seq = us.last_seq + 1, unread_count = us.unread_count + 1, version = us.version + 1
-    RETURNING us.user_id, us.last_seq, us.unread_count, us.version
-), n AS (
-    INSERT INTO notifications (user_id, seq, id, type, title, body, link, avatar_url, data)
-    SELECT s.user_id, s.last_seq, gen_random_uuid(), $2::text, $3::text, $4::text, $5::text, $6::text, $7::jsonb
-    FROM s
-    RETURNING ",
-    notification_columns!(),
-    "
-)
-SELECT n.*, s.unread_count, s.version FROM n JOIN s ON s.user_id = n.user_id"
-);
-
-/// Group commit: many unkeyed publishes in one statement (one transaction, one WAL flush).
-/// `$1` request index per row (0-based, `int[]`), `$2` recipient per row (`text[]`); then one
-/// element per request: `$3` type, `$4` title, `$5` body, `$6` link, `$7` avatar_url,
-/// `$8` data (`jsonb[]`). A user named by k requests gets k consecutive seqs in request
-/// order; `unread_count` and `version` are returned as they stood just after each row.
-/// `user_state` rows are locked in the same byte order as [`PUBLISH`].
-pub const PUBLISH_BATCH: &str = concat!(
-    "WITH input AS (
-    SELECT t.req, t.user_id FROM unnest($1::int[], $2::text[]) AS t(req, user_id)
+/// One statement for one or many publishes (group commit: many unkeyed publishes share one
+/// statement, one transaction and one WAL flush; a keyed publish runs it alone inside its
+/// idempotency transaction). `$1` request index per row (0-based, `int[]`), `$2` recipient
+/// per row (`text[]`), `$3` id per row (`uuid[]`, UUIDv7 from the caller so the id index is
+/// appended at its right edge); then one element per request: `$4` type, `$5` title, `$6`
+/// body, `$7` link, `$8` avatar_url, `$9` data (`jsonb[]`). A user named by k requests gets k
+/// consecutive seqs in request order; `unread_count` and `version` are returned as they stood
+/// just after each row. `user_state` rows are locked in byte order (`COLLATE "C"`). Returns
+/// only what the caller does not already hold: `id, user_id, seq, created_at, req,
+/// unread_count, version` per row (the content is the caller's own; shipping it back cost
+/// PostgreSQL a jsonb-to-text conversion and the socket a few hundred bytes per row).
+pub const PUBLISH_BATCH: &str = "WITH input AS (
+    SELECT t.req, t.user_id, t.id FROM unnest($1::int[], $2::text[], $3::uuid[]) AS t(req, user_id, id)
 ), counts AS (
     SELECT user_id, count(*)::bigint AS n FROM input GROUP BY user_id
 ), s AS (
@@ -80,23 +77,21 @@ pub const PUBLISH_BATCH: &str = concat!(
             version = us.version + EXCLUDED.version
     RETURNING us.user_id, us.last_seq, us.unread_count, us.version
 ), numbered AS (
-    SELECT i.req, i.user_id,
+    SELECT i.req, i.user_id, i.id,
            row_number() OVER (PARTITION BY i.user_id ORDER BY i.req) - c.n AS k
     FROM input i JOIN counts c ON c.user_id = i.user_id
 ), n AS (
     INSERT INTO notifications (user_id, seq, id, type, title, body, link, avatar_url, data)
-    SELECT nb.user_id, s.last_seq + nb.k, gen_random_uuid(),
-           ($3::text[])[nb.req + 1], ($4::text[])[nb.req + 1], ($5::text[])[nb.req + 1],
-           ($6::text[])[nb.req + 1], ($7::text[])[nb.req + 1], ($8::jsonb[])[nb.req + 1]
+    SELECT nb.user_id, s.last_seq + nb.k, nb.id,
+           ($4::text[])[nb.req + 1], ($5::text[])[nb.req + 1], ($6::text[])[nb.req + 1],
+           ($7::text[])[nb.req + 1], ($8::text[])[nb.req + 1], ($9::jsonb[])[nb.req + 1]
     FROM numbered nb JOIN s ON s.user_id = nb.user_id
-    RETURNING ",
-    notification_columns!(),
-    "
+    RETURNING id, user_id, seq, created_at
 )
-SELECT n.*, nb.req, s.unread_count + nb.k AS unread_count, s.version + nb.k AS version
+SELECT n.id, n.user_id, n.seq, n.created_at, nb.req,
+       s.unread_count + nb.k AS unread_count, s.version + nb.k AS version
 FROM n JOIN s ON s.user_id = n.user_id
-JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq"
-);
+JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 
 /// `$1` user.
 pub const USER_STATE: &str =
@@ -169,10 +164,6 @@ FROM c
 WHERE user_state.user_id = $1 AND c.n > 0
 RETURNING c.n AS marked, user_state.unread_count, user_state.version";
 
-/// One statement for a batch of `(user, seq)` delivery marks (`$1` users, `$2` seqs, parallel
-/// arrays; a user may repeat, the highest seq wins). Locks the users' `user_state` rows in
-/// lock order, raises `delivered_seq` (capped at `last_seq`), then stamps `delivered_at` on
-/// the undelivered rows up to that seq.
 /// Forgets idempotency keys older than `$1` seconds, at most `$2` rows per call (bounded work;
 /// the caller repeats while rows come back). Uses `publish_idempotency_created_idx`.
 pub const PURGE_IDEMPOTENCY: &str = "DELETE FROM publish_idempotency WHERE key IN (
@@ -181,24 +172,25 @@ pub const PURGE_IDEMPOTENCY: &str = "DELETE FROM publish_idempotency WHERE key I
     ORDER BY created_at LIMIT $2
 )";
 
+/// One statement for a batch of `(user, seq)` delivery marks (`$1` users, `$2` seqs, parallel
+/// arrays; a user may repeat, the highest seq wins). Locks the users' `user_state` rows in
+/// lock order, raises `delivered_seq` (capped at `last_seq`) and, for each user it raised,
+/// writes one `delivery_marks` row at the new seq with `now()`. A mark that raises nothing
+/// writes nothing, so a user's marks rise in seq and in time.
 pub const MARK_DELIVERED: &str = "WITH m AS (
     SELECT user_id, max(seq) AS seq
     FROM unnest($1::text[], $2::bigint[]) AS t(user_id, seq)
     GROUP BY user_id
 ), l AS (
-    SELECT us.user_id, LEAST(m.seq, us.last_seq) AS seq
+    SELECT us.user_id, LEAST(m.seq, us.last_seq) AS seq, us.delivered_seq AS before
     FROM user_state us JOIN m ON m.user_id = us.user_id
     ORDER BY us.user_id COLLATE \"C\"
     FOR UPDATE OF us
 ), s AS (
-    UPDATE user_state st SET delivered_seq = GREATEST(st.delivered_seq, l.seq)
+    UPDATE user_state st SET delivered_seq = l.seq
     FROM l
-    WHERE st.user_id = l.user_id
+    WHERE st.user_id = l.user_id AND l.seq > l.before
     RETURNING st.user_id, l.seq
-), d AS (
-    UPDATE notifications n SET delivered_at = now()
-    FROM s
-    WHERE n.user_id = s.user_id AND n.seq <= s.seq AND n.delivered_at IS NULL
-    RETURNING 1
 )
-SELECT count(*) AS delivered FROM d";
+INSERT INTO delivery_marks (user_id, seq, delivered_at)
+SELECT user_id, seq, now() FROM s";

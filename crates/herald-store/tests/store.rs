@@ -63,7 +63,7 @@ impl TestDb {
         .await
         .expect("connect store");
         let applied = store.migrate().await.expect("migrate");
-        assert_eq!(applied, vec![1]);
+        assert_eq!(applied, all_versions());
         TestDb { name, url, store }
     }
 
@@ -96,6 +96,10 @@ impl Drop for TestDb {
         })
         .join();
     }
+}
+
+fn all_versions() -> Vec<i32> {
+    herald_store::MIGRATIONS.iter().map(|m| m.0).collect()
 }
 
 fn new_notification(recipients: &[&str]) -> NewNotification {
@@ -144,7 +148,7 @@ async fn migrate_is_idempotent() {
     let c = db.client().await;
     assert_eq!(
         count(&c, "SELECT count(*) FROM schema_migrations", &[]).await,
-        1
+        herald_store::MIGRATIONS.len() as i64
     );
     db.store.ping().await.unwrap();
 }
@@ -170,7 +174,8 @@ async fn concurrent_first_migrations_apply_once() {
     let (a, b) = tokio::join!(s1.migrate(), s2.migrate());
     let mut all = a.unwrap();
     all.extend(b.unwrap());
-    assert_eq!(all, vec![1]);
+    all.sort_unstable();
+    assert_eq!(all, all_versions());
     drop((s1, s2));
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -213,6 +218,8 @@ async fn publish_to_one_recipient() {
     assert_eq!(item.notification.data, n.data);
     assert_eq!(item.notification.created_at, response.created_at);
     assert!(item.notification.read_at.is_none() && item.notification.delivered_at.is_none());
+    // Time-ordered ids (UUIDv7), so the id index grows at its right edge.
+    assert_eq!(item.notification.id.get_version_num(), 7);
 
     let stored = db
         .store
@@ -703,13 +710,24 @@ async fn mark_delivered_and_latest_seqs() {
         .await
         .unwrap();
     assert_eq!(db.store.user_state("alice").await.unwrap().delivered_seq, 4);
-    assert!(db
-        .store
-        .after_seq("alice", 0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .all(|n| n.delivered_at.is_some()));
+    let after = db.store.after_seq("alice", 0, 10).await.unwrap();
+    let stamps: Vec<_> = after.iter().map(|n| n.delivered_at).collect();
+    assert!(stamps.iter().all(|s| s.is_some()), "{stamps:?}");
+    // Rows 1-2 keep the first mark's time; rows 3-4 took the later one.
+    assert_eq!((stamps[0], stamps[1]), (stamp, stamp));
+    assert_eq!(stamps[2], stamps[3]);
+    assert!(stamps[2] > stamp, "{stamps:?}");
+    let c = db.client().await;
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM delivery_marks WHERE user_id = 'alice'",
+            &[]
+        )
+        .await,
+        2,
+        "one mark per flush that raised delivered_seq"
+    );
 
     let mut seqs = db
         .store
@@ -735,8 +753,11 @@ async fn hot_queries_use_indexes_for_a_large_user() {
          FROM generate_series(1, 5000) AS g;
          INSERT INTO user_state (user_id, last_seq, unread_count, version) VALUES ('big', 100000, 10000, 100000);
          INSERT INTO user_state (user_id, last_seq, unread_count, version)
-         SELECT 'small-' || g, 10, 10, 10 FROM generate_series(0, 499) AS g;
-         ANALYZE notifications; ANALYZE user_state;",
+         SELECT 'small-' || g, 10, 10, 10 FROM generate_series(0, 49999) AS g;
+         UPDATE user_state SET delivered_seq = 90000 WHERE user_id = 'big';
+         INSERT INTO delivery_marks (user_id, seq, delivered_at)
+         SELECT 'big', g * 100, now() FROM generate_series(1, 900) AS g;
+         ANALYZE notifications; ANALYZE user_state; ANALYZE delivery_marks;",
     )
     .await
     .unwrap();
@@ -769,6 +790,11 @@ async fn hot_queries_use_indexes_for_a_large_user() {
             sql::MARK_ALL_READ,
             "'big', 100000".to_owned(),
         ),
+        (
+            "mark delivered",
+            sql::MARK_DELIVERED,
+            "ARRAY['big', 'small-1'], ARRAY[95000, 3]::bigint[]".to_owned(),
+        ),
     ];
     // Custom plans (first executions of a prepared statement) and the generic plan it may
     // switch to later.
@@ -797,10 +823,12 @@ async fn hot_queries_use_indexes_for_a_large_user() {
                 !plan.contains("Seq Scan on notifications"),
                 "{name} ({mode}):\n{plan}"
             );
-            assert!(
-                !plan.contains("Seq Scan on user_state"),
-                "{name} ({mode}):\n{plan}"
-            );
+            for table in ["user_state", "delivery_marks"] {
+                assert!(
+                    !plan.contains(&format!("Seq Scan on {table}")),
+                    "{name} ({mode}):\n{plan}"
+                );
+            }
             c.batch_execute(&format!("DEALLOCATE q{i}")).await.unwrap();
         }
     }
@@ -952,4 +980,90 @@ async fn idempotency_keys_expire() {
         db.store.publish(&old).await.unwrap(),
         PublishOutcome::Created { .. }
     ));
+}
+
+/// Version 2 moves `delivered_at` from the rows into `delivery_marks`: a database written by
+/// version 1 reads back the same `delivered_at` for every row after the migration.
+#[tokio::test]
+async fn migration_2_keeps_every_delivered_at() {
+    let db = TestDb::new().await;
+    let admin = admin_client(&admin_url()).await;
+    let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = with_db(&admin_url(), &name);
+    let c = admin_client(&url).await;
+    // The version-1 schema as 0001 left it, with rows delivered in three flushes (carol: two
+    // rows at one time, one at a later one, one undelivered) and one user never delivered.
+    let (v1, v1_name, v1_sql) = herald_store::MIGRATIONS[0];
+    c.batch_execute(v1_sql).await.unwrap();
+    c.batch_execute(&format!(
+        "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version, name) VALUES ({v1}, '{v1_name}');
+         INSERT INTO user_state (user_id, last_seq, delivered_seq, unread_count, version)
+             VALUES ('carol', 4, 3, 4, 4), ('dave', 1, 0, 1, 1);
+         INSERT INTO notifications (user_id, seq, id, type, title, body, delivered_at) VALUES
+             ('carol', 1, gen_random_uuid(), 't', 't', 'b', '2026-01-01 10:00:00+00'),
+             ('carol', 2, gen_random_uuid(), 't', 't', 'b', '2026-01-01 10:00:00+00'),
+             ('carol', 3, gen_random_uuid(), 't', 't', 'b', '2026-01-01 10:00:05+00'),
+             ('carol', 4, gen_random_uuid(), 't', 't', 'b', NULL),
+             ('dave', 1, gen_random_uuid(), 't', 't', 'b', NULL);"
+    ))
+    .await
+    .unwrap();
+    let store = Store::connect(&StoreConfig {
+        url: url.clone(),
+        pool_size: 2,
+        statement_timeout_ms: 10_000,
+        connect_timeout_ms: 5_000,
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.unwrap(), vec![2]);
+    let at = |s: &str| Some(s.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+    let carol: Vec<_> = store
+        .after_seq("carol", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.delivered_at)
+        .collect();
+    assert_eq!(
+        carol,
+        vec![
+            at("2026-01-01T10:00:00Z"),
+            at("2026-01-01T10:00:00Z"),
+            at("2026-01-01T10:00:05Z"),
+            None
+        ]
+    );
+    assert_eq!(
+        store.after_seq("dave", 0, 10).await.unwrap()[0].delivered_at,
+        None
+    );
+    // Two runs of equal times: two marks, not three.
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM delivery_marks", &[]).await,
+        2
+    );
+    // Marking after the migration continues from the backfilled watermark.
+    store
+        .mark_delivered(&[("carol".into(), 4), ("dave".into(), 1)])
+        .await
+        .unwrap();
+    let carol = store.after_seq("carol", 0, 10).await.unwrap();
+    assert_eq!(carol[0].delivered_at, at("2026-01-01T10:00:00Z"));
+    assert!(carol[3].delivered_at > at("2026-01-01T10:00:05Z"));
+    assert!(store.after_seq("dave", 0, 10).await.unwrap()[0]
+        .delivered_at
+        .is_some());
+    drop((store, c));
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    drop(db);
 }

@@ -96,7 +96,9 @@ async fn offline_user_gets_everything_on_connect_then_nothing_twice() {
     loop {
         let row = sql
             .query_one(
-                "SELECT delivered_seq, (SELECT count(*) FROM notifications WHERE user_id='carol' AND delivered_at IS NULL) FROM user_state WHERE user_id='carol'",
+                "SELECT delivered_seq, (SELECT count(*) FROM notifications n WHERE user_id='carol' \
+                 AND NOT EXISTS (SELECT 1 FROM delivery_marks d WHERE d.user_id = n.user_id AND d.seq >= n.seq)) \
+                 FROM user_state WHERE user_id='carol'",
                 &[],
             )
             .await

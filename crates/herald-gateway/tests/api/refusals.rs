@@ -980,8 +980,10 @@ async fn snapshot(env: &TestEnv) -> Vec<String> {
     let mut out = Vec::new();
     for r in db
         .query(
-            "SELECT user_id, seq, id::text, read_at::text, delivered_at::text FROM notifications \
-             ORDER BY user_id, seq",
+            "SELECT user_id, seq, id::text, read_at::text, \
+             (SELECT min(d.delivered_at)::text FROM delivery_marks d \
+              WHERE d.user_id = n.user_id AND d.seq >= n.seq) \
+             FROM notifications n ORDER BY user_id, seq",
             &[],
         )
         .await
