@@ -1,28 +1,72 @@
 //! Group commit for the publish API. Publishes without an idempotency key go through one
 //! queue; a task takes whatever is queued (up to `MAX_ROWS` recipients) and commits it as one
-//! statement, so concurrent publishes share one transaction and one WAL flush. There is no
+//! statement, so concurrent publishes share one transaction and one WAL flush, then fans the
+//! whole batch out in one Redis pipeline (one round trip instead of one per call). There is no
 //! artificial wait: a lone publish is committed at once, and batches only grow while up to
 //! `IN_FLIGHT` earlier batches are still committing. Each caller is answered only after its
-//! batch is committed. Overflow policy: when `QUEUE` publishes are already waiting, a new one
-//! is refused with 503 `service_unavailable` (the caller retries).
+//! batch is committed and its fan-out attempted. Overflow policy: when `QUEUE` publishes are
+//! already waiting, a new one is refused with 503 `service_unavailable` (the caller retries).
 
 use std::sync::Arc;
 
+use herald_bus::Bus;
 use herald_core::NewNotification;
+use herald_protocol::bus::BusMessage;
 use herald_protocol::http::PublishResponse;
 use herald_store::{Published, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
+
 const QUEUE: usize = 8_192;
 const MAX_ROWS: usize = 2_000;
 const IN_FLIGHT: usize = 4;
 
-type Created = (PublishResponse, Vec<Published>);
+/// The response and how many notifications it created (already fanned out).
+type Created = (PublishResponse, usize);
 
 struct Job {
     n: NewNotification,
     reply: oneshot::Sender<Result<Created, StoreError>>,
+}
+
+/// Hands committed notifications to the bus. Best-effort: the rows are durable, so a failed
+/// Redis publish is counted and logged, and receivers catch up through reconcile or their
+/// next connect.
+#[derive(Clone)]
+pub struct Fanout {
+    pub bus: Bus,
+    pub metrics: Arc<Metrics>,
+    /// `HERALD_FAULT_SKIP_FANOUT`: commit but never publish (fault-injection tests).
+    pub skip: bool,
+}
+
+impl Fanout {
+    pub async fn send(&self, items: Vec<Published>) {
+        self.metrics.published.inc_by(items.len() as u64);
+        if self.skip {
+            tracing::warn!("fault injection: fan-out skipped after commit");
+            return;
+        }
+        let msgs = items
+            .into_iter()
+            .map(|p| {
+                (
+                    p.notification.user_id.clone(),
+                    BusMessage::Notification {
+                        notification: p.notification,
+                        unread_count: p.unread_count,
+                        version: p.version,
+                    },
+                )
+            })
+            .collect();
+        if let Err(e) = self.bus.publish(msgs).await {
+            self.metrics.bus_publish_errors.inc();
+            tracing::warn!(error = %e, "fan-out failed after commit; receivers will catch up from the store");
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +82,19 @@ pub enum PublishError {
 #[derive(Clone)]
 pub struct Publisher {
     tx: mpsc::Sender<Job>,
+    fanout: Fanout,
 }
 
 impl Publisher {
-    pub fn start(store: Store, stop: CancellationToken) -> Publisher {
+    pub fn start(store: Store, fanout: Fanout, stop: CancellationToken) -> Publisher {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, stop));
-        Publisher { tx }
+        tokio::spawn(run(rx, store, fanout.clone(), stop));
+        Publisher { tx, fanout }
+    }
+
+    /// The fan-out the batches use, for publishes that commit elsewhere (keyed ones).
+    pub fn fanout(&self) -> &Fanout {
+        &self.fanout
     }
 
     pub async fn publish(&self, n: NewNotification) -> Result<Created, PublishError> {
@@ -57,7 +107,7 @@ impl Publisher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, store: Store, stop: CancellationToken) {
+async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: CancellationToken) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let first = tokio::select! {
@@ -83,12 +133,20 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Store, stop: CancellationToken)
             }
         }
         let store = store.clone();
+        let fanout = fanout.clone();
         tokio::spawn(async move {
             let refs: Vec<&NewNotification> = jobs.iter().map(|j| &j.n).collect();
             match store.publish_batch(&refs).await {
                 Ok(created) => {
-                    for (job, c) in jobs.into_iter().zip(created) {
-                        let _ = job.reply.send(Ok(c));
+                    let mut all = Vec::with_capacity(rows);
+                    let mut replies = Vec::with_capacity(jobs.len());
+                    for (job, (response, items)) in jobs.into_iter().zip(created) {
+                        replies.push((job.reply, response, items.len()));
+                        all.extend(items);
+                    }
+                    fanout.send(all).await;
+                    for (reply, response, n) in replies {
+                        let _ = reply.send(Ok((response, n)));
                     }
                 }
                 Err(e) => {

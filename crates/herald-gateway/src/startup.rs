@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::error::{json_error, path_error, query_error};
 use crate::metrics::Metrics;
-use crate::publisher::Publisher;
+use crate::publisher::{Fanout, Publisher};
 use crate::registry::Registry;
 use crate::state::AppState;
 use crate::ws::{has_token_param, token_in_url};
@@ -143,7 +143,12 @@ impl Application {
         .context("starting the fan-out bus (HERALD_REDIS_URL)")?;
         let background = CancellationToken::new();
         let tracker = DeliveryTracker::start(store.clone(), metrics.clone(), background.clone());
-        let publisher = Publisher::start(store.clone(), background.clone());
+        let fanout = Fanout {
+            bus: bus.clone(),
+            metrics: metrics.clone(),
+            skip: config.fault_skip_fanout,
+        };
+        let publisher = Publisher::start(store.clone(), fanout, background.clone());
         let state = web::Data::new(AppState::new(
             config.clone(),
             store,

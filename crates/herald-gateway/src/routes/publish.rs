@@ -34,35 +34,28 @@ pub async fn publish_validated(
         let n = validate_publish(req)?;
         if n.idempotency_key.is_some() {
             // Keyed publishes need their own transaction to claim the key.
-            return Ok::<_, ApiError>(state.store.publish(&n).await?);
+            return Ok::<_, ApiError>(match state.store.publish(&n).await? {
+                PublishOutcome::Created { response, items } => {
+                    state.publisher.fanout().send(items).await;
+                    PublishOutcome::Created {
+                        response,
+                        items: Vec::new(),
+                    }
+                }
+                replayed => replayed,
+            });
         }
-        let (response, items) = state.publisher.publish(n).await.map_err(publish_error)?;
-        Ok(PublishOutcome::Created { response, items })
+        // The publisher commits and fans out; its items never come back here.
+        let (response, _) = state.publisher.publish(n).await.map_err(publish_error)?;
+        Ok(PublishOutcome::Created {
+            response,
+            items: Vec::new(),
+        })
     }
     .await;
     let m = &state.metrics;
     let resp = match outcome {
-        Ok(PublishOutcome::Created { response, items }) => {
-            m.published.inc_by(items.len() as u64);
-            let msgs = items
-                .into_iter()
-                .map(|p| {
-                    (
-                        p.notification.user_id.clone(),
-                        BusMessage::Notification {
-                            notification: p.notification,
-                            unread_count: p.unread_count,
-                            version: p.version,
-                        },
-                    )
-                })
-                .collect();
-            if state.config.fault_skip_fanout {
-                tracing::warn!("fault injection: fan-out skipped after commit");
-            } else if let Err(e) = state.bus.publish(msgs).await {
-                m.bus_publish_errors.inc();
-                tracing::warn!(error = %e, "fan-out failed after commit; receivers will catch up from the store");
-            }
+        Ok(PublishOutcome::Created { response, .. }) => {
             m.publish_requests.with_label_values(&["created"]).inc();
             Ok(HttpResponse::Created().json(response))
         }
