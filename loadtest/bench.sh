@@ -10,6 +10,7 @@
 #   loadtest/bench.sh                       # defaults below: ~6-8 minutes after the build
 #   LT_USERS=10000 LT_RATE=1000 loadtest/bench.sh
 #   LT_SYSTEMS=herald LT_SKIP_BUILD=1 loadtest/bench.sh
+#   LT_SCENARIOS="fanout-max fanout-max-batch100" LT_SYSTEMS=herald loadtest/bench.sh   # a subset
 #
 # Scenarios per system: idle (RSS per connection), fanout at LT_RATE/s (latency at the same
 # rate), fanout at max rate (LT_MAX_CONC publishes in flight), fanout at half of that max,
@@ -34,6 +35,7 @@ MAX_CONC="${LT_MAX_CONC:-64}"
 GRACE="${LT_GRACE:-10}"
 BATCH="${LT_BATCH:-1}"
 SYSTEMS="${LT_SYSTEMS:-herald socketio}"
+SCENARIOS="${LT_SCENARIOS:-idle fanout-rate fanout-max fanout-half-max fanout-max-batch100 broadcast storm}"
 RUN_ID="lt_bench_$$_$RANDOM"
 DB="herald_${RUN_ID}"
 WORK="$(mktemp -d -t herald-lt-bench.XXXXXX)"
@@ -45,6 +47,7 @@ SIO_DIR="$ROOT/loadtest/baselines/socketio"
 PIDS=()
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 teardown() {
     local rc=$?
@@ -116,6 +119,7 @@ log "results in $OUT"
 export HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_SERVICE_KEY="$SERVICE_KEY"
 run() {
     local dir="$1" name="$2"; shift 2
+    want "$name" || return 0
     log "$(basename "$dir")/$name: $*"
     "$LT" "$@" --out "$dir/$name.json" || log "$(basename "$dir")/$name exited $?"
 }
@@ -159,6 +163,13 @@ if [[ -z "${LT_NO_MPL:-}" ]]; then
         { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q matplotlib; } >/dev/null 2>&1 || log "no matplotlib: SVG plot"
     fi
     "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && PY="$VENV/bin/python"
+fi
+if [[ -n "${LT_SCENARIOS:-}" ]]; then
+    # A subset: the table goes beside its JSON, latest.md keeps the last full comparison.
+    "$PY" "$ROOT/loadtest/report.py" "$OUT" --plot "$OUT/latency" > "$OUT/report.md" || true
+    log "wrote $OUT/report.md"
+    cat "$OUT/report.md"
+    exit 0
 fi
 rm -f "$ROOT/loadtest/results/latest-latency.png" "$ROOT/loadtest/results/latest-latency.svg"
 "$PY" "$ROOT/loadtest/report.py" "$OUT" --plot "$ROOT/loadtest/results/latest-latency" > "$ROOT/loadtest/results/latest.md"
