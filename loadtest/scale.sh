@@ -10,8 +10,8 @@
 #       loadtest/scale.sh                              # any scenario with N sockets attached
 #
 # Every node gets HERALD_MAX_CONNECTIONS=LT_PER_NODE (default 19,500: the descriptor limit
-# less what the pools need) and a small database pool, so N nodes fit PostgreSQL's
-# max_connections. Results: loadtest/results/scale-<stamp>/ (JSON from the harness, node logs,
+# less what the pools need) and a small database pool (LT_POOL, default 3), so N nodes fit
+# PostgreSQL's max_connections. Results: loadtest/results/scale-<stamp>/ (JSON from the harness, node logs,
 # summary.txt). Exit status non-zero if any socket failed to connect or was dropped (--check).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -60,7 +60,7 @@ TARGETS=()
 for i in $(seq 1 "$NODES"); do
     port=$((BASE_PORT + i))
     HERALD_LISTEN="127.0.0.1:$port" HERALD_NODE_ID="scale-$i" \
-    HERALD_DATABASE_URL="$PG/$DB" HERALD_DATABASE_POOL_SIZE=3 HERALD_REDIS_URL="$REDIS_URL" \
+    HERALD_DATABASE_URL="$PG/$DB" HERALD_DATABASE_POOL_SIZE="${LT_POOL:-3}" HERALD_REDIS_URL="$REDIS_URL" \
     HERALD_REDIS_PREFIX="$RUN_ID:" HERALD_SERVICE_KEYS="$SERVICE_KEY" \
     HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_MAX_CONNECTIONS="$PER_NODE" \
     HERALD_WORKERS=1 HERALD_ALLOWED_ORIGINS=http://127.0.0.1 HERALD_LOG=warn \

@@ -1,7 +1,6 @@
 //! Builds a node: store, bus, registry, background loops and the HTTP server.
 //! `Application::build` binds (port 0 in tests); `run_until_stopped` serves until drained.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -325,9 +324,13 @@ async fn reconcile_loop(state: web::Data<AppState>, stop: CancellationToken) {
         }
         let marks = state.registry.delivered_watermarks();
         for chunk in marks.chunks(1000) {
-            let users: Vec<String> = chunk.iter().map(|(u, _)| u.to_string()).collect();
-            let latest: HashMap<String, i64> = match state.store.latest_seqs(&users).await {
-                Ok(v) => v.into_iter().collect(),
+            let chunk: Vec<(&str, i64)> = chunk.iter().map(|(u, s)| (&**u, *s)).collect();
+            match state.store.users_behind(&chunk).await {
+                Ok(behind) => {
+                    for (user, latest) in behind {
+                        state.registry.sync_user_if_behind(&user, latest);
+                    }
+                }
                 Err(e) => {
                     state
                         .metrics
@@ -336,13 +339,6 @@ async fn reconcile_loop(state: web::Data<AppState>, stop: CancellationToken) {
                         .inc();
                     tracing::warn!(error = %e, "reconcile skipped: store unavailable");
                     break;
-                }
-            };
-            for (user, delivered) in chunk {
-                if let Some(&l) = latest.get(&**user) {
-                    if l > *delivered {
-                        state.registry.sync_user_if_behind(user, l);
-                    }
                 }
             }
         }

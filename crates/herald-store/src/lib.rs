@@ -1091,19 +1091,25 @@ impl Store {
         Ok(())
     }
 
-    /// `(user_id, last_seq)` for those of `user_ids` that have a `user_state` row.
-    pub async fn latest_seqs(&self, user_ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
-        const OP: &str = "latest_seqs";
-        if user_ids.is_empty() {
+    /// Of `marks` (user, highest seq delivered), the users whose `last_seq` is higher, with
+    /// it. Users without a `user_state` row have nothing to catch up and are left out.
+    pub async fn users_behind(
+        &self,
+        marks: &[(&str, i64)],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        const OP: &str = "users_behind";
+        if marks.is_empty() {
             return Ok(Vec::new());
         }
+        let users: Vec<&str> = marks.iter().map(|(u, _)| *u).collect();
+        let delivered: Vec<i64> = marks.iter().map(|(_, s)| *s).collect();
         let client = self.client(OP).await?;
         let stmt = client
-            .prepare_cached(sql::LATEST_SEQS)
+            .prepare_cached(sql::USERS_BEHIND)
             .await
             .map_err(|e| pg_err(OP, e))?;
         let rows = client
-            .query(&stmt, &[&user_ids])
+            .query(&stmt, &[&users, &delivered])
             .await
             .map_err(|e| pg_err(OP, e))?;
         rows.iter()

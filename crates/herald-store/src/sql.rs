@@ -97,9 +97,13 @@ JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 pub const USER_STATE: &str =
     "SELECT last_seq, delivered_seq, unread_count, version FROM user_state WHERE user_id = $1";
 
-/// `$1` users (`text[]`).
-pub const LATEST_SEQS: &str =
-    "SELECT user_id, last_seq FROM user_state WHERE user_id = ANY($1::text[])";
+/// The reconcile safety net: of `$1` users (`text[]`) with what a node has delivered to them
+/// (`$2`, `bigint[]`, parallel), those whose `last_seq` is ahead, with it. The comparison is
+/// done here so a pass over thousands of up-to-date users returns (almost) nothing.
+pub const USERS_BEHIND: &str = "SELECT us.user_id, us.last_seq
+FROM unnest($1::text[], $2::bigint[]) AS t(user_id, delivered)
+JOIN user_state us ON us.user_id = t.user_id
+WHERE us.last_seq > t.delivered";
 
 /// "Everything after seq N": `$1` user, `$2` after, `$3` limit.
 pub const AFTER_SEQ: &str = concat!(

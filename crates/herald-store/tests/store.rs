@@ -652,7 +652,7 @@ async fn concurrent_publish_and_mark_read_keep_the_counter_exact() {
 }
 
 #[tokio::test]
-async fn mark_delivered_and_latest_seqs() {
+async fn mark_delivered_and_users_behind() {
     let db = TestDb::new().await;
     for _ in 0..4 {
         db.store
@@ -729,14 +729,25 @@ async fn mark_delivered_and_latest_seqs() {
         "one mark per flush that raised delivered_seq"
     );
 
-    let mut seqs = db
+    // Reconcile: only users whose last_seq (4 each) is ahead of what was delivered.
+    let mut behind = db
         .store
-        .latest_seqs(&["alice".into(), "bob".into(), "nobody".into()])
+        .users_behind(&[("alice", 4), ("bob", 1), ("nobody", 0), ("carol", 9)])
         .await
         .unwrap();
-    seqs.sort();
-    assert_eq!(seqs, vec![("alice".to_string(), 4), ("bob".to_string(), 4)]);
-    assert!(db.store.latest_seqs(&[]).await.unwrap().is_empty());
+    behind.sort();
+    assert_eq!(behind, vec![("bob".to_string(), 4)]);
+    let mut behind = db
+        .store
+        .users_behind(&[("alice", 0), ("bob", 3)])
+        .await
+        .unwrap();
+    behind.sort();
+    assert_eq!(
+        behind,
+        vec![("alice".to_string(), 4), ("bob".to_string(), 4)]
+    );
+    assert!(db.store.users_behind(&[]).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -789,6 +800,11 @@ async fn hot_queries_use_indexes_for_a_large_user() {
             "mark all read",
             sql::MARK_ALL_READ,
             "'big', 100000".to_owned(),
+        ),
+        (
+            "users behind (reconcile)",
+            sql::USERS_BEHIND,
+            "ARRAY['big', 'small-1', 'small-2'], ARRAY[5, 3, 10]::bigint[]".to_owned(),
         ),
         (
             "mark delivered",
