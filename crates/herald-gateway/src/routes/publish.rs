@@ -5,7 +5,7 @@ use std::time::Instant;
 use actix_web::{web, HttpResponse};
 use herald_core::{validate_broadcast, validate_publish};
 use herald_protocol::bus::BusMessage;
-use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest};
+use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest, PublishResponse};
 use herald_protocol::{Broadcast, ErrorCode};
 use herald_store::PublishOutcome;
 
@@ -37,29 +37,23 @@ pub async fn publish_validated(
             return Ok::<_, ApiError>(match state.store.publish(&n).await? {
                 PublishOutcome::Created { response, items } => {
                     state.publisher.fanout().send(items).await;
-                    PublishOutcome::Created {
-                        response,
-                        items: Vec::new(),
-                    }
+                    Answer::Created(response)
                 }
-                replayed => replayed,
+                PublishOutcome::Replayed(response) => Answer::Replayed(response),
             });
         }
-        // The publisher commits and fans out; its items never come back here.
+        // The publisher commits and fans out the whole batch, then answers.
         let (response, _) = state.publisher.publish(n).await.map_err(publish_error)?;
-        Ok(PublishOutcome::Created {
-            response,
-            items: Vec::new(),
-        })
+        Ok(Answer::Created(response))
     }
     .await;
     let m = &state.metrics;
     let resp = match outcome {
-        Ok(PublishOutcome::Created { response, .. }) => {
+        Ok(Answer::Created(response)) => {
             m.publish_requests.with_label_values(&["created"]).inc();
             Ok(HttpResponse::Created().json(response))
         }
-        Ok(PublishOutcome::Replayed(response)) => {
+        Ok(Answer::Replayed(response)) => {
             m.publish_requests.with_label_values(&["replayed"]).inc();
             Ok(HttpResponse::Ok()
                 .insert_header(("Idempotent-Replayed", "true"))
@@ -77,6 +71,12 @@ pub async fn publish_validated(
     };
     m.publish_seconds.observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// What a publish call answers, once committed (and fanned out, for new rows).
+enum Answer {
+    Created(PublishResponse),
+    Replayed(PublishResponse),
 }
 
 fn publish_error(e: PublishError) -> ApiError {
