@@ -8,6 +8,8 @@
 #   LT_SKIP_BUILD=1 ...                                # reuse target/release binaries
 #   LT_SCENARIO=fanout LT_USERS=100000 LT_EXTRA="--rate 1000 --duration 20 --grace 15" \
 #       loadtest/scale.sh                              # any scenario with N sockets attached
+#   LT_SYSTEM=socketio LT_USERS=100000 LT_HOLD=30 loadtest/scale.sh
+#                                                      # the Socket.IO baseline, same harness
 #
 # Every node gets HERALD_MAX_CONNECTIONS=LT_PER_NODE (default 19,500: the descriptor limit
 # less what the pools need) and a small database pool (LT_POOL, default 3), so N nodes fit
@@ -22,6 +24,8 @@ PER_NODE="${LT_PER_NODE:-19500}"
 NODES="${LT_NODES:-$(( (USERS + PER_NODE - 1) / PER_NODE ))}"
 HOLD="${LT_HOLD:-300}"
 SCENARIO="${LT_SCENARIO:-idle}"
+SYSTEM="${LT_SYSTEM:-herald}"
+SIO_DIR="$ROOT/loadtest/baselines/socketio"
 BASE_PORT="${LT_BASE_PORT:-19300}"
 PG="${LT_PG:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL="${LT_REDIS:-redis://127.0.0.1:6379}"
@@ -56,8 +60,34 @@ mkdir -p "$OUT"
 psql "$PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
 HERALD_DATABASE_URL="$PG/$DB" "$HERALD" migrate >"$OUT/migrate.log" 2>&1
 
+wait_ready() {
+    for _ in $(seq 1 200); do
+        curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    log "node on :$1 not ready"; return 1
+}
+
 TARGETS=()
+PROTO=()
+if [[ "$SYSTEM" == socketio ]]; then
+    (cd "$SIO_DIR" && { npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
+        npm install --no-audit --no-fund --loglevel=error >/dev/null; })
+    PROTO=(--protocol socketio)
+    for i in $(seq 1 "$NODES"); do
+        port=$((BASE_PORT + i))
+        SIO_LISTEN="127.0.0.1:$port" SIO_NODE_ID="sio-$i" SIO_DATABASE_URL="$PG/$DB" \
+        SIO_TABLE=sio_notifications SIO_PG_POOL="${LT_POOL:-3}" SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:sio" \
+        SIO_JWT_SECRET="$JWT_SECRET" SIO_SERVICE_KEYS="$SERVICE_KEY" \
+            node "$SIO_DIR/server.js" >"$OUT/node-$i.log" 2>&1 &
+        PIDS+=($!)
+        TARGETS+=("ws://127.0.0.1:$port")
+        # One after the other: the first creates the table.
+        wait_ready "$port"
+    done
+fi
 for i in $(seq 1 "$NODES"); do
+    [[ "$SYSTEM" == herald ]] || break
     port=$((BASE_PORT + i))
     HERALD_LISTEN="127.0.0.1:$port" HERALD_NODE_ID="scale-$i" \
     HERALD_DATABASE_URL="$PG/$DB" HERALD_DATABASE_POOL_SIZE="${LT_POOL:-3}" HERALD_REDIS_URL="$REDIS_URL" \
@@ -69,18 +99,13 @@ for i in $(seq 1 "$NODES"); do
     TARGETS+=("ws://127.0.0.1:$port/v1/ws")
 done
 for i in $(seq 1 "$NODES"); do
-    port=$((BASE_PORT + i))
-    for _ in $(seq 1 200); do
-        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { log "node $i not ready"; exit 1; }
+    wait_ready $((BASE_PORT + i)) || exit 1
 done
-log "$NODES nodes up; $USERS sockets, hold ${HOLD}s"
+log "$NODES $SYSTEM nodes up; $USERS sockets, hold ${HOLD}s"
 
 T=$(IFS=,; echo "${TARGETS[*]}")
 GP=$(IFS=,; echo "${PIDS[*]}")
-ARGS=(--users "$USERS" --targets "$T" --gateway-pids "$GP" --connect-deadline 600
+ARGS=("${PROTO[@]}" --users "$USERS" --targets "$T" --gateway-pids "$GP" --connect-deadline 600
       --results-dir "$OUT" --progress 10 --check)
 if [[ "$SCENARIO" == idle ]]; then
     ARGS+=(--hold "$HOLD" --timeout $((HOLD + 900)))
