@@ -119,7 +119,7 @@ rc=${PIPESTATUS[0]}
 for i in $(seq 1 "$NODES"); do
     port=$((BASE_PORT + i))
     curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null |
-        grep -E '^herald_(connections|open_fds|accept_errors_total|socket_task_bytes) |^herald_connection_closes_total' |
+        grep -E '^herald_(connections|open_fds|accept_errors_total|socket_task_bytes|syncs_total) |^herald_connection_closes_total' |
         sed "s/^/node-$i /" >>"$OUT/summary.txt" || true
 done
 log "results in $OUT"
