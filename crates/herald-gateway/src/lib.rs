@@ -6,6 +6,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod fds;
+pub mod loader;
 pub mod metrics;
 pub mod publisher;
 pub mod registry;

@@ -152,20 +152,11 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: Ca
                 Err(e) => {
                     tracing::warn!(error = %e, publishes = jobs.len(), "publish batch failed");
                     for job in jobs {
-                        let _ = job.reply.send(Err(same_error(&e)));
+                        let _ = job.reply.send(Err(e.clone()));
                     }
                 }
             }
             drop(permit);
         });
-    }
-}
-
-/// Every caller of a failed batch gets the same error.
-fn same_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::IdempotencyKeyReused => StoreError::IdempotencyKeyReused,
-        StoreError::Internal(m) => StoreError::Internal(m.clone()),
     }
 }

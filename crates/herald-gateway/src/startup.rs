@@ -23,6 +23,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::error::{json_error, path_error, query_error};
+use crate::loader::StateLoader;
 use crate::metrics::Metrics;
 use crate::publisher::{Fanout, Publisher};
 use crate::registry::Registry;
@@ -148,6 +149,7 @@ impl Application {
             skip: config.fault_skip_fanout,
         };
         let publisher = Publisher::start(store.clone(), fanout, background.clone());
+        let loader = StateLoader::start(store.clone(), background.clone());
         let state = web::Data::new(AppState::new(
             config.clone(),
             store,
@@ -157,6 +159,7 @@ impl Application {
             metrics,
             tracker,
             publisher,
+            loader,
             CancellationToken::new(),
         ));
         tokio::spawn(reconcile_loop(state.clone(), background.clone()));

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
+use crate::loader::StateLoader;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::registry::Registry;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tracker: DeliveryTracker,
     pub publisher: Publisher,
+    /// Connect-time `user_state` reads, batched across concurrent handshakes.
+    pub loader: StateLoader,
     /// Cancelled when the node starts draining (SIGTERM or [`crate::startup::NodeHandle::drain`]).
     pub drain: CancellationToken,
     open_sockets: Arc<AtomicUsize>,
@@ -49,6 +52,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         tracker: DeliveryTracker,
         publisher: Publisher,
+        loader: StateLoader,
         drain: CancellationToken,
     ) -> AppState {
         AppState {
@@ -60,6 +64,7 @@ impl AppState {
             metrics,
             tracker,
             publisher,
+            loader,
             drain,
             open_sockets: Arc::new(AtomicUsize::new(0)),
             conn_ids: AtomicU64::new(1),

@@ -73,7 +73,7 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// PostgreSQL cannot be reached or is shutting down (HTTP 503).
     #[error("database unavailable: {0}")]
@@ -861,6 +861,40 @@ impl Store {
                 version: get(&row, OP, "version")?,
             }),
         }
+    }
+
+    /// The counters of each of `user_ids` that has a `user_state` row (missing users are
+    /// all zero: [`UserState::default`]). One statement for the whole list.
+    pub async fn user_states(
+        &self,
+        user_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, UserState>, StoreError> {
+        const OP: &str = "user_states";
+        if user_ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let client = self.client(OP).await?;
+        let stmt = client
+            .prepare_cached(sql::USER_STATES)
+            .await
+            .map_err(|e| pg_err(OP, e))?;
+        let rows = client
+            .query(&stmt, &[&user_ids])
+            .await
+            .map_err(|e| pg_err(OP, e))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    get(row, OP, "user_id")?,
+                    UserState {
+                        latest_seq: get(row, OP, "last_seq")?,
+                        delivered_seq: get(row, OP, "delivered_seq")?,
+                        unread_count: get(row, OP, "unread_count")?,
+                        version: get(row, OP, "version")?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     async fn query_notifications(

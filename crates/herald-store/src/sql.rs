@@ -97,6 +97,11 @@ JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 pub const USER_STATE: &str =
     "SELECT last_seq, delivered_seq, unread_count, version FROM user_state WHERE user_id = $1";
 
+/// Many users' counters at once (`$1` users, `text[]`): the connect-time reads of concurrent
+/// handshakes share one statement.
+pub const USER_STATES: &str = "SELECT user_id, last_seq, delivered_seq, unread_count, version \
+     FROM user_state WHERE user_id = ANY($1::text[])";
+
 /// The reconcile safety net: of `$1` users (`text[]`) with what a node has delivered to them
 /// (`$2`, `bigint[]`, parallel), those whose `last_seq` is ahead, with it. The comparison is
 /// done here so a pass over thousands of up-to-date users returns (almost) nothing.

@@ -748,6 +748,18 @@ async fn mark_delivered_and_users_behind() {
         vec![("alice".to_string(), 4), ("bob".to_string(), 4)]
     );
     assert!(db.store.users_behind(&[]).await.unwrap().is_empty());
+
+    // Batched counters: one statement for many users; unknown users are absent.
+    let states = db
+        .store
+        .user_states(&["alice", "bob", "nobody"])
+        .await
+        .unwrap();
+    assert_eq!(states.len(), 2);
+    assert_eq!(states["alice"], db.store.user_state("alice").await.unwrap());
+    assert_eq!(states["bob"].delivered_seq, 3);
+    assert_eq!(states["bob"].latest_seq, 4);
+    assert!(db.store.user_states(&[]).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -391,7 +391,7 @@ impl Socket {
             tokio::time::sleep(state.config.fault_catch_up_delay).await;
         }
         let us = state
-            .store
+            .loader
             .user_state(&live.user)
             .await
             .map_err(|e| store_end("user_state", e))?;

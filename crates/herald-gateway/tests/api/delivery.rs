@@ -335,3 +335,40 @@ async fn single_node_without_redis_uses_the_in_process_bus() {
         assert_seqs(&ws.notifications_until(1).await, 1, 1);
     }
 }
+
+/// Concurrent handshakes share batched `user_state` reads (`loader.rs`); each socket still
+/// gets its own user's counters and pending rows, and unknown users get zeros.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_handshakes_each_get_their_own_counters() {
+    let env = TestEnv::new().await;
+    let a = env.node().await;
+    let users: Vec<String> = (0..40).map(|i| format!("storm-{i}")).collect();
+    // storm-i has i % 4 notifications; storm-0, -4, ... have none (no user_state row).
+    for (i, u) in users.iter().enumerate() {
+        for k in 0..(i % 4) {
+            a.publish_one(u, &format!("n{k}")).await;
+        }
+    }
+    let handshakes = users.iter().map(|u| {
+        let a = &a;
+        async move {
+            let mut ws = a.connect(u).await;
+            let (connected, pending) = ws.handshake().await;
+            ws.close().await;
+            (connected, pending.len())
+        }
+    });
+    let results = futures_util::future::join_all(handshakes).await;
+    for (i, (connected, pending)) in results.into_iter().enumerate() {
+        let want = (i % 4) as i64;
+        match connected {
+            ServerMessage::Connected {
+                latest_seq,
+                unread_count,
+                ..
+            } => assert_eq!((latest_seq, unread_count), (want, want), "user {i}"),
+            other => panic!("user {i}: {other:?}"),
+        }
+        assert_eq!(pending as i64, want, "user {i}");
+    }
+}
