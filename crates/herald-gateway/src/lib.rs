@@ -2,6 +2,7 @@
 //! configuration and metrics. `main.rs` only parses the command line and calls in here.
 
 pub mod auth;
+pub mod batching;
 pub mod config;
 pub mod delivery;
 pub mod error;

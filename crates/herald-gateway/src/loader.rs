@@ -12,6 +12,8 @@ use herald_store::{Store, StoreError, UserState};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::batching::next_batch;
+
 const QUEUE: usize = 16_384;
 const MAX_BATCH: usize = 1_000;
 const IN_FLIGHT: usize = 2;
@@ -47,24 +49,7 @@ impl StateLoader {
 
 async fn run(mut rx: mpsc::Receiver<(Arc<str>, Reply)>, store: Store, stop: CancellationToken) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let first = tokio::select! {
-            r = rx.recv() => match r {
-                Some(r) => r,
-                None => return,
-            },
-            _ = stop.cancelled() => return,
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+    while let Some((permit, batch)) = next_batch(&mut rx, &stop, &permits, MAX_BATCH, |_| 1).await {
         let store = store.clone();
         tokio::spawn(async move {
             let users: Vec<&str> = batch.iter().map(|(u, _)| &**u).collect();

@@ -17,6 +17,7 @@ use herald_store::{Published, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::batching::next_batch;
 use crate::metrics::Metrics;
 
 const QUEUE: usize = 8_192;
@@ -109,36 +110,16 @@ impl Publisher {
 
 async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: CancellationToken) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let first = tokio::select! {
-            job = rx.recv() => match job {
-                Some(j) => j,
-                None => return,
-            },
-            _ = stop.cancelled() => return,
-        };
-        // While IN_FLIGHT batches are committing, later publishes queue up behind this one.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let mut rows = first.n.recipients.len();
-        let mut jobs = vec![first];
-        while rows < MAX_ROWS {
-            match rx.try_recv() {
-                Ok(j) => {
-                    rows += j.n.recipients.len();
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some((permit, jobs)) =
+        next_batch(&mut rx, &stop, &permits, MAX_ROWS, |j| j.n.recipients.len()).await
+    {
         let store = store.clone();
         let fanout = fanout.clone();
         tokio::spawn(async move {
             let refs: Vec<&NewNotification> = jobs.iter().map(|j| &j.n).collect();
             match store.publish_batch(&refs).await {
                 Ok(created) => {
-                    let mut all = Vec::with_capacity(rows);
+                    let mut all = Vec::new();
                     let mut replies = Vec::with_capacity(jobs.len());
                     for (job, (response, items)) in jobs.into_iter().zip(created) {
                         replies.push((job.reply, response, items.len()));

@@ -327,8 +327,7 @@ async fn reconcile_loop(state: web::Data<AppState>, stop: CancellationToken) {
         }
         let marks = state.registry.delivered_watermarks();
         for chunk in marks.chunks(1000) {
-            let chunk: Vec<(&str, i64)> = chunk.iter().map(|(u, s)| (&**u, *s)).collect();
-            match state.store.users_behind(&chunk).await {
+            match state.store.users_behind(chunk).await {
                 Ok(behind) => {
                     for (user, latest) in behind {
                         state.registry.sync_user_if_behind(&user, latest);

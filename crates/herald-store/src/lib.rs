@@ -508,6 +508,17 @@ impl<'a> BatchInput<'a> {
         ]
     }
 
+    /// The response and items of a one-request input.
+    fn single(
+        &self,
+        rows: Vec<Row>,
+        op: &str,
+    ) -> Result<(PublishResponse, Vec<Published>), StoreError> {
+        self.split(rows, op)?
+            .pop()
+            .ok_or_else(|| StoreError::Internal(format!("{op}: no result for the request")))
+    }
+
     /// Each request's response and items, in request order.
     fn split(
         &self,
@@ -708,25 +719,17 @@ impl Store {
 
     pub async fn publish(&self, n: &NewNotification) -> Result<PublishOutcome, StoreError> {
         const OP: &str = "publish";
-        // Validation already sorts and de-duplicates; redo it cheaply so the lock order and
-        // the ON CONFLICT upsert can rely on it whoever the caller is.
-        let mut recipients = n.recipients.clone();
-        recipients.sort_unstable();
-        recipients.dedup();
-        if recipients.is_empty() {
-            return Err(StoreError::Internal(
-                "publish: a notification needs at least one recipient".to_owned(),
-            ));
-        }
+        let batch = [n];
+        let input = BatchInput::new(&batch, OP)?;
         let hash = n
             .idempotency_key
             .as_ref()
-            .map(|_| request_hash(&recipients, n));
+            .map(|_| request_hash(&input.users, n));
         let mut client = self.client(OP).await?;
         let mut attempt = 0;
         loop {
             match self
-                .publish_attempt(&mut client, n, hash.as_deref())
+                .publish_attempt(&mut client, &input, hash.as_deref())
                 .await?
             {
                 PublishAttempt::Done(outcome) => return Ok(outcome),
@@ -743,7 +746,7 @@ impl Store {
     async fn publish_attempt(
         &self,
         client: &mut Client,
-        n: &NewNotification,
+        input: &BatchInput<'_>,
         hash: Option<&[u8]>,
     ) -> Result<PublishAttempt, StoreError> {
         const OP: &str = "publish";
@@ -756,18 +759,18 @@ impl Store {
                 }
             };
         }
-        let batch = [n];
-        let input = BatchInput::new(&batch, OP)?;
-        let (Some(key), Some(hash)) = (n.idempotency_key.as_deref(), hash) else {
+        let key = input
+            .batch
+            .first()
+            .and_then(|n| n.idempotency_key.as_deref());
+        let (Some(key), Some(hash)) = (key, hash) else {
             // Without a key the publish is one statement, which is its own transaction.
             let stmt = tri!(OP, client.prepare_cached(sql::PUBLISH_BATCH).await);
             let rows = tri!(
                 "publish: inserting notifications",
                 client.query(&stmt, &input.params()).await
             );
-            let (response, items) = input.split(rows, OP)?.pop().ok_or_else(|| {
-                StoreError::Internal("publish: no result for the request".to_owned())
-            })?;
+            let (response, items) = input.single(rows, OP)?;
             return Ok(PublishAttempt::Done(PublishOutcome::Created {
                 response,
                 items,
@@ -793,10 +796,7 @@ impl Store {
             "publish: inserting notifications",
             tx.query(&stmt, &input.params()).await
         );
-        let (response, items) = input
-            .split(rows, OP)?
-            .pop()
-            .ok_or_else(|| StoreError::Internal("publish: no result for the request".to_owned()))?;
+        let (response, items) = input.single(rows, OP)?;
         let json = serde_json::to_value(&response)
             .map_err(|e| StoreError::Internal(format!("publish: serialising the response: {e}")))?;
         let store = tri!(OP, tx.prepare_cached(sql::IDEMPOTENCY_STORE).await);
@@ -842,25 +842,11 @@ impl Store {
 
     /// The user's counters (all zero for an unknown user).
     pub async fn user_state(&self, user_id: &str) -> Result<UserState, StoreError> {
-        const OP: &str = "user_state";
-        let client = self.client(OP).await?;
-        let stmt = client
-            .prepare_cached(sql::USER_STATE)
-            .await
-            .map_err(|e| pg_err(OP, e))?;
-        let row = client
-            .query_opt(&stmt, &[&user_id])
-            .await
-            .map_err(|e| pg_err(OP, e))?;
-        match row {
-            None => Ok(UserState::default()),
-            Some(row) => Ok(UserState {
-                latest_seq: get(&row, OP, "last_seq")?,
-                delivered_seq: get(&row, OP, "delivered_seq")?,
-                unread_count: get(&row, OP, "unread_count")?,
-                version: get(&row, OP, "version")?,
-            }),
-        }
+        Ok(self
+            .user_states(&[user_id])
+            .await?
+            .remove(user_id)
+            .unwrap_or_default())
     }
 
     /// The counters of each of `user_ids` that has a `user_state` row (missing users are
@@ -1127,15 +1113,15 @@ impl Store {
 
     /// Of `marks` (user, highest seq delivered), the users whose `last_seq` is higher, with
     /// it. Users without a `user_state` row have nothing to catch up and are left out.
-    pub async fn users_behind(
+    pub async fn users_behind<U: AsRef<str>>(
         &self,
-        marks: &[(&str, i64)],
+        marks: &[(U, i64)],
     ) -> Result<Vec<(String, i64)>, StoreError> {
         const OP: &str = "users_behind";
         if marks.is_empty() {
             return Ok(Vec::new());
         }
-        let users: Vec<&str> = marks.iter().map(|(u, _)| *u).collect();
+        let users: Vec<&str> = marks.iter().map(|(u, _)| u.as_ref()).collect();
         let delivered: Vec<i64> = marks.iter().map(|(_, s)| *s).collect();
         let client = self.client(OP).await?;
         let stmt = client

@@ -93,12 +93,8 @@ SELECT n.id, n.user_id, n.seq, n.created_at, nb.req,
 FROM n JOIN s ON s.user_id = n.user_id
 JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 
-/// `$1` user.
-pub const USER_STATE: &str =
-    "SELECT last_seq, delivered_seq, unread_count, version FROM user_state WHERE user_id = $1";
-
-/// Many users' counters at once (`$1` users, `text[]`): the connect-time reads of concurrent
-/// handshakes share one statement.
+/// Users' counters (`$1` users, `text[]`): one user for most reads, many when the
+/// connect-time reads of concurrent handshakes share one statement.
 pub const USER_STATES: &str = "SELECT user_id, last_seq, delivered_seq, unread_count, version \
      FROM user_state WHERE user_id = ANY($1::text[])";
 

@@ -39,40 +39,55 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
-struct TestDb {
+/// A fresh database with no schema, dropped (best effort) with the value.
+struct EmptyDb {
     name: String,
     url: String,
+}
+
+impl EmptyDb {
+    async fn new() -> EmptyDb {
+        let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
+        admin_client(&admin_url())
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let url = with_db(&admin_url(), &name);
+        EmptyDb { name, url }
+    }
+
+    fn config(&self, pool_size: usize) -> StoreConfig {
+        StoreConfig {
+            url: self.url.clone(),
+            pool_size,
+            statement_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A migrated database and a store on it.
+struct TestDb {
+    db: EmptyDb,
     store: Store,
 }
 
 impl TestDb {
     async fn new() -> TestDb {
-        let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
-        let admin = admin_client(&admin_url()).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let url = with_db(&admin_url(), &name);
-        let store = Store::connect(&StoreConfig {
-            url: url.clone(),
-            pool_size: 20,
-            statement_timeout_ms: 30_000,
-            connect_timeout_ms: 5_000,
-        })
-        .await
-        .expect("connect store");
+        let db = EmptyDb::new().await;
+        let store = Store::connect(&db.config(20)).await.expect("connect store");
         let applied = store.migrate().await.expect("migrate");
         assert_eq!(applied, all_versions());
-        TestDb { name, url, store }
+        TestDb { db, store }
     }
 
     async fn client(&self) -> tokio_postgres::Client {
-        admin_client(&self.url).await
+        admin_client(&self.db.url).await
     }
 }
 
-impl Drop for TestDb {
+impl Drop for EmptyDb {
     fn drop(&mut self) {
         // Best effort, and also when the test panicked.
         let name = self.name.clone();
@@ -155,20 +170,9 @@ async fn migrate_is_idempotent() {
 
 #[tokio::test]
 async fn concurrent_first_migrations_apply_once() {
-    let db = TestDb::new().await;
     // Fresh database, two stores migrating at once.
-    let admin = admin_client(&admin_url()).await;
-    let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let cfg = StoreConfig {
-        url: with_db(&admin_url(), &name),
-        pool_size: 2,
-        statement_timeout_ms: 10_000,
-        connect_timeout_ms: 5_000,
-    };
+    let db = EmptyDb::new().await;
+    let cfg = db.config(2);
     let s1 = Store::connect(&cfg).await.unwrap();
     let s2 = Store::connect(&cfg).await.unwrap();
     let (a, b) = tokio::join!(s1.migrate(), s2.migrate());
@@ -176,12 +180,6 @@ async fn concurrent_first_migrations_apply_once() {
     all.extend(b.unwrap());
     all.sort_unstable();
     assert_eq!(all, all_versions());
-    drop((s1, s2));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    drop(db);
 }
 
 #[tokio::test]
@@ -747,7 +745,7 @@ async fn mark_delivered_and_users_behind() {
         behind,
         vec![("alice".to_string(), 4), ("bob".to_string(), 4)]
     );
-    assert!(db.store.users_behind(&[]).await.unwrap().is_empty());
+    assert!(db.store.users_behind::<&str>(&[]).await.unwrap().is_empty());
 
     // Batched counters: one statement for many users; unknown users are absent.
     let states = db
@@ -805,7 +803,7 @@ async fn hot_queries_use_indexes_for_a_large_user() {
         ),
         ("after seq N", sql::AFTER_SEQ, "'big', 99000, 50".to_owned()),
         ("after seq 0", sql::AFTER_SEQ, "'big', 0, 50".to_owned()),
-        ("unread count", sql::USER_STATE, "'big'".to_owned()),
+        ("unread count", sql::USER_STATES, "ARRAY['big']".to_owned()),
         ("get", sql::GET, format!("'big', '{id}'")),
         ("mark read", sql::MARK_READ, format!("'big', '{id}'")),
         (
@@ -1014,15 +1012,8 @@ async fn idempotency_keys_expire() {
 /// version 1 reads back the same `delivered_at` for every row after the migration.
 #[tokio::test]
 async fn migration_2_keeps_every_delivered_at() {
-    let db = TestDb::new().await;
-    let admin = admin_client(&admin_url()).await;
-    let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = with_db(&admin_url(), &name);
-    let c = admin_client(&url).await;
+    let db = EmptyDb::new().await;
+    let c = admin_client(&db.url).await;
     // The version-1 schema as 0001 left it, with rows delivered in three flushes (carol: two
     // rows at one time, one at a later one, one undelivered) and one user never delivered.
     let (v1, v1_name, v1_sql) = herald_store::MIGRATIONS[0];
@@ -1042,14 +1033,7 @@ async fn migration_2_keeps_every_delivered_at() {
     ))
     .await
     .unwrap();
-    let store = Store::connect(&StoreConfig {
-        url: url.clone(),
-        pool_size: 2,
-        statement_timeout_ms: 10_000,
-        connect_timeout_ms: 5_000,
-    })
-    .await
-    .unwrap();
+    let store = Store::connect(&db.config(2)).await.unwrap();
     assert_eq!(store.migrate().await.unwrap(), vec![2]);
     let at = |s: &str| Some(s.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
     let carol: Vec<_> = store
@@ -1088,10 +1072,4 @@ async fn migration_2_keeps_every_delivered_at() {
     assert!(store.after_seq("dave", 0, 10).await.unwrap()[0]
         .delivered_at
         .is_some());
-    drop((store, c));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    drop(db);
 }
