@@ -908,9 +908,42 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<Notification>, StoreError> {
-        let limit = limit.max(0);
-        self.query_notifications("after_seq", sql::AFTER_SEQ, &[&user_id, &after, &limit])
+        let mut pages = self.after_seqs(&[(user_id, after, limit)]).await?;
+        Ok(pages.pop().unwrap_or_default())
+    }
+
+    /// [`Store::after_seq`] for many `(user, after, limit)` readers in one statement: one
+    /// page per reader, in the readers' order (a negative limit reads nothing).
+    pub async fn after_seqs<U: AsRef<str>>(
+        &self,
+        readers: &[(U, i64, i64)],
+    ) -> Result<Vec<Vec<Notification>>, StoreError> {
+        const OP: &str = "after_seqs";
+        let mut pages: Vec<Vec<Notification>> = readers.iter().map(|_| Vec::new()).collect();
+        if readers.is_empty() {
+            return Ok(pages);
+        }
+        let users: Vec<&str> = readers.iter().map(|(u, _, _)| u.as_ref()).collect();
+        let afters: Vec<i64> = readers.iter().map(|r| r.1).collect();
+        let limits: Vec<i64> = readers.iter().map(|r| r.2.max(0)).collect();
+        let client = self.client(OP).await?;
+        let stmt = client
+            .prepare_cached(sql::AFTER_SEQS)
             .await
+            .map_err(|e| pg_err(OP, e))?;
+        let rows = client
+            .query(&stmt, &[&users, &afters, &limits])
+            .await
+            .map_err(|e| pg_err(OP, e))?;
+        for row in &rows {
+            let i: i64 = get(row, OP, "i")?;
+            let page = usize::try_from(i - 1)
+                .ok()
+                .and_then(|i| pages.get_mut(i))
+                .ok_or_else(|| StoreError::Internal(format!("{OP}: reader {i} out of range")))?;
+            page.push(row_to_notification(row)?);
+        }
+        Ok(pages)
     }
 
     /// Newest first; only `seq < before` when given; only unread rows when `unread_only`.

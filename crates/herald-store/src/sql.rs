@@ -106,11 +106,19 @@ FROM unnest($1::text[], $2::bigint[]) AS t(user_id, delivered)
 JOIN user_state us ON us.user_id = t.user_id
 WHERE us.last_seq > t.delivered";
 
-/// "Everything after seq N": `$1` user, `$2` after, `$3` limit.
-pub const AFTER_SEQ: &str = concat!(
-    "SELECT ",
+/// "Everything after seq N" for one or many readers: `$1` users (`text[]`), `$2` after
+/// (`bigint[]`), `$3` limit (`bigint[]`), parallel arrays. Each reader's rows come back in
+/// seq order under its 1-based position `i` (a user may appear more than once). One
+/// statement serves a whole reconnect storm's catch-up reads; each reader is its own LIMITed
+/// index range scan on `(user_id, seq)`.
+pub const AFTER_SEQS: &str = concat!(
+    "SELECT t.i, n.* FROM unnest($1::text[], $2::bigint[], $3::bigint[]) \
+     WITH ORDINALITY AS t(reader, after_seq, page, i) \
+     CROSS JOIN LATERAL (SELECT ",
     notification_columns!(),
-    " FROM notifications WHERE user_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+    " FROM notifications WHERE notifications.user_id = t.reader AND notifications.seq > t.after_seq \
+     ORDER BY notifications.seq ASC LIMIT t.page) n \
+     ORDER BY t.i, n.seq"
 );
 
 /// "Latest page": `$1` user, `$2` before (exclusive; `i64::MAX` for the first page), `$3` limit.

@@ -429,6 +429,37 @@ async fn reading_pages() {
     assert!(db.store.after_seq("alice", 0, -1).await.unwrap().is_empty());
     assert!(db.store.after_seq("nobody", 0, 5).await.unwrap().is_empty());
 
+    // Many readers in one statement: each gets its own page, in the readers' order, even
+    // when a user appears twice or has nothing to read.
+    let pages = db
+        .store
+        .after_seqs(&[
+            ("bob", 8, 10),
+            ("nobody", 0, 10),
+            ("alice", 0, 3),
+            ("alice", 9, 10),
+            ("bob", 0, -1),
+        ])
+        .await
+        .unwrap();
+    let seqs: Vec<Vec<(String, i64)>> = pages
+        .iter()
+        .map(|p| p.iter().map(|n| (n.user_id.clone(), n.seq)).collect())
+        .collect();
+    let page = |u: &str, s: &[i64]| s.iter().map(|&s| (u.to_owned(), s)).collect::<Vec<_>>();
+    assert_eq!(
+        seqs,
+        vec![
+            page("bob", &[9, 10]),
+            vec![],
+            page("alice", &[1, 2, 3]),
+            page("alice", &[10]),
+            vec![],
+        ]
+    );
+    let no_readers: &[(&str, i64, i64)] = &[];
+    assert!(db.store.after_seqs(no_readers).await.unwrap().is_empty());
+
     let first = db.store.list("alice", None, 4, false).await.unwrap();
     assert_eq!(
         first.iter().map(|n| n.seq).collect::<Vec<_>>(),
@@ -801,8 +832,22 @@ async fn hot_queries_use_indexes_for_a_large_user() {
             sql::LATEST_PAGE,
             "'big', 50000, 50".to_owned(),
         ),
-        ("after seq N", sql::AFTER_SEQ, "'big', 99000, 50".to_owned()),
-        ("after seq 0", sql::AFTER_SEQ, "'big', 0, 50".to_owned()),
+        (
+            "after seq N",
+            sql::AFTER_SEQS,
+            "ARRAY['big'], ARRAY[99000]::bigint[], ARRAY[50]::bigint[]".to_owned(),
+        ),
+        (
+            "after seq 0",
+            sql::AFTER_SEQS,
+            "ARRAY['big'], ARRAY[0]::bigint[], ARRAY[50]::bigint[]".to_owned(),
+        ),
+        (
+            "after seq, many readers (storm catch-up)",
+            sql::AFTER_SEQS,
+            "ARRAY['big', 'small-1', 'big'], ARRAY[99000, 0, 0]::bigint[], ARRAY[50, 50, 5]::bigint[]"
+                .to_owned(),
+        ),
         ("unread count", sql::USER_STATES, "ARRAY['big']".to_owned()),
         ("get", sql::GET, format!("'big', '{id}'")),
         ("mark read", sql::MARK_READ, format!("'big', '{id}'")),

@@ -481,7 +481,7 @@ impl Socket {
         let page = i64::from(state.config.batch_page_size);
         loop {
             let rows = state
-                .store
+                .loader
                 .after_seq(&live.user, live.last_seq, page)
                 .await
                 .map_err(|e| store_end("after_seq", e))?;
@@ -647,7 +647,7 @@ impl Socket {
         let want = upto - live.last_seq;
         let rows = self
             .state
-            .store
+            .loader
             .after_seq(&live.user, live.last_seq, want)
             .await
             .map_err(|e| store_end("gap_fill", e))?;

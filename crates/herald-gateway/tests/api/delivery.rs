@@ -336,31 +336,37 @@ async fn single_node_without_redis_uses_the_in_process_bus() {
     }
 }
 
-/// Concurrent handshakes share batched `user_state` reads (`loader.rs`); each socket still
-/// gets its own user's counters and pending rows, and unknown users get zeros.
+/// Concurrent handshakes share batched `user_state` and catch-up page reads (`loader.rs`);
+/// each socket still gets its own user's counters and exactly its own rows after its own
+/// cursor, and unknown users get zeros.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_handshakes_each_get_their_own_counters() {
+async fn concurrent_handshakes_each_get_their_own_counters_and_rows() {
     let env = TestEnv::new().await;
     let a = env.node().await;
     let users: Vec<String> = (0..40).map(|i| format!("storm-{i}")).collect();
-    // storm-i has i % 4 notifications; storm-0, -4, ... have none (no user_state row).
+    // storm-i has i % 6 notifications; storm-0, -6, ... have none (no user_state row).
     for (i, u) in users.iter().enumerate() {
-        for k in 0..(i % 4) {
+        for k in 0..(i % 6) {
             a.publish_one(u, &format!("n{k}")).await;
         }
     }
-    let handshakes = users.iter().map(|u| {
+    // Odd users resume from seq 1 (those with nothing stored get a cursor-ahead resync).
+    let handshakes = users.iter().enumerate().map(|(i, u)| {
         let a = &a;
         async move {
-            let mut ws = a.connect(u).await;
+            let cursor = (i % 2 == 1).then_some(1);
+            let mut ws = match cursor {
+                Some(c) => a.connect_browser(&token(u, 3600), Some(c)).await,
+                None => a.connect(u).await,
+            };
             let (connected, pending) = ws.handshake().await;
             ws.close().await;
-            (connected, pending.len())
+            (connected, pending, cursor.unwrap_or(0))
         }
     });
     let results = futures_util::future::join_all(handshakes).await;
-    for (i, (connected, pending)) in results.into_iter().enumerate() {
-        let want = (i % 4) as i64;
+    for (i, (connected, pending, cursor)) in results.into_iter().enumerate() {
+        let want = (i % 6) as i64;
         match connected {
             ServerMessage::Connected {
                 latest_seq,
@@ -369,6 +375,10 @@ async fn concurrent_handshakes_each_get_their_own_counters() {
             } => assert_eq!((latest_seq, unread_count), (want, want), "user {i}"),
             other => panic!("user {i}: {other:?}"),
         }
-        assert_eq!(pending as i64, want, "user {i}");
+        let got: Vec<(String, i64)> = pending.iter().map(|n| (n.user_id.clone(), n.seq)).collect();
+        let expected: Vec<(String, i64)> = ((cursor + 1)..=want)
+            .map(|s| (users[i].clone(), s))
+            .collect();
+        assert_eq!(got, expected, "user {i}");
     }
 }
