@@ -94,16 +94,26 @@ FROM n JOIN s ON s.user_id = n.user_id
 JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 
 /// Users' counters (`$1` users, `text[]`): one user for most reads, many when the
-/// connect-time reads of concurrent handshakes share one statement.
-pub const USER_STATES: &str = "SELECT user_id, last_seq, delivered_seq, unread_count, version \
-     FROM user_state WHERE user_id = ANY($1::text[])";
+/// connect-time reads of concurrent handshakes share one statement. A user missing from
+/// `user_state` is missing from the result.
+///
+/// Large arrays and `user_state` lookups: each user is one primary-key probe under
+/// `CROSS JOIN LATERAL (.. LIMIT 1)`, which the planner cannot turn into a join. The plain
+/// forms (`= ANY($1)`, `JOIN unnest(..)`) get a custom plan that sequentially scans all of
+/// `user_state` once the array has about a thousand elements (the cost model prices a
+/// scan of 100k cached rows below a thousand probes); under load that scan was most of
+/// PostgreSQL's CPU (see docs/benchmarks.md).
+pub const USER_STATES: &str = "SELECT u.user_id, u.last_seq, u.delivered_seq, u.unread_count, u.version \
+     FROM unnest($1::text[]) AS t(user_id) \
+     CROSS JOIN LATERAL (SELECT * FROM user_state s WHERE s.user_id = t.user_id LIMIT 1) u";
 
 /// The reconcile safety net: of `$1` users (`text[]`) with what a node has delivered to them
 /// (`$2`, `bigint[]`, parallel), those whose `last_seq` is ahead, with it. The comparison is
-/// done here so a pass over thousands of up-to-date users returns (almost) nothing.
-pub const USERS_BEHIND: &str = "SELECT us.user_id, us.last_seq
+/// done here so a pass over thousands of up-to-date users returns (almost) nothing. One
+/// primary-key probe per user, as in [`USER_STATES`].
+pub const USERS_BEHIND: &str = "SELECT t.user_id, us.last_seq
 FROM unnest($1::text[], $2::bigint[]) AS t(user_id, delivered)
-JOIN user_state us ON us.user_id = t.user_id
+CROSS JOIN LATERAL (SELECT s.last_seq FROM user_state s WHERE s.user_id = t.user_id LIMIT 1) us
 WHERE us.last_seq > t.delivered";
 
 /// "Everything after seq N" for one or many readers: `$1` users (`text[]`), `$2` after

@@ -867,6 +867,39 @@ async fn hot_queries_use_indexes_for_a_large_user() {
             "ARRAY['big', 'small-1'], ARRAY[95000, 3]::bigint[]".to_owned(),
         ),
     ];
+    // The gateway sends arrays of these sizes: a reconcile chunk (250), a connect-time
+    // counter batch (1,000), a page batch (200 readers) and a delivery flush (up to 5,000).
+    // With the table's real size in the statistics a custom plan for a large array may
+    // prefer a hash join over a sequential scan of `user_state`; these shapes must not.
+    let users = |n: usize| -> String {
+        let list: Vec<String> = (0..n)
+            .map(|i| format!("'small-{}'", i * 7 % 50_000))
+            .collect();
+        format!("ARRAY[{}]", list.join(","))
+    };
+    let seqs = |n: usize, v: i64| format!("array_fill({v}::bigint, ARRAY[{n}])");
+    let mut queries = queries;
+    for n in [250, 1_000, 5_000] {
+        let name = |what: &str| -> &'static str {
+            Box::leak(format!("{what}, {n} users").into_boxed_str())
+        };
+        queries.push((
+            name("users behind"),
+            sql::USERS_BEHIND,
+            format!("{}, {}", users(n), seqs(n, 5)),
+        ));
+        queries.push((name("user states"), sql::USER_STATES, users(n)));
+        queries.push((
+            name("mark delivered"),
+            sql::MARK_DELIVERED,
+            format!("{}, {}", users(n), seqs(n, 3)),
+        ));
+        queries.push((
+            name("after seqs"),
+            sql::AFTER_SEQS,
+            format!("{}, {}, {}", users(n), seqs(n, 0), seqs(n, 100)),
+        ));
+    }
     // Custom plans (first executions of a prepared statement) and the generic plan it may
     // switch to later.
     for mode in ["force_custom_plan", "force_generic_plan"] {
