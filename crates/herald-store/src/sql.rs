@@ -103,7 +103,8 @@ JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 /// `user_state` once the array has about a thousand elements (the cost model prices a
 /// scan of 100k cached rows below a thousand probes); under load that scan was most of
 /// PostgreSQL's CPU (see docs/benchmarks.md).
-pub const USER_STATES: &str = "SELECT u.user_id, u.last_seq, u.delivered_seq, u.unread_count, u.version \
+pub const USER_STATES: &str =
+    "SELECT u.user_id, u.last_seq, u.delivered_seq, u.unread_count, u.version \
      FROM unnest($1::text[]) AS t(user_id) \
      CROSS JOIN LATERAL (SELECT * FROM user_state s WHERE s.user_id = t.user_id LIMIT 1) u";
 
