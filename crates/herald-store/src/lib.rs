@@ -859,15 +859,7 @@ impl Store {
         if user_ids.is_empty() {
             return Ok(Default::default());
         }
-        let client = self.client(OP).await?;
-        let stmt = client
-            .prepare_cached(sql::USER_STATES)
-            .await
-            .map_err(|e| pg_err(OP, e))?;
-        let rows = client
-            .query(&stmt, &[&user_ids])
-            .await
-            .map_err(|e| pg_err(OP, e))?;
+        let rows = self.query(OP, sql::USER_STATES, &[&user_ids]).await?;
         rows.iter()
             .map(|row| {
                 Ok((
@@ -883,21 +875,28 @@ impl Store {
             .collect()
     }
 
+    /// Runs one prepared (cached) statement on a pooled connection.
+    async fn query(
+        &self,
+        op: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client(op).await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_err(op, e))?;
+        client.query(&stmt, params).await.map_err(|e| pg_err(op, e))
+    }
+
     async fn query_notifications(
         &self,
         op: &str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Notification>, StoreError> {
-        let client = self.client(op).await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| pg_err(op, e))?;
-        let rows = client
-            .query(&stmt, params)
-            .await
-            .map_err(|e| pg_err(op, e))?;
+        let rows = self.query(op, sql, params).await?;
         rows.iter().map(row_to_notification).collect()
     }
 
@@ -926,15 +925,9 @@ impl Store {
         let users: Vec<&str> = readers.iter().map(|(u, _, _)| u.as_ref()).collect();
         let afters: Vec<i64> = readers.iter().map(|r| r.1).collect();
         let limits: Vec<i64> = readers.iter().map(|r| r.2.max(0)).collect();
-        let client = self.client(OP).await?;
-        let stmt = client
-            .prepare_cached(sql::AFTER_SEQS)
-            .await
-            .map_err(|e| pg_err(OP, e))?;
-        let rows = client
-            .query(&stmt, &[&users, &afters, &limits])
-            .await
-            .map_err(|e| pg_err(OP, e))?;
+        let rows = self
+            .query(OP, sql::AFTER_SEQS, &[&users, &afters, &limits])
+            .await?;
         for row in &rows {
             let i: i64 = get(row, OP, "i")?;
             let page = usize::try_from(i - 1)
@@ -1156,15 +1149,9 @@ impl Store {
         }
         let users: Vec<&str> = marks.iter().map(|(u, _)| u.as_ref()).collect();
         let delivered: Vec<i64> = marks.iter().map(|(_, s)| *s).collect();
-        let client = self.client(OP).await?;
-        let stmt = client
-            .prepare_cached(sql::USERS_BEHIND)
-            .await
-            .map_err(|e| pg_err(OP, e))?;
-        let rows = client
-            .query(&stmt, &[&users, &delivered])
-            .await
-            .map_err(|e| pg_err(OP, e))?;
+        let rows = self
+            .query(OP, sql::USERS_BEHIND, &[&users, &delivered])
+            .await?;
         rows.iter()
             .map(|row| Ok((get(row, OP, "user_id")?, get(row, OP, "last_seq")?)))
             .collect()
