@@ -1,4 +1,4 @@
-//! The queue shape shared by the publisher's group commit and the state loader: wait for one
+//! The queue shape shared by the publisher's group commit and the read loader: wait for one
 //! item, then take whatever is already queued, so batches grow only while earlier batches
 //! are still running (no artificial wait for a lone item).
 

@@ -124,15 +124,16 @@ async fn run<K: Send + 'static, V: Send + 'static>(
 /// A page request: user, after seq, limit.
 type PageKey = (Arc<str>, i64, i64);
 
-/// The gateway's batched connect-time reads.
+/// The gateway's batched store reads for sockets: counters and catch-up pages (on connect,
+/// on `sync`, on a gap).
 #[derive(Clone)]
-pub struct StateLoader {
+pub struct Loader {
     states: Coalescer<Arc<str>, UserState>,
     pages: Coalescer<PageKey, Vec<Notification>>,
 }
 
-impl StateLoader {
-    pub fn start(store: Store, stop: CancellationToken) -> StateLoader {
+impl Loader {
+    pub fn start(store: Store, stop: CancellationToken) -> Loader {
         let read_states: ReadMany<Arc<str>, UserState> = Arc::new(|store, users| {
             Box::pin(async move {
                 let refs: Vec<&str> = users.iter().map(|u| &**u).collect();
@@ -145,7 +146,7 @@ impl StateLoader {
         });
         let read_pages: ReadMany<PageKey, Vec<Notification>> =
             Arc::new(|store, readers| Box::pin(async move { store.after_seqs(&readers).await }));
-        StateLoader {
+        Loader {
             states: Coalescer::start(store.clone(), stop.clone(), MAX_STATES, |_| 1, read_states),
             pages: Coalescer::start(
                 store,

@@ -23,7 +23,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::error::{json_error, path_error, query_error};
-use crate::loader::StateLoader;
+use crate::loader::Loader;
 use crate::metrics::Metrics;
 use crate::publisher::{Fanout, Publisher};
 use crate::registry::Registry;
@@ -149,7 +149,7 @@ impl Application {
             skip: config.fault_skip_fanout,
         };
         let publisher = Publisher::start(store.clone(), fanout, background.clone());
-        let loader = StateLoader::start(store.clone(), background.clone());
+        let loader = Loader::start(store.clone(), background.clone());
         let state = web::Data::new(AppState::new(
             config.clone(),
             store,
@@ -322,10 +322,9 @@ const RECONCILE_CHUNK: usize = 250;
 /// fast path lost (a crash between commit and publish, a Redis outage on the publisher).
 ///
 /// A pass is paced over its interval, one chunk of `RECONCILE_CHUNK` users at a time, rather
-/// than run back to back: with 100k sockets over 6 nodes started together, back-to-back
-/// passes put a hundred statements on PostgreSQL in the same instant every interval, and the
-/// publishes that landed in that burst made the p99. Each user is still compared once per
-/// interval. The watermarks are read at the start of the pass; a socket that advanced since
+/// than run back to back, so the statement rate on PostgreSQL is flat instead of a burst of
+/// every node's chunks each interval (no latency gain was measurable; see docs/benchmarks.md).
+/// Each user is still compared once per interval. The watermarks are read at the start of the pass; a socket that advanced since
 /// is filtered by `sync_user_if_behind`, which compares with its current delivered seq.
 async fn reconcile_loop(state: web::Data<AppState>, stop: CancellationToken) {
     let interval = state.config.reconcile_interval;

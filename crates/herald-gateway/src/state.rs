@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
-use crate::loader::StateLoader;
+use crate::loader::Loader;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::registry::Registry;
@@ -24,8 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tracker: DeliveryTracker,
     pub publisher: Publisher,
-    /// Connect-time `user_state` reads, batched across concurrent handshakes.
-    pub loader: StateLoader,
+    /// `user_state` and catch-up page reads, batched across concurrent sockets.
+    pub loader: Loader,
     /// Cancelled when the node starts draining (SIGTERM or [`crate::startup::NodeHandle::drain`]).
     pub drain: CancellationToken,
     open_sockets: Arc<AtomicUsize>,
@@ -52,7 +52,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         tracker: DeliveryTracker,
         publisher: Publisher,
-        loader: StateLoader,
+        loader: Loader,
         drain: CancellationToken,
     ) -> AppState {
         AppState {

@@ -619,27 +619,23 @@ impl Socket {
 
     /// Catches up from the store after the bus may have lost messages.
     async fn sync(&mut self, live: &mut Live) -> Result<(), End> {
-        {
-            {
-                let us = match self.state.store.user_state(&live.user).await {
-                    Ok(us) => us,
-                    Err(e) => {
-                        // Nothing is lost: the reconcile loop asks again later.
-                        tracing::warn!(user = %live.user, error = %e, "sync skipped: store unavailable");
-                        return Ok(());
-                    }
-                };
-                if us.latest_seq > live.last_seq {
-                    if us.latest_seq - live.last_seq > i64::from(self.state.config.max_resume_gap) {
-                        self.resync(live, ResyncReason::GapTooLarge, us.latest_seq)
-                            .await?;
-                    }
-                    self.catch_up(live, Some((us.unread_count, us.version)), false)
-                        .await?;
-                }
+        let us = match self.state.loader.user_state(&live.user).await {
+            Ok(us) => us,
+            Err(e) => {
+                // Nothing is lost: the reconcile loop asks again later.
+                tracing::warn!(user = %live.user, error = %e, "sync skipped: store unavailable");
+                return Ok(());
             }
+        };
+        if us.latest_seq <= live.last_seq {
+            return Ok(());
         }
-        Ok(())
+        if us.latest_seq - live.last_seq > i64::from(self.state.config.max_resume_gap) {
+            self.resync(live, ResyncReason::GapTooLarge, us.latest_seq)
+                .await?;
+        }
+        self.catch_up(live, Some((us.unread_count, us.version)), false)
+            .await
     }
 
     /// Writes seqs `last_seq+1 ..= upto` from the store as one batch.
