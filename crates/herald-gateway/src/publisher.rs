@@ -8,6 +8,7 @@
 //! already waiting, a new one is refused with 503 `service_unavailable` (the caller retries).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use herald_bus::Bus;
 use herald_core::NewNotification;
@@ -29,6 +30,7 @@ type Created = (PublishResponse, usize);
 
 struct Job {
     n: NewNotification,
+    queued: Instant,
     reply: oneshot::Sender<Result<Created, StoreError>>,
 }
 
@@ -100,10 +102,16 @@ impl Publisher {
 
     pub async fn publish(&self, n: NewNotification) -> Result<Created, PublishError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.try_send(Job { n, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => PublishError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => PublishError::Stopped,
-        })?;
+        self.tx
+            .try_send(Job {
+                n,
+                queued: Instant::now(),
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PublishError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => PublishError::Stopped,
+            })?;
         Ok(answer.await.map_err(|_| PublishError::Stopped)??)
     }
 }
@@ -116,8 +124,23 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: Ca
         let store = store.clone();
         let fanout = fanout.clone();
         tokio::spawn(async move {
+            let m = &fanout.metrics;
+            let started = Instant::now();
+            let stage = |name: &str, secs: f64| {
+                m.publish_stage_seconds
+                    .with_label_values(&[name])
+                    .observe(secs)
+            };
+            let mut rows = 0;
+            for job in &jobs {
+                stage("queue", started.duration_since(job.queued).as_secs_f64());
+                rows += job.n.recipients.len();
+            }
+            m.publish_batch_rows.observe(rows as f64);
             let refs: Vec<&NewNotification> = jobs.iter().map(|j| &j.n).collect();
-            match store.publish_batch(&refs).await {
+            let result = store.publish_batch(&refs).await;
+            stage("commit", started.elapsed().as_secs_f64());
+            match result {
                 Ok(created) => {
                     let mut all = Vec::new();
                     let mut replies = Vec::with_capacity(jobs.len());
@@ -125,7 +148,9 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: Ca
                         replies.push((job.reply, response, items.len()));
                         all.extend(items);
                     }
+                    let sending = Instant::now();
                     fanout.send(all).await;
+                    stage("fanout", sending.elapsed().as_secs_f64());
                     for (reply, response, n) in replies {
                         let _ = reply.send(Ok((response, n)));
                     }
