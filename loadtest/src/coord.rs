@@ -437,6 +437,10 @@ impl Publisher {
         Ok(Publisher {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(p.publish_concurrency.max(1) * 2)
+                // Drop idle connections before the server does (Herald's
+                // HERALD_HTTP_KEEP_ALIVE_MS is 75 s, the baseline's keepAliveTimeout 65 s), so no
+                // request races a server-side close.
+                .pool_idle_timeout(Duration::from_secs(4))
                 .timeout(Duration::from_secs(30))
                 .build()?,
             notif_url,
@@ -503,7 +507,13 @@ impl Publisher {
                 } else {
                     "request"
                 };
-                return self.fail(format!("http {kind}"));
+                // The innermost cause ("connection closed before message completed", ...)
+                // says whose side failed.
+                let mut cause: &dyn std::error::Error = &e;
+                while let Some(inner) = cause.source() {
+                    cause = inner;
+                }
+                return self.fail(format!("http {kind}: {cause}"));
             }
         };
         let status = resp.status();

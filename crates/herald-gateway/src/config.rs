@@ -76,6 +76,10 @@ pub struct Config {
     pub drain_grace: Duration,
     pub drain_spread: Duration,
     pub max_publish_body_bytes: usize,
+    /// How long an idle HTTP/1.1 keep-alive connection stays open. Longer than a proxy's
+    /// idle timeout for its pooled upstream connections, so the proxy, not the gateway,
+    /// closes them (a request racing the gateway's close fails before any response).
+    pub http_keep_alive: Duration,
     /// How long an idempotency key is remembered; older keys are purged in the background.
     pub idempotency_ttl: Duration,
     /// Development endpoints (`/dev/*`: mint tokens, publish without the service key) for
@@ -431,6 +435,7 @@ impl Config {
                 1024,
                 64 * 1024 * 1024,
             )?,
+            http_keep_alive: src.millis("HERALD_HTTP_KEEP_ALIVE_MS", 75_000, 1_000, 3_600_000)?,
             idempotency_ttl: Duration::from_secs(
                 3600 * src.ranged::<u64>("HERALD_IDEMPOTENCY_TTL_HOURS", 24, 1, 8760)?,
             ),
@@ -490,6 +495,7 @@ mod tests {
         assert_eq!(c.listen.port(), 8080);
         assert!(c.redis_url.is_none());
         assert_eq!(c.redis_prefix, "herald:");
+        assert_eq!(c.http_keep_alive, Duration::from_secs(75));
     }
 
     #[test]
@@ -510,6 +516,8 @@ mod tests {
             ("HERALD_NODE_ID", "has space"),
             ("HERALD_STATIC_DIR", "/nonexistent-dir"),
             ("HERALD_IDEMPOTENCY_TTL_HOURS", "0"),
+            ("HERALD_HTTP_KEEP_ALIVE_MS", "999"),
+            ("HERALD_HTTP_KEEP_ALIVE_MS", "soon"),
         ];
         for (var, value) in cases {
             assert_eq!(var_of(with(var, value)), var, "{var}={value}");

@@ -238,6 +238,7 @@ impl Application {
                     // (slowloris, half-open handshakes).
                     .client_request_timeout(REQUEST_HEAD_TIMEOUT)
                     .client_disconnect_timeout(Duration::from_secs(1))
+                    .keep_alive(cfg.http_keep_alive)
                     .local_addr(addr)
                     // Every `Upgrade: websocket` request leaves actix-web here, with its raw
                     // connection: see `crate::ws` for why.

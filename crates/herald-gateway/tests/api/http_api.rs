@@ -630,6 +630,53 @@ async fn unknown_paths_and_wrong_methods() {
 // Operations endpoints and CORS.
 // ---------------------------------------------------------------------------------------------
 
+/// An idle keep-alive connection stays usable until `HERALD_HTTP_KEEP_ALIVE_MS`, then the
+/// gateway closes it (clients that pool connections must drop idle ones sooner:
+/// docs/protocol.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_close_after_the_configured_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = TestEnv::new().await;
+    let node = env
+        .node_with(|c| c.http_keep_alive = std::time::Duration::from_millis(1_500))
+        .await;
+    let addr = node.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut buf = vec![0u8; 4096];
+    // Two requests on one connection, the second after 500 ms of idleness.
+    for pause_ms in [0, 500] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("response in time")
+            .expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 200"), "response: {head}");
+    }
+    // Then idle: the gateway closes it (EOF) after the keep-alive: not before 1 s, and well
+    // before actix-web's own default of 5 s (so the setting is what closed it).
+    let idle = std::time::Instant::now();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(4), tcp.read(&mut buf))
+        .await
+        .expect("closed within 4 s")
+        .unwrap_or(0);
+    assert_eq!(
+        n,
+        0,
+        "expected EOF, got {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let waited = idle.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1_000),
+        "closed after {waited:?}, before the keep-alive"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_and_metrics() {
     let env = TestEnv::new().await;
@@ -681,6 +728,15 @@ async fn health_ready_and_metrics() {
     );
     assert!(
         text.contains("herald_publish_duration_seconds_count 1"),
+        "metrics:\n{text}"
+    );
+    // The group-commit stages of that one publish: one batch of one row.
+    for stage in ["queue", "commit", "fanout"] {
+        let line = format!("herald_publish_stage_seconds_count{{stage=\"{stage}\"}} 1");
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("herald_publish_batch_rows_sum 1"),
         "metrics:\n{text}"
     );
     // The size of a socket's task is exported once a socket has connected (its idle memory
