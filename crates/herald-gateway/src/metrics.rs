@@ -6,11 +6,11 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-/// Buckets for the publish path's stages: fine between 1 and 30 ms, where a commit's WAL
-/// flush and the latency target live.
-const STAGE_BUCKETS: &[f64] = &[
+/// Buckets for the publish call and its stages: fine between 1 and 30 ms, where a commit's
+/// WAL flush and the latency target live.
+const LATENCY_BUCKETS: &[f64] = &[
     0.0002, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25,
-    1.0,
+    0.5, 1.0, 2.5,
 ];
 
 pub struct Metrics {
@@ -27,7 +27,8 @@ pub struct Metrics {
     pub published: IntCounter,
     pub publish_seconds: Histogram,
     /// Group-commit publishes by stage: `queue` (waiting for a batch slot), `commit` (the
-    /// batch's statement and WAL flush), `fanout` (the batch's Redis pipeline).
+    /// batch's statement and WAL flush), `fanout` (the batch's Redis pipeline), `reply`
+    /// (from the answer until the caller's task runs again: scheduling delay).
     pub publish_stage_seconds: HistogramVec,
     /// Recipients (rows) per group-commit batch.
     pub publish_batch_rows: Histogram,
@@ -93,9 +94,7 @@ impl Metrics {
                     "herald_publish_duration_seconds",
                     "Publish API latency: validation, commit and fan-out",
                 )
-                .buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ]),
+                .buckets(LATENCY_BUCKETS.to_vec()),
             )
             .expect_ok(),
         );
@@ -104,9 +103,9 @@ impl Metrics {
             HistogramVec::new(
                 HistogramOpts::new(
                     "herald_publish_stage_seconds",
-                    "Group-commit publish time by stage: queue, commit, fanout",
+                    "Group-commit publish time by stage: queue, commit, fanout, reply",
                 )
-                .buckets(STAGE_BUCKETS.to_vec()),
+                .buckets(LATENCY_BUCKETS.to_vec()),
                 &["stage"],
             )
             .expect_ok(),

@@ -31,7 +31,8 @@ type Created = (PublishResponse, usize);
 struct Job {
     n: NewNotification,
     queued: Instant,
-    reply: oneshot::Sender<Result<Created, StoreError>>,
+    /// The answer, with when it was sent (the `reply` stage: until the caller's task runs).
+    reply: oneshot::Sender<(Result<Created, StoreError>, Instant)>,
 }
 
 /// Hands committed notifications to the bus. Best-effort: the rows are durable, so a failed
@@ -112,7 +113,13 @@ impl Publisher {
                 mpsc::error::TrySendError::Full(_) => PublishError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => PublishError::Stopped,
             })?;
-        Ok(answer.await.map_err(|_| PublishError::Stopped)??)
+        let (result, answered) = answer.await.map_err(|_| PublishError::Stopped)?;
+        self.fanout
+            .metrics
+            .publish_stage_seconds
+            .with_label_values(&["reply"])
+            .observe(answered.elapsed().as_secs_f64());
+        Ok(result?)
     }
 }
 
@@ -152,13 +159,13 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: Ca
                     fanout.send(all).await;
                     stage("fanout", sending.elapsed().as_secs_f64());
                     for (reply, response, n) in replies {
-                        let _ = reply.send(Ok((response, n)));
+                        let _ = reply.send((Ok((response, n)), Instant::now()));
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, publishes = jobs.len(), "publish batch failed");
                     for job in jobs {
-                        let _ = job.reply.send(Err(e.clone()));
+                        let _ = job.reply.send((Err(e.clone()), Instant::now()));
                     }
                 }
             }

@@ -731,7 +731,7 @@ async fn health_ready_and_metrics() {
         "metrics:\n{text}"
     );
     // The group-commit stages of that one publish: one batch of one row.
-    for stage in ["queue", "commit", "fanout"] {
+    for stage in ["queue", "commit", "fanout", "reply"] {
         let line = format!("herald_publish_stage_seconds_count{{stage=\"{stage}\"}} 1");
         assert!(text.contains(&line), "no {line:?} in:\n{text}");
     }
