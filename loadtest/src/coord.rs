@@ -457,7 +457,26 @@ impl Publisher {
             protocol: c.protocol,
         })
     }
+}
 
+/// A failed call's error key: its kind, and the innermost cause ("connection closed before
+/// message completed", ...), which says whose side failed.
+fn request_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "request"
+    };
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    format!("http {kind}: {cause}")
+}
+
+impl Publisher {
     fn fail(&self, why: String) {
         self.failed_calls.fetch_add(1, Relaxed);
         *self.errors.lock().unwrap().entry(why).or_insert(0) += 1;
@@ -499,22 +518,7 @@ impl Publisher {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "request"
-                };
-                // The innermost cause ("connection closed before message completed", ...)
-                // says whose side failed.
-                let mut cause: &dyn std::error::Error = &e;
-                while let Some(inner) = cause.source() {
-                    cause = inner;
-                }
-                return self.fail(format!("http {kind}: {cause}"));
-            }
+            Err(e) => return self.fail(request_error(&e)),
         };
         let status = resp.status();
         if status.as_u16() != 201 {
@@ -568,16 +572,7 @@ impl Publisher {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "request"
-                };
-                return self.fail(format!("http {kind}"));
-            }
+            Err(e) => return self.fail(request_error(&e)),
         };
         let status = resp.status().as_u16();
         // Drain the body so the connection goes back to the pool.
