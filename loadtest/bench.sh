@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Herald vs the Socket.IO baseline on this machine. Starts two Herald nodes and two baseline
-# nodes (loadtest/baselines/socketio: socket.io@4 + Redis adapter + pg, the seed design) on the
-# same PostgreSQL database (Herald's tables vs `sio_notifications`) and the same Redis (distinct
-# key / channel prefixes), runs the same scenarios with the same parameters against each system
-# in turn, and writes a side-by-side Markdown table with ratios to loadtest/results/latest.md
+# Herald vs the baselines on this machine. Starts two Herald nodes and two nodes of each
+# baseline (loadtest/baselines/socketio: socket.io@4 + Redis adapter + pg, the seed design
+# without a framework; loadtest/baselines/nestjs: the same design in the seed's own NestJS
+# stack) on the same PostgreSQL database (Herald's tables vs `sio_notifications` /
+# `nest_notifications`) and the same Redis (distinct key / channel prefixes), runs the same
+# scenarios with the same parameters against each system in turn, and writes side-by-side
+# Markdown tables (Herald vs each baseline) with ratios to loadtest/results/latest.md
 # plus a latency-percentile plot (loadtest/results/latest-latency.png, or .svg without
 # matplotlib). JSON per run in loadtest/results/bench-<stamp>/<system>/.
 #
 #   loadtest/bench.sh                       # defaults below: ~6-8 minutes after the build
 #   LT_USERS=10000 LT_RATE=1000 loadtest/bench.sh
 #   LT_SYSTEMS=herald LT_SKIP_BUILD=1 loadtest/bench.sh
+#   LT_SYSTEMS="herald nestjs" loadtest/bench.sh                   # one baseline
 #   LT_SCENARIOS="fanout-max fanout-max-batch100" LT_SYSTEMS=herald loadtest/bench.sh   # a subset
 #
 # Scenarios per system: idle (RSS per connection), fanout at LT_RATE/s (latency at the same
@@ -34,8 +37,11 @@ RATE="${LT_RATE:-500}"
 MAX_CONC="${LT_MAX_CONC:-64}"
 GRACE="${LT_GRACE:-10}"
 BATCH="${LT_BATCH:-1}"
-SYSTEMS="${LT_SYSTEMS:-herald socketio}"
+SYSTEMS="${LT_SYSTEMS:-herald socketio nestjs}"
 SCENARIOS="${LT_SCENARIOS:-idle fanout-rate fanout-max fanout-half-max fanout-max-batch100 broadcast storm}"
+for s in $SYSTEMS; do
+    case "$s" in herald | socketio | nestjs) ;; *) echo "LT_SYSTEMS: unknown system '$s' (herald, socketio, nestjs)" >&2; exit 2 ;; esac
+done
 RUN_ID="lt_bench_$$_$RANDOM"
 DB="herald_${RUN_ID}"
 WORK="$(mktemp -d -t herald-lt-bench.XXXXXX)"
@@ -43,7 +49,6 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="$ROOT/loadtest/results/bench-$STAMP"
 SERVICE_KEY="lt-bench-service-key-$RANDOM$RANDOM"
 JWT_SECRET="lt-bench-jwt-secret-0123456789abcdef-$RANDOM$RANDOM"
-SIO_DIR="$ROOT/loadtest/baselines/socketio"
 PIDS=()
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
@@ -75,17 +80,17 @@ wait_ready() {
     log "node on :$1 did not become ready:"; tail -20 "$2" >&2; return 1
 }
 
-if has socketio; then
-    log "npm ci (loadtest/baselines/socketio)"
-    # npm 11 sometimes rejects a lock file it wrote itself: fall back to npm install (same pins).
-    (cd "$SIO_DIR" && { npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
-        { log "npm ci refused the lock file; falling back to npm install"; npm install --no-audit --no-fund --loglevel=error >/dev/null; }; })
-fi
+declare -A ENTRY
+for b in socketio nestjs; do
+    has "$b" || continue
+    log "npm ci (loadtest/baselines/$b)"
+    ENTRY[$b]=$(loadtest/baselines/install.sh "loadtest/baselines/$b")
+done
 
 psql "$PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
 mkdir -p "$OUT"
 
-HERALD_PIDS=(); SIO_PIDS=()
+HERALD_PIDS=()
 if has herald; then
     read -r H_A H_B < <(ports)
     start_herald() {
@@ -100,20 +105,24 @@ if has herald; then
     start_herald b "$H_B"
     log "herald nodes a=:$H_A b=:$H_B"
 fi
-if has socketio; then
-    read -r S_A S_B < <(ports)
-    start_sio() {
-        SIO_LISTEN="127.0.0.1:$2" SIO_NODE_ID="sio-$1" SIO_DATABASE_URL="$PG/$DB" SIO_TABLE=sio_notifications \
-        SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:sio" SIO_JWT_SECRET="$JWT_SECRET" \
-        SIO_SERVICE_KEYS="$SERVICE_KEY" node "$SIO_DIR/server.js" >"$WORK/sio-$1.log" 2>&1 &
-        PIDS+=($!); SIO_PIDS+=($!)
-        wait_ready "$2" "$WORK/sio-$1.log"
+declare -A BASE_PORTS BASE_PIDS
+table_of() { case "$1" in socketio) echo sio_notifications ;; *) echo "$1_notifications" ;; esac; }
+for b in socketio nestjs; do
+    has "$b" || continue
+    read -r p_a p_b < <(ports)
+    BASE_PORTS[$b]="$p_a $p_b"
+    start_base() {
+        SIO_LISTEN="127.0.0.1:$3" SIO_NODE_ID="$1-$2" SIO_DATABASE_URL="$PG/$DB" SIO_TABLE="$(table_of "$1")" \
+        SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:$1" SIO_JWT_SECRET="$JWT_SECRET" \
+        SIO_SERVICE_KEYS="$SERVICE_KEY" node "${ENTRY[$1]}" >"$WORK/$1-$2.log" 2>&1 &
+        PIDS+=($!); BASE_PIDS[$1]="${BASE_PIDS[$1]:+${BASE_PIDS[$1]},}$!"
+        wait_ready "$3" "$WORK/$1-$2.log"
     }
     # One after the other: the first creates the table.
-    start_sio a "$S_A"
-    start_sio b "$S_B"
-    log "socket.io baseline nodes a=:$S_A b=:$S_B"
-fi
+    start_base "$b" a "$p_a"
+    start_base "$b" b "$p_b"
+    log "$b baseline nodes a=:$p_a b=:$p_b"
+done
 log "results in $OUT"
 
 export HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_SERVICE_KEY="$SERVICE_KEY"
@@ -132,8 +141,10 @@ bench_system() {
         targets="ws://127.0.0.1:$H_A/v1/ws,ws://127.0.0.1:$H_B/v1/ws"; pub="http://127.0.0.1:$H_A"
         pids="${HERALD_PIDS[0]},${HERALD_PIDS[1]}"
     else
-        targets="ws://127.0.0.1:$S_A,ws://127.0.0.1:$S_B"; pub="http://127.0.0.1:$S_A"
-        pids="${SIO_PIDS[0]},${SIO_PIDS[1]}"; proto=(--protocol socketio)
+        local p_a p_b
+        read -r p_a p_b <<<"${BASE_PORTS[$sys]}"
+        targets="ws://127.0.0.1:$p_a,ws://127.0.0.1:$p_b"; pub="http://127.0.0.1:$p_a"
+        pids="${BASE_PIDS[$sys]}"; proto=(--protocol socketio)
     fi
     local common=("${proto[@]}" --users "$USERS" --workers "$WORKERS" --targets "$targets" --gateway-pids "$pids"
                   --timeout 600 --results-dir "$dir" --progress 5)

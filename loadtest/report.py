@@ -3,21 +3,23 @@
 
     report.py <bench-dir> [--plot <path-without-extension>]
 
-<bench-dir> holds one sub-directory per system (`herald/`, `socketio/`) of herald-loadtest
+<bench-dir> holds one sub-directory per system (`herald/`, `socketio/`, `nestjs/`) of herald-loadtest
 JSON results (named idle, fanout-rate, fanout-max, fanout-half-max, fanout-max-batch100,
 broadcast, storm), or — older layout — the JSON files directly (Herald only). Prints the
-Markdown to stdout: a side-by-side table with ratios, then every run's key figures. With
+Markdown to stdout: a side-by-side table with ratios for Herald against each baseline, then
+every run's key figures. With
 --plot, writes a latency-percentile plot: <path>.png with matplotlib, else <path>.svg drawn by
 hand (no dependencies).
 """
 import json, math, pathlib, sys
 
-NAMES = {"herald": "Herald", "socketio": "Socket.IO baseline"}
+NAMES = {"herald": "Herald", "socketio": "Socket.IO baseline", "nestjs": "NestJS baseline"}
+BASELINES = ("socketio", "nestjs")
 PCTS = [("p50", "p50_ms"), ("p90", "p90_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"), ("max", "max_ms")]
 
 
 def load(d):
-    subs = [s for s in ("herald", "socketio") if (d / s).is_dir()]
+    subs = [s for s in ("herald",) + BASELINES if (d / s).is_dir()]
     out = {}
     if subs:
         for s in subs:
@@ -131,10 +133,11 @@ def main():
           f"{users:,} users (one socket each) connected in every run"
           + (f"; fixed rate {fr['params']['rate']}/s for {fr['params']['duration_s']:g} s" if fr else "") + ".\n")
 
-    if len(systems) == 2:
-        H, B = (ms["herald"], ms["socketio"])
-        print("## Side by side\n")
-        print("| metric | Herald | Socket.IO baseline | Herald advantage |")
+    for base in [b for b in BASELINES if b in systems and "herald" in systems]:
+        H, B = (ms["herald"], ms[base])
+        bn = NAMES[base]
+        print(f"## Side by side: Herald vs the {bn}\n")
+        print(f"| metric | Herald | {bn} | Herald advantage |")
         print("|---|---|---|---|")
 
         def row(label, hv, bv, fmt, higher):
@@ -170,7 +173,7 @@ def main():
         row("storm: reconnect handshakes/s (all sockets at once)", H.get("storm_hs_per_s"), B.get("storm_hs_per_s"), f0, True)
         row("storm: s until every socket is back (Herald: and caught up)", H.get("storm_all_s"), B.get("storm_all_s"), f2, False)
         print(f"| storm: notifications published while down → lost | {H.get('storm_down')} → {H.get('storm_lost')} | "
-              f"{B.get('storm_down')} (no resume in Socket.IO) | |")
+              f"{B.get('storm_down')} (no resume in the seed design) | |")
         print()
         print("Ratios are Herald's advantage (baseline ÷ Herald for memory, time and latency; Herald ÷ baseline "
               "for rates); below 1× means the baseline did better.\n")
@@ -221,7 +224,7 @@ def main():
             print("End-to-end latency (publish call start → event parsed by the receiving socket) by percentile, log scale.")
 
 
-COLORS = {"herald": "#1f77b4", "socketio": "#d62728"}
+COLORS = {"herald": "#1f77b4", "socketio": "#d62728", "nestjs": "#2ca02c"}
 
 
 def write_plot(base, series):

@@ -1,0 +1,61 @@
+import { Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { config } from '../config';
+import { DbService } from '../db.service';
+import { NotificationPayload, NotificationsGateway } from './notifications.gateway';
+
+export interface CreateNotification {
+  type: string;
+  title: string;
+  message: string;
+  link?: string;
+  avatar?: string;
+  data?: unknown;
+}
+
+// The seed's NotificationsService.create: one INSERT, then emit to the user's room.
+@Injectable()
+export class NotificationsService {
+  constructor(
+    private readonly db: DbService,
+    private readonly gateway: NotificationsGateway,
+  ) {}
+
+  async create(userId: string, data: CreateNotification): Promise<NotificationPayload> {
+    const { rows } = await this.db.pool.query(
+      `INSERT INTO ${config.table} (user_id, type, title, message, link, avatar_url, data)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       RETURNING id, type, title, message, link, avatar_url, data, created_at`,
+      [userId, data.type, data.title, data.message, data.link ?? null, data.avatar ?? null, data.data ?? null],
+    );
+    const n = rows[0];
+    const payload: NotificationPayload = {
+      id: n.id,
+      type: n.type,
+      title: n.title,
+      message: n.message,
+      link: n.link || undefined,
+      avatar: n.avatar_url || undefined,
+      data: n.data || undefined,
+      createdAt: n.created_at.toISOString(),
+      read: false,
+    };
+    this.gateway.sendToUser(userId, payload);
+    return payload;
+  }
+
+  // The seed's broadcastToAll: not persisted.
+  broadcast(data: CreateNotification): NotificationPayload {
+    const payload: NotificationPayload = {
+      id: randomUUID(),
+      type: data.type,
+      title: data.title,
+      message: data.message,
+      data: data.data,
+      createdAt: new Date().toISOString(),
+      read: false,
+    };
+    this.gateway.broadcastToAll(payload);
+    return payload;
+  }
+}
