@@ -2,11 +2,15 @@
 # Load-test smoke: builds release binaries, starts two gateway nodes (fresh database, fresh
 # Redis prefix, free ports), runs every scenario tiny with --check (zero lost / duplicated /
 # out-of-order, every socket connected), tears everything down. Exit status non-zero on any
-# failure. Needs PostgreSQL (trust, user postgres) and Redis on 127.0.0.1.
+# failure. Needs PostgreSQL (trust, user postgres) and Redis on 127.0.0.1. Then the same for
+# each baseline (LT_BASELINES, default "socketio nestjs"; installed from npm by
+# loadtest/baselines/install.sh): fanout and storm through the harness's Socket.IO protocol,
+# so the side-by-side bench keeps working.
 #
 #   loadtest/smoke.sh                    # build + run (< 2 min after the build)
 #   LT_SKIP_BUILD=1 loadtest/smoke.sh    # reuse target/release binaries
 #   LT_USERS=200 LT_SECS=3 loadtest/smoke.sh
+#   LT_BASELINES= loadtest/smoke.sh      # Herald only
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -15,6 +19,7 @@ PGHOST_URL="${LT_PG:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL="${LT_REDIS:-redis://127.0.0.1:6379}"
 USERS="${LT_USERS:-50}"
 SECS="${LT_SECS:-2}"
+BASELINES="${LT_BASELINES-socketio nestjs}"
 RUN_ID="lt_smoke_$$_$RANDOM"
 DB="herald_${RUN_ID}"
 WORK="$(mktemp -d -t herald-lt-smoke.XXXXXX)"
@@ -32,7 +37,7 @@ teardown() {
     psql "$PGHOST_URL/postgres" -qAtc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
     if ((rc != 0)); then
         log "FAILED (exit $rc); gateway logs:"
-        tail -n 30 "$WORK"/node-*.log >&2 2>/dev/null || true
+        tail -n 30 "$WORK"/node-*.log >&2 2>/dev/null || true  # Herald's and the baselines' nodes
     fi
     rm -rf "$WORK"
     exit "$rc"
@@ -86,11 +91,40 @@ log "fanout max (10 recipients per call)"
 log "broadcast"; "$LT" broadcast "${COMMON[@]}" "${PUB[@]}" --count 2 --grace 10
 log "storm";     "$LT" storm "${COMMON[@]}" "${PUB[@]}" --publish-while-down 200 --rounds 2 --grace 15
 
+nb=0
+for b in $BASELINES; do
+    log "baseline $b: install"
+    entry=$(loadtest/baselines/install.sh "loadtest/baselines/$b")
+    ports=() bpids=()
+    for n in a b; do
+        port=$(free_port)
+        SIO_LISTEN="127.0.0.1:$port" SIO_NODE_ID="$b-$n" SIO_DATABASE_URL="$PGHOST_URL/$DB" \
+        SIO_TABLE="${b}_notifications" SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:$b" \
+        SIO_JWT_SECRET="$JWT_SECRET" SIO_SERVICE_KEYS="$SERVICE_KEY" \
+            node "$entry" >"$WORK/node-$b-$n.log" 2>&1 &
+        PIDS+=($!); bpids+=($!); ports+=("$port")
+        # One after the other: the first creates the table.
+        for _ in $(seq 1 150); do
+            curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { log "$b node $n did not become ready"; exit 1; }
+    done
+    BCOMMON=(--protocol socketio --users "$USERS" --targets "ws://127.0.0.1:${ports[0]},ws://127.0.0.1:${ports[1]}"
+             --gateway-pids "${bpids[0]},${bpids[1]}" --timeout 60 --connect-deadline 20
+             --results-dir "$OUT/$b" --check --progress 1)
+    log "baseline $b: fanout"
+    "$LT" fanout "${BCOMMON[@]}" --publish-url "http://127.0.0.1:${ports[0]}" --rate 200 --duration "$SECS" --grace 10
+    log "baseline $b: storm"
+    "$LT" storm "${BCOMMON[@]}" --publish-url "http://127.0.0.1:${ports[0]}" --publish-while-down 0 --rounds 1 --grace 15
+    nb=$((nb + 2))
+done
+
 n=$(find "$OUT" -name '*.json' | wc -l)
-if ((n != 5)); then log "expected 5 result files, found $n"; exit 1; fi
+if ((n != 5 + nb)); then log "expected $((5 + nb)) result files, found $n"; exit 1; fi
 python3 - "$OUT" <<'PY'
 import json, pathlib, sys
-bad = [p.name for p in pathlib.Path(sys.argv[1]).glob("*.json") if not json.loads(p.read_text())["checks"]["passed"]]
+bad = [str(p) for p in pathlib.Path(sys.argv[1]).rglob("*.json") if not json.loads(p.read_text())["checks"]["passed"]]
 sys.exit(f"checks failed in {bad}" if bad else 0)
 PY
 log "all scenarios passed in $((SECONDS - START))s (after the build)"
