@@ -839,18 +839,25 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
         json!({ "common": c, "workers": ws.specs.len(), "sockets": c.users * c.sockets_per_user });
     let (ph, t0) = connect_all(&mut ws, c, &status, &mut failures).await?;
     let connect_s = secs(ph.last_ready_ns, t0);
+    // Failed attempts while connecting (each retried with backoff), before any scenario
+    // resets the counters: what refused or dropped them.
+    let at_connect = merge(&ws.reports().await?);
     summary.push(format!(
-        "connected {}/{} sockets in {:.2}s ({:.0}/s) over {} workers",
+        "connected {}/{} sockets in {:.2}s ({:.0}/s) over {} workers; {} failed attempts {:?}",
         ph.ready,
         ph.sockets,
         connect_s,
         ph.ready as f64 / connect_s.max(1e-9),
-        ws.specs.len()
+        ws.specs.len(),
+        at_connect.counters.connect_errors,
+        at_connect.connect_error_kinds,
     ));
     let mut results = json!({
         "connect": {
             "sockets": ph.sockets, "ready": ph.ready, "seconds": connect_s,
             "per_s": ph.ready as f64 / connect_s.max(1e-9),
+            "failed_attempts": at_connect.counters.connect_errors,
+            "failed_attempt_kinds": at_connect.connect_error_kinds,
         }
     });
     match cmd {
