@@ -13,6 +13,7 @@
 #   LT_USERS=10000 LT_RATE=1000 loadtest/bench.sh
 #   LT_SYSTEMS=herald LT_SKIP_BUILD=1 loadtest/bench.sh
 #   LT_SYSTEMS="herald nestjs" loadtest/bench.sh                   # one baseline
+#   LT_RATES="500 1000 2000" LT_SCENARIOS=fanout-rate loadtest/bench.sh   # p99 vs fixed rate
 #   LT_SCENARIOS="fanout-max fanout-max-batch100" LT_SYSTEMS=herald loadtest/bench.sh   # a subset
 #
 # Scenarios per system: idle (RSS per connection), fanout at LT_RATE/s (latency at the same
@@ -34,6 +35,8 @@ WORKERS="${LT_WORKERS:-1}"
 HOLD="${LT_HOLD:-10}"
 SECS="${LT_SECS:-20}"
 RATE="${LT_RATE:-500}"
+# Several fixed rates (a latency-vs-rate curve): runs fanout-rate-<r> for each.
+RATES="${LT_RATES:-$RATE}"
 MAX_CONC="${LT_MAX_CONC:-64}"
 GRACE="${LT_GRACE:-10}"
 BATCH="${LT_BATCH:-1}"
@@ -52,7 +55,7 @@ JWT_SECRET="lt-bench-jwt-secret-0123456789abcdef-$RANDOM$RANDOM"
 PIDS=()
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
-want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+want() { [[ " $SCENARIOS " == *" ${1%-[0-9]*} "* ]]; }  # fanout-rate-1000 is fanout-rate
 
 teardown() {
     local rc=$?
@@ -150,7 +153,12 @@ bench_system() {
                   --timeout 600 --results-dir "$dir" --progress 5)
     local p=(--publish-url "$pub")
     run "$dir" idle idle "${common[@]}" --hold "$HOLD"
-    run "$dir" fanout-rate fanout "${common[@]}" "${p[@]}" --rate "$RATE" --duration "$SECS" --grace "$GRACE"
+    local r name
+    for r in $RATES; do
+        name=fanout-rate
+        [[ "$RATES" == "$RATE" ]] || name="fanout-rate-$r"
+        run "$dir" "$name" fanout "${common[@]}" "${p[@]}" --rate "$r" --duration "$SECS" --grace "$GRACE"
+    done
     run "$dir" fanout-max fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --publish-concurrency "$MAX_CONC" --grace "$GRACE"
     run "$dir" fanout-half-max fanout "${common[@]}" "${p[@]}" --rate "$(half_max "$dir/fanout-max.json")" --duration "$SECS" --grace "$GRACE"
     if [[ "$sys" == herald && "$BATCH" == 1 ]]; then

@@ -59,6 +59,17 @@ def median(xs):
     return xs[len(xs) // 2] if xs else None
 
 
+def rate_runs(runs):
+    """The fixed-rate fanout runs (`fanout-rate`, or `fanout-rate-<r>` for LT_RATES), by rate."""
+    names = [n for n in runs if n == "fanout-rate" or n.startswith("fanout-rate-")]
+    def rate(n):
+        try:
+            return float(runs[n]["params"].get("rate"))
+        except (TypeError, ValueError):
+            return math.inf
+    return sorted(names, key=rate)
+
+
 def metrics(runs):
     """Key figures of one system: {metric key: value}."""
     m = {}
@@ -69,7 +80,7 @@ def metrics(runs):
         m["connect_per_s"] = get(res, "connect", "per_s")
         m["handshake_p99"] = get(res, "hold", "handshake_latency", "p99_ms")
         m["idle_sockets"] = get(res, "connect", "sockets")
-    for name in ("fanout-rate", "fanout-max", "fanout-half-max", "fanout-max-batch100"):
+    for name in rate_runs(runs) + ["fanout-max", "fanout-half-max", "fanout-max-batch100"]:
         r = runs.get(name)
         if not r:
             continue
@@ -122,7 +133,8 @@ def main():
     env = first["environment"]
     systems = list(data)
     ms = {s: metrics(data[s]) for s in systems}
-    fr = next((data[s]["fanout-rate"] for s in systems if "fanout-rate" in data[s]), None)
+    fr = next((data[s][rate_runs(data[s])[0]] for s in systems if rate_runs(data[s])), None)
+    rates = ", ".join(str(data[s][n]["params"]["rate"]) for s in systems[:1] for n in rate_runs(data[s]))
     users = first["params"]["common"]["users"]
 
     print(f"# Herald load test — {first['started_at'][:19]}Z\n")
@@ -131,7 +143,7 @@ def main():
           "(gateways, PostgreSQL, Redis and the harness share the cores). "
           f"Systems: {', '.join(NAMES[s] for s in systems)}, two nodes each, one Postgres and one Redis. "
           f"{users:,} users (one socket each) connected in every run"
-          + (f"; fixed rate {fr['params']['rate']}/s for {fr['params']['duration_s']:g} s" if fr else "") + ".\n")
+          + (f"; fixed rate {rates}/s for {fr['params']['duration_s']:g} s" if fr else "") + ".\n")
 
     for base in [b for b in BASELINES if b in systems and "herald" in systems]:
         H, B = (ms["herald"], ms[base])
@@ -141,17 +153,20 @@ def main():
         print("|---|---|---|---|")
 
         def row(label, hv, bv, fmt, higher):
+            if hv is None and bv is None:  # a scenario this bench did not run
+                return
             print(f"| {label} | {fmt(hv)} | {fmt(bv)} | {ratio(hv, bv, higher)} |")
 
         row("idle: server RSS per connection, KiB", H.get("rss_kib_per_conn"), B.get("rss_kib_per_conn"), f1, False)
         row("idle: connects/s (all sockets, from empty)", H.get("connect_per_s"), B.get("connect_per_s"), f0, True)
-        for name, label in (("fanout-rate", "fanout at fixed rate"), ("fanout-half-max", "fanout at half own max"), ("fanout-max", "fanout at max rate")):
+        fixed = [(n, "fanout at fixed rate") for n in rate_runs(data["herald"])]
+        for name, label in fixed + [("fanout-half-max", "fanout at half own max"), ("fanout-max", "fanout at max rate")]:
             h, b = H.get(name), B.get(name)
             if not h or not b:
                 continue
             if name == "fanout-half-max":
                 label = f"{label} ({h['rate']}/s vs {b['rate']}/s)"
-            elif name == "fanout-rate":
+            elif name.startswith("fanout-rate"):
                 label = f"{label} ({h['rate']}/s)"
             if name == "fanout-max":
                 row(f"{label}: accepted (durable) notifications/s", h["accepted_per_s"], b["accepted_per_s"], f0, True)
@@ -172,8 +187,9 @@ def main():
         row("broadcast: deliveries/s", H.get("bcast_per_s"), B.get("bcast_per_s"), f0, True)
         row("storm: reconnect handshakes/s (all sockets at once)", H.get("storm_hs_per_s"), B.get("storm_hs_per_s"), f0, True)
         row("storm: s until every socket is back (Herald: and caught up)", H.get("storm_all_s"), B.get("storm_all_s"), f2, False)
-        print(f"| storm: notifications published while down → lost | {H.get('storm_down')} → {H.get('storm_lost')} | "
-              f"{B.get('storm_down')} (no resume in the seed design) | |")
+        if "storm_down" in H:
+            print(f"| storm: notifications published while down → lost | {H.get('storm_down')} → {H.get('storm_lost')} | "
+                  f"{B.get('storm_down')} (no resume in the seed design) | |")
         print()
         print("Ratios are Herald's advantage (baseline ÷ Herald for memory, time and latency; Herald ÷ baseline "
               "for rates); below 1× means the baseline did better.\n")
@@ -213,7 +229,9 @@ def main():
     if plot:
         series = []
         for s in systems:
-            for name, style in (("fanout-rate", "solid"), ("fanout-half-max", "dashed"), ("fanout-max", "dotted")):
+            styles = ["solid", "dashdot", "dashed", "dotted"]  # one per fixed rate (LT_RATES)
+            fixed = [(n, styles[i % len(styles)]) for i, n in enumerate(rate_runs(data[s]))]
+            for name, style in fixed + [("fanout-half-max", "dashed"), ("fanout-max", "dotted")]:
                 r = data[s].get(name)
                 if r and r["results"].get("latency", {}).get("count"):
                     lat = r["results"]["latency"]
@@ -273,7 +291,8 @@ def write_svg(base, series):
         out.append(f'<line x1="{X(i):.1f}" y1="{T}" x2="{X(i):.1f}" y2="{T + ph}" stroke="#eee"/>')
         out.append(f'<text x="{X(i):.1f}" y="{T + ph + 18}" text-anchor="middle">{p}</text>')
     out.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
-    dash = {"solid": "", "dashed": ' stroke-dasharray="6,4"', "dotted": ' stroke-dasharray="2,3"'}
+    dash = {"solid": "", "dashed": ' stroke-dasharray="6,4"', "dotted": ' stroke-dasharray="2,3"',
+            "dashdot": ' stroke-dasharray="8,3,2,3"'}
     for j, (label, s, style, ys) in enumerate(series):
         pts = " ".join(f"{X(i):.1f},{Y(y):.1f}" for i, y in enumerate(ys))
         out.append(f'<polyline points="{pts}" fill="none" stroke="{COLORS[s]}" stroke-width="2"{dash[style]}/>')
