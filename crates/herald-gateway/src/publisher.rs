@@ -3,7 +3,7 @@
 //! statement, so concurrent publishes share one transaction and one WAL flush, then fans the
 //! whole batch out in one Redis pipeline (one round trip instead of one per call). There is no
 //! artificial wait: a lone publish is committed at once, and batches only grow while up to
-//! `IN_FLIGHT` earlier batches are still committing. Each caller is answered only after its
+//! [`in_flight_for_pool`] earlier batches are still committing. Each caller is answered only after its
 //! batch is committed and its fan-out attempted. Overflow policy: when `QUEUE` publishes are
 //! already waiting, a new one is refused with 503 `service_unavailable` (the caller retries).
 
@@ -23,7 +23,20 @@ use crate::metrics::Metrics;
 
 const QUEUE: usize = 8_192;
 const MAX_ROWS: usize = 2_000;
-const IN_FLIGHT: usize = 4;
+/// Batches committing at once, at most. Fewer, larger batches mean fewer statements and WAL
+/// flushes. With 100,000 sockets attached (6 nodes, pool of 3), alternating A/B runs at max
+/// rate gave 10,999–11,179/s with 2 against 10,510–10,525/s with 4. With 5,000 sockets
+/// (pool of 16), 2 matched 4: 13,876 vs 13,152/s at 1 recipient per call, 38,048 vs
+/// 37,961/s at 100 per call. 1 lost at 100 per call (32,877/s, a single run): one batch at a
+/// time leaves PostgreSQL idle while the node encodes and fans out (docs/benchmarks.md).
+const IN_FLIGHT: usize = 2;
+
+/// In-flight batches for a database pool of `pool_size` connections: [`IN_FLIGHT`], and
+/// always at least one connection fewer than the pool, so a batch never holds its slot while
+/// waiting for a connection and the connect-time reads and delivery marks still get one.
+pub fn in_flight_for_pool(pool_size: usize) -> usize {
+    IN_FLIGHT.min(pool_size.saturating_sub(1)).max(1)
+}
 
 /// The response and how many notifications it created (already fanned out).
 type Created = (PublishResponse, usize);
@@ -90,9 +103,15 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn start(store: Store, fanout: Fanout, stop: CancellationToken) -> Publisher {
+    /// `in_flight`: batches committing at once ([`in_flight_for_pool`]).
+    pub fn start(
+        store: Store,
+        fanout: Fanout,
+        in_flight: usize,
+        stop: CancellationToken,
+    ) -> Publisher {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, fanout.clone(), stop));
+        tokio::spawn(run(rx, store, fanout.clone(), in_flight, stop));
         Publisher { tx, fanout }
     }
 
@@ -123,8 +142,14 @@ impl Publisher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    store: Store,
+    fanout: Fanout,
+    in_flight: usize,
+    stop: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(in_flight.max(1)));
     while let Some((permit, jobs)) =
         next_batch(&mut rx, &stop, &permits, MAX_ROWS, |j| j.n.recipients.len()).await
     {
@@ -171,5 +196,18 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Store, fanout: Fanout, stop: Ca
             }
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_flight_for_pool;
+
+    #[test]
+    fn in_flight_batches_leave_a_pool_connection_free() {
+        assert_eq!(in_flight_for_pool(1), 1, "a pool of one still commits");
+        assert_eq!(in_flight_for_pool(2), 1);
+        assert_eq!(in_flight_for_pool(3), 2);
+        assert_eq!(in_flight_for_pool(16), 2);
     }
 }

@@ -148,7 +148,12 @@ impl Application {
             metrics: metrics.clone(),
             skip: config.fault_skip_fanout,
         };
-        let publisher = Publisher::start(store.clone(), fanout, background.clone());
+        let publisher = Publisher::start(
+            store.clone(),
+            fanout,
+            crate::publisher::in_flight_for_pool(config.database_pool_size),
+            background.clone(),
+        );
         let loader = Loader::start(store.clone(), background.clone());
         let state = web::Data::new(AppState::new(
             config.clone(),
