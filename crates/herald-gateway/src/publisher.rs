@@ -3,9 +3,10 @@
 //! statement, so concurrent publishes share one transaction and one WAL flush, then fans the
 //! whole batch out in one Redis pipeline (one round trip instead of one per call). There is no
 //! artificial wait: a lone publish is committed at once, and batches only grow while up to
-//! [`in_flight_for_pool`] earlier batches are still committing. Each caller is answered only after its
-//! batch is committed and its fan-out attempted. Overflow policy: when `QUEUE` publishes are
-//! already waiting, a new one is refused with 503 `service_unavailable` (the caller retries).
+//! [`in_flight_for_pool`] earlier batches are still committing. Each caller is answered only
+//! after its batch is committed and its fan-out attempted. Overflow policy: when `QUEUE`
+//! publishes are already waiting, a new one is refused with 503 `service_unavailable` (the
+//! caller retries).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -135,8 +136,8 @@ impl Publisher {
         let (result, answered) = answer.await.map_err(|_| PublishError::Stopped)?;
         self.fanout
             .metrics
-            .publish_stage_seconds
-            .with_label_values(&["reply"])
+            .publish_stages
+            .reply
             .observe(answered.elapsed().as_secs_f64());
         Ok(result?)
     }
@@ -157,21 +158,19 @@ async fn run(
         let fanout = fanout.clone();
         tokio::spawn(async move {
             let m = &fanout.metrics;
+            let stages = &m.publish_stages;
             let started = Instant::now();
-            let stage = |name: &str, secs: f64| {
-                m.publish_stage_seconds
-                    .with_label_values(&[name])
-                    .observe(secs)
-            };
             let mut rows = 0;
             for job in &jobs {
-                stage("queue", started.duration_since(job.queued).as_secs_f64());
+                stages
+                    .queue
+                    .observe(started.duration_since(job.queued).as_secs_f64());
                 rows += job.n.recipients.len();
             }
             m.publish_batch_rows.observe(rows as f64);
             let refs: Vec<&NewNotification> = jobs.iter().map(|j| &j.n).collect();
             let result = store.publish_batch(&refs).await;
-            stage("commit", started.elapsed().as_secs_f64());
+            stages.commit.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(created) => {
                     let mut all = Vec::new();
@@ -182,7 +181,7 @@ async fn run(
                     }
                     let sending = Instant::now();
                     fanout.send(all).await;
-                    stage("fanout", sending.elapsed().as_secs_f64());
+                    stages.fanout.observe(sending.elapsed().as_secs_f64());
                     for (reply, response, n) in replies {
                         let _ = reply.send((Ok((response, n)), Instant::now()));
                     }
