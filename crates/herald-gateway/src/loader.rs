@@ -1,11 +1,12 @@
 //! Coalesces the reads of a handshake storm: thousands of sockets ask for their user's
 //! counters (`USER_STATES`) and then for the page after their cursor (`AFTER_SEQS`) at once,
 //! and one array statement per batch (a primary-key probe per element) costs PostgreSQL and
-//! the pool far less than one statement per socket. Like the publisher there is no artificial wait: a lone read
-//! runs at once, and batches only grow while `IN_FLIGHT` earlier ones are running. Each
-//! counter read still starts after its caller's Redis subscription is confirmed (the caller
-//! enqueues only then), so the "subscribe before reading" invariant holds. Overflow policy:
-//! when `QUEUE` reads of a kind are waiting, the caller reads on its own.
+//! the pool far less than one statement per socket. Like the publisher there is no
+//! artificial wait: a lone read runs at once, and batches only grow while `IN_FLIGHT`
+//! earlier ones are running. Each counter read still starts after its caller's Redis
+//! subscription is confirmed (the caller enqueues only then), so the "subscribe before
+//! reading" invariant holds. Overflow policy: when `QUEUE` reads of a kind are waiting, the
+//! caller reads on its own.
 
 use std::future::Future;
 use std::pin::Pin;
