@@ -4,14 +4,8 @@ import { config } from '../config';
 import { DbService } from '../db.service';
 import { NotificationPayload, NotificationsGateway } from './notifications.gateway';
 
-export interface CreateNotification {
-  type: string;
-  title: string;
-  message: string;
-  link?: string;
-  avatar?: string;
-  data?: unknown;
-}
+// What a caller supplies, as in the seed's `create(userId, data: Omit<…>)`.
+export type CreateNotification = Omit<NotificationPayload, 'id' | 'createdAt' | 'read'>;
 
 // The seed's NotificationsService.create: one INSERT, then emit to the user's room.
 @Injectable()
