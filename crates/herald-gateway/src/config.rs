@@ -80,6 +80,10 @@ pub struct Config {
     /// idle timeout for its pooled upstream connections, so the proxy, not the gateway,
     /// closes them (a request racing the gateway's close fails before any response).
     pub http_keep_alive: Duration,
+    /// How often first deliveries are written (`delivered_at`, the delivered watermark): one
+    /// statement per interval, one mark per user that received anything in it. Longer means
+    /// fewer writes when users receive bursts, and `delivered_at` up to this much later.
+    pub delivery_flush_interval: Duration,
     /// How long an idempotency key is remembered; older keys are purged in the background.
     pub idempotency_ttl: Duration,
     /// Development endpoints (`/dev/*`: mint tokens, publish without the service key) for
@@ -436,6 +440,7 @@ impl Config {
                 64 * 1024 * 1024,
             )?,
             http_keep_alive: src.millis("HERALD_HTTP_KEEP_ALIVE_MS", 75_000, 1_000, 3_600_000)?,
+            delivery_flush_interval: src.millis("HERALD_DELIVERY_FLUSH_MS", 1_000, 10, 10_000)?,
             idempotency_ttl: Duration::from_secs(
                 3600 * src.ranged::<u64>("HERALD_IDEMPOTENCY_TTL_HOURS", 24, 1, 8760)?,
             ),
@@ -496,6 +501,7 @@ mod tests {
         assert!(c.redis_url.is_none());
         assert_eq!(c.redis_prefix, "herald:");
         assert_eq!(c.http_keep_alive, Duration::from_secs(75));
+        assert_eq!(c.delivery_flush_interval, Duration::from_secs(1));
     }
 
     #[test]
@@ -518,6 +524,8 @@ mod tests {
             ("HERALD_IDEMPOTENCY_TTL_HOURS", "0"),
             ("HERALD_HTTP_KEEP_ALIVE_MS", "999"),
             ("HERALD_HTTP_KEEP_ALIVE_MS", "soon"),
+            ("HERALD_DELIVERY_FLUSH_MS", "9"),
+            ("HERALD_DELIVERY_FLUSH_MS", "10001"),
         ];
         for (var, value) in cases {
             assert_eq!(var_of(with(var, value)), var, "{var}={value}");

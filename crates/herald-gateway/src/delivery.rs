@@ -1,6 +1,6 @@
 //! Records first delivery (`delivered_at`, `user_state.delivered_seq`) off the socket path:
 //! sockets report (user, seq) into a bounded queue; a task coalesces to the highest seq per
-//! user and writes a batch every flush interval. Overflow policy: drop the mark (counted in
+//! user and writes a batch every flush interval (`HERALD_DELIVERY_FLUSH_MS`). Overflow policy: drop the mark (counted in
 //! `herald_delivery_marks_dropped_total`); a later delivery to the same user covers it.
 
 use std::collections::HashMap;
@@ -14,8 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 
 const QUEUE: usize = 65_536;
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const MAX_BATCH: usize = 5_000;
+/// Users per statement (and transaction): each statement holds its users' `user_state` row
+/// locks until it commits, and publishes to those users wait for them; short statements keep
+/// that wait short.
+const STATEMENT_USERS: usize = 500;
 
 #[derive(Clone)]
 pub struct DeliveryTracker {
@@ -24,9 +27,14 @@ pub struct DeliveryTracker {
 }
 
 impl DeliveryTracker {
-    pub fn start(store: Store, metrics: Arc<Metrics>, stop: CancellationToken) -> DeliveryTracker {
+    pub fn start(
+        store: Store,
+        metrics: Arc<Metrics>,
+        every: Duration,
+        stop: CancellationToken,
+    ) -> DeliveryTracker {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, metrics.clone(), stop));
+        tokio::spawn(run(rx, store, metrics.clone(), every, stop));
         DeliveryTracker { tx, metrics }
     }
 
@@ -41,10 +49,11 @@ async fn run(
     mut rx: mpsc::Receiver<(Arc<str>, i64)>,
     store: Store,
     metrics: Arc<Metrics>,
+    every: Duration,
     stop: CancellationToken,
 ) {
     let mut pending: HashMap<Arc<str>, i64> = HashMap::new();
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -70,11 +79,13 @@ async fn flush(store: &Store, metrics: &Metrics, pending: &mut HashMap<Arc<str>,
         return;
     }
     let batch: Vec<(String, i64)> = pending.drain().map(|(u, s)| (u.to_string(), s)).collect();
-    if let Err(e) = store.mark_delivered(&batch).await {
-        metrics
-            .store_errors
-            .with_label_values(&["mark_delivered"])
-            .inc();
-        tracing::warn!(error = %e, users = batch.len(), "could not record deliveries; dropped");
+    for chunk in batch.chunks(STATEMENT_USERS) {
+        if let Err(e) = store.mark_delivered(chunk).await {
+            metrics
+                .store_errors
+                .with_label_values(&["mark_delivered"])
+                .inc();
+            tracing::warn!(error = %e, users = chunk.len(), "could not record deliveries; dropped");
+        }
     }
 }

@@ -142,7 +142,12 @@ impl Application {
         .await
         .context("starting the fan-out bus (HERALD_REDIS_URL)")?;
         let background = CancellationToken::new();
-        let tracker = DeliveryTracker::start(store.clone(), metrics.clone(), background.clone());
+        let tracker = DeliveryTracker::start(
+            store.clone(),
+            metrics.clone(),
+            config.delivery_flush_interval,
+            background.clone(),
+        );
         let fanout = Fanout {
             bus: bus.clone(),
             metrics: metrics.clone(),

@@ -382,3 +382,51 @@ async fn concurrent_handshakes_each_get_their_own_counters_and_rows() {
         assert_eq!(got, expected, "user {i}");
     }
 }
+
+/// Deliveries to one user within one flush interval are written as one mark (one row in
+/// `delivery_marks`, one update of `user_state`), not one per notification. Five live
+/// publishes 150 ms apart span about 0.6 s: at most one tick of the 5 s interval falls among
+/// them, so at most two marks, where the old fixed 200 ms would write three or more and
+/// recording each delivery five.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_within_one_flush_interval_are_one_mark() {
+    let env = TestEnv::new().await;
+    let a = env
+        .node_with(|c| c.delivery_flush_interval = Duration::from_secs(5))
+        .await;
+    let mut ws = a.connect("dora").await;
+    ws.handshake().await;
+    for i in 1..=5 {
+        if i > 1 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        a.publish_one("dora", &format!("live {i}")).await;
+    }
+    assert_seqs(&ws.notifications_until(5).await, 1, 5);
+
+    let sql = env.sql().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let marks = loop {
+        let row = sql
+            .query_one(
+                "SELECT delivered_seq, (SELECT count(*) FROM delivery_marks WHERE user_id = 'dora') \
+                 FROM user_state WHERE user_id = 'dora'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (delivered, marks): (i64, i64) = (row.get(0), row.get(1));
+        if delivered == 5 {
+            break marks;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivery never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        (1..=2).contains(&marks),
+        "{marks} marks for 5 deliveries within one interval"
+    );
+}
