@@ -396,7 +396,11 @@ impl Actor {
         let metrics = &self.shared.metrics;
         if let Some(user_id) = channel.strip_prefix(self.channels.user_prefix.as_str()) {
             match BusMessage::decode(payload) {
-                Ok(m @ (BusMessage::Notification { .. } | BusMessage::Read { .. })) => {
+                Ok(
+                    m @ (BusMessage::Live(_)
+                    | BusMessage::Notification { .. }
+                    | BusMessage::Read { .. }),
+                ) => {
                     metrics.messages_received.fetch_add(1, Ordering::Relaxed);
                     self.shared.sink.user_event(user_id, m);
                 }

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub bus_resyncs: IntGauge,
     pub bus_probe_failures: IntGauge,
     pub bus_messages_received: IntGauge,
+    pub bus_decode_errors: IntGauge,
     /// Size of one socket's task future: the largest part of an idle socket's memory.
     pub socket_task_bytes: IntGauge,
     pub open_fds: IntGauge,
@@ -247,6 +248,11 @@ impl Metrics {
                 &r,
                 "herald_bus_messages_received",
                 "Messages received from Redis",
+            ),
+            bus_decode_errors: gauge(
+                &r,
+                "herald_bus_decode_errors",
+                "Messages received from Redis that could not be decoded, or came on the wrong channel (dropped; the sockets catch up at the next reconcile)",
             ),
             socket_task_bytes: gauge(
                 &r,

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use herald_bus::Bus;
 use herald_core::NewNotification;
-use herald_protocol::bus::BusMessage;
+use herald_protocol::bus::{BusMessage, LiveFrame};
 use herald_protocol::http::PublishResponse;
 use herald_store::{Published, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -72,11 +72,7 @@ impl Fanout {
             .map(|p| {
                 (
                     p.notification.user_id.clone(),
-                    BusMessage::Notification {
-                        notification: p.notification,
-                        unread_count: p.unread_count,
-                        version: p.version,
-                    },
+                    BusMessage::Live(LiveFrame::render(p.notification, p.unread_count, p.version)),
                 )
             })
             .collect();

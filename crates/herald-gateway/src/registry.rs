@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
 use herald_core::FanoutSink;
-use herald_protocol::bus::BusMessage;
+use herald_protocol::bus::{BusMessage, LiveFrame};
 use herald_protocol::ws::ServerMessage;
 use herald_protocol::Broadcast;
 use tokio::sync::Notify;
@@ -307,11 +307,19 @@ impl Registry {
 
 impl FanoutSink for Registry {
     fn user_event(&self, user_id: &str, msg: BusMessage) {
-        // Serialise only for users held here; the frame is then shared by all their sockets.
+        // Render (a JSON notification from an older node) only for users held here; the
+        // frame is then shared by all their sockets.
         if !self.holds(user_id) {
             return;
         }
         let ev = match msg {
+            // Rendered once by the publishing node: forwarded as it is.
+            BusMessage::Live(LiveFrame { seq, frame }) => {
+                Outbound::Live(Arc::new(LiveNotification {
+                    seq,
+                    frame: frame.into(),
+                }))
+            }
             BusMessage::Notification {
                 notification,
                 unread_count,

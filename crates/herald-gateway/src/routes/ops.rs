@@ -53,6 +53,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     m.bus_resyncs.set(b.resyncs as i64);
     m.bus_probe_failures.set(b.probe_failures as i64);
     m.bus_messages_received.set(b.messages_received as i64);
+    m.bus_decode_errors.set(b.decode_errors as i64);
     m.open_fds
         .set(crate::fds::open_count().map_or(-1, |n| n as i64));
     m.max_fds.set(crate::fds::limit().map_or(-1, |n| n as i64));

@@ -430,3 +430,87 @@ async fn deliveries_within_one_flush_interval_are_one_mark() {
         "{marks} marks for 5 deliveries within one interval"
     );
 }
+
+async fn redis_publish(channel: &str, payload: &[u8]) -> i64 {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+async fn bus_decode_errors(node: &TestNode) -> i64 {
+    let text = reqwest::get(format!("{}/metrics", node.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("herald_bus_decode_errors "))
+        .expect("herald_bus_decode_errors in /metrics")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Rolling upgrade: a node of an earlier version commits a notification and publishes it as
+/// JSON on the user's channel (played here by a node that commits without fanning out, and a
+/// JSON message built from the stored row); this node still delivers it live. A malformed
+/// pre-rendered frame is dropped and counted, and the socket stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_notifications_from_earlier_nodes_are_delivered_and_bad_frames_dropped() {
+    use herald_protocol::bus::BusMessage;
+    use herald_protocol::http::NotificationPage;
+
+    let env = TestEnv::new().await;
+    // No reconcile during the test: what reaches the socket came over the bus.
+    let a = env
+        .node_with(|c| c.reconcile_interval = Duration::from_secs(3600))
+        .await;
+    let old = env.node_with(|c| c.fault_skip_fanout = true).await;
+    let mut ws = a.connect("erin").await;
+    ws.handshake().await;
+
+    assert_eq!(old.publish_one("erin", "from an older node").await, 1);
+    let page: NotificationPage = old
+        .get("/v1/notifications?after=0", &token("erin", 60))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stored = page.notifications[0].clone();
+    let json = BusMessage::Notification {
+        notification: stored.clone(),
+        unread_count: 1,
+        version: 1,
+    }
+    .encode();
+    assert_eq!(json[0], b'{');
+    let channel = format!("{}user:erin", env.prefix);
+    assert_eq!(redis_publish(&channel, &json).await, 1);
+    let got = ws.notifications_until(1).await;
+    assert_eq!(got, vec![stored]);
+
+    let before = bus_decode_errors(&a).await;
+    assert_eq!(redis_publish(&channel, b"L2\n{\"type\":\"read\"}").await, 1);
+    assert_eq!(redis_publish(&channel, b"Lx\nnot a frame").await, 1);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bus_decode_errors(&a).await < before + 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "decode errors not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        ws.next_within(Duration::from_millis(200)).await.is_none(),
+        "a malformed bus message reached the socket"
+    );
+    // The next notification, published the current way, arrives pre-rendered.
+    assert_eq!(a.publish_one("erin", "now").await, 2);
+    assert_eq!(ws.notifications_until(2).await[0].title, "now");
+}
