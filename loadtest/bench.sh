@@ -40,6 +40,10 @@ RATES="${LT_RATES:-$RATE}"
 MAX_CONC="${LT_MAX_CONC:-64}"
 GRACE="${LT_GRACE:-10}"
 BATCH="${LT_BATCH:-1}"
+# Worker threads per Herald node. Two nodes share the two cores with PostgreSQL, Redis and the
+# harness, and each baseline node is one Node.js event loop: one worker each is the like-for-like
+# setting (and measured faster here than two: docs/benchmarks.md).
+HERALD_WORKERS="${LT_HERALD_WORKERS:-1}"
 SYSTEMS="${LT_SYSTEMS:-herald socketio nestjs}"
 SCENARIOS="${LT_SCENARIOS:-idle fanout-rate fanout-max fanout-half-max fanout-max-batch100 broadcast storm}"
 for s in $SYSTEMS; do
@@ -99,7 +103,7 @@ if has herald; then
     start_herald() {
         HERALD_LISTEN="127.0.0.1:$2" HERALD_NODE_ID="lt-$1" HERALD_DATABASE_URL="$PG/$DB" \
         HERALD_REDIS_URL="$REDIS_URL" HERALD_REDIS_PREFIX="$RUN_ID:" HERALD_SERVICE_KEYS="$SERVICE_KEY" \
-        HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_MIGRATE_ON_START=true HERALD_MAX_CONNECTIONS=25000 \
+        HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_MIGRATE_ON_START=true HERALD_MAX_CONNECTIONS=25000 HERALD_WORKERS="$HERALD_WORKERS" \
         HERALD_ALLOWED_ORIGINS=http://127.0.0.1 HERALD_LOG=warn "$HERALD" serve >"$WORK/herald-$1.log" 2>&1 &
         PIDS+=($!); HERALD_PIDS+=($!)
         wait_ready "$2" "$WORK/herald-$1.log"
