@@ -440,7 +440,7 @@ impl Config {
                 64 * 1024 * 1024,
             )?,
             http_keep_alive: src.millis("HERALD_HTTP_KEEP_ALIVE_MS", 75_000, 1_000, 3_600_000)?,
-            delivery_flush_interval: src.millis("HERALD_DELIVERY_FLUSH_MS", 1_000, 10, 10_000)?,
+            delivery_flush_interval: src.millis("HERALD_DELIVERY_FLUSH_MS", 200, 10, 10_000)?,
             idempotency_ttl: Duration::from_secs(
                 3600 * src.ranged::<u64>("HERALD_IDEMPOTENCY_TTL_HOURS", 24, 1, 8760)?,
             ),
@@ -501,7 +501,7 @@ mod tests {
         assert!(c.redis_url.is_none());
         assert_eq!(c.redis_prefix, "herald:");
         assert_eq!(c.http_keep_alive, Duration::from_secs(75));
-        assert_eq!(c.delivery_flush_interval, Duration::from_secs(1));
+        assert_eq!(c.delivery_flush_interval, Duration::from_millis(200));
     }
 
     #[test]

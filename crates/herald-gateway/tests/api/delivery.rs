@@ -386,7 +386,7 @@ async fn concurrent_handshakes_each_get_their_own_counters_and_rows() {
 /// Deliveries to one user within one flush interval are written as one mark (one row in
 /// `delivery_marks`, one update of `user_state`), not one per notification. Five live
 /// publishes 150 ms apart span about 0.6 s: at most one tick of the 5 s interval falls among
-/// them, so at most two marks, where the old fixed 200 ms would write three or more and
+/// them, so at most two marks, where the default 200 ms would write three or more and
 /// recording each delivery five.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_within_one_flush_interval_are_one_mark() {
