@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use actix_web::{web, HttpResponse};
-use herald_core::{validate_broadcast, validate_publish};
+use herald_core::{validate_broadcast, validate_publish, NewNotification};
 use herald_protocol::bus::BusMessage;
 use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest, PublishResponse};
 use herald_protocol::{Broadcast, ErrorCode};
@@ -33,14 +33,10 @@ pub async fn publish_validated(
     let outcome = async {
         let n = validate_publish(req)?;
         if n.idempotency_key.is_some() {
-            // Keyed publishes need their own transaction to claim the key.
-            return Ok::<_, ApiError>(match state.store.publish(&n).await? {
-                PublishOutcome::Created { response, items } => {
-                    state.publisher.fanout().send(items).await;
-                    Answer::Created(response)
-                }
-                PublishOutcome::Replayed(response) => Answer::Replayed(response),
-            });
+            // Keyed publishes need their own transaction to claim the key. Boxed: its
+            // future is most of this one's size, and every call would otherwise allocate
+            // (and copy) room for it.
+            return Box::pin(publish_keyed(state, n)).await;
         }
         // The publisher commits and fans out the whole batch, then answers.
         let (response, _) = state.publisher.publish(n).await.map_err(publish_error)?;
@@ -71,6 +67,16 @@ pub async fn publish_validated(
     };
     m.publish_seconds.observe(started.elapsed().as_secs_f64());
     resp
+}
+
+async fn publish_keyed(state: &AppState, n: NewNotification) -> Result<Answer, ApiError> {
+    Ok(match state.store.publish(&n).await? {
+        PublishOutcome::Created { response, items } => {
+            state.publisher.fanout().send(items).await;
+            Answer::Created(response)
+        }
+        PublishOutcome::Replayed(response) => Answer::Replayed(response),
+    })
 }
 
 /// What a publish call answers, once committed (and fanned out, for new rows).
@@ -117,4 +123,24 @@ pub async fn broadcast(
             )
         })?;
     Ok(HttpResponse::Accepted().json(BroadcastResponse { id, nodes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<F, Fut>(_: F) -> usize
+    where
+        F: FnOnce(Service, web::Data<AppState>, web::Json<serde_json::Value>) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every publish call allocates its handler's future. With the keyed path (its own
+    /// transaction) inlined it was 8,432 bytes; boxed, the group-commit path is about 1.2 KiB.
+    #[test]
+    fn the_publish_handler_future_stays_small() {
+        let size = future_size(publish);
+        assert!(size < 2048, "publish handler future is {size} bytes");
+    }
 }
