@@ -86,8 +86,9 @@ PUB=(--publish-url "http://127.0.0.1:$PORT_A")
 
 log "idle";      "$LT" idle "${COMMON[@]}" --hold "$SECS" --sockets-per-user 2
 log "fanout";    "$LT" fanout "${COMMON[@]}" "${PUB[@]}" --rate 200 --duration "$SECS" --grace 10
-log "fanout max (10 recipients per call)"
-"$LT" fanout "${COMMON[@]}" "${PUB[@]}" --rate max --duration "$SECS" --recipients-per-publish 10 --publish-concurrency 16 --grace 10
+log "fanout max (10 recipients per call, publishes spread over both nodes)"
+"$LT" fanout "${COMMON[@]}" --publish-url "http://127.0.0.1:$PORT_A,http://127.0.0.1:$PORT_B" \
+    --rate max --duration "$SECS" --recipients-per-publish 10 --publish-concurrency 16 --grace 10
 log "broadcast"; "$LT" broadcast "${COMMON[@]}" "${PUB[@]}" --count 2 --grace 10
 log "storm";     "$LT" storm "${COMMON[@]}" "${PUB[@]}" --publish-while-down 200 --rounds 2 --grace 15
 

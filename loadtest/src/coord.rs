@@ -391,7 +391,8 @@ fn merged_json(m: &Merged) -> Value {
 /// HTTP publisher (service key) with per-user accepted counts.
 struct Publisher {
     client: reqwest::Client,
-    notif_url: String,
+    /// One per `--publish-url` node; calls go round robin over them.
+    notif_urls: Vec<String>,
     bcast_url: String,
     auth: String,
     prefix: String,
@@ -416,24 +417,35 @@ impl Publisher {
         if p.service_key.is_empty() {
             bail!("--service-key (or HERALD_SERVICE_KEY) is required");
         }
-        let base = p.publish_url.trim_end_matches('/');
-        let base = base.strip_suffix("/v1/notifications").unwrap_or(base);
-        let (notif_url, bcast_url) = match c.protocol {
-            Protocol::Herald => (
-                format!("{base}/v1/notifications"),
-                format!("{base}/v1/broadcasts"),
-            ),
-            Protocol::Socketio => {
-                if p.recipients_per_publish > 1 {
-                    bail!("--protocol socketio publishes one recipient per call (the baseline's POST /notifications)");
-                }
-                let base = base.strip_suffix("/notifications").unwrap_or(base);
-                (
-                    format!("{base}/notifications"),
-                    format!("{base}/broadcasts"),
-                )
+        if c.protocol == Protocol::Socketio && p.recipients_per_publish > 1 {
+            bail!("--protocol socketio publishes one recipient per call (the baseline's POST /notifications)");
+        }
+        let mut urls = Vec::new();
+        for base in p.publish_url.split(',').map(str::trim) {
+            if base.is_empty() {
+                bail!("--publish-url: empty entry in {:?}", p.publish_url);
             }
-        };
+            let base = base.trim_end_matches('/');
+            urls.push(match c.protocol {
+                Protocol::Herald => {
+                    let base = base.strip_suffix("/v1/notifications").unwrap_or(base);
+                    (
+                        format!("{base}/v1/notifications"),
+                        format!("{base}/v1/broadcasts"),
+                    )
+                }
+                Protocol::Socketio => {
+                    let base = base.strip_suffix("/notifications").unwrap_or(base);
+                    (
+                        format!("{base}/notifications"),
+                        format!("{base}/broadcasts"),
+                    )
+                }
+            });
+        }
+        // Broadcasts go to the first node; publishes round robin over all.
+        let bcast_url = urls[0].1.clone();
+        let notif_urls = urls.into_iter().map(|(n, _)| n).collect();
         Ok(Publisher {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(p.publish_concurrency.max(1) * 2)
@@ -443,7 +455,7 @@ impl Publisher {
                 .pool_idle_timeout(Duration::from_secs(4))
                 .timeout(Duration::from_secs(30))
                 .build()?,
-            notif_url,
+            notif_urls,
             bcast_url,
             auth: format!("Bearer {}", p.service_key),
             prefix: prefix.to_string(),
@@ -477,6 +489,12 @@ fn request_error(e: &reqwest::Error) -> String {
 }
 
 impl Publisher {
+    /// The node for the next call: round robin over `--publish-url`.
+    fn notif_url(&self) -> &str {
+        let calls = self.calls.load(Relaxed) as usize;
+        &self.notif_urls[calls % self.notif_urls.len()]
+    }
+
     fn fail(&self, why: String) {
         self.failed_calls.fetch_add(1, Relaxed);
         *self.errors.lock().unwrap().entry(why).or_insert(0) += 1;
@@ -511,7 +529,7 @@ impl Publisher {
         self.status.published.fetch_add(1, Relaxed);
         let resp = self
             .client
-            .post(&self.notif_url)
+            .post(self.notif_url())
             .header("authorization", &self.auth)
             .json(&body)
             .send()
@@ -565,7 +583,7 @@ impl Publisher {
         self.status.published.fetch_add(1, Relaxed);
         let resp = self
             .client
-            .post(&self.notif_url)
+            .post(self.notif_url())
             .header("authorization", &self.auth)
             .json(&body)
             .send()

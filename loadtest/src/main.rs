@@ -163,7 +163,9 @@ pub struct Common {
 
 #[derive(Args, Debug, Clone, serde::Serialize)]
 pub struct PublishArgs {
-    /// Base HTTP URL of the node that receives publishes (`POST /v1/notifications`, `/v1/broadcasts`).
+    /// Base HTTP URL of the node that receives publishes (`POST /v1/notifications`,
+    /// `/v1/broadcasts`); several, comma-separated, spread publish calls round robin over
+    /// them, as a load balancer would (broadcasts go to the first).
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     pub publish_url: String,
     /// Service API key (the gateway's HERALD_SERVICE_KEYS).
