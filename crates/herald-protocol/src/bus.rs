@@ -80,10 +80,10 @@ impl BusMessage {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             BusMessage::Live(live) => {
+                use std::io::Write as _;
                 let mut out = Vec::with_capacity(live.frame.len() + 22);
-                out.push(b'L');
-                out.extend_from_slice(live.seq.to_string().as_bytes());
-                out.push(b'\n');
+                // Writing to a Vec cannot fail.
+                let _ = writeln!(out, "L{}", live.seq);
                 out.extend_from_slice(live.frame.as_bytes());
                 out
             }
