@@ -442,21 +442,6 @@ async fn redis_publish(channel: &str, payload: &[u8]) -> i64 {
         .unwrap()
 }
 
-async fn bus_decode_errors(node: &TestNode) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", node.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("herald_bus_decode_errors "))
-        .expect("herald_bus_decode_errors in /metrics")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Rolling upgrade: a node of an earlier version commits a notification and publishes it as
 /// JSON on the user's channel (played here by a node that commits without fanning out, and a
 /// JSON message built from the stored row); this node still delivers it live. A malformed
@@ -495,11 +480,11 @@ async fn json_notifications_from_earlier_nodes_are_delivered_and_bad_frames_drop
     let got = ws.notifications_until(1).await;
     assert_eq!(got, vec![stored]);
 
-    let before = bus_decode_errors(&a).await;
+    let before = a.metric("herald_bus_decode_errors").await;
     assert_eq!(redis_publish(&channel, b"L2\n{\"type\":\"read\"}").await, 1);
     assert_eq!(redis_publish(&channel, b"Lx\nnot a frame").await, 1);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while bus_decode_errors(&a).await < before + 2 {
+    while a.metric("herald_bus_decode_errors").await < before + 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "decode errors not counted"

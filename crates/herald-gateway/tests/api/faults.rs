@@ -164,11 +164,8 @@ async fn slow_consumer_is_disconnected_others_unaffected_and_it_catches_up() {
     let (code, _) = slow.expect_close().await;
     assert!(code == 4100 || code == 1006, "unexpected close {code}");
     assert!(
-        metric(
-            &a,
-            "herald_connection_closes_total{reason=\"slow_consumer\"}"
-        )
-        .await
+        a.metric("herald_connection_closes_total{reason=\"slow_consumer\"}")
+            .await
             >= 1,
         "the server did not close the slow consumer"
     );
@@ -242,7 +239,7 @@ async fn redis_dropping_a_slow_subscriber_is_repaired() {
     // The catch-up may come from the reconcile loop before the bus's reconnect (backoff)
     // completes; the node must still reconnect its subscriber.
     let deadline = Instant::now() + WAIT;
-    while metric(&a, "herald_bus_reconnects").await < 1 {
+    while a.metric("herald_bus_reconnects").await < 1 {
         assert!(
             Instant::now() < deadline,
             "the node never reconnected its dropped subscriber"
@@ -255,22 +252,6 @@ async fn redis_dropping_a_slow_subscriber_is_repaired() {
         published + 1,
         published + 1,
     );
-}
-
-async fn metric(node: &TestNode, name: &str) -> i64 {
-    let text = node
-        .http
-        .get(format!("{}/metrics", node.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The injectable failure point: commit, then skip the fan-out as a crash would. The online

@@ -205,6 +205,24 @@ impl TestNode {
     }
 
     /// Publishes one notification to `user` and returns its seq.
+    /// The value of one series in `/metrics` (its name with any labels, as exported); 0 when
+    /// it is absent.
+    pub async fn metric(&self, name: &str) -> i64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub async fn publish_one(&self, user: &str, title: &str) -> i64 {
         let r = self.publish(&notification_body(user, title)).await;
         assert_eq!(r.status(), 201, "publish failed: {:?}", r.text().await);
