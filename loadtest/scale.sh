@@ -118,8 +118,8 @@ HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_SERVICE_KEY="$SERVICE_KEY" \
 rc=${PIPESTATUS[0]}
 for i in $(seq 1 "$NODES"); do
     port=$((BASE_PORT + i))
-    curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null |
-        grep -E '^herald_(connections|open_fds|accept_errors_total|socket_task_bytes|syncs_total) |^herald_connection_closes_total' |
+    curl -fsS "http://127.0.0.1:$port/metrics" -o "$OUT/metrics-node-$i.txt" 2>/dev/null || continue
+    grep -E '^herald_(connections|open_fds|accept_errors_total|socket_task_bytes|syncs_total) |^herald_connection_closes_total' "$OUT/metrics-node-$i.txt" |
         sed "s/^/node-$i /" >>"$OUT/summary.txt" || true
 done
 log "results in $OUT"
