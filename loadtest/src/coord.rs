@@ -420,28 +420,23 @@ impl Publisher {
         if c.protocol == Protocol::Socketio && p.recipients_per_publish > 1 {
             bail!("--protocol socketio publishes one recipient per call (the baseline's POST /notifications)");
         }
+        // The Herald API lives under /v1; the baseline's at the root.
+        let api = match c.protocol {
+            Protocol::Herald => "/v1",
+            Protocol::Socketio => "",
+        };
+        let notifications = format!("{api}/notifications");
         let mut urls = Vec::new();
         for base in p.publish_url.split(',').map(str::trim) {
             if base.is_empty() {
                 bail!("--publish-url: empty entry in {:?}", p.publish_url);
             }
             let base = base.trim_end_matches('/');
-            urls.push(match c.protocol {
-                Protocol::Herald => {
-                    let base = base.strip_suffix("/v1/notifications").unwrap_or(base);
-                    (
-                        format!("{base}/v1/notifications"),
-                        format!("{base}/v1/broadcasts"),
-                    )
-                }
-                Protocol::Socketio => {
-                    let base = base.strip_suffix("/notifications").unwrap_or(base);
-                    (
-                        format!("{base}/notifications"),
-                        format!("{base}/broadcasts"),
-                    )
-                }
-            });
+            let base = base.strip_suffix(notifications.as_str()).unwrap_or(base);
+            urls.push((
+                format!("{base}{notifications}"),
+                format!("{base}{api}/broadcasts"),
+            ));
         }
         // Broadcasts go to the first node; publishes round robin over all.
         let bcast_url = urls[0].1.clone();

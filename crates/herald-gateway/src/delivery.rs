@@ -1,7 +1,8 @@
 //! Records first delivery (`delivered_at`, `user_state.delivered_seq`) off the socket path:
 //! sockets report (user, seq) into a bounded queue; a task coalesces to the highest seq per
-//! user and writes a batch every flush interval (`HERALD_DELIVERY_FLUSH_MS`). Overflow policy: drop the mark (counted in
-//! `herald_delivery_marks_dropped_total`); a later delivery to the same user covers it.
+//! user and writes a batch every flush interval (`HERALD_DELIVERY_FLUSH_MS`). Overflow policy:
+//! drop the mark (counted in `herald_delivery_marks_dropped_total`); a later delivery to the
+//! same user covers it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

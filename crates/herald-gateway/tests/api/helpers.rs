@@ -204,7 +204,6 @@ impl TestNode {
             .expect("publish request")
     }
 
-    /// Publishes one notification to `user` and returns its seq.
     /// The value of one series in `/metrics` (its name with any labels, as exported); 0 when
     /// it is absent.
     pub async fn metric(&self, name: &str) -> i64 {
@@ -223,6 +222,7 @@ impl TestNode {
             .unwrap_or(0)
     }
 
+    /// Publishes one notification to `user` and returns its seq.
     pub async fn publish_one(&self, user: &str, title: &str) -> i64 {
         let r = self.publish(&notification_body(user, title)).await;
         assert_eq!(r.status(), 201, "publish failed: {:?}", r.text().await);
