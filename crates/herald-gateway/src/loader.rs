@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use herald_protocol::Notification;
 use herald_store::{Store, StoreError, UserState};
+use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::batching::next_batch;
+use crate::metrics::Metrics;
 
 const QUEUE: usize = 16_384;
 const IN_FLIGHT: usize = 2;
@@ -56,9 +58,11 @@ impl<K: Clone + Send + 'static, V: Send + 'static> Coalescer<K, V> {
         max: usize,
         weight: fn(&K) -> usize,
         read: ReadMany<K, V>,
+        sizes: Histogram,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store.clone(), stop, max, weight, read.clone()));
+        let batches = run(rx, store.clone(), stop, max, weight, read.clone(), sizes);
+        tokio::spawn(batches);
         Coalescer { tx, store, read }
     }
 
@@ -86,6 +90,7 @@ async fn run<K: Send + 'static, V: Send + 'static>(
     max: usize,
     weight: fn(&K) -> usize,
     read: ReadMany<K, V>,
+    sizes: Histogram,
 ) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some((permit, batch)) =
@@ -93,6 +98,7 @@ async fn run<K: Send + 'static, V: Send + 'static>(
     {
         let (keys, replies): (Vec<K>, Vec<Reply<V>>) = batch.into_iter().unzip();
         let n = keys.len();
+        sizes.observe(n as f64);
         let fut = read(store.clone(), keys);
         tokio::spawn(async move {
             match fut.await {
@@ -134,7 +140,8 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn start(store: Store, stop: CancellationToken) -> Loader {
+    pub fn start(store: Store, metrics: &Metrics, stop: CancellationToken) -> Loader {
+        let sizes = |read: &str| metrics.read_batch_keys.with_label_values(&[read]);
         let read_states: ReadMany<Arc<str>, UserState> = Arc::new(|store, users| {
             Box::pin(async move {
                 let refs: Vec<&str> = users.iter().map(|u| &**u).collect();
@@ -148,13 +155,21 @@ impl Loader {
         let read_pages: ReadMany<PageKey, Vec<Notification>> =
             Arc::new(|store, readers| Box::pin(async move { store.after_seqs(&readers).await }));
         Loader {
-            states: Coalescer::start(store.clone(), stop.clone(), MAX_STATES, |_| 1, read_states),
+            states: Coalescer::start(
+                store.clone(),
+                stop.clone(),
+                MAX_STATES,
+                |_| 1,
+                read_states,
+                sizes("user_states"),
+            ),
             pages: Coalescer::start(
                 store,
                 stop,
                 MAX_PAGE_ROWS,
                 |(_, _, limit)| usize::try_from(*limit).unwrap_or(0).max(1),
                 read_pages,
+                sizes("after_seqs"),
             ),
         }
     }

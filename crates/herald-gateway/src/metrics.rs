@@ -41,6 +41,8 @@ pub struct Metrics {
     pub publish_stages: PublishStages,
     /// Recipients (rows) per group-commit batch.
     pub publish_batch_rows: Histogram,
+    /// Sockets served per batched connect-time read (`read` = `user_states`, `after_seqs`).
+    pub read_batch_keys: HistogramVec,
     pub store_errors: IntCounterVec,
     pub bus_publish_errors: IntCounter,
     pub delivery_marks_dropped: IntCounter,
@@ -140,6 +142,20 @@ impl Metrics {
             )
             .expect_ok(),
         );
+        let read_batch_keys = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "herald_read_batch_keys",
+                    "Sockets served per batched store read (counters, catch-up pages)",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ]),
+                &["read"],
+            )
+            .expect_ok(),
+        );
         Metrics {
             connections: gauge(
                 &r,
@@ -198,6 +214,7 @@ impl Metrics {
             publish_seconds,
             publish_stages,
             publish_batch_rows,
+            read_batch_keys,
             store_errors: counter_vec(
                 &r,
                 "herald_store_errors_total",
@@ -303,11 +320,15 @@ mod tests {
         m.closes.with_label_values(&["normal"]).inc();
         m.publish_stages.commit.observe(0.003);
         m.publish_batch_rows.observe(5.0);
+        m.read_batch_keys
+            .with_label_values(&["user_states"])
+            .observe(3.0);
         let text = m.render();
         assert!(text.contains("herald_connections 1"));
         assert!(
             text.contains("herald_publish_stage_seconds_bucket{stage=\"commit\",le=\"0.004\"} 1")
         );
         assert!(text.contains("herald_publish_batch_rows_sum 5"));
+        assert!(text.contains("herald_read_batch_keys_sum{read=\"user_states\"} 3"));
     }
 }

@@ -159,7 +159,7 @@ impl Application {
             crate::publisher::in_flight_for_pool(config.database_pool_size),
             background.clone(),
         );
-        let loader = Loader::start(store.clone(), background.clone());
+        let loader = Loader::start(store.clone(), &metrics, background.clone());
         let state = web::Data::new(AppState::new(
             config.clone(),
             store,
