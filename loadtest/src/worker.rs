@@ -474,6 +474,9 @@ async fn conn_task(sh: Arc<Shared>, k: usize) {
     let user = format!("{}-{}", sh.spec.user_prefix, uidx);
     let target = (uidx + k % spu) % sh.targets.len();
     let src = sh.sources[k % sh.sources.len()];
+    // Signed once and reused by every reconnect, as a real client reuses the token its
+    // auth server issued (the TTL covers the whole run: `token_ttl_secs`).
+    let mut token: Option<String> = None;
     let mut attempt: u32 = 0;
     loop {
         let ph = *rx.borrow_and_update();
@@ -487,7 +490,8 @@ async fn conn_task(sh: Arc<Shared>, k: usize) {
                 continue;
             }
         }
-        let end = session(&sh, k, &user, target, src, &mut rx).await;
+        let token = token.get_or_insert_with(|| sh.token(&user));
+        let end = session(&sh, k, token, target, src, &mut rx).await;
         let why = match end {
             End::PhaseChanged => {
                 attempt = 0;
@@ -531,7 +535,7 @@ fn classify(e: &WsError) -> String {
 async fn session(
     sh: &Shared,
     k: usize,
-    user: &str,
+    token: &str,
     target: usize,
     src: IpAddr,
     rx: &mut watch::Receiver<Phase>,
@@ -570,7 +574,7 @@ async fn session(
         Err(e) => return End::Failed(classify(&e)),
     };
     if !socketio {
-        let auth = format!("Bearer {}", sh.token(user));
+        let auth = format!("Bearer {token}");
         req.headers_mut()
             .insert("authorization", auth.parse().expect("header value"));
     }
@@ -581,7 +585,7 @@ async fn session(
         Err(_) => return End::Failed("handshake timeout".into()),
     };
     let (end, ready) = if socketio {
-        sio_loop(sh, slot, user, &mut ws, t0, permit, rx).await
+        sio_loop(sh, slot, token, &mut ws, t0, permit, rx).await
     } else {
         let mut permit = Some(permit);
         let mut ready = false;
@@ -672,7 +676,7 @@ async fn session(
 async fn sio_loop<S>(
     sh: &Shared,
     slot: &Slot,
-    user: &str,
+    token: &str,
     ws: &mut S,
     t0: Instant,
     permit: tokio::sync::SemaphorePermit<'_>,
@@ -707,7 +711,7 @@ where
                     let now = now_ns();
                     match sio::parse(t.as_str(), nsp) {
                         sio::Packet::Open => {
-                            let p = sio::connect_packet(nsp, &sh.token(user));
+                            let p = sio::connect_packet(nsp, token);
                             if let Err(e) = ws.send(Message::Text(p.into())).await {
                                 break End::Closed(classify(&e));
                             }
