@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::ctl::{
-    new_hist, now_ns, summarize, Cmd, Ev, LatencySummary, Progress, Protocol, WorkerReport,
-    WorkerSpec,
+    new_hist, now_ns, summarize, Cmd, Ev, LatencySummary, Progress, Protocol, Window, WorkerReport,
+    WorkerSpec, WINDOW_MS,
 };
 use crate::{Command, Common, PublishArgs};
 
@@ -145,7 +145,15 @@ impl Workers {
                         Ok(ev) => {
                             let _ = tx.send(ev);
                         }
-                        Err(e) => eprintln!("worker {w}: bad event {line:?}: {e}"),
+                        Err(e) => {
+                            // Fatal rather than skipped: the coordinator would otherwise wait
+                            // for an answer that never comes.
+                            let head: String = line.chars().take(200).collect();
+                            let _ = tx.send(Ev::Error {
+                                shard: w,
+                                message: format!("undecodable event {head:?}…: {e}"),
+                            });
+                        }
                     }
                 }
                 let _ = tx.send(Ev::Error {
@@ -319,6 +327,7 @@ struct Merged {
     catchup: Histogram<u64>,
     broadcast: Histogram<u64>,
     handshake: Histogram<u64>,
+    live_windows: BTreeMap<u64, Window>,
     worker_rss_kib: Vec<u64>,
 }
 
@@ -335,6 +344,7 @@ fn merge(rs: &[WorkerReport]) -> Merged {
         catchup: new_hist(),
         broadcast: new_hist(),
         handshake: new_hist(),
+        live_windows: BTreeMap::new(),
         worker_rss_kib: vec![],
     };
     for r in rs {
@@ -360,6 +370,9 @@ fn merge(rs: &[WorkerReport]) -> Merged {
         r.catchup_latency_us.merge_into(&mut m.catchup);
         r.broadcast_latency_us.merge_into(&mut m.broadcast);
         r.handshake_us.merge_into(&mut m.handshake);
+        for (k, w) in &r.live_windows {
+            m.live_windows.entry(*k).or_default().merge(w);
+        }
         m.worker_rss_kib.push(r.rss_kib);
     }
     m
@@ -820,6 +833,48 @@ fn lat_line(label: &str, s: &LatencySummary) -> String {
     format!("{label}: {s}")
 }
 
+/// The live latency timeline (`WINDOW_MS` windows by publish time, offsets from the first):
+/// a JSON array for the results file, and a summary line naming how many windows held a
+/// delivery above 10 ms and the worst few, so a tail made of a few stalls shows as such.
+fn timeline(windows: &BTreeMap<u64, Window>) -> (Value, Option<String>) {
+    let Some(first) = windows.keys().next().copied() else {
+        return (json!({"window_ms": WINDOW_MS, "windows": []}), None);
+    };
+    let at = |k: u64| ((k - first) * WINDOW_MS) as f64 / 1000.0;
+    let rows: Vec<Value> = windows
+        .iter()
+        .map(|(k, w)| {
+            json!({"t_s": at(*k), "n": w.n, "over_5ms": w.over_5ms, "over_10ms": w.over_10ms,
+                   "max_ms": w.max_us as f64 / 1000.0})
+        })
+        .collect();
+    let slow: u64 = windows.values().map(|w| w.over_10ms).sum();
+    let with_slow = windows.values().filter(|w| w.over_10ms > 0).count();
+    let mut worst: Vec<(&u64, &Window)> = windows.iter().filter(|(_, w)| w.over_10ms > 0).collect();
+    worst.sort_by_key(|(_, w)| std::cmp::Reverse(w.over_10ms));
+    let top: Vec<String> = worst
+        .iter()
+        .take(5)
+        .map(|(k, w)| {
+            format!(
+                "+{:.2}s {}/{} max {:.1}ms",
+                at(**k),
+                w.over_10ms,
+                w.n,
+                w.max_us as f64 / 1000.0
+            )
+        })
+        .collect();
+    let line = format!(
+        "over 10 ms by publish time ({WINDOW_MS} ms windows): {slow} deliveries in {with_slow} of {} windows{}{}",
+        windows.len(),
+        if top.is_empty() { "" } else { "; worst: " },
+        top.join(", ")
+    );
+    let doc = json!({"window_ms": WINDOW_MS, "start_unix_ms": first * WINDOW_MS, "windows": rows});
+    (doc, Some(line))
+}
+
 async fn connect_all(
     ws: &mut Workers,
     c: &Common,
@@ -1016,6 +1071,9 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
                 "publish HTTP latency",
                 &summarize(&p.http.lock().unwrap()),
             ));
+            let (windows, line) = timeline(&m.live_windows);
+            summary.extend(line);
+            results["latency_timeline"] = windows;
             check_delivery(&mut failures, &v, p.failed_calls.load(Relaxed));
             results["publish"] = pj;
             results["delivery"] = json!({

@@ -149,7 +149,41 @@ pub struct WorkerReport {
     pub broadcast_latency_us: HistWire,
     /// TCP connect start → `connected` received, µs.
     pub handshake_us: HistWire,
+    /// Live latency by publish time: (window = unix ms / `WINDOW_MS`, counts), in window
+    /// order. Shows whether a tail is spread out or comes from a few stalls (a heartbeat
+    /// wave, a checkpoint). Pairs, not a map: `Ev` is internally tagged, and serde cannot
+    /// read integer map keys back through it.
+    #[serde(default)]
+    pub live_windows: Vec<(u64, Window)>,
     pub rss_kib: u64,
+}
+
+/// Width of a latency timeline window.
+pub const WINDOW_MS: u64 = 250;
+
+/// Live deliveries published in one timeline window.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Window {
+    pub n: u64,
+    pub over_5ms: u64,
+    pub over_10ms: u64,
+    pub max_us: u64,
+}
+
+impl Window {
+    pub fn record(&mut self, us: u64) {
+        self.n += 1;
+        self.over_5ms += u64::from(us > 5_000);
+        self.over_10ms += u64::from(us > 10_000);
+        self.max_us = self.max_us.max(us);
+    }
+
+    pub fn merge(&mut self, o: &Window) {
+        self.n += o.n;
+        self.over_5ms += o.over_5ms;
+        self.over_10ms += o.over_10ms;
+        self.max_us = self.max_us.max(o.max_us);
+    }
 }
 
 /// A histogram as `[value, count]` pairs (one per recorded bucket).
@@ -222,4 +256,35 @@ pub fn now_ns() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_with_a_timeline_survives_the_tagged_wire() {
+        let mut w = Window::default();
+        for us in [800, 6_000, 12_000] {
+            w.record(us);
+        }
+        let ev = Ev::Report {
+            shard: 3,
+            r: WorkerReport {
+                live_windows: vec![(7_184_663_337, w)],
+                ..WorkerReport::default()
+            },
+        };
+        let line = serde_json::to_string(&ev).unwrap();
+        match serde_json::from_str::<Ev>(&line).unwrap() {
+            Ev::Report { shard: 3, r } => {
+                let [(k, w)] = r.live_windows[..] else {
+                    panic!("{:?}", r.live_windows)
+                };
+                assert_eq!(k, 7_184_663_337);
+                assert_eq!((w.n, w.over_5ms, w.over_10ms, w.max_us), (3, 2, 1, 12_000));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

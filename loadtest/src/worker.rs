@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::ctl::{
-    new_hist, now_ns, Cmd, Ev, HistWire, Progress, Protocol, WorkerReport, WorkerSpec,
+    new_hist, now_ns, Cmd, Ev, HistWire, Progress, Protocol, Window, WorkerReport, WorkerSpec,
+    WINDOW_MS,
 };
 use crate::sio;
 
@@ -50,6 +51,7 @@ struct Hists {
     catchup: Option<Histogram<u64>>,
     broadcast: Option<Histogram<u64>>,
     handshake: Option<Histogram<u64>>,
+    live_windows: BTreeMap<u64, Window>,
 }
 
 impl Hists {
@@ -59,6 +61,7 @@ impl Hists {
             catchup: Some(new_hist()),
             broadcast: Some(new_hist()),
             handshake: Some(new_hist()),
+            live_windows: BTreeMap::new(),
         }
     }
 }
@@ -433,6 +436,7 @@ async fn main_loop(spec: WorkerSpec, mut rx: mpsc::UnboundedReceiver<Cmd>) -> Re
                     catchup_latency_us: w(&h.catchup),
                     broadcast_latency_us: w(&h.broadcast),
                     handshake_us: w(&h.handshake),
+                    live_windows: h.live_windows.iter().map(|(k, w)| (*k, *w)).collect(),
                     rss_kib: crate::sys::self_rss_kib(),
                 };
                 drop(h);
@@ -748,7 +752,7 @@ where
                                     sh.received.fetch_add(1, Relaxed);
                                     max_store(&sh.last_rx_ns, now);
                                     if let Some(t) = n.data.and_then(|d| d.t) {
-                                        rec(&mut sh.hists.lock().unwrap().live, now.saturating_sub(t) / 1000);
+                                        record_live(&mut sh.hists.lock().unwrap(), t, now);
                                     }
                                 }
                                 "global_notification" => {
@@ -769,6 +773,14 @@ where
         }
     };
     (end, ready)
+}
+
+/// A live delivery of a notification whose publish call started at `t` (unix ns).
+fn record_live(h: &mut Hists, t: u64, now: u64) {
+    let us = now.saturating_sub(t) / 1000;
+    rec(&mut h.live, us);
+    let window = t / 1_000_000 / WINDOW_MS;
+    h.live_windows.entry(window).or_default().record(us.max(1));
 }
 
 fn on_notification(
@@ -800,12 +812,11 @@ fn on_notification(
         sh.catchup_received.fetch_add(1, Relaxed);
     }
     if let Some(t) = n.data.and_then(|d| d.t) {
-        let us = now.saturating_sub(t) / 1000;
         let mut h = sh.hists.lock().unwrap();
         if catchup {
-            rec(&mut h.catchup, us);
+            rec(&mut h.catchup, now.saturating_sub(t) / 1000);
         } else {
-            rec(&mut h.live, us);
+            record_live(&mut h, t, now);
         }
     }
 }
