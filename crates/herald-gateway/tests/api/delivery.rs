@@ -383,10 +383,16 @@ async fn concurrent_handshakes_each_get_their_own_counters_and_rows() {
     }
     // Every handshake read its counters through the batched loader, and the 26 sockets with
     // rows after their cursor (users 2, 4, 8, ... from 0, and 3, 5, 9, ... from 1) one page.
-    let states = a.metric("herald_read_batch_keys_sum{read=\"user_states\"}").await;
-    let pages = a.metric("herald_read_batch_keys_sum{read=\"after_seqs\"}").await;
+    let states = a
+        .metric("herald_read_batch_keys_sum{read=\"user_states\"}")
+        .await;
+    let pages = a
+        .metric("herald_read_batch_keys_sum{read=\"after_seqs\"}")
+        .await;
     assert_eq!((states, pages), (40, 26));
-    let statements = a.metric("herald_read_batch_keys_count{read=\"user_states\"}").await;
+    let statements = a
+        .metric("herald_read_batch_keys_count{read=\"user_states\"}")
+        .await;
     assert!((1..=40).contains(&statements), "{statements} counter reads");
 }
 
