@@ -13,6 +13,7 @@
 #   LT_USERS=10000 LT_RATE=1000 loadtest/bench.sh
 #   LT_SYSTEMS=herald LT_SKIP_BUILD=1 loadtest/bench.sh
 #   LT_SYSTEMS="herald nestjs" loadtest/bench.sh                   # one baseline
+#   LT_SYSTEMS="herald nestjs nestjs-prisma" loadtest/bench.sh     # NestJS through pg and Prisma
 #   LT_RATES="500 1000 2000" LT_SCENARIOS=fanout-rate loadtest/bench.sh   # p99 vs fixed rate
 #   LT_SCENARIOS="fanout-max fanout-max-batch100" LT_SYSTEMS=herald loadtest/bench.sh   # a subset
 #
@@ -46,8 +47,10 @@ BATCH="${LT_BATCH:-1}"
 HERALD_WORKERS="${LT_HERALD_WORKERS:-1}"
 SYSTEMS="${LT_SYSTEMS:-herald socketio nestjs}"
 SCENARIOS="${LT_SCENARIOS:-idle fanout-rate fanout-max fanout-half-max fanout-max-batch100 broadcast storm}"
+# shellcheck source=baselines/lib.sh
+source "$ROOT/loadtest/baselines/lib.sh"
 for s in $SYSTEMS; do
-    case "$s" in herald | socketio | nestjs) ;; *) echo "LT_SYSTEMS: unknown system '$s' (herald, socketio, nestjs)" >&2; exit 2 ;; esac
+    [[ "$s" == herald ]] || is_baseline "$s" || { echo "LT_SYSTEMS: unknown system '$s' (herald, $BASELINE_NAMES)" >&2; exit 2; }
 done
 RUN_ID="lt_bench_$$_$RANDOM"
 DB="herald_${RUN_ID}"
@@ -88,10 +91,10 @@ wait_ready() {
 }
 
 declare -A ENTRY
-for b in socketio nestjs; do
+for b in $BASELINE_NAMES; do
     has "$b" || continue
-    log "npm ci (loadtest/baselines/$b)"
-    ENTRY[$b]=$(loadtest/baselines/install.sh "loadtest/baselines/$b")
+    log "npm ci ($(baseline_dir "$b"))"
+    ENTRY[$b]=$(loadtest/baselines/install.sh "$(baseline_dir "$b")")
 done
 
 psql "$PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
@@ -113,13 +116,13 @@ if has herald; then
     log "herald nodes a=:$H_A b=:$H_B"
 fi
 declare -A BASE_PORTS BASE_PIDS
-table_of() { case "$1" in socketio) echo sio_notifications ;; *) echo "$1_notifications" ;; esac; }
-for b in socketio nestjs; do
+table_of() { case "$1" in socketio) echo sio_notifications ;; *) baseline_table "$1" ;; esac; }
+for b in $BASELINE_NAMES; do
     has "$b" || continue
     read -r p_a p_b < <(ports)
     BASE_PORTS[$b]="$p_a $p_b"
     start_base() {
-        SIO_LISTEN="127.0.0.1:$3" SIO_NODE_ID="$1-$2" SIO_DATABASE_URL="$PG/$DB" SIO_TABLE="$(table_of "$1")" \
+        SIO_LISTEN="127.0.0.1:$3" SIO_NODE_ID="$1-$2" SIO_DATABASE_URL="$PG/$DB" SIO_TABLE="$(table_of "$1")" SIO_ORM="$(baseline_orm "$1")" \
         SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:$1" SIO_JWT_SECRET="$JWT_SECRET" \
         SIO_SERVICE_KEYS="$SERVICE_KEY" node "${ENTRY[$1]}" >"$WORK/$1-$2.log" 2>&1 &
         PIDS+=($!); BASE_PIDS[$1]="${BASE_PIDS[$1]:+${BASE_PIDS[$1]},}$!"

@@ -13,8 +13,9 @@ hand (no dependencies).
 """
 import json, math, pathlib, sys
 
-NAMES = {"herald": "Herald", "socketio": "Socket.IO baseline", "nestjs": "NestJS baseline"}
-BASELINES = ("socketio", "nestjs")
+NAMES = {"herald": "Herald", "socketio": "Socket.IO baseline", "nestjs": "NestJS baseline",
+         "nestjs-prisma": "NestJS + Prisma baseline"}
+BASELINES = ("socketio", "nestjs", "nestjs-prisma")
 PCTS = [("p50", "p50_ms"), ("p90", "p90_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"), ("max", "max_ms")]
 
 
@@ -242,7 +243,7 @@ def main():
             print("End-to-end latency (publish call start → event parsed by the receiving socket) by percentile, log scale.")
 
 
-COLORS = {"herald": "#1f77b4", "socketio": "#d62728", "nestjs": "#2ca02c"}
+COLORS = {"herald": "#1f77b4", "socketio": "#d62728", "nestjs": "#2ca02c", "nestjs-prisma": "#9467bd"}
 
 
 def write_plot(base, series):

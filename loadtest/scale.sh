@@ -11,6 +11,7 @@
 #   LT_SYSTEM=socketio LT_USERS=100000 LT_HOLD=30 loadtest/scale.sh
 #                                                      # the Socket.IO baseline, same harness
 #   LT_SYSTEM=nestjs ...                               # the NestJS baseline
+#   LT_SYSTEM=nestjs-prisma ...                        # the NestJS baseline writing through Prisma
 #
 # Every node gets HERALD_MAX_CONNECTIONS=LT_PER_NODE (default 19,500: the descriptor limit
 # less what the pools need) and a small database pool (LT_POOL, default 3), so N nodes fit
@@ -26,7 +27,9 @@ NODES="${LT_NODES:-$(( (USERS + PER_NODE - 1) / PER_NODE ))}"
 HOLD="${LT_HOLD:-300}"
 SCENARIO="${LT_SCENARIO:-idle}"
 SYSTEM="${LT_SYSTEM:-herald}"
-case "$SYSTEM" in herald | socketio | nestjs) ;; *) echo "LT_SYSTEM must be herald, socketio or nestjs, not '$SYSTEM'" >&2; exit 2 ;; esac
+# shellcheck source=baselines/lib.sh
+source "$ROOT/loadtest/baselines/lib.sh"
+[[ "$SYSTEM" == herald ]] || is_baseline "$SYSTEM" || { echo "LT_SYSTEM must be herald or one of: $BASELINE_NAMES, not '$SYSTEM'" >&2; exit 2; }
 BASE_PORT="${LT_BASE_PORT:-19300}"
 PG="${LT_PG:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL="${LT_REDIS:-redis://127.0.0.1:6379}"
@@ -72,12 +75,12 @@ wait_ready() {
 TARGETS=()
 PROTO=()
 if [[ "$SYSTEM" != herald ]]; then
-    ENTRY=$(loadtest/baselines/install.sh "loadtest/baselines/$SYSTEM")
+    ENTRY=$(loadtest/baselines/install.sh "$(baseline_dir "$SYSTEM")")
     PROTO=(--protocol socketio)
     for i in $(seq 1 "$NODES"); do
         port=$((BASE_PORT + i))
         SIO_LISTEN="127.0.0.1:$port" SIO_NODE_ID="$SYSTEM-$i" SIO_DATABASE_URL="$PG/$DB" \
-        SIO_TABLE="${SYSTEM}_notifications" SIO_PG_POOL="${LT_POOL:-3}" SIO_REDIS_URL="$REDIS_URL" \
+        SIO_TABLE="$(baseline_table "$SYSTEM")" SIO_ORM="$(baseline_orm "$SYSTEM")" SIO_PG_POOL="${LT_POOL:-3}" SIO_REDIS_URL="$REDIS_URL" \
         SIO_REDIS_KEY="$RUN_ID:$SYSTEM" SIO_JWT_SECRET="$JWT_SECRET" SIO_SERVICE_KEYS="$SERVICE_KEY" \
             node "$ENTRY" >"$OUT/node-$i.log" 2>&1 &
         PIDS+=($!)

@@ -3,7 +3,7 @@
 # Redis prefix, free ports), runs every scenario tiny with --check (zero lost / duplicated /
 # out-of-order, every socket connected), tears everything down. Exit status non-zero on any
 # failure. Needs PostgreSQL (trust, user postgres) and Redis on 127.0.0.1. Then the same for
-# each baseline (LT_BASELINES, default "socketio nestjs"; installed from npm by
+# each baseline (LT_BASELINES, default "socketio nestjs nestjs-prisma"; installed from npm by
 # loadtest/baselines/install.sh): fanout and storm through the harness's Socket.IO protocol,
 # so the side-by-side bench keeps working.
 #
@@ -19,7 +19,12 @@ PGHOST_URL="${LT_PG:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL="${LT_REDIS:-redis://127.0.0.1:6379}"
 USERS="${LT_USERS:-50}"
 SECS="${LT_SECS:-2}"
-BASELINES="${LT_BASELINES-socketio nestjs}"
+BASELINES="${LT_BASELINES-socketio nestjs nestjs-prisma}"
+# shellcheck source=baselines/lib.sh
+source "$ROOT/loadtest/baselines/lib.sh"
+for b in $BASELINES; do
+    is_baseline "$b" || { echo "LT_BASELINES: unknown baseline '$b' ($BASELINE_NAMES)" >&2; exit 2; }
+done
 RUN_ID="lt_smoke_$$_$RANDOM"
 DB="herald_${RUN_ID}"
 WORK="$(mktemp -d -t herald-lt-smoke.XXXXXX)"
@@ -95,12 +100,12 @@ log "storm";     "$LT" storm "${COMMON[@]}" "${PUB[@]}" --publish-while-down 200
 nb=0
 for b in $BASELINES; do
     log "baseline $b: install"
-    entry=$(loadtest/baselines/install.sh "loadtest/baselines/$b")
+    entry=$(loadtest/baselines/install.sh "$(baseline_dir "$b")")
     ports=() bpids=()
     for n in a b; do
         port=$(free_port)
         SIO_LISTEN="127.0.0.1:$port" SIO_NODE_ID="$b-$n" SIO_DATABASE_URL="$PGHOST_URL/$DB" \
-        SIO_TABLE="${b}_notifications" SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:$b" \
+        SIO_TABLE="$(baseline_table "$b")" SIO_ORM="$(baseline_orm "$b")" SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:$b" \
         SIO_JWT_SECRET="$JWT_SECRET" SIO_SERVICE_KEYS="$SERVICE_KEY" \
             node "$entry" >"$WORK/node-$b-$n.log" 2>&1 &
         PIDS+=($!); bpids+=($!); ports+=("$port")

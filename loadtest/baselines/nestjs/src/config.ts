@@ -22,6 +22,9 @@ export const config = {
   databaseUrl: env('SIO_DATABASE_URL'),
   table: env('SIO_TABLE', 'nest_notifications'),
   pgPool: Number(env('SIO_PG_POOL', '10')),
+  // How NotificationsService.create writes: `prisma` (the seed's ORM) or `pg` (one raw
+  // INSERT through node-postgres).
+  orm: env('SIO_ORM', 'pg'),
   redisUrl: env('SIO_REDIS_URL'),
   redisKey: env('SIO_REDIS_KEY', 'socket.io'),
   jwtSecret: env('SIO_JWT_SECRET'),
@@ -32,5 +35,15 @@ export const config = {
 
 if (!/^[a-z_][a-z0-9_]*$/.test(config.table)) {
   console.error('bad SIO_TABLE');
+  process.exit(2);
+}
+// The Prisma model names its table (prisma/schema.prisma, @@map).
+export const PRISMA_TABLE = 'nestjs_prisma_notifications';
+if (config.orm !== 'pg' && config.orm !== 'prisma') {
+  console.error(`SIO_ORM must be prisma or pg, not ${config.orm}`);
+  process.exit(2);
+}
+if (config.orm === 'prisma' && config.table !== PRISMA_TABLE) {
+  console.error(`SIO_ORM=prisma needs SIO_TABLE=${PRISMA_TABLE} (the model's @@map), not ${config.table}`);
   process.exit(2);
 }

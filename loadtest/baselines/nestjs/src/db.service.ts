@@ -1,13 +1,22 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { PrismaPg } from '@prisma/adapter-pg';
 import { Pool } from 'pg';
 import { config } from './config';
+import { PrismaClient } from './generated/prisma/client';
 
-// Stands in for the seed's PrismaService: Prisma's query engine is a binary fetched from
-// binaries.prisma.sh at install time, which this machine cannot reach. node-postgres runs
-// the same one-row INSERT, with less overhead than Prisma's engine round trip.
+// The seed's PrismaService, and a raw pool beside it. With SIO_ORM=prisma the service writes
+// through Prisma 7 (TypeScript query compiler over the pg driver adapter: no query-engine
+// binary, which binaries.prisma.sh would have to supply); with SIO_ORM=pg through the pool,
+// one raw INSERT. The pool also runs the DDL either way.
 @Injectable()
 export class DbService implements OnModuleDestroy {
   readonly pool = new Pool({ connectionString: config.databaseUrl, max: config.pgPool });
+  readonly prisma: PrismaClient | null =
+    config.orm === 'prisma'
+      ? new PrismaClient({
+          adapter: new PrismaPg({ connectionString: config.databaseUrl, max: config.pgPool }),
+        })
+      : null;
 
   // The seed's schema (plus `data JSONB`); two instances may start together, so the
   // idempotent DDL is retried on a catalog race.
@@ -38,6 +47,7 @@ export class DbService implements OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
+    await this.prisma?.$disconnect();
     await this.pool.end();
   }
 }

@@ -19,7 +19,7 @@ async function bootstrap() {
   // Longer than the harness's pooled-connection idle time (4 s), as for ../socketio.
   app.getHttpServer().keepAliveTimeout = 65_000;
   await app.listen(config.port, config.host);
-  console.log(`[${config.nodeId}] listening on ${config.host}:${config.port} namespace ${config.namespace} table ${config.table}`);
+  console.log(`[${config.nodeId}] listening on ${config.host}:${config.port} namespace ${config.namespace} table ${config.table} orm ${config.orm}`);
 }
 
 bootstrap().catch((e) => {

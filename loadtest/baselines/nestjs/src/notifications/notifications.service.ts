@@ -16,6 +16,33 @@ export class NotificationsService {
   ) {}
 
   async create(userId: string, data: CreateNotification): Promise<NotificationPayload> {
+    if (this.db.prisma) {
+      // The seed's own call: `this.prisma.notification.create({ data: { userId, ...data } })`.
+      const n = await this.db.prisma.notification.create({
+        data: {
+          userId,
+          type: data.type,
+          title: data.title,
+          message: data.message,
+          link: data.link,
+          avatarUrl: data.avatar,
+          data: data.data === undefined ? undefined : (data.data as object),
+        },
+      });
+      const payload: NotificationPayload = {
+        id: n.id,
+        type: n.type,
+        title: n.title,
+        message: n.message,
+        link: n.link || undefined,
+        avatar: n.avatarUrl || undefined,
+        data: n.data ?? undefined,
+        createdAt: (n.createdAt ?? new Date()).toISOString(),
+        read: false,
+      };
+      this.gateway.sendToUser(userId, payload);
+      return payload;
+    }
     const { rows } = await this.db.pool.query(
       `INSERT INTO ${config.table} (user_id, type, title, message, link, avatar_url, data)
        VALUES ($1, $2, $3, $4, $5, $6, $7)
