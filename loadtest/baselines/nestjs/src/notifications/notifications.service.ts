@@ -16,33 +16,29 @@ export class NotificationsService {
   ) {}
 
   async create(userId: string, data: CreateNotification): Promise<NotificationPayload> {
-    if (this.db.prisma) {
-      // The seed's own call: `this.prisma.notification.create({ data: { userId, ...data } })`.
-      const n = await this.db.prisma.notification.create({
-        data: {
-          userId,
-          type: data.type,
-          title: data.title,
-          message: data.message,
-          link: data.link,
-          avatarUrl: data.avatar,
-          data: data.data === undefined ? undefined : (data.data as object),
-        },
-      });
-      const payload: NotificationPayload = {
-        id: n.id,
-        type: n.type,
-        title: n.title,
-        message: n.message,
-        link: n.link || undefined,
-        avatar: n.avatarUrl || undefined,
-        data: n.data ?? undefined,
-        createdAt: (n.createdAt ?? new Date()).toISOString(),
-        read: false,
-      };
-      this.gateway.sendToUser(userId, payload);
-      return payload;
-    }
+    const payload = this.db.prisma ? await this.insertPrisma(userId, data) : await this.insertPg(userId, data);
+    this.gateway.sendToUser(userId, payload);
+    return payload;
+  }
+
+  // The seed's own call: `this.prisma.notification.create({ data: { userId, ...data } })`.
+  private async insertPrisma(userId: string, data: CreateNotification): Promise<NotificationPayload> {
+    const n = await this.db.prisma!.notification.create({
+      data: {
+        userId,
+        type: data.type,
+        title: data.title,
+        message: data.message,
+        link: data.link,
+        avatarUrl: data.avatar,
+        data: data.data === undefined ? undefined : (data.data as object),
+      },
+    });
+    return stored({ ...n, avatar: n.avatarUrl, createdAt: n.createdAt ?? new Date() });
+  }
+
+  // The same row with one raw INSERT through node-postgres.
+  private async insertPg(userId: string, data: CreateNotification): Promise<NotificationPayload> {
     const { rows } = await this.db.pool.query(
       `INSERT INTO ${config.table} (user_id, type, title, message, link, avatar_url, data)
        VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -50,19 +46,7 @@ export class NotificationsService {
       [userId, data.type, data.title, data.message, data.link ?? null, data.avatar ?? null, data.data ?? null],
     );
     const n = rows[0];
-    const payload: NotificationPayload = {
-      id: n.id,
-      type: n.type,
-      title: n.title,
-      message: n.message,
-      link: n.link || undefined,
-      avatar: n.avatar_url || undefined,
-      data: n.data || undefined,
-      createdAt: n.created_at.toISOString(),
-      read: false,
-    };
-    this.gateway.sendToUser(userId, payload);
-    return payload;
+    return stored({ ...n, avatar: n.avatar_url, createdAt: n.created_at });
   }
 
   // The seed's broadcastToAll: not persisted.
@@ -79,4 +63,30 @@ export class NotificationsService {
     this.gateway.broadcastToAll(payload);
     return payload;
   }
+}
+
+interface StoredRow {
+  id: string;
+  type: string;
+  title: string;
+  message: string;
+  link: string | null;
+  avatar: string | null;
+  data: unknown;
+  createdAt: Date;
+}
+
+// What the seed emits and returns for a stored row.
+function stored(n: StoredRow): NotificationPayload {
+  return {
+    id: n.id,
+    type: n.type,
+    title: n.title,
+    message: n.message,
+    link: n.link || undefined,
+    avatar: n.avatar || undefined,
+    data: n.data ?? undefined,
+    createdAt: n.createdAt.toISOString(),
+    read: false,
+  };
 }
