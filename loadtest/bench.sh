@@ -3,9 +3,10 @@
 # baseline (loadtest/baselines/socketio: socket.io@4 + Redis adapter + pg, the seed design
 # without a framework; loadtest/baselines/nestjs: the same design in the seed's own NestJS
 # stack) on the same PostgreSQL database (Herald's tables vs `sio_notifications` /
-# `nestjs_notifications` / `nestjs_prisma_notifications`) and the same Redis (distinct key / channel prefixes), runs the same
-# scenarios with the same parameters against each system in turn, and writes side-by-side
-# Markdown tables (Herald vs each baseline) with ratios to loadtest/results/latest.md
+# `nestjs_notifications` / `nestjs_prisma_notifications`) and the same Redis (distinct key /
+# channel prefixes), runs the same scenarios with the same parameters against each system in
+# turn, and writes side-by-side Markdown tables (Herald vs each baseline) with ratios to
+# loadtest/results/latest.md
 # plus a latency-percentile plot (loadtest/results/latest-latency.png, or .svg without
 # matplotlib). JSON per run in loadtest/results/bench-<stamp>/<system>/.
 #

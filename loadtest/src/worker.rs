@@ -780,7 +780,7 @@ fn record_live(h: &mut Hists, t: u64, now: u64) {
     let us = now.saturating_sub(t) / 1000;
     rec(&mut h.live, us);
     let window = t / 1_000_000 / WINDOW_MS;
-    h.live_windows.entry(window).or_default().record(us.max(1));
+    h.live_windows.entry(window).or_default().record(us);
 }
 
 fn on_notification(

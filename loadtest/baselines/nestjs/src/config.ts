@@ -38,7 +38,7 @@ if (!/^[a-z_][a-z0-9_]*$/.test(config.table)) {
   process.exit(2);
 }
 // The Prisma model names its table (prisma/schema.prisma, @@map).
-export const PRISMA_TABLE = 'nestjs_prisma_notifications';
+const PRISMA_TABLE = 'nestjs_prisma_notifications';
 if (config.orm !== 'pg' && config.orm !== 'prisma') {
   console.error(`SIO_ORM must be prisma or pg, not ${config.orm}`);
   process.exit(2);

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { config } from '../config';
 import { DbService } from '../db.service';
+import { PrismaClient } from '../generated/prisma/client';
 import { NotificationPayload, NotificationsGateway } from './notifications.gateway';
 
 // What a caller supplies, as in the seed's `create(userId, data: Omit<…>)`.
@@ -16,14 +17,19 @@ export class NotificationsService {
   ) {}
 
   async create(userId: string, data: CreateNotification): Promise<NotificationPayload> {
-    const payload = this.db.prisma ? await this.insertPrisma(userId, data) : await this.insertPg(userId, data);
+    const prisma = this.db.prisma;
+    const payload = prisma ? await this.insertPrisma(prisma, userId, data) : await this.insertPg(userId, data);
     this.gateway.sendToUser(userId, payload);
     return payload;
   }
 
   // The seed's own call: `this.prisma.notification.create({ data: { userId, ...data } })`.
-  private async insertPrisma(userId: string, data: CreateNotification): Promise<NotificationPayload> {
-    const n = await this.db.prisma!.notification.create({
+  private async insertPrisma(
+    prisma: PrismaClient,
+    userId: string,
+    data: CreateNotification,
+  ): Promise<NotificationPayload> {
+    const n = await prisma.notification.create({
       data: {
         userId,
         type: data.type,
