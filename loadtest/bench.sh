@@ -17,9 +17,10 @@
 #   LT_SYSTEMS="herald nestjs nestjs-prisma" loadtest/bench.sh     # NestJS through pg and Prisma
 #   LT_RATES="500 1000 2000" LT_SCENARIOS=fanout-rate loadtest/bench.sh   # p99 vs fixed rate
 #   LT_SCENARIOS="fanout-max fanout-max-batch100" LT_SYSTEMS=herald loadtest/bench.sh   # a subset
+#   LT_MAX_CONCS="16 64 256 1024" LT_SCENARIOS=fanout-max loadtest/bench.sh   # max rate vs publishes in flight
 #
 # Scenarios per system: idle (RSS per connection), fanout at LT_RATE/s (latency at the same
-# rate), fanout at max rate (LT_MAX_CONC publishes in flight), fanout at half of that max,
+# rate), fanout at max rate (LT_MAX_CONCS publishes in flight), fanout at half of that max,
 # broadcast, storm (Herald: drop + publish while down + resume; Socket.IO: drop + reconnect
 # only, it has no resume). Herald also runs fanout-max with 100 recipients per call
 # (LT_BATCH=0 to skip; the baseline's API has one recipient per call).
@@ -39,7 +40,15 @@ SECS="${LT_SECS:-20}"
 RATE="${LT_RATE:-500}"
 # Several fixed rates (a latency-vs-rate curve): runs fanout-rate-<r> for each.
 RATES="${LT_RATES:-$RATE}"
-MAX_CONC="${LT_MAX_CONC:-64}"
+# Publishes in flight for the max-rate runs (LT_MAX_CONC: one value). Several values sweep
+# them (fanout-max-c<N> each):
+# each system's max rate is its best over the sweep, and half max is half of that. Herald's
+# group commit needs calls in flight to form batches, a single-threaded baseline queues them,
+# so no single value is every system's best (docs/benchmarks.md, "Publishes in flight").
+MAX_CONCS="${LT_MAX_CONCS:-${LT_MAX_CONC:-16 64 256 1024}}"
+for c in $MAX_CONCS; do
+    [[ "$c" =~ ^[1-9][0-9]*$ && "$c" -le 8192 ]] || { echo "LT_MAX_CONCS: '$c' is not a count of 1..8192" >&2; exit 2; }
+done
 GRACE="${LT_GRACE:-10}"
 BATCH="${LT_BATCH:-1}"
 # Worker threads per Herald node. Two nodes share the two cores with PostgreSQL, Redis and the
@@ -63,7 +72,8 @@ JWT_SECRET="lt-bench-jwt-secret-0123456789abcdef-$RANDOM$RANDOM"
 PIDS=()
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
-want() { [[ " $SCENARIOS " == *" ${1%-[0-9]*} "* ]]; }  # fanout-rate-1000 is fanout-rate
+# fanout-rate-1000 is fanout-rate, fanout-max-c256 is fanout-max.
+want() { local n="${1%-[0-9]*}"; n="${n%-c[0-9]*}"; [[ " $SCENARIOS " == *" $n "* ]]; }
 
 teardown() {
     local rc=$?
@@ -143,7 +153,15 @@ run() {
     log "$(basename "$dir")/$name: $*"
     "$LT" "$@" --out "$dir/$name.json" || log "$(basename "$dir")/$name exited $?"
 }
-half_max() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(max(1, round(r["results"]["publish"]["accepted_per_s"] / 2)))' "$1" 2>/dev/null || echo "$RATE"; }
+# Half of the best max-rate run in directory $1 (fanout-max.json, or fanout-max-c<N>.json of a sweep).
+half_max() {
+    python3 - "$1" <<'PY' 2>/dev/null || echo "$RATE"
+import json, pathlib, sys
+runs = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("fanout-max*.json")
+        if p.stem == "fanout-max" or p.stem.startswith("fanout-max-c")]
+print(max(1, round(max(r["results"]["publish"]["accepted_per_s"] for r in runs) / 2)))
+PY
+}
 
 bench_system() {
     local sys="$1" dir="$OUT/$1" targets pub pids proto=()
@@ -167,7 +185,12 @@ bench_system() {
         [[ "$RATES" == "$RATE" ]] || name="fanout-rate-$r"
         run "$dir" "$name" fanout "${common[@]}" "${p[@]}" --rate "$r" --duration "$SECS" --grace "$GRACE"
     done
-    run "$dir" fanout-max fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --publish-concurrency "$MAX_CONC" --grace "$GRACE"
+    local c name_max
+    for c in $MAX_CONCS; do
+        name_max=fanout-max
+        [[ "$MAX_CONCS" == "$c" ]] || name_max="fanout-max-c$c"
+        run "$dir" "$name_max" fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --publish-concurrency "$c" --grace "$GRACE"
+    done
     run "$dir" fanout-half-max fanout "${common[@]}" "${p[@]}" --rate "$(half_max "$dir/fanout-max.json")" --duration "$SECS" --grace "$GRACE"
     if [[ "$sys" == herald && "$BATCH" == 1 ]]; then
         run "$dir" fanout-max-batch100 fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --recipients-per-publish 100 --publish-concurrency 16 --grace "$GRACE"

@@ -5,7 +5,8 @@
 
 <bench-dir> holds one sub-directory per system (`herald/`, `socketio/`, `nestjs/`) of herald-loadtest
 JSON results (named idle, fanout-rate, fanout-max, fanout-half-max, fanout-max-batch100,
-broadcast, storm), or — older layout — the JSON files directly (Herald only). Prints the
+broadcast, storm; fanout-rate-<r> and fanout-max-c<n> for sweeps over rates and publishes in
+flight), or — older layout — the JSON files directly (Herald only). Prints the
 Markdown to stdout: a side-by-side table with ratios for Herald against each baseline, then
 every run's key figures. With
 --plot, writes a latency-percentile plot: <path>.png with matplotlib, else <path>.svg drawn by
@@ -71,6 +72,24 @@ def rate_runs(runs):
     return sorted(names, key=rate)
 
 
+def max_runs(runs):
+    """The max-rate fanout runs (`fanout-max`, or `fanout-max-c<n>` for LT_MAX_CONCS), by
+    publishes in flight."""
+    names = [n for n in runs if n == "fanout-max" or (n.startswith("fanout-max-c") and n[12:].isdigit())]
+    return sorted(names, key=lambda n: concurrency(runs[n]))
+
+
+def concurrency(run):
+    return get(run, "params", "publish", "publish_concurrency") or 0
+
+
+def best_max(runs):
+    """The max-rate run with the highest accepted rate: a system's max is its best over the
+    publishes-in-flight sweep."""
+    names = max_runs(runs)
+    return max(names, key=lambda n: get(runs[n], "results", "publish", "accepted_per_s") or 0) if names else None
+
+
 def metrics(runs):
     """Key figures of one system: {metric key: value}."""
     m = {}
@@ -81,13 +100,15 @@ def metrics(runs):
         m["connect_per_s"] = get(res, "connect", "per_s")
         m["handshake_p99"] = get(res, "hold", "handshake_latency", "p99_ms")
         m["idle_sockets"] = get(res, "connect", "sockets")
-    for name in rate_runs(runs) + ["fanout-max", "fanout-half-max", "fanout-max-batch100"]:
+    best = best_max(runs)
+    for name in rate_runs(runs) + max_runs(runs) + ["fanout-half-max", "fanout-max-batch100"]:
         r = runs.get(name)
         if not r:
             continue
         res = r["results"]
         m[name] = {
             "rate": r["params"]["rate"],
+            "conc": concurrency(r),
             "accepted_per_s": get(res, "publish", "accepted_per_s"),
             "deliveries_per_s": get(res, "delivery", "deliveries_per_s"),
             "lat": res.get("latency") or {},
@@ -96,6 +117,9 @@ def metrics(runs):
             "dup": get(res, "delivery", "duplicates"),
             "failed": get(res, "publish", "failed_calls"),
         }
+    if best:
+        m["fanout-max"] = m[best]
+        m["max_sweep"] = {m[n]["conc"]: m[n] for n in max_runs(runs)}
     b = runs.get("broadcast")
     if b:
         rounds = b["results"].get("broadcasts", [])
@@ -167,6 +191,8 @@ def main():
                 continue
             if name == "fanout-half-max":
                 label = f"{label} ({h['rate']}/s vs {b['rate']}/s)"
+            elif name == "fanout-max" and (len(H.get("max_sweep", {})) > 1 or len(B.get("max_sweep", {})) > 1):
+                label = f"{label} (best of the sweep: {h['conc']} vs {b['conc']} in flight)"
             elif name.startswith("fanout-rate"):
                 label = f"{label} ({h['rate']}/s)"
             if name == "fanout-max":
@@ -175,12 +201,21 @@ def main():
                 print(f"| {label}: deliveries/s | {f0(h['deliveries_per_s'])} | {f0(b['deliveries_per_s'])} | (different rates) |")
             else:
                 row(f"{label}: deliveries/s", h["deliveries_per_s"], b["deliveries_per_s"], f0, True)
+            # Different rates, or different publishes in flight: no ratio.
+            apart = ("different rates" if name == "fanout-half-max" else
+                     "different in flight" if name == "fanout-max" and h["conc"] != b["conc"] else None)
             for p, k in PCTS[:1] + PCTS[3:5]:
-                if name == "fanout-half-max":  # different rates: no ratio
-                    print(f"| {label}: latency {p}, ms | {f1(h['lat'].get(k))} | {f1(b['lat'].get(k))} | (different rates) |")
+                if apart:
+                    print(f"| {label}: latency {p}, ms | {f1(h['lat'].get(k))} | {f1(b['lat'].get(k))} | ({apart}) |")
                 else:
                     row(f"{label}: latency {p}, ms", h["lat"].get(k), b["lat"].get(k), f1, False)
             print(f"| {label}: lost / duplicates | {h['lost']} / {h['dup']} | {b['lost']} / {b['dup']} | |")
+        hs, bs = H.get("max_sweep", {}), B.get("max_sweep", {})
+        if len(hs) > 1 or len(bs) > 1:
+            for c in sorted(set(hs) | set(bs)):
+                h, b = hs.get(c, {}), bs.get(c, {})
+                row(f"max rate with {c} publishes in flight: accepted/s", h.get("accepted_per_s"), b.get("accepted_per_s"), f0, True)
+                row(f"max rate with {c} publishes in flight: latency p99, ms", h.get("lat", {}).get("p99_ms"), b.get("lat", {}).get("p99_ms"), f1, False)
         if "fanout-max-batch100" in H:
             h = H["fanout-max-batch100"]
             print(f"| Herald only: max rate, 100 recipients per call: notifications/s | {f0(h['accepted_per_s'])} | n/a (one recipient per call) | |")
@@ -208,7 +243,8 @@ def main():
                        f"harness {f1(res['hold']['worker_rss_kib_per_socket'])} KiB/socket")
             elif sc == "fanout":
                 pb, dl, lat = res["publish"], res["delivery"], res["latency"]
-                key = (f"rate {r['params']['rate']} x{r['params']['publish']['recipients_per_publish']}: "
+                key = (f"rate {r['params']['rate']} x{r['params']['publish']['recipients_per_publish']}"
+                       + (f", {concurrency(r)} in flight" if r['params']['rate'] == "max" else "") + ": "
                        f"accepted {f0(pb['accepted_per_s'])}/s, delivered {f0(dl['deliveries_per_s'])}/s; "
                        f"latency p50 {lat['p50_ms']:.1f} p95 {lat['p95_ms']:.1f} p99 {lat['p99_ms']:.1f} "
                        f"p99.9 {lat['p999_ms']:.1f} max {lat['max_ms']:.1f} ms; publish HTTP p99 {pb['http_latency']['p99_ms']:.1f} ms")
@@ -232,8 +268,8 @@ def main():
         for s in systems:
             styles = ["solid", "dashdot", "dashed", "dotted"]  # one per fixed rate (LT_RATES)
             fixed = [(n, styles[i % len(styles)]) for i, n in enumerate(rate_runs(data[s]))]
-            for name, style in fixed + [("fanout-half-max", "dashed"), ("fanout-max", "dotted")]:
-                r = data[s].get(name)
+            for name, style in fixed + [("fanout-half-max", "dashed"), (best_max(data[s]), "dotted")]:
+                r = data[s].get(name) if name else None
                 if r and r["results"].get("latency", {}).get("count"):
                     lat = r["results"]["latency"]
                     series.append((f"{NAMES[s]} {name} ({r['params']['rate']}/s)", s, style, [lat[k] for _, k in PCTS]))

@@ -403,10 +403,10 @@ fn merged_json(m: &Merged) -> Value {
 
 /// HTTP publisher (service key) with per-user accepted counts.
 struct Publisher {
-    client: reqwest::Client,
-    /// One per `--publish-url` node; calls go round robin over them.
-    notif_urls: Vec<String>,
-    bcast_url: String,
+    /// One per `--publish-url` node, with its notifications path; calls go round robin.
+    nodes: Vec<(crate::http1::Pool, String)>,
+    /// The broadcasts path on the first node.
+    bcast_path: String,
     auth: String,
     prefix: String,
     users: usize,
@@ -439,32 +439,29 @@ impl Publisher {
             Protocol::Socketio => "",
         };
         let notifications = format!("{api}/notifications");
-        let mut urls = Vec::new();
+        let mut nodes = Vec::new();
+        let mut bcast_path = None;
         for base in p.publish_url.split(',').map(str::trim) {
             if base.is_empty() {
                 bail!("--publish-url: empty entry in {:?}", p.publish_url);
             }
             let base = base.trim_end_matches('/');
             let base = base.strip_suffix(notifications.as_str()).unwrap_or(base);
-            urls.push((
-                format!("{base}{notifications}"),
-                format!("{base}{api}/broadcasts"),
-            ));
+            // http://host:port[/prefix]
+            let path_at = base
+                .strip_prefix("http://")
+                .and_then(|r| r.find('/'))
+                .map_or(base.len(), |i| i + "http://".len());
+            let (origin, prefix) = base.split_at(path_at);
+            let pool = crate::http1::Pool::new(origin)
+                .with_context(|| format!("--publish-url {base:?}"))?;
+            // Broadcasts go to the first node; publishes round robin over all.
+            bcast_path.get_or_insert_with(|| format!("{prefix}{api}/broadcasts"));
+            nodes.push((pool, format!("{prefix}{notifications}")));
         }
-        // Broadcasts go to the first node; publishes round robin over all.
-        let bcast_url = urls[0].1.clone();
-        let notif_urls = urls.into_iter().map(|(n, _)| n).collect();
         Ok(Publisher {
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(p.publish_concurrency.max(1) * 2)
-                // Drop idle connections before the server does (Herald's
-                // HERALD_HTTP_KEEP_ALIVE_MS is 75 s, the baseline's keepAliveTimeout 65 s), so no
-                // request races a server-side close.
-                .pool_idle_timeout(Duration::from_secs(4))
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            notif_urls,
-            bcast_url,
+            nodes,
+            bcast_path: bcast_path.unwrap_or_default(),
             auth: format!("Bearer {}", p.service_key),
             prefix: prefix.to_string(),
             users,
@@ -479,28 +476,34 @@ impl Publisher {
     }
 }
 
-/// A failed call's error key: its kind, and the innermost cause ("connection closed before
-/// message completed", ...), which says whose side failed.
-fn request_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "request"
-    };
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    format!("http {kind}: {cause}")
-}
+/// Each publish call's bound, connect included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Publisher {
     /// The node for the next call: round robin over `--publish-url`.
-    fn notif_url(&self) -> &str {
+    fn node(&self) -> &(crate::http1::Pool, String) {
         let calls = self.calls.load(Relaxed) as usize;
-        &self.notif_urls[calls % self.notif_urls.len()]
+        &self.nodes[calls % self.nodes.len()]
+    }
+
+    /// `POST` a JSON body to the next node's notifications path (or `path` on the first
+    /// node), with the service key.
+    async fn post(
+        &self,
+        path: Option<&str>,
+        body: &impl serde::Serialize,
+    ) -> Result<crate::http1::Response, String> {
+        let body = serde_json::to_vec(body).map_err(|e| format!("encode: {e}"))?;
+        let (pool, path) = match path {
+            Some(p) => (&self.nodes[0].0, p),
+            None => {
+                let (pool, path) = self.node();
+                (pool, path.as_str())
+            }
+        };
+        pool.post_json(path, &[("authorization", &self.auth)], &body, CALL_TIMEOUT)
+            .await
+            .map_err(|e| e.key())
     }
 
     fn fail(&self, why: String) {
@@ -535,22 +538,15 @@ impl Publisher {
         };
         self.calls.fetch_add(1, Relaxed);
         self.status.published.fetch_add(1, Relaxed);
-        let resp = self
-            .client
-            .post(self.notif_url())
-            .header("authorization", &self.auth)
-            .json(&body)
-            .send()
-            .await;
+        let resp = self.post(None, &body).await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return self.fail(request_error(&e)),
+            Err(e) => return self.fail(e),
         };
-        let status = resp.status();
-        if status.as_u16() != 201 {
-            return self.fail(format!("status {}", status.as_u16()));
+        if resp.status != 201 {
+            return self.fail(format!("status {}", resp.status));
         }
-        let Ok(pr) = resp.json::<PublishResponse>().await else {
+        let Ok(pr) = serde_json::from_slice::<PublishResponse>(&resp.body) else {
             return self.fail("bad response body".into());
         };
         self.http
@@ -589,21 +585,12 @@ impl Publisher {
         });
         self.calls.fetch_add(1, Relaxed);
         self.status.published.fetch_add(1, Relaxed);
-        let resp = self
-            .client
-            .post(self.notif_url())
-            .header("authorization", &self.auth)
-            .json(&body)
-            .send()
-            .await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => return self.fail(request_error(&e)),
+        let resp = self.post(None, &body).await;
+        let status = match resp {
+            Ok(r) => r.status,
+            Err(e) => return self.fail(e),
         };
-        let status = resp.status().as_u16();
-        // Drain the body so the connection goes back to the pool.
-        let ok_body = resp.bytes().await.is_ok();
-        if status != 201 || !ok_body {
+        if status != 201 {
             return self.fail(format!("status {status}"));
         }
         self.http
@@ -1108,20 +1095,18 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
                     data: Some(json!({ "t": t })),
                 };
                 let resp = p
-                    .client
-                    .post(&p.bcast_url)
-                    .header("authorization", &p.auth)
-                    .json(&body)
-                    .send()
-                    .await?;
-                let st = resp.status().as_u16();
+                    .post(Some(&p.bcast_path), &body)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("broadcast {b}: {e}"))?;
+                let st = resp.status;
                 let http_ms = (now_ns() - t) as f64 / 1e6;
                 if st != 202 {
                     failures.push(format!("broadcast {b}: status {st}"));
                     break;
                 }
                 // Herald answers {id, nodes}; the Socket.IO baseline {id}.
-                let br: Value = resp.json().await?;
+                let br: Value = serde_json::from_slice(&resp.body)
+                    .with_context(|| format!("broadcast {b}: response body"))?;
                 let nodes = br.get("nodes").cloned().unwrap_or(Value::Null);
                 ws.send_all(&Cmd::WaitBroadcast {
                     count: b + 1,

@@ -6,6 +6,7 @@
 
 mod coord;
 mod ctl;
+mod http1;
 mod sio;
 mod sys;
 mod worker;
