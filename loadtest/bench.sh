@@ -191,7 +191,7 @@ bench_system() {
         [[ "$MAX_CONCS" == "$c" ]] || name_max="fanout-max-c$c"
         run "$dir" "$name_max" fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --publish-concurrency "$c" --grace "$GRACE"
     done
-    run "$dir" fanout-half-max fanout "${common[@]}" "${p[@]}" --rate "$(half_max "$dir/fanout-max.json")" --duration "$SECS" --grace "$GRACE"
+    run "$dir" fanout-half-max fanout "${common[@]}" "${p[@]}" --rate "$(half_max "$dir")" --duration "$SECS" --grace "$GRACE"
     if [[ "$sys" == herald && "$BATCH" == 1 ]]; then
         run "$dir" fanout-max-batch100 fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --recipients-per-publish 100 --publish-concurrency 16 --grace "$GRACE"
     fi
