@@ -525,12 +525,15 @@ impl Haproxy {
         for (id, p) in nodes {
             servers.push_str(&format!("    server {id} 127.0.0.1:{p} check\n"));
         }
-        // Same shape as deploy/haproxy/haproxy.cfg, with faster health checks.
+        // Same shape as deploy/haproxy/haproxy.cfg, with faster health checks. `timeout check`
+        // is production's (there the 2 s `inter` is also the check timeout): a check that only
+        // waits out a stall of this shared machine must not take a live node out of the
+        // balancer. A killed node still goes down at once (connection refused).
         let cfg = format!(
             "global\n    maxconn 9000\n    hard-stop-after 5s\n\n\
              defaults\n    mode http\n    option redispatch\n    retries 3\n    \
              timeout connect 2s\n    timeout http-request 10s\n    timeout http-keep-alive 10s\n    \
-             timeout queue 10s\n    timeout client 60s\n    timeout server 60s\n    \
+             timeout queue 10s\n    timeout client 60s\n    timeout server 60s\n    timeout check 2s\n    \
              timeout tunnel 1h\n    timeout client-fin 5s\n    timeout server-fin 5s\n\n\
              listen stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n\n\
              frontend herald_http\n    bind 127.0.0.1:{port}\n    default_backend herald_gateways\n\n\
