@@ -127,13 +127,12 @@ if has herald; then
     log "herald nodes a=:$H_A b=:$H_B"
 fi
 declare -A BASE_PORTS BASE_PIDS
-table_of() { case "$1" in socketio) echo sio_notifications ;; *) baseline_table "$1" ;; esac; }
 for b in $BASELINE_NAMES; do
     has "$b" || continue
     read -r p_a p_b < <(ports)
     BASE_PORTS[$b]="$p_a $p_b"
     start_base() {
-        SIO_LISTEN="127.0.0.1:$3" SIO_NODE_ID="$1-$2" SIO_DATABASE_URL="$PG/$DB" SIO_TABLE="$(table_of "$1")" SIO_ORM="$(baseline_orm "$1")" \
+        SIO_LISTEN="127.0.0.1:$3" SIO_NODE_ID="$1-$2" SIO_DATABASE_URL="$PG/$DB" SIO_TABLE="$(baseline_table "$1")" SIO_ORM="$(baseline_orm "$1")" \
         SIO_REDIS_URL="$REDIS_URL" SIO_REDIS_KEY="$RUN_ID:$1" SIO_JWT_SECRET="$JWT_SECRET" \
         SIO_SERVICE_KEYS="$SERVICE_KEY" node "${ENTRY[$1]}" >"$WORK/$1-$2.log" 2>&1 &
         PIDS+=($!); BASE_PIDS[$1]="${BASE_PIDS[$1]:+${BASE_PIDS[$1]},}$!"
@@ -153,15 +152,8 @@ run() {
     log "$(basename "$dir")/$name: $*"
     "$LT" "$@" --out "$dir/$name.json" || log "$(basename "$dir")/$name exited $?"
 }
-# Half of the best max-rate run in directory $1 (fanout-max.json, or fanout-max-c<N>.json of a sweep).
-half_max() {
-    python3 - "$1" <<'PY' 2>/dev/null || echo "$RATE"
-import json, pathlib, sys
-runs = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("fanout-max*.json")
-        if p.stem == "fanout-max" or p.stem.startswith("fanout-max-c")]
-print(max(1, round(max(r["results"]["publish"]["accepted_per_s"] for r in runs) / 2)))
-PY
-}
+# Half of the best max-rate run of a system's directory (report.py picks it, as in its table).
+half_max() { python3 "$ROOT/loadtest/report.py" --half-max "$1" 2>/dev/null || echo "$RATE"; }
 
 bench_system() {
     local sys="$1" dir="$OUT/$1" targets pub pids proto=()

@@ -2,6 +2,7 @@
 """Markdown report of a bench directory (used by bench.sh).
 
     report.py <bench-dir> [--plot <path-without-extension>]
+    report.py --half-max <system-dir>     # half the best max rate there (bench.sh's half max)
 
 <bench-dir> holds one sub-directory per system (`herald/`, `socketio/`, `nestjs/`) of herald-loadtest
 JSON results (named idle, fanout-rate, fanout-max, fanout-half-max, fanout-max-batch100,
@@ -145,10 +146,21 @@ def ratio(h, b, higher_is_better):
     return "≈1× (same)" if r >= 0.95 else f"{r:,.2f}× (worse)"
 
 
+def half_max(d):
+    """Half of the best max-rate run's accepted rate among one system's results in `d`."""
+    runs = {p.stem: json.loads(p.read_text()) for p in d.glob("fanout-max*.json")}
+    best = best_max(runs)
+    if not best:
+        sys.exit(f"no max-rate run in {d}")
+    print(max(1, round(runs[best]["results"]["publish"]["accepted_per_s"] / 2)))
+
+
 def main():
     args = sys.argv[1:]
     if not args:
         sys.exit(__doc__)
+    if args[0] == "--half-max" and len(args) == 2:
+        return half_max(pathlib.Path(args[1]))
     d = pathlib.Path(args[0])
     plot = args[args.index("--plot") + 1] if "--plot" in args else None
     data = load(d)

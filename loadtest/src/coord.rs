@@ -405,7 +405,7 @@ fn merged_json(m: &Merged) -> Value {
 struct Publisher {
     /// One per `--publish-url` node, with its notifications path; calls go round robin.
     nodes: Vec<(crate::http1::Pool, String)>,
-    /// The broadcasts path on the first node.
+    /// The broadcasts path; broadcasts go to the first node.
     bcast_path: String,
     auth: String,
     prefix: String,
@@ -440,7 +440,7 @@ impl Publisher {
         };
         let notifications = format!("{api}/notifications");
         let mut nodes = Vec::new();
-        let mut bcast_path = None;
+        let mut bcast_path = String::new();
         for base in p.publish_url.split(',').map(str::trim) {
             if base.is_empty() {
                 bail!("--publish-url: empty entry in {:?}", p.publish_url);
@@ -455,13 +455,14 @@ impl Publisher {
             let (origin, prefix) = base.split_at(path_at);
             let pool = crate::http1::Pool::new(origin)
                 .with_context(|| format!("--publish-url {base:?}"))?;
-            // Broadcasts go to the first node; publishes round robin over all.
-            bcast_path.get_or_insert_with(|| format!("{prefix}{api}/broadcasts"));
+            if nodes.is_empty() {
+                bcast_path = format!("{prefix}{api}/broadcasts");
+            }
             nodes.push((pool, format!("{prefix}{notifications}")));
         }
         Ok(Publisher {
             nodes,
-            bcast_path: bcast_path.unwrap_or_default(),
+            bcast_path,
             auth: format!("Bearer {}", p.service_key),
             prefix: prefix.to_string(),
             users,
@@ -480,27 +481,25 @@ impl Publisher {
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Publisher {
-    /// The node for the next call: round robin over `--publish-url`.
-    fn node(&self) -> &(crate::http1::Pool, String) {
+    /// Where the next publish goes: round robin over `--publish-url`.
+    fn notifications(&self) -> (&crate::http1::Pool, &str) {
         let calls = self.calls.load(Relaxed) as usize;
-        &self.nodes[calls % self.nodes.len()]
+        let (pool, path) = &self.nodes[calls % self.nodes.len()];
+        (pool, path)
     }
 
-    /// `POST` a JSON body to the next node's notifications path (or `path` on the first
-    /// node), with the service key.
+    /// Where broadcasts go: the first node.
+    fn broadcasts(&self) -> (&crate::http1::Pool, &str) {
+        (&self.nodes[0].0, &self.bcast_path)
+    }
+
+    /// `POST` a JSON body with the service key.
     async fn post(
         &self,
-        path: Option<&str>,
+        (pool, path): (&crate::http1::Pool, &str),
         body: &impl serde::Serialize,
     ) -> Result<crate::http1::Response, String> {
         let body = serde_json::to_vec(body).map_err(|e| format!("encode: {e}"))?;
-        let (pool, path) = match path {
-            Some(p) => (&self.nodes[0].0, p),
-            None => {
-                let (pool, path) = self.node();
-                (pool, path.as_str())
-            }
-        };
         pool.post_json(path, &[("authorization", &self.auth)], &body, CALL_TIMEOUT)
             .await
             .map_err(|e| e.key())
@@ -538,7 +537,7 @@ impl Publisher {
         };
         self.calls.fetch_add(1, Relaxed);
         self.status.published.fetch_add(1, Relaxed);
-        let resp = self.post(None, &body).await;
+        let resp = self.post(self.notifications(), &body).await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => return self.fail(e),
@@ -585,7 +584,7 @@ impl Publisher {
         });
         self.calls.fetch_add(1, Relaxed);
         self.status.published.fetch_add(1, Relaxed);
-        let resp = self.post(None, &body).await;
+        let resp = self.post(self.notifications(), &body).await;
         let status = match resp {
             Ok(r) => r.status,
             Err(e) => return self.fail(e),
@@ -1095,7 +1094,7 @@ async fn scenario(cmd: &Command, c: &Common, prefix: &str, status: Arc<Status>) 
                     data: Some(json!({ "t": t })),
                 };
                 let resp = p
-                    .post(Some(&p.bcast_path), &body)
+                    .post(p.broadcasts(), &body)
                     .await
                     .map_err(|e| anyhow::anyhow!("broadcast {b}: {e}"))?;
                 let st = resp.status;

@@ -136,13 +136,21 @@ impl Pool {
         let (resp, keep) = read_response(&mut conn).await?;
         if keep {
             conn.used = Instant::now();
-            self.idle.lock().unwrap().push(conn);
+            self.idle().push(conn);
         }
         Ok(resp)
     }
 
+    /// The idle list (a panic elsewhere cannot leave it inconsistent, so poisoning is
+    /// ignored).
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn take(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap();
+        let mut idle = self.idle();
         while let Some(c) = idle.pop() {
             if c.used.elapsed() < IDLE {
                 return Some(c);
@@ -186,6 +194,7 @@ async fn read_response(conn: &mut Conn) -> Result<(Response, bool), Error> {
             Err(e) => return Err(Error::Protocol(e.to_string())),
         }
     };
+    let mut keep = keep;
     let body = match framing {
         Framing::Length(len) => {
             if len > MAX_RESPONSE {
@@ -205,13 +214,8 @@ async fn read_response(conn: &mut Conn) -> Result<(Response, bool), Error> {
                     Err(e) => return Err(e),
                 }
             }
-            return Ok((
-                Response {
-                    status,
-                    body: conn.buf[head_len..].to_vec(),
-                },
-                false,
-            ));
+            keep = false;
+            conn.buf[head_len..].to_vec()
         }
     };
     Ok((Response { status, body }, keep))
@@ -242,27 +246,17 @@ async fn read_more(conn: &mut Conn) -> Result<(), Error> {
 async fn read_chunked(conn: &mut Conn, mut at: usize) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     loop {
-        let line_end = loop {
-            if let Some(i) = find_crlf(&conn.buf[at..]) {
-                break at + i;
-            }
-            read_more(conn).await?;
-        };
-        let line = std::str::from_utf8(&conn.buf[at..line_end])
+        let end = line_end(conn, at).await?;
+        let line = std::str::from_utf8(&conn.buf[at..end])
             .map_err(|_| Error::Protocol("bad chunk size".into()))?;
         let size_hex = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_hex, 16)
             .map_err(|_| Error::Protocol(format!("bad chunk size {size_hex:?}")))?;
-        at = line_end + 2;
+        at = end + 2;
         if size == 0 {
             // Trailers, then an empty line.
             loop {
-                let end = loop {
-                    if let Some(i) = find_crlf(&conn.buf[at..]) {
-                        break at + i;
-                    }
-                    read_more(conn).await?;
-                };
+                let end = line_end(conn, at).await?;
                 let empty = end == at;
                 at = end + 2;
                 if empty {
@@ -281,8 +275,14 @@ async fn read_chunked(conn: &mut Conn, mut at: usize) -> Result<Vec<u8>, Error> 
     }
 }
 
-fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
+/// Where the line starting at `at` ends (its CRLF), reading more as needed.
+async fn line_end(conn: &mut Conn, at: usize) -> Result<usize, Error> {
+    loop {
+        if let Some(i) = conn.buf[at..].windows(2).position(|w| w == b"\r\n") {
+            return Ok(at + i);
+        }
+        read_more(conn).await?;
+    }
 }
 
 #[cfg(test)]
@@ -369,10 +369,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status, 503);
-        assert!(
-            pool.idle.lock().unwrap().is_empty(),
-            "connection: close is not reused"
-        );
+        assert!(pool.idle().is_empty(), "connection: close is not reused");
         drop(pool);
         assert_eq!(
             server.await.unwrap(),
