@@ -444,6 +444,57 @@ async fn deliveries_within_one_flush_interval_are_one_mark() {
     );
 }
 
+/// A busy user, one marked within the last second, is marked at most once a second instead of
+/// every flush interval (`crate::delivery`): ten live notifications 100 ms apart with the
+/// default 200 ms interval were five marks or more, and are now three at most (the first, the
+/// user's turn in that second, the rest). Every row still ends up delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_user_is_marked_at_most_once_a_second() {
+    let env = TestEnv::new().await;
+    let a = env.node().await;
+    let mut ws = a.connect("erin").await;
+    ws.handshake().await;
+    for i in 1..=10 {
+        if i > 1 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        a.publish_one("erin", &format!("live {i}")).await;
+    }
+    assert_seqs(&ws.notifications_until(10).await, 1, 10);
+
+    let sql = env.sql().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let marks = loop {
+        let row = sql
+            .query_one(
+                "SELECT delivered_seq, (SELECT count(*) FROM delivery_marks WHERE user_id = 'erin'), \
+                 (SELECT count(*) FROM notifications n WHERE user_id = 'erin' AND NOT EXISTS \
+                  (SELECT 1 FROM delivery_marks d WHERE d.user_id = n.user_id AND d.seq >= n.seq)) \
+                 FROM user_state WHERE user_id = 'erin'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (delivered, marks, undelivered): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        if delivered == 10 {
+            assert_eq!(
+                undelivered, 0,
+                "every row is delivered once the watermark is"
+            );
+            break marks;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivery never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        (1..=3).contains(&marks),
+        "{marks} marks for 10 deliveries within one second"
+    );
+}
+
 async fn redis_publish(channel: &str, payload: &[u8]) -> i64 {
     let client = redis::Client::open(redis_url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
