@@ -399,45 +399,14 @@ async fn concurrent_handshakes_each_get_their_own_counters_and_rows() {
 /// Deliveries to one user within one flush interval are written as one mark (one row in
 /// `delivery_marks`, one update of `user_state`), not one per notification. Five live
 /// publishes 150 ms apart span about 0.6 s: at most one tick of the 5 s interval falls among
-/// them, so at most two marks, where the default 200 ms would write three or more and
-/// recording each delivery five.
+/// them, so at most two marks, where recording each delivery would write five.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_within_one_flush_interval_are_one_mark() {
     let env = TestEnv::new().await;
     let a = env
         .node_with(|c| c.delivery_flush_interval = Duration::from_secs(5))
         .await;
-    let mut ws = a.connect("dora").await;
-    ws.handshake().await;
-    for i in 1..=5 {
-        if i > 1 {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-        a.publish_one("dora", &format!("live {i}")).await;
-    }
-    assert_seqs(&ws.notifications_until(5).await, 1, 5);
-
-    let sql = env.sql().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let marks = loop {
-        let row = sql
-            .query_one(
-                "SELECT delivered_seq, (SELECT count(*) FROM delivery_marks WHERE user_id = 'dora') \
-                 FROM user_state WHERE user_id = 'dora'",
-                &[],
-            )
-            .await
-            .unwrap();
-        let (delivered, marks): (i64, i64) = (row.get(0), row.get(1));
-        if delivered == 5 {
-            break marks;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "delivery never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let marks = marks_for_live_burst(&env, &a, "dora", 5, Duration::from_millis(150)).await;
     assert!(
         (1..=2).contains(&marks),
         "{marks} marks for 5 deliveries within one interval"
@@ -447,52 +416,65 @@ async fn deliveries_within_one_flush_interval_are_one_mark() {
 /// A busy user, one marked within the last second, is marked at most once a second instead of
 /// every flush interval (`crate::delivery`): ten live notifications 100 ms apart with the
 /// default 200 ms interval were five marks or more, and are now three at most (the first, the
-/// user's turn in that second, the rest). Every row still ends up delivered.
+/// user's turn in that second, the rest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_user_is_marked_at_most_once_a_second() {
     let env = TestEnv::new().await;
     let a = env.node().await;
-    let mut ws = a.connect("erin").await;
+    let marks = marks_for_live_burst(&env, &a, "erin", 10, Duration::from_millis(100)).await;
+    assert!(
+        (1..=3).contains(&marks),
+        "{marks} marks for 10 deliveries within one second"
+    );
+}
+
+/// Publishes `n` live notifications `gap` apart to a connected `user`, waits until the
+/// delivered watermark reaches `n` with every row delivered, and returns how many delivery
+/// marks that took.
+async fn marks_for_live_burst(
+    env: &TestEnv,
+    node: &TestNode,
+    user: &str,
+    n: i64,
+    gap: Duration,
+) -> i64 {
+    let mut ws = node.connect(user).await;
     ws.handshake().await;
-    for i in 1..=10 {
+    for i in 1..=n {
         if i > 1 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(gap).await;
         }
-        a.publish_one("erin", &format!("live {i}")).await;
+        node.publish_one(user, &format!("live {i}")).await;
     }
-    assert_seqs(&ws.notifications_until(10).await, 1, 10);
+    assert_seqs(&ws.notifications_until(n).await, 1, n);
 
     let sql = env.sql().await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    let marks = loop {
+    loop {
         let row = sql
             .query_one(
-                "SELECT delivered_seq, (SELECT count(*) FROM delivery_marks WHERE user_id = 'erin'), \
-                 (SELECT count(*) FROM notifications n WHERE user_id = 'erin' AND NOT EXISTS \
+                "SELECT delivered_seq, (SELECT count(*) FROM delivery_marks WHERE user_id = $1), \
+                 (SELECT count(*) FROM notifications n WHERE user_id = $1 AND NOT EXISTS \
                   (SELECT 1 FROM delivery_marks d WHERE d.user_id = n.user_id AND d.seq >= n.seq)) \
-                 FROM user_state WHERE user_id = 'erin'",
-                &[],
+                 FROM user_state WHERE user_id = $1",
+                &[&user],
             )
             .await
             .unwrap();
         let (delivered, marks, undelivered): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        if delivered == 10 {
+        if delivered == n {
             assert_eq!(
                 undelivered, 0,
                 "every row is delivered once the watermark is"
             );
-            break marks;
+            return marks;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "delivery never recorded"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(
-        (1..=3).contains(&marks),
-        "{marks} marks for 10 deliveries within one second"
-    );
+    }
 }
 
 async fn redis_publish(channel: &str, payload: &[u8]) -> i64 {
