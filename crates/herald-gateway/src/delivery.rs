@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 
 const QUEUE: usize = 65_536;
+/// A flush starts early once this many users have come into the pending set since the last
+/// one (busy users held back for their turn do not count: they would start one flush after
+/// another).
 const MAX_BATCH: usize = 5_000;
 /// Users per statement (and transaction): each statement holds its users' `user_state` row
 /// locks until it commits, and publishes to those users wait for them; short statements keep
@@ -68,8 +71,8 @@ async fn run(
             msg = rx.recv() => match msg {
                 Some((user, seq)) => {
                     marks.record(user, seq);
-                    if marks.pending() >= MAX_BATCH {
-                        flush(&store, &metrics, marks.take(true)).await;
+                    if marks.overflowing() {
+                        flush(&store, &metrics, marks.take(false)).await;
                     }
                 }
                 None => break,
@@ -107,6 +110,8 @@ struct Marks {
     /// Ticks in [`BUSY_WINDOW`]; 1 (nobody is held back) when the interval is that long.
     window: u64,
     tick: u64,
+    /// Pending users the last flush held back.
+    held: usize,
 }
 
 impl Marks {
@@ -117,6 +122,7 @@ impl Marks {
             recent: HashMap::new(),
             window: u64::try_from(window).unwrap_or(u64::MAX).max(1),
             tick: 0,
+            held: 0,
         }
     }
 
@@ -125,8 +131,9 @@ impl Marks {
         *e = (*e).max(seq);
     }
 
-    fn pending(&self) -> usize {
-        self.pending.len()
+    /// [`MAX_BATCH`] users came into the pending set since the last flush.
+    fn overflowing(&self) -> bool {
+        self.pending.len() >= self.held + MAX_BATCH
     }
 
     /// A flush interval has passed: forget marks older than the window.
@@ -137,22 +144,26 @@ impl Marks {
     }
 
     /// The marks to write now, taken out of the pending set: every pending one with `all`
-    /// (overflow, shutdown), else those of users who are not busy or whose turn it is.
+    /// (shutdown), else those of users who are not busy, or whose turn it is and who were not
+    /// marked in this interval already (an early flush can come between two ticks).
     fn take(&mut self, all: bool) -> Vec<(String, i64)> {
         let (tick, window) = (self.tick, self.window);
         let turn = self.recent.hasher().clone();
         let recent = &mut self.recent;
         let mut due = Vec::new();
         self.pending.retain(|user, seq| {
-            let on_turn = turn.hash_one(user).wrapping_add(tick) % window == 0;
-            if all || on_turn || !recent.contains_key(user) {
+            let now = all
+                || match recent.get(user) {
+                    None => true,
+                    Some(&at) => at != tick && turn.hash_one(user).wrapping_add(tick) % window == 0,
+                };
+            if now {
                 due.push((user.to_string(), *seq));
                 recent.insert(user.clone(), tick);
-                false
-            } else {
-                true
             }
+            !now
         });
+        self.held = self.pending.len();
         due
     }
 }
@@ -180,7 +191,7 @@ mod tests {
             vec![("a".to_string(), 3)],
             "highest seq wins"
         );
-        assert_eq!(m.pending(), 0);
+        assert_eq!(m.pending.len(), 0);
         // Quiet for a whole window: no longer busy, so marked at once again.
         for _ in 0..5 {
             m.next_tick();
@@ -225,7 +236,46 @@ mod tests {
         let rest = m.take(true);
         assert_eq!(rest.len(), 1000 - per_flush[24]);
         assert!(rest.iter().all(|(_, seq)| *seq == 25));
-        assert_eq!(m.pending(), 0);
+        assert_eq!(m.pending.len(), 0);
+    }
+
+    /// More busy users than [`MAX_BATCH`] on one node: the early flush fires for users coming
+    /// in, not for the busy ones held back, and nobody is marked twice in one interval.
+    #[test]
+    fn held_back_users_do_not_start_early_flushes() {
+        let mut m = Marks::new(Duration::from_millis(200));
+        let users: Vec<Arc<str>> = (0..20_000).map(|i| Arc::from(format!("u{i}"))).collect();
+        let mut marks: HashMap<String, u32> = HashMap::new();
+        let mut early = Vec::new();
+        for t in 0..10 {
+            let mut flushes = 0;
+            for u in &users {
+                m.record(u.clone(), t + 1);
+                if m.overflowing() {
+                    flushes += 1;
+                    for (u, _) in m.take(false) {
+                        *marks.entry(u).or_default() += 1;
+                    }
+                }
+            }
+            early.push(flushes);
+            m.next_tick();
+            for (u, _) in m.take(false) {
+                *marks.entry(u).or_default() += 1;
+            }
+        }
+        // All 20,000 are new in the first interval: four early flushes of 5,000. In the next
+        // ones the busy users come back into an emptied pending set, and an early flush takes
+        // only those whose turn it is; once the held ones fill the set, none fire.
+        assert_eq!(early[0], 4, "{early:?}");
+        assert!(early.iter().all(|&n| n <= 4), "{early:?}");
+        assert!(early[3..].iter().all(|&n| n == 0), "{early:?}");
+        // 10 intervals are two windows: the first mark, then one or two turns.
+        assert!(
+            marks.values().all(|&n| (2..=3).contains(&n)),
+            "{:?}",
+            marks.values().max()
+        );
     }
 
     #[test]
