@@ -232,7 +232,7 @@ mod tests {
             per_flush[1..].iter().all(|&n| (100..=300).contains(&n)),
             "{per_flush:?}"
         );
-        // What is still pending goes out with `all` (shutdown, overflow): nothing is lost.
+        // What is still pending goes out with `all` (shutdown): nothing is lost.
         let rest = m.take(true);
         assert_eq!(rest.len(), 1000 - per_flush[24]);
         assert!(rest.iter().all(|(_, seq)| *seq == 25));
