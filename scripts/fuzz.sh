@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Fuzz the WebSocket client-message parser (herald_protocol::ws::parse_client_message).
+# Fuzz what a client's bytes reach first: the WebSocket frame reader
+# (herald_gateway::ws::frames::FrameReader: header checks, parsing, reassembly) and the
+# client-message parser (herald_protocol::ws::parse_client_message).
 #
 #   scripts/fuzz.sh [seconds] [target...]
 #
 # seconds  libFuzzer -max_total_time per target (default 300)
-# target   parse_client_message, roundtrip_client_message (default: both, one after the other)
+# target   ws_frames, parse_client_message, roundtrip_client_message (default: all three, one
+#          after the other)
 #
 # Installs cargo-fuzz from crates.io if missing. Only the stable toolchain is needed:
 # RUSTC_BOOTSTRAP=1 lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage).
 # Set FUZZ_SANITIZER=none to build without AddressSanitizer (faster, catches panics only).
-# Both targets start from the committed seed corpus fuzz/corpus/parse_client_message/ (plus
-# whatever fuzz/work/corpus/<target>/ holds from earlier runs, which is git-ignored).
+# Each target starts from its committed seed corpus (fuzz/corpus/ws_frames/ for the frame
+# reader, fuzz/corpus/parse_client_message/ for both message targets) plus whatever
+# fuzz/work/corpus/<target>/ holds from earlier runs, which is git-ignored.
 # Crashes land in fuzz/artifacts/<target>/; reproduce one with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/crash-...
 # Exit status: 0 if no target crashed. Logs: fuzz/work/<target>.log.
@@ -21,7 +25,7 @@ root=$PWD
 secs=${1:-300}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(parse_client_message roundtrip_client_message)
+[[ ${#targets[@]} -gt 0 ]] || targets=(ws_frames parse_client_message roundtrip_client_message)
 sanitizer=${FUZZ_SANITIZER:-address}
 
 export RUSTC_BOOTSTRAP=1
@@ -38,10 +42,17 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t for ${secs}s (sanitizer: $sanitizer)" >&2
     # First corpus dir is writable (new inputs go there); the seed dir is only read.
     # -seed=1 makes the mutation sequence repeatable for a given corpus and build.
+    if [[ $t == ws_frames ]]; then
+        seeds=(corpus/ws_frames)
+        extra=(-max_len=8192)
+    else
+        seeds=(corpus/parse_client_message)
+        extra=(-dict=dict/client_message.dict -max_len=4096)
+    fi
     if ! cargo fuzz run --release --sanitizer "$sanitizer" "$t" \
-        "work/corpus/$t" corpus/parse_client_message -- \
-        -max_total_time="$secs" -seed=1 -dict=dict/client_message.dict \
-        -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "work/corpus/$t" "${seeds[@]}" -- \
+        -max_total_time="$secs" -seed=1 "${extra[@]}" \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"work/$t.log" 2>&1; then
         status=1
         echo "fuzz: $t FAILED (see fuzz/work/$t.log and fuzz/artifacts/$t/)" >&2

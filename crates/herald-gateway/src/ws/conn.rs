@@ -14,9 +14,9 @@
 //!   handshake's first write (101, `connected`, first batch), gathered in `pending` so it is a
 //!   single syscall, and released once sent.
 //!
-//! Frame parsing is actix-http's `ws::Codec` (the same parser actix-ws uses: masking, reserved
-//! bits, opcodes, control-frame rules, fragment sequencing). This module adds reassembly of
-//! fragmented messages, the size limit on the reassembled message and UTF-8 validation of text.
+//! Turning bytes into messages (header checks that refuse an oversized frame before its payload
+//! is read, actix-http's frame parser, reassembly, UTF-8 validation) is the IO-free
+//! [`FrameReader`](super::frames::FrameReader).
 //!
 //! [`WsConn::recv`] is cancel-safe: every byte read is kept in `self`, so the session may drop
 //! a pending `recv` in a `select!` without losing input. A write cut short (timeout, kill)
@@ -25,35 +25,15 @@
 use std::io::{self, IoSlice};
 use std::task::{Context, Waker};
 
-use actix_http::ws::{CloseReason, Codec, Frame, Item, ProtocolError};
-use bytes::{Bytes, BytesMut};
-use bytestring::ByteString;
-use herald_protocol::CloseCode;
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
+
+use super::frames::FrameReader;
+pub use super::frames::{Message, WsError};
 
 /// Bytes read from the kernel per `read` call (a stack buffer; nothing is kept between reads).
 const READ_CHUNK: usize = 8 * 1024;
-
-/// A complete message from the client.
-#[derive(Debug)]
-pub enum Message {
-    Text(ByteString),
-    Binary(Bytes),
-    Ping(Bytes),
-    Pong,
-    Close(Option<CloseReason>),
-}
-
-/// Why reading failed: a protocol violation to answer with a close code, or a dead connection.
-#[derive(Debug)]
-pub enum WsError {
-    /// Close with this code; the text says what was wrong.
-    Close(CloseCode, String),
-    /// The connection is gone (reset, EOF, IO error): nothing more can be sent.
-    Gone,
-}
 
 /// Returned by writes when the connection can no longer be written to.
 #[derive(Debug)]
@@ -63,10 +43,8 @@ pub struct WsConn {
     io: TcpStream,
     /// Unparsed input. Unallocated (capacity 0) whenever everything read has been consumed.
     rbuf: BytesMut,
-    codec: Codec,
-    /// A fragmented message being reassembled: (is text, bytes so far).
-    partial: Option<(bool, BytesMut)>,
-    max_message: usize,
+    /// Header checks, frame parsing and reassembly; never holds more than the message limit.
+    reader: FrameReader,
     /// A write was interrupted mid-frame, or the peer is gone: never write again.
     broken: bool,
     /// Bytes to send before the next frame: the 101 response and frames queued with
@@ -74,28 +52,6 @@ pub struct WsConn {
     pending: Vec<u8>,
     /// EOF or a read error was seen.
     eof: bool,
-}
-
-/// Maps a frame-parser error to its close code: oversized frames are 1009, everything else a
-/// protocol error 1002 (invalid UTF-8 is detected here, after reassembly, and is 1007).
-fn parse_error(e: ProtocolError) -> WsError {
-    match e {
-        ProtocolError::Overflow => WsError::Close(
-            CloseCode::MessageTooBig,
-            "frame larger than the limit".into(),
-        ),
-        ProtocolError::Io(io) if io.kind() != io::ErrorKind::InvalidData => WsError::Gone,
-        other => WsError::Close(CloseCode::ProtocolError, other.to_string()),
-    }
-}
-
-fn text(bytes: Bytes) -> Result<Message, WsError> {
-    ByteString::try_from(bytes).map(Message::Text).map_err(|_| {
-        WsError::Close(
-            CloseCode::InvalidPayload,
-            "text message is not valid UTF-8".into(),
-        )
-    })
 }
 
 /// What is left of a frame (header, payload) after its first `done` bytes.
@@ -144,9 +100,7 @@ impl WsConn {
         WsConn {
             io,
             rbuf,
-            codec: Codec::new().max_size(max_message),
-            partial: None,
-            max_message,
+            reader: FrameReader::new(max_message),
             broken: false,
             eof: false,
             pending: unsent.to_vec(),
@@ -183,73 +137,26 @@ impl WsConn {
         }
     }
 
-    /// One non-blocking read into `rbuf` through a stack chunk.
+    /// One non-blocking read into `rbuf` through a stack chunk. The reader refuses any frame
+    /// header that announces more than the message limit before its payload is read, so
+    /// `rbuf` holds at most one acceptable frame plus one chunk.
     fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; READ_CHUNK];
         let n = self.io.try_read(&mut chunk)?;
         self.rbuf.extend_from_slice(&chunk[..n]);
+        debug_assert!(self.rbuf.len() <= self.reader.max_buffered(READ_CHUNK));
         Ok(n)
     }
 
-    /// Parses buffered input into the next complete message, reassembling fragments.
+    /// Parses buffered input into the next complete message.
     fn decode(&mut self) -> Result<Option<Message>, WsError> {
-        loop {
-            let frame = self.codec.decode(&mut self.rbuf).map_err(parse_error);
-            if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-                // Give the buffer back: an idle socket holds no read memory. Payloads split
-                // off it keep their part alive only until the message is handled.
-                self.rbuf = BytesMut::new();
-            }
-            let Some(frame) = frame? else {
-                return Ok(None);
-            };
-            let msg = match frame {
-                Frame::Text(b) => text(b)?,
-                Frame::Binary(b) => Message::Binary(b),
-                Frame::Ping(b) => Message::Ping(b),
-                Frame::Pong(_) => Message::Pong,
-                Frame::Close(r) => Message::Close(r),
-                Frame::Continuation(item) => match self.continuation(item)? {
-                    Some(m) => m,
-                    None => continue,
-                },
-            };
-            return Ok(Some(msg));
+        let msg = self.reader.decode(&mut self.rbuf);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            // Give the buffer back: an idle socket holds no read memory. Payloads split off it
+            // keep their part alive only until the message is handled.
+            self.rbuf = BytesMut::new();
         }
-    }
-
-    fn continuation(&mut self, item: Item) -> Result<Option<Message>, WsError> {
-        let (first, is_text, last, chunk) = match item {
-            Item::FirstText(b) => (true, true, false, b),
-            Item::FirstBinary(b) => (true, false, false, b),
-            Item::Continue(b) => (false, false, false, b),
-            Item::Last(b) => (false, false, true, b),
-        };
-        if first {
-            self.partial = Some((is_text, BytesMut::from(&chunk[..])));
-        } else if let Some((_, buf)) = self.partial.as_mut() {
-            // The codec already refuses a continuation that was never started.
-            buf.extend_from_slice(&chunk);
-        }
-        let size = self.partial.as_ref().map_or(0, |(_, b)| b.len());
-        if size > self.max_message {
-            self.partial = None;
-            return Err(WsError::Close(
-                CloseCode::MessageTooBig,
-                "reassembled message larger than the limit".into(),
-            ));
-        }
-        if !last {
-            return Ok(None);
-        }
-        match self.partial.take() {
-            Some((true, buf)) => text(buf.freeze()).map(Some),
-            Some((false, buf)) => Ok(Some(Message::Binary(buf.freeze()))),
-            None => Err(WsError::Close(
-                CloseCode::ProtocolError,
-                "continuation not started".into(),
-            )),
-        }
+        msg
     }
 
     /// Writes as much of a frame as the socket takes right now, without waiting: `None` when
@@ -417,15 +324,14 @@ impl WsConn {
 
     /// Bytes of heap this connection holds for input right now (for tests and metrics).
     pub fn buffered_capacity(&self) -> usize {
-        self.rbuf.capacity()
-            + self.partial.as_ref().map_or(0, |(_, b)| b.capacity())
-            + self.pending.capacity()
+        self.rbuf.capacity() + self.reader.partial_capacity() + self.pending.capacity()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_protocol::CloseCode;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
@@ -528,11 +434,17 @@ mod tests {
         client.flush().await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         client.write_all(b).await.unwrap();
-        match ws.recv().await {
+        let mut next = async || loop {
+            match ws.recv().await {
+                Some(Ok(Message::Fragment)) => continue,
+                other => return other,
+            }
+        };
+        match next().await {
             Some(Ok(Message::Ping(p))) => assert_eq!(&p[..], b"p"),
             other => panic!("expected the ping first, got {other:?}"),
         }
-        match ws.recv().await {
+        match next().await {
             Some(Ok(Message::Text(t))) => assert_eq!(&*t, "héllo world"),
             other => panic!("expected the text, got {other:?}"),
         }

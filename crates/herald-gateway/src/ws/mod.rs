@@ -8,6 +8,7 @@
 //! uses, followed by closing the connection.
 
 mod conn;
+pub mod frames;
 mod session;
 
 use std::sync::Arc;
@@ -231,7 +232,7 @@ async fn echo_loop(mut ws: WsConn) {
             Some(Ok(Message::Text(t))) => ws.text(&t).await,
             Some(Ok(Message::Binary(b))) => ws.binary(&b).await,
             Some(Ok(Message::Ping(p))) => ws.pong(&p).await,
-            Some(Ok(Message::Pong)) => Ok(()),
+            Some(Ok(Message::Pong | Message::Fragment)) => Ok(()),
             Some(Ok(Message::Close(r))) => {
                 break r.map(|r| (u16::from(r.code), r.description.unwrap_or_default()))
             }

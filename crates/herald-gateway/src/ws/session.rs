@@ -336,7 +336,8 @@ impl Socket {
                     self.admit()?;
                     self.control(true, &b, None).await?;
                 }
-                Some(Ok(Message::Pong)) => self.last_seen = Instant::now(),
+                // Every frame counts against the rate limit, unsolicited pongs and fragments too.
+                Some(Ok(Message::Pong | Message::Fragment)) => self.admit()?,
                 Some(Ok(Message::Binary(_))) => return Err(End::code(CloseCode::UnsupportedData)),
                 Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
             }
@@ -669,10 +670,8 @@ impl Socket {
         match msg {
             None => Err(End::Gone),
             Some(Err(e)) => Err(protocol_end(e)),
-            Some(Ok(Message::Pong)) => {
-                self.last_seen = Instant::now();
-                Ok(())
-            }
+            // Every frame counts against the rate limit, unsolicited pongs and fragments too.
+            Some(Ok(Message::Pong | Message::Fragment)) => self.admit(),
             Some(Ok(Message::Ping(b))) => {
                 self.admit()?;
                 self.control(true, &b, Some(&live.conn)).await

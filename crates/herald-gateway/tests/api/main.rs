@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod abuse;
 mod delivery;
 mod faults;
 mod http_api;
