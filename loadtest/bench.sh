@@ -44,7 +44,7 @@ RATES="${LT_RATES:-$RATE}"
 # them (fanout-max-c<N> each):
 # each system's max rate is its best over the sweep, and half max is half of that. Herald's
 # group commit needs calls in flight to form batches, a single-threaded baseline queues them,
-# so no single value is every system's best (docs/benchmarks.md, "Publishes in flight").
+# so no single value is every system's best (docs/performance.md, "What limits each figure").
 MAX_CONCS="${LT_MAX_CONCS:-${LT_MAX_CONC:-16 64 256 1024}}"
 for c in $MAX_CONCS; do
     [[ "$c" =~ ^[1-9][0-9]*$ && "$c" -le 8192 ]] || { echo "LT_MAX_CONCS: '$c' is not a count of 1..8192" >&2; exit 2; }
@@ -53,7 +53,7 @@ GRACE="${LT_GRACE:-10}"
 BATCH="${LT_BATCH:-1}"
 # Worker threads per Herald node. Two nodes share the two cores with PostgreSQL, Redis and the
 # harness, and each baseline node is one Node.js event loop: one worker each is the like-for-like
-# setting (and measured faster here than two: docs/benchmarks.md).
+# setting, and measured faster than two (docs/performance.md, "Settings the benchmarks change").
 HERALD_WORKERS="${LT_HERALD_WORKERS:-1}"
 SYSTEMS="${LT_SYSTEMS:-herald socketio nestjs}"
 SCENARIOS="${LT_SCENARIOS:-idle fanout-rate fanout-max fanout-half-max fanout-max-batch100 broadcast storm}"

@@ -5,8 +5,9 @@
 //! Why not reqwest: the publisher shares the two cores with the systems it measures, and at
 //! the max rate reqwest (URL and IDNA parsing, header maps, hyper-util's pool and dispatcher
 //! tasks per call) cost about as much CPU per call as the Herald gateway serving it
-//! (docs/benchmarks.md, "A leaner publisher"). What this client does not do: TLS, redirects,
-//! proxies, HTTP/2, `Expect: 100-continue` — none of which the harness needs on loopback.
+//! (docs/performance.md, "Settings the benchmarks change"). What this client does not do: TLS,
+//! redirects, proxies, HTTP/2, `Expect: 100-continue` — none of which the harness needs on
+//! loopback.
 //!
 //! Idle policy: a connection idle for longer than [`IDLE`] is closed instead of reused, well
 //! before either server's keep-alive timeout (Herald 75 s, the baselines 5–65 s), so no

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 /// The load generator shares the two cores with the system under test, so what it spends is
 /// taken from the servers: glibc's malloc was ~10 % of a storm worker's samples
 /// (`_int_malloc`, `_int_free`, `malloc_consolidate`), mimalloc is the gateway's allocator
-/// too (docs/benchmarks.md).
+/// too (docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -27,8 +27,9 @@ const MAX_BATCH: usize = 5_000;
 /// that wait short.
 const STATEMENT_USERS: usize = 500;
 /// A user marked within this window is busy and is marked at most once per window. At the max
-/// rate every user gets a notification every interval, and one mark per user per 200 ms gave
-/// the delivery marks over a third of PostgreSQL's CPU (docs/benchmarks.md).
+/// rate every user gets a notification every interval, and one mark per user per interval
+/// makes the delivery marks a large share of PostgreSQL's CPU (docs/performance.md, "What
+/// limits each figure" and "Measured choices in the code").
 const BUSY_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]

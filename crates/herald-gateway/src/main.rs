@@ -38,12 +38,10 @@ enum Command {
 }
 
 /// mimalloc instead of glibc's malloc: the per-notification and per-handshake paths allocate
-/// and free many small, short-lived buffers across two threads, and glibc spent that time in
-/// `malloc_consolidate` and `unlink_chunk`. Measured in docs/benchmarks.md ("Allocator,
-/// heartbeats, 200,000 sockets side by side"): 12 % less gateway CPU per notification, 6 %
-/// more at max, and the same idle RSS per socket once it has settled. `no_thp` (Cargo.toml)
-/// matters: with transparent huge pages mimalloc's arenas added ~2 KiB per socket at 2,500
-/// sockets a node.
+/// and free many small, short-lived buffers across threads, and glibc spent that time in
+/// `malloc_consolidate` and `unlink_chunk`. Its `no_thp` feature (Cargo.toml) matters: with
+/// transparent huge pages mimalloc's arenas make every idle socket larger. Measurements:
+/// docs/performance.md, "Measured choices in the code".
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

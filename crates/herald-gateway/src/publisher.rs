@@ -25,11 +25,9 @@ use crate::metrics::Metrics;
 const QUEUE: usize = 8_192;
 const MAX_ROWS: usize = 2_000;
 /// Batches committing at once, at most. Fewer, larger batches mean fewer statements and WAL
-/// flushes. With 100,000 sockets attached (6 nodes, pool of 3), alternating A/B runs at max
-/// rate gave 10,999–11,179/s with 2 against 10,510–10,525/s with 4. With 5,000 sockets
-/// (pool of 16), 2 matched 4: 13,876 vs 13,152/s at 1 recipient per call, 38,048 vs
-/// 37,961/s at 100 per call. 1 lost at 100 per call (32,877/s, a single run): one batch at a
-/// time leaves PostgreSQL idle while the node encodes and fans out (docs/benchmarks.md).
+/// flushes, but one batch at a time leaves PostgreSQL idle while the node encodes and fans
+/// out. 2 beat 4 with a small pool and matched it with the default one; 1 lost with many
+/// recipients per call (docs/performance.md, "Measured choices in the code").
 const IN_FLIGHT: usize = 2;
 
 /// In-flight batches for a database pool of `pool_size` connections: [`IN_FLIGHT`], and

@@ -334,7 +334,8 @@ const RECONCILE_CHUNK: usize = 250;
 ///
 /// A pass is paced over its interval, one chunk of `RECONCILE_CHUNK` users at a time, rather
 /// than run back to back, so the statement rate on PostgreSQL is flat instead of a burst of
-/// every node's chunks each interval (no latency gain was measurable; see docs/benchmarks.md).
+/// every node's chunks each interval (no latency gain was measurable; see docs/performance.md,
+/// "Measured choices in the code").
 /// Each user is still compared once per interval. The watermarks are read at the start of
 /// the pass; a socket that advanced since is filtered by `sync_user_if_behind`, which
 /// compares with its current delivered seq.

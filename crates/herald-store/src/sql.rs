@@ -102,7 +102,7 @@ JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 /// forms (`= ANY($1)`, `JOIN unnest(..)`) get a custom plan that sequentially scans all of
 /// `user_state` once the array has about a thousand elements (the cost model prices a
 /// scan of 100k cached rows below a thousand probes); under load that scan was most of
-/// PostgreSQL's CPU (see docs/benchmarks.md).
+/// PostgreSQL's CPU (see docs/performance.md, "Measured choices in the code").
 pub const USER_STATES: &str =
     "SELECT u.user_id, u.last_seq, u.delivered_seq, u.unread_count, u.version \
      FROM unnest($1::text[]) AS t(user_id) \

@@ -742,7 +742,7 @@ async fn health_ready_and_metrics() {
         "metrics:\n{text}"
     );
     // The size of a socket's task is exported once a socket has connected (its idle memory
-    // floor; release figures in docs/benchmarks.md).
+    // floor; release figures in docs/performance.md, "What limits each figure").
     let task_bytes: i64 = text
         .lines()
         .find_map(|l| l.strip_prefix("herald_socket_task_bytes "))
