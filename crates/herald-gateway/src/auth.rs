@@ -2,8 +2,9 @@
 //!
 //! The algorithm is never taken on trust from the token: an HS256 token is checked only
 //! against the configured shared secret, an RS256/ES256 token only against configured public
-//! keys of that algorithm (selected by `kid` when present). `alg: none` and unknown algorithms
-//! are refused when the header is parsed. `exp` and `sub` are required; `aud`/`iss` are
+//! keys of that algorithm (selected by `kid` when present; an HS256 token with a `kid` is
+//! refused, the secret has none). `alg: none` and unknown algorithms are refused when the
+//! header is parsed; an `exp` after the year 9999 is refused. `exp` and `sub` are required; `aud`/`iss` are
 //! enforced when configured. Error messages never contain the token.
 
 use std::collections::HashSet;
@@ -39,7 +40,13 @@ pub enum TokenError {
     InvalidSubject,
     #[error("token is not valid yet")]
     NotYetValid,
+    #[error("token exp is out of range (after the year 9999)")]
+    ExpOutOfRange,
 }
+
+/// The latest `exp` accepted: 9999-12-31T23:59:59Z. A later one is refused as absurd rather
+/// than carried into deadline arithmetic (Unix milliseconds overflow an i64 near 9.2e15 s).
+pub const MAX_EXP: i64 = 253_402_300_799;
 
 impl TokenError {
     pub fn is_expired(&self) -> bool {
@@ -143,6 +150,9 @@ impl TokenVerifier {
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         let candidates: Vec<&DecodingKey> = match header.alg {
+            // The shared secret has no key id: a token naming one asks for a key this server
+            // does not have.
+            Algorithm::HS256 if header.kid.is_some() => return Err(TokenError::UnknownKey),
             Algorithm::HS256 => match &self.hs256 {
                 Some(k) => vec![k],
                 None => return Err(TokenError::AlgorithmNotAccepted("HS256".into())),
@@ -175,6 +185,9 @@ impl TokenVerifier {
             match decode::<Claims>(token, key, &validation) {
                 Ok(data) => {
                     validate_user_id(&data.claims.sub).map_err(|_| TokenError::InvalidSubject)?;
+                    if data.claims.exp > MAX_EXP {
+                        return Err(TokenError::ExpOutOfRange);
+                    }
                     return Ok(VerifiedToken {
                         user_id: data.claims.sub,
                         expires_at: data.claims.exp,
@@ -242,14 +255,23 @@ pub fn mint_dev_token(
     Ok((token, exp))
 }
 
-/// Constant-time comparison against every configured service key.
-pub fn service_key_matches(keys: &[SecretString], presented: &str) -> bool {
-    let mut ok = false;
-    for k in keys {
-        ok |=
-            constant_time_eq::constant_time_eq(k.expose_secret().as_bytes(), presented.as_bytes());
+/// Which configured service key `presented` is, comparing with every key in constant time.
+pub fn service_key_index(keys: &[SecretString], presented: &str) -> Option<usize> {
+    let mut hit = None;
+    for (i, k) in keys.iter().enumerate() {
+        if constant_time_eq::constant_time_eq(k.expose_secret().as_bytes(), presented.as_bytes()) {
+            hit = Some(i);
+        }
     }
-    ok
+    hit
+}
+
+/// A stable, non-secret name for a service key: the first 8 bytes of its SHA-256, in hex.
+/// Idempotency keys are scoped by it, so two services (two keys) never share one.
+pub fn service_key_scope(key: &SecretString) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.expose_secret().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `Authorization: Bearer <x>` → `x`.

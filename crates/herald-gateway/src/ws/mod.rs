@@ -11,6 +11,7 @@ mod conn;
 pub mod frames;
 mod session;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_codec::Framed;
@@ -43,8 +44,13 @@ const TOKEN_PARAMS: [&str; 6] = [
     "bearer",
 ];
 
+/// Whether any parameter's name, once percent-decoded (`?%74oken=` is `token`) and trimmed,
+/// is one of [`TOKEN_PARAMS`], in any case.
 pub fn has_token_param(query: &str) -> bool {
-    url_pairs(query).any(|(k, _)| TOKEN_PARAMS.iter().any(|t| k.eq_ignore_ascii_case(t)))
+    url_pairs(query).any(|(k, _)| {
+        let k = k.trim();
+        TOKEN_PARAMS.iter().any(|t| k.eq_ignore_ascii_case(t))
+    })
 }
 
 pub fn token_in_url() -> ApiError {
@@ -292,11 +298,10 @@ fn resume_cursor(query: &str) -> Result<Option<i64>, ApiError> {
     Ok(None)
 }
 
-/// Splits a query string into raw pairs (no decoding needed for the keys we look at).
-pub fn url_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+/// Splits a query string into pairs, percent-decoded (and `+` as a space) as a browser or
+/// any URL library would decode them, so an encoded name cannot slip past a check.
+pub fn url_pairs(q: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    form_urlencoded::parse(q.as_bytes())
 }
 
 pub fn token_error(e: &TokenError) -> ApiError {

@@ -190,13 +190,22 @@ struct Live {
 impl Live {
     /// Sets the token's expiry and recomputes its deadlines (on connect and on refresh).
     fn set_token(&mut self, cfg: &crate::config::Config, expires_at: i64) {
+        // Saturating throughout: the verifier bounds `exp`, and an overflow here would turn a
+        // far-future expiry into an immediate close.
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let at =
-            |unix_ms: i64| Instant::now() + Duration::from_millis((unix_ms - now_ms).max(0) as u64);
+        let now = Instant::now();
+        let far = now + Duration::from_secs(100 * 365 * 24 * 3600);
+        let at = |unix_ms: i64| {
+            let wait = Duration::from_millis(unix_ms.saturating_sub(now_ms).max(0) as u64);
+            now.checked_add(wait).map_or(far, |t| t.min(far))
+        };
+        let exp_ms = expires_at.saturating_mul(1000);
+        let leeway_ms = i64::try_from(cfg.jwt.leeway_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let warning_ms = i64::try_from(cfg.token_expiry_warning.as_millis()).unwrap_or(i64::MAX);
         self.token_expires_at = expires_at;
-        self.expiry_at = at((expires_at + cfg.jwt.leeway_secs as i64) * 1000);
-        self.warn_at = (!cfg.token_expiry_warning.is_zero())
-            .then(|| at(expires_at * 1000 - cfg.token_expiry_warning.as_millis() as i64));
+        self.expiry_at = at(exp_ms.saturating_add(leeway_ms));
+        self.warn_at =
+            (!cfg.token_expiry_warning.is_zero()).then(|| at(exp_ms.saturating_sub(warning_ms)));
     }
 
     /// The earliest of: drain close, token expiry, expiry warning, next ping.

@@ -219,6 +219,76 @@ async fn unknown_kid_is_refused_when_keys_have_kids() {
     accepted_everywhere(&node, &good_ec, "alice").await;
 }
 
+/// The shared HS256 secret has no key id, so an HS256 token naming one is an unknown `kid`
+/// (it used to be accepted, though the protocol lists an unknown `kid` as invalid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hs256_token_with_a_kid_is_refused_as_an_unknown_key() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    node.publish_one("alice", "hello").await;
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("no-such-kid".into());
+    let tok = jsonwebtoken::encode(
+        &header,
+        &json!({ "sub": "alice", "exp": now() + 3600 }),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode");
+    refused_everywhere(&env, &node, &tok, "unauthorized", 4001).await;
+    let r = node.get("/v1/notifications", &tok).await;
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("key id")),
+        "{body}"
+    );
+}
+
+/// A correctly signed token with an absurd `exp` (past the year 9999, up to where Unix
+/// milliseconds overflow) is refused with a clear message, not accepted over HTTP and then
+/// closed at once on the socket; one just inside the bound works on both, and `refresh` with
+/// it does not warn of expiry at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_exp_is_refused_and_a_far_one_works_on_the_socket() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    node.publish_one("alice", "hello").await;
+    for exp in [253_402_300_800i64, 9_300_000_000_000_000, i64::MAX] {
+        let tok = sign_hs(SECRET.as_bytes(), json!({ "sub": "alice", "exp": exp }));
+        refused_everywhere(&env, &node, &tok, "unauthorized", 4001).await;
+        let r = node.get("/v1/notifications", &tok).await;
+        let body: Value = r.json().await.expect("json");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("out of range")),
+            "exp {exp}: {body}"
+        );
+    }
+    let far = sign_hs(
+        SECRET.as_bytes(),
+        json!({ "sub": "alice", "exp": 253_402_300_799i64 }),
+    );
+    accepted_everywhere(&node, &far, "alice").await;
+    let mut ws = node
+        .connect_opts(Some(&far), None, &[])
+        .await
+        .expect("connect");
+    ws.handshake().await;
+    ws.send(json!({ "type": "refresh", "token": far, "rid": 1 }))
+        .await;
+    match ws.event().await {
+        ServerMessage::Ack {
+            result: AckResult::Refresh { expires_at },
+            ..
+        } => assert_eq!(expires_at, 253_402_300_799),
+        other => panic!("expected the refresh ack, got {other:?}"),
+    }
+    // Still open and not warned: nothing but the ping's ack comes back.
+    ping_ok(&mut ws, 2).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn es256_token_is_accepted_with_the_ec_public_key() {
     let env = TestEnv::new().await;
@@ -251,7 +321,18 @@ async fn token_in_url_is_refused_on_ws_and_http() {
     node.publish_one("alice", "hello").await;
     let before = snapshot(&env).await;
     let tok = token("alice", 3600);
-    for param in ["token", "access_token", "Token", "jwt"] {
+    // Names as written, and percent-encoded or padded so that a check on the raw query
+    // string would miss them (`%74oken` is `token`; `+` decodes to a space).
+    for param in [
+        "token",
+        "access_token",
+        "Token",
+        "jwt",
+        "%74oken",
+        "access%5Ftoken",
+        "%4AWT",
+        "+token",
+    ] {
         let q = format!("{param}={tok}");
         // Browser style (Origin, no header) and server style (valid header too): both refused.
         let (status, body) = ws_refusal(&node, None, Some(&q), &[("origin", ORIGIN)]).await;
