@@ -28,6 +28,10 @@ import jsonschema
 import yaml
 
 ERRORS: list[str] = []
+# Variables a `${VAR:?message}` reference needs and the environment does not set.
+REQUIRED_MISSING: set[str] = set()
+# The secrets docker-compose.yml must refuse to start without (no public defaults).
+REQUIRED_SECRETS = {"HERALD_SERVICE_KEYS", "HERALD_JWT_HS256_SECRET", "POSTGRES_PASSWORD"}
 
 
 def err(where: str, msg: str) -> None:
@@ -53,8 +57,11 @@ def interpolate(value, where="compose"):
                 return default or ""
             return cur
         if op in (":?", "?"):
-            err(where, f"${{{name}{op}...}} requires {name} to be set")
-            return ""
+            cur = os.environ.get(name)
+            if cur is None or (op == ":?" and cur == ""):
+                REQUIRED_MISSING.add(name)
+                return ""
+            return cur
         return os.environ.get(name, "")
 
     pattern = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -77,7 +84,33 @@ def check_compose(root: str, schema_path: str) -> None:
     if not isinstance(doc, dict):
         err(where, "top level is not a mapping")
         return
+    # Without the secrets, compose must refuse: every secret is a `${VAR:?…}` reference.
+    saved = {k: os.environ.pop(k) for k in REQUIRED_SECRETS if k in os.environ}
+    REQUIRED_MISSING.clear()
+    interpolate(doc, where)
+    if REQUIRED_MISSING != REQUIRED_SECRETS:
+        err(
+            where,
+            f"without a .env, compose must refuse for exactly {sorted(REQUIRED_SECRETS)}; "
+            f"it refuses for {sorted(REQUIRED_MISSING)}",
+        )
+    # Validate the rest with sample secrets (restoring the caller's environment after).
+    for k in REQUIRED_SECRETS:
+        os.environ[k] = saved.get(k, f"sample-{k.lower()}-0123456789abcdefghijklmnopqrstuvwxyz")
+    REQUIRED_MISSING.clear()
     doc = interpolate(doc, where)
+    for k in REQUIRED_SECRETS:
+        if k in saved:
+            os.environ[k] = saved[k]
+        else:
+            del os.environ[k]
+    if REQUIRED_MISSING:
+        err(where, f"{sorted(REQUIRED_MISSING)} required without a default")
+    # Published ports bind to loopback unless the user says otherwise.
+    for sname, svc in (doc.get("services") or {}).items():
+        for port in svc.get("ports") or []:
+            if not (isinstance(port, str) and port.startswith("127.0.0.1:")):
+                err(where, f"services.{sname}: port {port!r} is not bound to 127.0.0.1 by default")
 
     # 1. The compose-spec JSON schema.
     with open(schema_path, encoding="utf-8") as f:

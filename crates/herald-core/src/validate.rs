@@ -93,32 +93,82 @@ fn validate_text(
     {
         return Err(err(field, "must not contain control characters"));
     }
+    if value.chars().any(is_spoofing_char) {
+        return Err(err(
+            field,
+            "must not contain bidirectional override or invisible zero-width characters",
+        ));
+    }
     Ok(())
 }
 
-/// Links and avatars are `https://`/`http://` URLs or site-relative paths (`/…`), so a
-/// `javascript:` URL can never reach a client's `href`.
+/// Whether `c` can reorder or hide text without being seen: the bidirectional embedding,
+/// override and isolate controls (U+202A–U+202E, U+2066–U+2069), the Arabic letter mark
+/// (U+061C), and the invisible zero-width space, word joiner and byte-order mark (U+200B, U+2060,
+/// U+FEFF). The zero-width joiner and non-joiner (emoji sequences, Persian and Indic scripts)
+/// and the left-to-right and right-to-left marks (which reorder nothing) stay allowed.
+pub fn is_spoofing_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{200B}' | '\u{2060}' | '\u{FEFF}'
+    )
+}
+
+/// The link rule, shared with the web client's `safeLink` through the test vectors in
+/// `crates/herald-protocol/link-vectors.json`. A link is either
+///
+/// - an absolute `http`/`https` URL with a host, written with `://` (so `https:evil.example`
+///   and `https:/evil.example`, which URL parsers repair into an absolute URL, are refused), or
+/// - a same-origin path: it starts with one `/` and, resolved against an origin, stays on it
+///   with a path that still starts with a single `/` (`/.//evil.example` does not).
+///
+/// Anywhere in the link, backslashes (browsers read `/\evil.example` as `//evil.example`),
+/// whitespace and control characters are refused, and in a path's path part so are encoded
+/// slashes and backslashes (`%2F`, `%5C`), which a server may decode before redirecting.
+pub fn is_safe_link(link: &str) -> bool {
+    if link.is_empty()
+        || link
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    if link.starts_with('/') {
+        let path = link.split(['?', '#']).next().unwrap_or_default();
+        let lower = path.to_ascii_lowercase();
+        if link.starts_with("//") || lower.contains("%2f") || lower.contains("%5c") {
+            return false;
+        }
+        let Ok(base) = url::Url::parse("https://origin.invalid/") else {
+            return false;
+        };
+        return base.join(link).is_ok_and(|u| {
+            u.origin() == base.origin() && u.path().starts_with('/') && !u.path().starts_with("//")
+        });
+    }
+    let lower = link.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return false;
+    }
+    url::Url::parse(link).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some_and(|h| !h.is_empty())
+            // `http:///evil.example` parses with the host taken from the path: refuse it.
+            && !link[u.scheme().len() + 3..].starts_with('/')
+    })
+}
+
+/// Links and avatars must pass [`is_safe_link`], so a `javascript:` URL or an off-site
+/// redirect disguised as a path never reaches a client's `href`.
 fn validate_url(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.len() > MAX_URL_LEN {
         return Err(err(field, format!("must be at most {MAX_URL_LEN} bytes")));
     }
-    let lower = value.to_ascii_lowercase();
-    let absolute = (lower.starts_with("https://") || lower.starts_with("http://"))
-        && value
-            .split("://")
-            .nth(1)
-            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-    let relative = value.starts_with('/') && !value.starts_with("//");
-    if !(absolute || relative) {
+    if !is_safe_link(value) {
         return Err(err(
             field,
-            "must be an http(s) URL or a path starting with a single /",
-        ));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(err(
-            field,
-            "must not contain whitespace or control characters",
+            "must be an http(s) URL with a host, or a path on this site starting with a single \
+             / (no backslash, whitespace, control character or encoded slash)",
         ));
     }
     Ok(())
@@ -292,6 +342,59 @@ mod tests {
             mutate(&mut r);
             let e = validate_publish(r).unwrap_err();
             assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    /// Every case of the link rule's shared vectors (the web client's tests read the same file).
+    #[test]
+    fn link_rule_matches_the_shared_vectors() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../herald-protocol/link-vectors.json"
+        );
+        let text = std::fs::read_to_string(path).expect("read the link vectors");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("vectors are JSON");
+        let cases = v["cases"].as_array().expect("cases");
+        assert!(cases.len() > 30);
+        for c in cases {
+            let link = c["link"].as_str().expect("link");
+            let ok = c["ok"].as_bool().expect("ok");
+            assert_eq!(is_safe_link(link), ok, "{link:?}");
+            let mut r = req();
+            r.link = Some(link.to_string());
+            match validate_publish(r) {
+                Ok(_) => assert!(ok || link.is_empty(), "{link:?} accepted by publish"),
+                Err(e) => {
+                    assert!(!ok, "{link:?} refused by publish: {e}");
+                    assert_eq!(e.field, "link");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bidi_overrides_and_invisible_characters_are_refused_in_text() {
+        for c in [
+            '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{2060}', '\u{FEFF}',
+            '\u{061C}',
+        ] {
+            let mut r = req();
+            r.title = format!("invoice{c}fdp.exe");
+            assert_eq!(validate_publish(r).unwrap_err().field, "title", "{c:?}");
+            let mut r = req();
+            r.body = format!("a{c}b");
+            assert_eq!(validate_publish(r).unwrap_err().field, "body", "{c:?}");
+        }
+        // Joiners and marks that real text needs stay allowed.
+        for ok in [
+            "👨\u{200D}👩\u{200D}👧",
+            "می\u{200C}خواهم",
+            "abc\u{200F}",
+            "שלום\u{200E}",
+        ] {
+            let mut r = req();
+            r.title = ok.into();
+            assert!(validate_publish(r).is_ok(), "{ok:?}");
         }
     }
 

@@ -37,10 +37,40 @@ export function iconFor(type: string): string {
   return '🔔';
 }
 
-/** Only follow site-relative paths and http(s) URLs (the server guarantees it; belt and braces). */
+/**
+ * The link rule the server applies at publish (herald-core `is_safe_link`), kept here too so a
+ * link is never followed on trust; both sides are tested against the same cases in
+ * `crates/herald-protocol/link-vectors.json`. A link is an absolute http(s) URL with a host
+ * (written with `://`), or a same-origin path: one leading `/`, and still on the same origin
+ * with a single leading `/` once parsed. Backslashes, whitespace and control characters are
+ * refused anywhere, and encoded slashes or backslashes in a path's path part.
+ */
 export function safeLink(link: string | null | undefined): string | null {
   if (!link) return null;
-  if (link.startsWith('/') && !link.startsWith('//')) return link;
-  if (/^https?:\/\//i.test(link)) return link;
-  return null;
+  // eslint-disable-next-line no-control-regex
+  if (/[\\\s\u0000-\u001f\u007f-\u009f]/.test(link)) return null;
+  if (link.startsWith('/')) {
+    if (link.startsWith('//')) return null;
+    const path = link.split(/[?#]/, 1)[0];
+    if (/%2f|%5c/i.test(path)) return null;
+    const base = 'https://origin.invalid';
+    try {
+      const u = new URL(link, base);
+      if (u.origin !== base || !u.pathname.startsWith('/') || u.pathname.startsWith('//')) return null;
+    } catch {
+      return null;
+    }
+    return link;
+  }
+  const m = /^(https?):\/\//i.exec(link);
+  if (!m) return null;
+  // `http:///evil.example` would parse with the host taken from the path.
+  if (link.slice(m[0].length).startsWith('/')) return null;
+  try {
+    const u = new URL(link);
+    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || !u.hostname) return null;
+  } catch {
+    return null;
+  }
+  return link;
 }

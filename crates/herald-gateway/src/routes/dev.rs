@@ -48,5 +48,5 @@ pub async fn publish(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let req: PublishRequest = from_json_value(body.into_inner())?;
-    super::publish::publish_validated(&state, req).await
+    super::publish::publish_validated(&state, req, Some("dev")).await
 }

@@ -5,13 +5,27 @@ use std::future::{ready, Ready};
 use actix_web::{web, FromRequest, HttpRequest};
 use herald_protocol::ErrorCode;
 
-use crate::auth::{bearer, service_key_matches};
+use crate::auth::{bearer, service_key_index, service_key_scope};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::ws::token_error;
 
 /// A request carrying a valid service API key (`Authorization: Bearer <key>`).
-pub struct Service;
+pub struct Service {
+    /// The key's position in the configured list.
+    key: usize,
+}
+
+impl Service {
+    /// The key's non-secret scope (see [`service_key_scope`]); computed only when needed.
+    pub fn scope(&self, state: &AppState) -> String {
+        state
+            .config
+            .service_keys
+            .get(self.key)
+            .map_or_else(String::new, service_key_scope)
+    }
+}
 
 /// A request carrying a valid user token; the user id comes from the token only.
 pub struct User {
@@ -36,8 +50,8 @@ impl FromRequest for Service {
                     "a service API key is required: Authorization: Bearer <key>",
                 )
             })?;
-            if service_key_matches(&st.config.service_keys, key) {
-                Ok(Service)
+            if let Some(key) = service_key_index(&st.config.service_keys, key) {
+                Ok(Service { key })
             } else {
                 Err(ApiError::new(
                     ErrorCode::Unauthorized,

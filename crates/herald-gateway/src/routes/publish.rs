@@ -15,23 +15,32 @@ use crate::routes::extract::Service;
 use crate::state::AppState;
 
 pub async fn publish(
-    _: Service,
+    service: Service,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    publish_validated(&state, from_json_value(body.into_inner())?).await
+    let req: PublishRequest = from_json_value(body.into_inner())?;
+    let scope = req.idempotency_key.is_some().then(|| service.scope(&state));
+    publish_validated(&state, req, scope.as_deref()).await
 }
 
 /// Validates, commits, and only then fans out. The response is sent after the commit, so
 /// an acknowledged notification is durable whether or not the Redis publish succeeds (if it
 /// fails, receivers catch up through reconcile or their next connect).
+///
+/// An idempotency key is stored as `<scope>:<key>`, so callers with different service keys
+/// (`scope`) never answer each other's retries.
 pub async fn publish_validated(
     state: &AppState,
     req: PublishRequest,
+    scope: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let outcome = async {
-        let n = validate_publish(req)?;
+        let mut n = validate_publish(req)?;
+        if let Some(k) = n.idempotency_key.as_mut() {
+            *k = format!("{}:{k}", scope.unwrap_or_default());
+        }
         if n.idempotency_key.is_some() {
             // Keyed publishes need their own transaction to claim the key. Boxed: its
             // future is most of this one's size, and every call would otherwise allocate

@@ -180,3 +180,45 @@ async fn floods_of_pongs_or_empty_fragments_close_4104() {
         let _ = tokio::time::timeout(WAIT, writer).await;
     }
 }
+
+/// Idempotency keys are scoped per service key: another service reusing a key gets its own
+/// publish, never the first service's stored response (or a 409 for its own, other body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_scoped_per_service_key() {
+    const OTHER_KEY: &str = "second-service-key-0123456789";
+    let env = TestEnv::new().await;
+    let node = env
+        .node_with(|c| c.service_keys.push(OTHER_KEY.to_string().into()))
+        .await;
+    let publish_as = |key: &'static str, title: &'static str| {
+        let mut body = notification_body("gina", title);
+        body["idempotency_key"] = serde_json::json!("order-42");
+        let req = node
+            .http
+            .post(format!("{}/v1/notifications", node.base))
+            .bearer_auth(key)
+            .json(&body);
+        async move { req.send().await.expect("publish") }
+    };
+    let first = publish_as(SERVICE_KEY, "from the first service").await;
+    assert_eq!(first.status(), 201);
+    let second = publish_as(OTHER_KEY, "from the second service").await;
+    assert_eq!(second.status(), 201, "another service's key is its own");
+    let again = publish_as(OTHER_KEY, "from the second service").await;
+    assert_eq!(again.status(), 200, "a retry by the same service replays");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let titles: Vec<String> = env
+        .sql()
+        .await
+        .query("SELECT title FROM notifications ORDER BY seq", &[])
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        titles,
+        ["from the first service", "from the second service"],
+        "each service's publish stored once"
+    );
+}

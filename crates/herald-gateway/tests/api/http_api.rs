@@ -145,6 +145,15 @@ async fn publish_validation_failures_name_the_field() {
         (with("link", json!("javascript:alert(1)")), "link"),
         (with("link", json!("JavaScript:alert(1)")), "link"),
         (with("link", json!("//evil.example/x")), "link"),
+        // Open redirects Chromium resolves off-site (every case of the shared link rule is in
+        // crates/herald-protocol/link-vectors.json and herald-core's unit tests).
+        (with("link", json!("/\\evil.example/login")), "link"),
+        (with("link", json!("/%2F%2Fevil.example")), "link"),
+        (with("link", json!("/\t/evil.example")), "link"),
+        (with("link", json!("https:evil.example")), "link"),
+        // Spoofing: a right-to-left override, a zero-width space.
+        (with("title", json!("invoice\u{202E}fdp.exe")), "title"),
+        (with("body", json!("pay\u{200B}pal")), "body"),
         (
             with("avatar_url", json!("data:image/png;base64,AAAA")),
             "avatar_url",
