@@ -166,6 +166,11 @@ herald_env() {
     export HERALD_LOG="$LOG_FILTER"
     export HERALD_LOG_FORMAT="$LOG_FORMAT"
     export HERALD_DRAIN_GRACE_MS="$DRAIN_GRACE_MS"
+    # haproxy (on this machine) sends X-Forwarded-For: believe it, so logs and limits see
+    # the client. Clients on this machine itself (the demo, load runs through the balancer)
+    # are exempt from the per-address limits.
+    export HERALD_TRUSTED_PROXIES="${HERALD_TRUSTED_PROXIES:-127.0.0.1}"
+    export HERALD_LIMIT_EXEMPT="${HERALD_LIMIT_EXEMPT:-127.0.0.0/8}"
     "$@"
 }
 

@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald_core::rate::Rate;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::edge::addr::Cidrs;
+pub use crate::edge::EdgeConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -96,6 +100,9 @@ pub struct Config {
     /// Fault injection: pause between a socket's subscribe and its catch-up query, to widen
     /// the race window the delivery invariant must survive. Never set in production.
     pub fault_catch_up_delay: Duration,
+    /// Limits at the edge: connections, requests and handshakes per client, the client
+    /// address behind a balancer ([`crate::edge`]).
+    pub edge: EdgeConfig,
 }
 
 /// Raw key/value source: file values overridden by environment values.
@@ -448,6 +455,62 @@ impl Config {
             static_dir,
             fault_skip_fanout: src.boolean("HERALD_FAULT_SKIP_FANOUT", false)?,
             fault_catch_up_delay: src.millis("HERALD_FAULT_CATCH_UP_DELAY_MS", 0, 0, 60_000)?,
+            edge: Config::edge_from(&src)?,
+        })
+    }
+
+    fn edge_from(src: &Source) -> Result<EdgeConfig, ConfigError> {
+        let cidrs = |var: &str| Cidrs::parse(&src.list(var)).map_err(|e| invalid(var, e));
+        let rate = |per_sec: &str, burst: &str, d_rate: u32, d_burst: u32| {
+            Ok::<_, ConfigError>(Rate::new(
+                src.ranged(per_sec, d_rate, 1, 10_000_000)?,
+                src.ranged(burst, d_burst, 1, 10_000_000)?,
+            ))
+        };
+        Ok(EdgeConfig {
+            proxy_protocol: src.boolean("HERALD_PROXY_PROTOCOL", false)?,
+            trusted_proxies: cidrs("HERALD_TRUSTED_PROXIES")?,
+            limit_exempt: cidrs("HERALD_LIMIT_EXEMPT")?,
+            max_http_connections: src.ranged("HERALD_MAX_HTTP_CONNECTIONS", 1_024, 1, 1_000_000)?,
+            max_http_connections_per_addr: src.ranged(
+                "HERALD_MAX_HTTP_CONNECTIONS_PER_ADDR",
+                256,
+                1,
+                1_000_000,
+            )?,
+            request_timeout: src.millis("HERALD_REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000)?,
+            max_sockets_per_addr: src.ranged(
+                "HERALD_MAX_SOCKETS_PER_ADDR",
+                1_000,
+                1,
+                10_000_000,
+            )?,
+            handshakes_per_addr: rate(
+                "HERALD_HANDSHAKES_PER_ADDR_PER_SEC",
+                "HERALD_HANDSHAKES_PER_ADDR_BURST",
+                50,
+                200,
+            )?,
+            max_preauth_sockets: src.ranged("HERALD_MAX_PREAUTH_SOCKETS", 256, 1, 1_000_000)?,
+            max_tracked_addrs: src.ranged("HERALD_MAX_TRACKED_ADDRS", 100_000, 16, 100_000_000)?,
+            user_api: rate(
+                "HERALD_USER_API_RATE_PER_SEC",
+                "HERALD_USER_API_RATE_BURST",
+                20,
+                60,
+            )?,
+            publish: rate(
+                "HERALD_PUBLISH_RATE_PER_SEC",
+                "HERALD_PUBLISH_RATE_BURST",
+                20_000,
+                40_000,
+            )?,
+            broadcast: rate(
+                "HERALD_BROADCAST_RATE_PER_SEC",
+                "HERALD_BROADCAST_RATE_BURST",
+                1,
+                10,
+            )?,
         })
     }
 
@@ -519,6 +582,18 @@ mod tests {
             ("HERALD_OUTBOUND_QUEUE", "lots"),
             ("HERALD_IDLE_TIMEOUT_MS", "1000"),
             ("HERALD_MIGRATE_ON_START", "maybe"),
+            ("HERALD_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("HERALD_LIMIT_EXEMPT", "loopback"),
+            ("HERALD_PROXY_PROTOCOL", "v2"),
+            ("HERALD_MAX_HTTP_CONNECTIONS", "0"),
+            ("HERALD_MAX_HTTP_CONNECTIONS_PER_ADDR", "0"),
+            ("HERALD_REQUEST_TIMEOUT_MS", "5"),
+            ("HERALD_MAX_SOCKETS_PER_ADDR", "0"),
+            ("HERALD_HANDSHAKES_PER_ADDR_PER_SEC", "0"),
+            ("HERALD_MAX_PREAUTH_SOCKETS", "0"),
+            ("HERALD_USER_API_RATE_BURST", "-1"),
+            ("HERALD_PUBLISH_RATE_PER_SEC", "fast"),
+            ("HERALD_BROADCAST_RATE_PER_SEC", "0"),
             ("HERALD_NODE_ID", "has space"),
             ("HERALD_STATIC_DIR", "/nonexistent-dir"),
             ("HERALD_IDEMPOTENCY_TTL_HOURS", "0"),

@@ -10,6 +10,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds for `Retry-After` (429 and 503 carry one; 1 unless set).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -18,6 +20,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -26,6 +29,15 @@ impl ApiError {
             code,
             message: message.into(),
             field: Some(field.to_string()),
+            retry_after: None,
+        }
+    }
+
+    /// 429 `rate_limited` with `Retry-After` from the bucket's wait.
+    pub fn rate_limited(what: &str, wait: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(herald_core::rate::retry_after_secs(wait)),
+            ..ApiError::new(ErrorCode::RateLimited, format!("{what}: retry later"))
         }
     }
 
@@ -48,13 +60,19 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut resp = HttpResponse::build(self.status_code());
         if self.code == ErrorCode::ServiceUnavailable || self.code == ErrorCode::RateLimited {
-            resp.insert_header(("Retry-After", "1"));
+            resp.insert_header(("Retry-After", self.retry_after.unwrap_or(1).to_string()));
         }
-        resp.json(ErrorBody {
+        let mut resp = resp.json(ErrorBody {
             code: self.code,
             message: self.message.clone(),
             field: self.field.clone(),
-        })
+        });
+        if self.code == ErrorCode::RequestTimeout {
+            // The rest of the body may still be arriving: never read it as a next request.
+            resp.head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
+        resp
     }
 }
 

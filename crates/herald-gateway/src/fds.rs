@@ -13,9 +13,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Descriptors kept free for everything that is not a WebSocket: database and Redis pools,
-/// the listener, plain HTTP requests, files.
-pub fn reserved(database_pool_size: usize) -> usize {
-    database_pool_size + 16 + 256
+/// the listener and files (16), and plain HTTP connections up to their cap.
+pub fn reserved(database_pool_size: usize, max_http_connections: usize) -> usize {
+    database_pool_size + 16 + max_http_connections
 }
 
 fn nofile() -> Option<libc::rlimit> {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod batching;
 pub mod config;
 pub mod delivery;
+pub mod edge;
 pub mod error;
 pub mod fds;
 pub mod loader;

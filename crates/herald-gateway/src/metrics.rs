@@ -58,6 +58,13 @@ pub struct Metrics {
     pub socket_task_bytes: IntGauge,
     pub open_fds: IntGauge,
     pub max_fds: IntGauge,
+    /// Open plain HTTP connections (set at scrape).
+    pub http_connections: IntGauge,
+    /// Sockets waiting to authenticate (set at scrape).
+    pub preauth_sockets: IntGauge,
+    pub preauth_evictions: IntCounter,
+    /// Requests and handshakes refused by a rate or count limit, by limit.
+    pub limited: IntCounterVec,
     pub max_connections: IntGauge,
     pub accept_errors: IntGauge,
 }
@@ -277,6 +284,27 @@ impl Metrics {
                 "Bytes of one WebSocket session's task future (its idle memory floor)",
             ),
             open_fds: gauge(&r, "herald_open_fds", "Open file descriptors"),
+            http_connections: gauge(
+                &r,
+                "herald_http_connections",
+                "Open plain HTTP connections (WebSockets not included)",
+            ),
+            preauth_sockets: gauge(
+                &r,
+                "herald_preauth_sockets",
+                "WebSocket connections that have not authenticated yet",
+            ),
+            preauth_evictions: counter(
+                &r,
+                "herald_preauth_evictions_total",
+                "Unauthenticated sockets closed (4102) to make room",
+            ),
+            limited: counter_vec(
+                &r,
+                "herald_limited_total",
+                "Requests, connections and handshakes refused by an edge limit",
+                &["limit"],
+            ),
             max_fds: gauge(
                 &r,
                 "herald_max_fds",

@@ -8,13 +8,11 @@ use std::time::Duration;
 use actix_cors::Cors;
 use actix_http::HttpService;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
-use actix_web::body::EitherBody;
 use actix_web::dev::AppConfig;
-use actix_web::dev::{Service as _, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::{web, App, ResponseError};
+use actix_web::{web, App};
 use anyhow::Context;
-use futures_util::future::{ready, Either};
+use futures_util::future::ready;
 use herald_bus::{Bus, BusConfig};
 use herald_store::{Store, StoreConfig};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +26,6 @@ use crate::metrics::Metrics;
 use crate::publisher::{Fanout, Publisher};
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::ws::{has_token_param, token_in_url};
 
 /// How long a client may take to send a complete request head.
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,7 +96,8 @@ impl NodeHandle {
 impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Application> {
         let fd_limit = crate::fds::raise_soft_limit();
-        let reserve = crate::fds::reserved(config.database_pool_size);
+        let reserve =
+            crate::fds::reserved(config.database_pool_size, config.edge.max_http_connections);
         let cap = crate::fds::effective_max_connections(config.max_connections, fd_limit, reserve);
         if cap < config.max_connections {
             tracing::warn!(
@@ -180,6 +178,13 @@ impl Application {
         let addr = listener.local_addr()?;
         let port = addr.port();
         let app_state = state.clone();
+        let accept = Arc::new(crate::edge::conn::Accept {
+            metrics: state.metrics.clone(),
+            connections: state.edge.connections.clone(),
+            addrs: state.edge.addrs.clone(),
+            proxy_protocol: config.edge.proxy_protocol,
+            head_timeout: REQUEST_HEAD_TIMEOUT,
+        });
         let server = actix_server::Server::build()
             .workers(config.workers)
             .disable_signals()
@@ -213,27 +218,16 @@ impl Application {
                     .app_data(web::QueryConfig::default().error_handler(query_error))
                     .app_data(web::PathConfig::default().error_handler(path_error))
                     .wrap(cors)
-                    .wrap_fn(|req, srv| {
-                        if has_token_param(req.query_string()) {
-                            let resp = token_in_url().error_response();
-                            tracing::warn!(method = %req.method(), path = %req.path(), "refused a token in the URL");
-                            return Either::Left(ready(Ok(req.into_response(resp).map_into_right_body())));
-                        }
-                        let method = req.method().clone();
-                        let path = req.path().to_owned();
-                        let started = std::time::Instant::now();
-                        let fut = srv.call(req);
-                        Either::Right(async move {
-                            let res: ServiceResponse<_> = fut.await?;
-                            let status = res.status().as_u16();
-                            let ms = started.elapsed().as_secs_f64() * 1000.0;
-                            if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
-                                tracing::debug!(%method, %path, status, ms, "request");
-                            } else {
-                                tracing::info!(%method, %path, status, ms, "request");
-                            }
-                            Ok::<_, actix_web::Error>(res.map_body(|_, b| EitherBody::left(b)))
-                        })
+                    .wrap_fn(move |req, srv| {
+                        let st = req.app_data::<web::Data<AppState>>().map(|s| {
+                            (
+                                s.config.edge.request_timeout,
+                                s.edge.client_ip(req.peer_addr(), req.headers()),
+                            )
+                        });
+                        let (timeout, client) =
+                            st.unwrap_or((crate::edge::EdgeConfig::FALLBACK_TIMEOUT, None));
+                        crate::edge::http::middleware(req, srv, timeout, client)
                     })
                     .configure(|c| crate::routes::configure(c, cfg.dev_endpoints));
                 if let Some(dir) = &cfg.static_dir {
@@ -243,7 +237,7 @@ impl Application {
                     .default_service(web::to(crate::routes::not_found))
                     .into_factory()
                     .map_err(|err: actix_web::Error| err.error_response());
-                HttpService::build()
+                let http = HttpService::build()
                     // A client must send its whole request head within this time
                     // (slowloris, half-open handshakes).
                     .client_request_timeout(REQUEST_HEAD_TIMEOUT)
@@ -253,8 +247,14 @@ impl Application {
                     // Every `Upgrade: websocket` request leaves actix-web here, with its raw
                     // connection: see `crate::ws` for why.
                     .upgrade(upgrade)
-                    .finish(map_config(app, |_| AppConfig::default()))
-                    .tcp()
+                    .finish(map_config(app, |_| AppConfig::default()));
+                // The accept step (PROXY header, connection caps) in front of HTTP.
+                let accept = accept.clone();
+                fn_service(move |io: tokio::net::TcpStream| {
+                    let accept = accept.clone();
+                    async move { accept.admit(io).await }
+                })
+                .and_then(http)
             })?
             .run();
         tracing::info!(node = %config.node_id, port, redis = config.redis_url.is_some(), "node listening");

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
+use crate::edge::Edge;
 use crate::loader::Loader;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub loader: Loader,
     /// Cancelled when the node starts draining (SIGTERM or [`crate::startup::NodeHandle::drain`]).
     pub drain: CancellationToken,
+    /// Per-client and per-key limits (`crate::edge`).
+    pub edge: Edge,
     open_sockets: Arc<AtomicUsize>,
     conn_ids: AtomicU64,
 }
@@ -56,6 +59,7 @@ impl AppState {
         drain: CancellationToken,
     ) -> AppState {
         AppState {
+            edge: Edge::new(&config.edge),
             config,
             store,
             bus,

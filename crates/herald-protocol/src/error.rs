@@ -29,6 +29,8 @@ pub enum ErrorCode {
     NotFound,
     /// The HTTP method is not allowed on this path.
     MethodNotAllowed,
+    /// The request (head and body) was not complete within the server's request timeout.
+    RequestTimeout,
     /// The idempotency key was already used with a different request body.
     IdempotencyKeyReused,
     /// The WebSocket message is not a known command.
@@ -46,7 +48,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidJson,
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidParameter,
@@ -58,6 +60,7 @@ impl ErrorCode {
         ErrorCode::OriginNotAllowed,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::UnknownCommand,
         ErrorCode::InvalidMessage,
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::IdempotencyKeyReused => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -103,6 +107,7 @@ impl ErrorCode {
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::UnknownCommand => "unknown_command",
             ErrorCode::InvalidMessage => "invalid_message",

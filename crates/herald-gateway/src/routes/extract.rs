@@ -2,7 +2,7 @@
 
 use std::future::{ready, Ready};
 
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
 use herald_protocol::ErrorCode;
 
 use crate::auth::{bearer, service_key_index, service_key_scope};
@@ -17,6 +17,26 @@ pub struct Service {
 }
 
 impl Service {
+    /// Takes a token from this key's publish bucket (429 beyond).
+    pub fn check_publish(&self, state: &AppState) -> Result<(), ApiError> {
+        state.edge.publish.check(self.key).map_err(|wait| {
+            state.metrics.limited.with_label_values(&["publish"]).inc();
+            ApiError::rate_limited("too many publishes for this service key", wait)
+        })
+    }
+
+    /// Takes a token from this key's broadcast bucket (429 beyond).
+    pub fn check_broadcast(&self, state: &AppState) -> Result<(), ApiError> {
+        state.edge.broadcast.check(self.key).map_err(|wait| {
+            state
+                .metrics
+                .limited
+                .with_label_values(&["broadcast"])
+                .inc();
+            ApiError::rate_limited("too many broadcasts for this service key", wait)
+        })
+    }
+
     /// The key's non-secret scope (see [`service_key_scope`]); computed only when needed.
     pub fn scope(&self, state: &AppState) -> String {
         state
@@ -76,6 +96,12 @@ impl FromRequest for User {
                 )
             })?;
             let v = st.verifier.verify(token).map_err(|e| token_error(&e))?;
+            req.extensions_mut()
+                .insert(crate::edge::http::LoggedUser(v.user_id.clone()));
+            st.edge.user_api.check(v.user_id.clone()).map_err(|wait| {
+                st.metrics.limited.with_label_values(&["user_api"]).inc();
+                ApiError::rate_limited("too many requests for this user", wait)
+            })?;
             Ok(User { id: v.user_id })
         })())
     }

@@ -57,6 +57,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     m.open_fds
         .set(crate::fds::open_count().map_or(-1, |n| n as i64));
     m.max_fds.set(crate::fds::limit().map_or(-1, |n| n as i64));
+    m.http_connections.set(state.edge.connections.open() as i64);
+    m.preauth_sockets.set(state.edge.preauth.waiting() as i64);
     m.max_connections.set(state.config.max_connections as i64);
     m.accept_errors
         .set(crate::fds::AcceptErrors::total() as i64);

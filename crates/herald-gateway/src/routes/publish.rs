@@ -19,6 +19,7 @@ pub async fn publish(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    service.check_publish(&state)?;
     let req: PublishRequest = from_json_value(body.into_inner())?;
     let scope = req.idempotency_key.is_some().then(|| service.scope(&state));
     publish_validated(&state, req, scope.as_deref()).await
@@ -104,10 +105,11 @@ fn publish_error(e: PublishError) -> ApiError {
 }
 
 pub async fn broadcast(
-    _: Service,
+    service: Service,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    service.check_broadcast(&state)?;
     let req: BroadcastRequest = from_json_value(body.into_inner())?;
     validate_broadcast(&req)?;
     let b = Broadcast {

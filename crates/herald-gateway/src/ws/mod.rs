@@ -22,16 +22,17 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::SinkExt;
 use herald_protocol::ErrorCode;
-use tokio::net::TcpStream;
 
 pub use conn::{Message, WsConn, WsError};
 
 use crate::auth::{bearer_in, TokenError, VerifiedToken};
+use crate::edge::conn::EdgeStream;
+use crate::edge::table::{AddrSlot, Refusal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// An upgrade request's connection, as actix-http hands it over.
-pub type Upgraded = Framed<TcpStream, h1::Codec>;
+pub type Upgraded = Framed<EdgeStream, h1::Codec>;
 
 /// Query parameters that look like credentials. A request carrying one is refused, and the
 /// request log never records query strings, so such a token is never written anywhere.
@@ -64,6 +65,23 @@ pub fn token_in_url() -> ApiError {
 struct Admitted {
     pre_auth: Option<VerifiedToken>,
     last_seq: Option<i64>,
+    /// The socket's place in its client address's count (`None` when exempt or unknown).
+    addr: Option<AddrSlot>,
+}
+
+fn addr_refusal(r: Refusal) -> ApiError {
+    match r {
+        Refusal::Sockets | Refusal::HttpConnections => {
+            ApiError::new(ErrorCode::RateLimited, "too many sockets from this address")
+        }
+        Refusal::Handshakes(wait) => {
+            ApiError::rate_limited("too many WebSocket handshakes from this address", wait)
+        }
+        Refusal::TableFull => ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "this node tracks too many client addresses; retry later",
+        ),
+    }
 }
 
 /// Counts a refused upgrade by its code.
@@ -76,8 +94,15 @@ fn refused(state: &AppState, e: ApiError) -> ApiError {
     e
 }
 
-/// The checks before an upgrade, in order; every refusal is counted by its code.
-fn admit(state: &AppState, headers: &HeaderMap, query: &str) -> Result<Admitted, ApiError> {
+/// The checks before an upgrade, in order; every refusal is counted by its code. `client` is
+/// the client's address (`None` only for a connection without one); a plain `GET` passes no
+/// address, as it holds no socket.
+fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<Admitted, ApiError> {
     let refuse = |e: ApiError| refused(state, e);
     check_origin(headers, &state.config.allowed_origins).map_err(refuse)?;
     if state.is_draining() {
@@ -86,12 +111,25 @@ fn admit(state: &AppState, headers: &HeaderMap, query: &str) -> Result<Admitted,
             "this node is draining; connect to another node",
         )));
     }
-    if state.open_sockets() >= state.config.max_connections {
+    // A full node makes room by evicting its oldest unauthenticated socket, if it has one.
+    if state.open_sockets() >= state.config.max_connections && !state.edge.preauth.evict_oldest() {
         return Err(refuse(ApiError::new(
             ErrorCode::ServiceUnavailable,
             "this node is at its connection limit; retry another node",
         )));
     }
+    let addr = match client {
+        Some(ip) => state.edge.addrs.open_socket(ip).map_err(|r| {
+            let limit = match r {
+                Refusal::Handshakes(_) => "addr_handshakes",
+                Refusal::TableFull => "addr_table_full",
+                _ => "addr_sockets",
+            };
+            state.metrics.limited.with_label_values(&[limit]).inc();
+            refuse(addr_refusal(r))
+        })?,
+        None => None,
+    };
     let pre_auth = match bearer_in(headers) {
         Some(token) => Some(
             state
@@ -102,7 +140,11 @@ fn admit(state: &AppState, headers: &HeaderMap, query: &str) -> Result<Admitted,
         None => None,
     };
     let last_seq = resume_cursor(query).map_err(refuse)?;
-    Ok(Admitted { pre_auth, last_seq })
+    Ok(Admitted {
+        pre_auth,
+        last_seq,
+        addr,
+    })
 }
 
 fn not_a_handshake(state: &AppState, e: actix_http::ws::HandshakeError) -> ApiError {
@@ -121,7 +163,7 @@ pub async fn plain_get(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admit(&state, req.headers(), req.query_string())?;
+    admit(&state, req.headers(), req.query_string(), None)?;
     let e = actix_http::ws::verify_handshake(req.head())
         .err()
         .unwrap_or(actix_http::ws::HandshakeError::NoWebsocketUpgrade);
@@ -137,9 +179,11 @@ pub async fn on_upgrade(
 ) -> Result<(), actix_web::Error> {
     let started = std::time::Instant::now();
     let query = req.uri().query().unwrap_or("");
+    let client = state.edge.client_ip(req.peer_addr(), req.headers());
+    let client_log = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
     let echo = req.path() == "/dev/echo" && state.config.dev_endpoints;
     let decision = if has_token_param(query) {
-        tracing::warn!(method = %req.method(), path = %req.path(), "refused a token in the URL");
+        tracing::warn!(method = %req.method(), path = %req.path(), client = %client_log, "refused a token in the URL");
         Err(token_in_url())
     } else if req.path() != "/v1/ws" && !echo {
         Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
@@ -151,7 +195,7 @@ pub async fn on_upgrade(
     } else if echo {
         Ok(None)
     } else {
-        admit(&state, req.headers(), query).map(Some)
+        admit(&state, req.headers(), query, client).map(Some)
     }
     .and_then(|admitted| match actix_http::ws::handshake(req.head()) {
         Ok(res) => Ok((admitted, res)),
@@ -162,7 +206,7 @@ pub async fn on_upgrade(
         Err(e) => e.status_code().as_u16(),
     };
     tracing::info!(method = %req.method(), path = %req.path(), status,
-        ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+        ms = started.elapsed().as_secs_f64() * 1000.0, client = %client_log, "request");
     let (admitted, mut res) = match decision {
         Ok(ok) => ok,
         Err(e) => {
@@ -186,10 +230,12 @@ pub async fn on_upgrade(
         return Ok(());
     }
     let parts = framed.into_parts();
+    // No longer an HTTP connection: its HTTP slot is released, the socket counts instead.
+    let io = parts.io.into_inner();
     // Small frames go out at once: notifications are latency-sensitive, never bulk.
-    let _ = parts.io.set_nodelay(true);
+    let _ = io.set_nodelay(true);
     let ws = WsConn::new(
-        parts.io,
+        io,
         parts.read_buf,
         &parts.write_buf,
         state.config.max_message_bytes,
@@ -197,7 +243,21 @@ pub async fn on_upgrade(
     match admitted {
         Some(a) => {
             let metrics = state.metrics.clone();
-            let task = session::run(state, guard, ws, a.pre_auth, a.last_seq);
+            let auth = match a.pre_auth {
+                Some(token) => session::Auth::Header(token),
+                None => {
+                    let (ticket, evicted) = state.edge.preauth.enter(state.next_conn_id());
+                    if evicted {
+                        metrics.preauth_evictions.inc();
+                    }
+                    session::Auth::Message(ticket)
+                }
+            };
+            let held = session::Held {
+                _guard: guard,
+                _addr: a.addr,
+            };
+            let task = session::run(state, held, ws, auth, a.last_seq);
             metrics
                 .socket_task_bytes
                 .set(std::mem::size_of_val(&task) as i64);

@@ -23,8 +23,11 @@ use tokio::time::{sleep_until, Instant};
 
 use super::conn::{Closed, Message, WsConn, WsError};
 use crate::auth::VerifiedToken;
+use crate::edge::preauth::PreAuthTicket;
+use crate::edge::table::AddrSlot;
 use crate::registry::{ConnHandle, Inbound, Inbox, Outbound};
 use crate::state::{AppState, SocketGuard};
+use herald_core::rate::{Rate, TokenBucket};
 
 /// How long a single write may wait for the client to read before it counts as slow.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +47,9 @@ enum End {
     ClientClosed,
     /// The connection is gone; nothing more can be sent.
     Gone,
+    /// Evicted before authenticating, to make room (4102): closed without waiting for the
+    /// client's answer, so the slot is free at once.
+    Evicted,
 }
 
 impl End {
@@ -56,40 +62,17 @@ impl End {
             End::Close(c, _) => c.reason(),
             End::ClientClosed => "client_closed",
             End::Gone => "connection_lost",
+            End::Evicted => "preauth_evicted",
         }
     }
 }
 
-/// Per-connection message rate limit (token bucket).
-struct TokenBucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> TokenBucket {
-        TokenBucket {
-            tokens: burst as f64,
-            rate: rate as f64,
-            burst: burst as f64,
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// The per-socket frame rate (`HERALD_RATE_LIMIT_PER_SEC`, `_BURST`).
+fn frame_rate(state: &AppState) -> Rate {
+    Rate::new(
+        state.config.rate_limit_per_sec,
+        state.config.rate_limit_burst,
+    )
 }
 
 fn protocol_end(e: WsError) -> End {
@@ -133,18 +116,29 @@ fn store_end(op: &str, e: StoreError) -> End {
     End::code(CloseCode::InternalError)
 }
 
+/// What a socket holds from its admission until it ends, for their `Drop`: its place in
+/// the node's socket count and in its client address's.
+pub(super) struct Held {
+    pub _guard: SocketGuard,
+    pub _addr: Option<AddrSlot>,
+}
+
+/// How a socket authenticates: with its upgrade's header token, or with a first `auth`
+/// message while holding a place in the pre-auth budget.
+pub(super) enum Auth {
+    Header(VerifiedToken),
+    Message(PreAuthTicket),
+}
+
 pub(super) async fn run(
     state: Arc<AppState>,
-    _guard: SocketGuard,
+    _held: Held,
     ws: WsConn,
-    pre_auth: Option<VerifiedToken>,
+    auth: Auth,
     query_last_seq: Option<i64>,
 ) {
     let mut s = Socket {
-        bucket: TokenBucket::new(
-            state.config.rate_limit_per_sec,
-            state.config.rate_limit_burst,
-        ),
+        bucket: TokenBucket::full(&frame_rate(&state), Instant::now().into_std()),
         state,
         ws,
         last_seen: Instant::now(),
@@ -152,7 +146,7 @@ pub(super) async fn run(
     // The cold phases (authentication, catch-up, store-backed commands, close) are boxed, so
     // the future every idle socket keeps alive holds only the event loop: its size is the
     // largest part of a socket's memory (see `session_future_stays_small`).
-    let end = match Box::pin(s.authenticate(pre_auth, query_last_seq)).await {
+    let end = match Box::pin(s.authenticate(auth, query_last_seq)).await {
         Ok((token, last_seq)) => s.authenticated(token, last_seq).await,
         Err(end) => end,
     };
@@ -223,6 +217,8 @@ impl Live {
 
 impl Socket {
     async fn close(mut self, end: End) {
+        // An evicted socket does not wait for the client's answering close frame.
+        let linger = !matches!(end, End::Evicted);
         let (code, text) = match end {
             End::Gone => return,
             End::ClientClosed => (CloseCode::Normal, String::new()),
@@ -233,14 +229,22 @@ impl Socket {
                 };
                 (code, text)
             }
+            End::Evicted => (
+                CloseCode::AuthTimeout,
+                format!(
+                    "{}: evicted unauthenticated to make room; send auth at once",
+                    CloseCode::AuthTimeout.reason()
+                ),
+            ),
         };
+
         if self.ws.is_broken() {
             // Half a frame is on the wire: a close frame now would be garbage.
             return;
         }
         let reason = Some((code.code(), text.as_str()));
         let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(reason)).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        if !matches!(sent, Ok(Ok(()))) || !linger {
             return;
         }
         // Give the client a moment to answer the close frame, without waiting on a dead peer.
@@ -257,11 +261,10 @@ impl Socket {
     /// Counts an inbound frame against the rate limit.
     fn admit(&mut self) -> Result<(), End> {
         self.last_seen = Instant::now();
-        if self.bucket.take() {
-            Ok(())
-        } else {
-            Err(End::code(CloseCode::RateLimited))
-        }
+        let rate = frame_rate(&self.state);
+        self.bucket
+            .take(&rate, self.last_seen.into_std())
+            .map_err(|_| End::code(CloseCode::RateLimited))
     }
 
     async fn send_raw(&mut self, text: ByteString, kill: Option<&ConnHandle>) -> Result<(), End> {
@@ -298,17 +301,20 @@ impl Socket {
     /// Phase 1: the token from the header, or a first `auth` message within the timeout.
     async fn authenticate(
         &mut self,
-        pre_auth: Option<VerifiedToken>,
+        auth: Auth,
         query_last_seq: Option<i64>,
     ) -> Result<(VerifiedToken, Option<i64>), End> {
-        if let Some(t) = pre_auth {
-            return Ok((t, query_last_seq));
-        }
+        // The ticket is dropped (the socket leaves the pre-auth budget) when this returns.
+        let ticket = match auth {
+            Auth::Header(t) => return Ok((t, query_last_seq)),
+            Auth::Message(ticket) => ticket,
+        };
         let deadline = Instant::now() + self.state.config.auth_timeout;
         loop {
             let msg = tokio::select! {
                 _ = sleep_until(deadline) => return Err(End::code(CloseCode::AuthTimeout)),
                 _ = self.state.drain.cancelled() => return Err(End::code(CloseCode::Draining)),
+                _ = ticket.evicted.cancelled() => return Err(End::Evicted),
                 m = self.ws.recv() => m,
             };
             match msg {

@@ -104,6 +104,19 @@ impl TestEnv {
         set("HERALD_PROBE_TIMEOUT_MS", "1500");
         set("HERALD_DRAIN_SPREAD_MS", "300");
         set("HERALD_DRAIN_GRACE_MS", "2000");
+        // Every test client is on loopback and some hammer the API on purpose: the edge
+        // limits are off here, and the tests of those limits turn them on (abuse.rs).
+        set("HERALD_LIMIT_EXEMPT", "127.0.0.0/8");
+        for var in [
+            "HERALD_USER_API_RATE_PER_SEC",
+            "HERALD_USER_API_RATE_BURST",
+            "HERALD_PUBLISH_RATE_PER_SEC",
+            "HERALD_PUBLISH_RATE_BURST",
+            "HERALD_BROADCAST_RATE_PER_SEC",
+            "HERALD_BROADCAST_RATE_BURST",
+        ] {
+            set(var, "1000000");
+        }
         if let Some(r) = &self.redis_url {
             set("HERALD_REDIS_URL", r);
         }

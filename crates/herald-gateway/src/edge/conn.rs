@@ -1,0 +1,241 @@
+//! The accept step in front of HTTP: the PROXY header when configured, then the node-wide and
+//! per-address caps on HTTP connections, counted from accept until the connection closes or
+//! becomes a WebSocket (which is then counted as a socket instead).
+//!
+//! A connection over a cap is answered with a complete 503 (node-wide) or 429 (per address)
+//! JSON error and closed, before any request is read.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_http::{error::DispatchError, Protocol};
+use herald_protocol::{ErrorBody, ErrorCode};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::proxy::{read_header, Proxied};
+use super::table::{AddrSlot, AddrTable, Refusal};
+
+/// Open HTTP connections of the node, and their cap.
+pub struct HttpConnections {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl HttpConnections {
+    pub fn new(max: usize) -> Arc<HttpConnections> {
+        Arc::new(HttpConnections {
+            open: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn try_open(self: &Arc<Self>) -> Option<HttpSlot> {
+        let mut cur = self.open.load(Ordering::Relaxed);
+        loop {
+            if cur >= self.max {
+                return None;
+            }
+            match self.open.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(HttpSlot {
+                        node: self.clone(),
+                        addr: None,
+                    })
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// One HTTP connection's place in the node-wide and per-address counts.
+pub struct HttpSlot {
+    node: Arc<HttpConnections>,
+    addr: Option<AddrSlot>,
+}
+
+impl Drop for HttpSlot {
+    fn drop(&mut self) {
+        self.node.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A TCP stream that holds its HTTP connection slot while actix-http serves it.
+pub struct EdgeStream {
+    io: TcpStream,
+    slot: Option<HttpSlot>,
+}
+
+impl EdgeStream {
+    /// The raw stream, for a connection that stops being HTTP (a WebSocket upgrade): its
+    /// HTTP slot is released.
+    pub fn into_inner(mut self) -> TcpStream {
+        self.slot = None;
+        self.io
+    }
+
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.io.set_nodelay(on)
+    }
+}
+
+impl AsyncRead for EdgeStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for EdgeStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// What the accept step needs.
+pub struct Accept {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub connections: Arc<HttpConnections>,
+    pub addrs: Arc<AddrTable>,
+    /// Read a PROXY protocol v2 header first.
+    pub proxy_protocol: bool,
+    pub head_timeout: Duration,
+}
+
+fn refusal_response(code: ErrorCode, message: &str, retry_after: u64) -> Vec<u8> {
+    let body = serde_json::to_vec(&ErrorBody {
+        code,
+        message: message.to_string(),
+        field: None,
+    })
+    .unwrap_or_default();
+    let status = match code.http_status() {
+        429 => "429 Too Many Requests",
+        _ => "503 Service Unavailable",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: {retry_after}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+async fn refuse(mut io: TcpStream, code: ErrorCode, message: &str) -> DispatchError {
+    let resp = refusal_response(code, message, 1);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = io.write_all(&resp).await;
+        let _ = io.shutdown().await;
+    })
+    .await;
+    DispatchError::Io(io::Error::other(message.to_string()))
+}
+
+impl Accept {
+    fn limited(&self, limit: &str) {
+        self.metrics.limited.with_label_values(&[limit]).inc();
+    }
+
+    /// Admits a new connection, or answers it with a refusal; on success the stream and
+    /// the client's connection address (the PROXY header's source, or the TCP peer).
+    pub async fn admit(
+        &self,
+        mut io: TcpStream,
+    ) -> Result<(EdgeStream, Protocol, Option<SocketAddr>), DispatchError> {
+        let mut peer = io.peer_addr().ok();
+        if self.proxy_protocol {
+            match read_header(&mut io, self.head_timeout).await {
+                Ok(Proxied::Client(addr)) => peer = Some(addr),
+                Ok(Proxied::Local | Proxied::Unknown) => {}
+                Err(e) => {
+                    tracing::info!(peer = ?peer, error = %e, "connection refused: PROXY header required");
+                    return Err(DispatchError::Io(io::Error::other(e)));
+                }
+            }
+        }
+        let Some(mut slot) = self.connections.try_open() else {
+            self.limited("http_connections");
+            return Err(refuse(
+                io,
+                ErrorCode::ServiceUnavailable,
+                "this node is at its HTTP connection limit; retry another node",
+            )
+            .await);
+        };
+        if let Some(addr) = peer {
+            match self.addrs.open_http(addr.ip()) {
+                Ok(a) => slot.addr = a,
+                Err(Refusal::TableFull) => {
+                    self.limited("addr_table_full");
+                    return Err(refuse(
+                        io,
+                        ErrorCode::ServiceUnavailable,
+                        "this node tracks too many client addresses; retry later",
+                    )
+                    .await);
+                }
+                Err(_) => {
+                    self.limited("addr_http_connections");
+                    return Err(refuse(
+                        io,
+                        ErrorCode::RateLimited,
+                        "too many connections from this address",
+                    )
+                    .await);
+                }
+            }
+        }
+        Ok((
+            EdgeStream {
+                io,
+                slot: Some(slot),
+            },
+            Protocol::Http1,
+            peer,
+        ))
+    }
+}

@@ -1,0 +1,87 @@
+//! The middleware every plain HTTP request passes: tokens in the URL are refused, the whole
+//! request (head, body and handler) is bounded by `HERALD_REQUEST_TIMEOUT_MS`, and each
+//! request is logged with its client address and, for the user API, its user.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::{HttpMessage as _, ResponseError};
+use herald_protocol::ErrorCode;
+
+use crate::error::ApiError;
+use crate::ws::{has_token_param, token_in_url};
+
+/// The user a request acted for, set by the user-token extractor for the request log.
+#[derive(Debug, Clone)]
+pub struct LoggedUser(pub String);
+
+/// Paths polled by balancers and scrapers: logged at debug, not info.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// See the module doc. `client` is the client's address as [`super::Edge::client_ip`]
+/// resolves it.
+pub fn middleware<S, B>(
+    req: ServiceRequest,
+    srv: &S,
+    timeout: Duration,
+    client: Option<std::net::IpAddr>,
+) -> impl Future<Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>> + 'static
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
+    B: 'static,
+{
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let client = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let step = if has_token_param(req.query_string()) {
+        tracing::warn!(%method, %path, %client, "refused a token in the URL");
+        Err(req
+            .into_response(token_in_url().error_response())
+            .map_into_right_body())
+    } else {
+        Ok(srv.call(req))
+    };
+    async move {
+        let fut = match step {
+            Err(refused) => return Ok(refused),
+            Ok(call) => call,
+        };
+        let started = Instant::now();
+        let res = match tokio::time::timeout(timeout, fut).await {
+            Ok(res) => res?.map_into_left_body(),
+            Err(_) => {
+                // The request is no longer at hand to build a response around: the error is
+                // rendered by the server (`ApiError::error_response` closes the connection).
+                tracing::info!(%method, %path, status = 408, ms = timeout.as_millis() as f64,
+                    %client, user = "-", "request");
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "the request was not complete within {} ms",
+                        timeout.as_millis()
+                    ),
+                )
+                .into());
+            }
+        };
+        let status = res.status().as_u16();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let user = res
+            .request()
+            .extensions()
+            .get::<LoggedUser>()
+            .map(|u| u.0.clone());
+        let user = user.as_deref().unwrap_or("-");
+        if is_probe(&path) {
+            tracing::debug!(%method, %path, status, ms, %client, "request");
+        } else {
+            tracing::info!(%method, %path, status, ms, %client, user, "request");
+        }
+        Ok(res)
+    }
+}
