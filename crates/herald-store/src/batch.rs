@@ -3,24 +3,22 @@
 
 use chrono::Utc;
 use herald_core::NewNotification;
-use herald_protocol::http::{PublishResponse, PublishedItem};
 use herald_protocol::Notification;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::publish::Published;
+use crate::publish::{Committed, Published};
 use crate::rows::get;
 
 /// Turns one request's rows of [`crate::sql::PUBLISH_BATCH`] (ids, seqs and counters) and the
-/// request's own content into the response and the per-recipient items, both in recipient
-/// (byte) order.
+/// request's own content into its committed notifications, in recipient (byte) order.
 fn created_from_rows(
     rows: &[Row],
     n: &NewNotification,
     recipients: &[String],
-) -> Result<(PublishResponse, Vec<Published>), StoreError> {
+) -> Result<Committed, StoreError> {
     const OP: &str = "publish";
     let data = n.data.as_ref().filter(|d| !d.is_null());
     let mut items = Vec::with_capacity(rows.len());
@@ -61,18 +59,7 @@ fn created_from_rows(
         .first()
         .map(|p| p.notification.created_at)
         .unwrap_or_else(Utc::now);
-    let response = PublishResponse {
-        notifications: items
-            .iter()
-            .map(|p| PublishedItem {
-                user_id: p.notification.user_id.clone(),
-                id: p.notification.id,
-                seq: p.notification.seq,
-            })
-            .collect(),
-        created_at,
-    };
-    Ok((response, items))
+    Ok(Committed { items, created_at })
 }
 
 /// The arrays of one [`crate::sql::PUBLISH_BATCH`] call, one row per (request, recipient), and how
@@ -151,23 +138,15 @@ impl<'a> BatchInput<'a> {
         ]
     }
 
-    /// The response and items of a one-request input.
-    pub(crate) fn single(
-        &self,
-        rows: Vec<Row>,
-        op: &str,
-    ) -> Result<(PublishResponse, Vec<Published>), StoreError> {
+    /// What a one-request input committed.
+    pub(crate) fn single(&self, rows: Vec<Row>, op: &str) -> Result<Committed, StoreError> {
         self.split(rows, op)?
             .pop()
             .ok_or_else(|| StoreError::Internal(format!("{op}: no result for the request")))
     }
 
-    /// Each request's response and items, in request order.
-    pub(crate) fn split(
-        &self,
-        rows: Vec<Row>,
-        op: &str,
-    ) -> Result<Vec<(PublishResponse, Vec<Published>)>, StoreError> {
+    /// What each request committed, in request order.
+    pub(crate) fn split(&self, rows: Vec<Row>, op: &str) -> Result<Vec<Committed>, StoreError> {
         let mut per_req: Vec<Vec<Row>> = self.spans.iter().map(|_| Vec::new()).collect();
         for row in rows {
             let req: i32 = get(&row, op, "req")?;

@@ -60,5 +60,5 @@ pub mod sql;
 pub use error::StoreError;
 pub use migrate::MIGRATIONS;
 pub use pool::{Store, StoreConfig};
-pub use publish::{PublishOutcome, Published};
+pub use publish::{Committed, IdempotencyRecord, PublishOutcome, Published};
 pub use read_state::UserState;

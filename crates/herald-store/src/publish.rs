@@ -1,10 +1,15 @@
 //! Publishing: the group-commit batch, the keyed (idempotent) publish in its own transaction,
-//! the replay of a stored response, and the purge of old idempotency keys.
+//! the replay of a stored idempotency record, and the purge of old idempotency keys.
+//!
+//! The store returns store types ([`Committed`]); the caller builds its answer from them. The
+//! idempotency record is the caller's too: [`Store::publish`] asks the caller for it (a JSON
+//! value, built from what was committed), stores it in the same transaction, and gives it back
+//! untouched on a replay, so the store never needs to know what the caller answers.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use herald_core::NewNotification;
-use herald_protocol::http::PublishResponse;
 use herald_protocol::Notification;
 
 use crate::batch::BatchInput;
@@ -23,15 +28,24 @@ pub struct Published {
     pub version: i64,
 }
 
+/// What one publish request committed: one row per recipient, in recipient (byte) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub items: Vec<Published>,
+    /// The rows' `created_at`: the transaction's `now()`, the same for every row.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Builds the idempotency record of a keyed publish from what it committed. It is stored with
+/// the key and returned as is ([`PublishOutcome::Replayed`]) to a retry of the same request.
+pub type IdempotencyRecord = dyn Fn(&Committed) -> serde_json::Result<serde_json::Value> + Sync;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PublishOutcome {
-    /// New rows were committed; `items` are in recipient (sorted) order, like `response`.
-    Created {
-        response: PublishResponse,
-        items: Vec<Published>,
-    },
-    /// The idempotency key was seen before with the same request: the stored response.
-    Replayed(PublishResponse),
+    /// New rows were committed.
+    Created(Committed),
+    /// The idempotency key was seen before with the same request: the record stored then.
+    Replayed(serde_json::Value),
 }
 
 const PUBLISH_MAX_RETRIES: u32 = 3;
@@ -43,12 +57,12 @@ enum PublishAttempt {
 
 impl Store {
     /// Group commit: publishes several notifications without idempotency keys in one statement
-    /// and one transaction, so they share one WAL flush. Returns each request's response and
-    /// items, in input order; the whole batch commits or fails together.
+    /// and one transaction, so they share one WAL flush. Returns what each request committed,
+    /// in input order; the whole batch commits or fails together.
     pub async fn publish_batch(
         &self,
         batch: &[&NewNotification],
-    ) -> Result<Vec<(PublishResponse, Vec<Published>)>, StoreError> {
+    ) -> Result<Vec<Committed>, StoreError> {
         const OP: &str = "publish_batch";
         if batch.iter().any(|n| n.idempotency_key.is_some()) {
             return Err(StoreError::Internal(
@@ -78,8 +92,13 @@ impl Store {
 
     /// Stores one notification per recipient in one transaction (one statement assigns the
     /// seqs and inserts every row). With an idempotency key, a repeat of the same request
-    /// returns the stored response and a different request under that key is refused.
-    pub async fn publish(&self, n: &NewNotification) -> Result<PublishOutcome, StoreError> {
+    /// returns the record `record` built the first time, and a different request under that
+    /// key is refused. `record` is called (only with a key) inside the transaction.
+    pub async fn publish(
+        &self,
+        n: &NewNotification,
+        record: &IdempotencyRecord,
+    ) -> Result<PublishOutcome, StoreError> {
         const OP: &str = "publish";
         let batch = [n];
         let input = BatchInput::new(&batch, OP)?;
@@ -91,7 +110,7 @@ impl Store {
         let mut attempt = 0;
         loop {
             match self
-                .publish_attempt(&mut client, &input, hash.as_deref())
+                .publish_attempt(&mut client, &input, hash.as_deref(), record)
                 .await?
             {
                 PublishAttempt::Done(outcome) => return Ok(outcome),
@@ -110,6 +129,7 @@ impl Store {
         client: &mut Client,
         input: &BatchInput<'_>,
         hash: Option<&[u8]>,
+        record: &IdempotencyRecord,
     ) -> Result<PublishAttempt, StoreError> {
         const OP: &str = "publish";
         macro_rules! tri {
@@ -132,11 +152,8 @@ impl Store {
                 "publish: inserting notifications",
                 client.query(&stmt, &input.params()).await
             );
-            let (response, items) = input.single(rows, OP)?;
-            return Ok(PublishAttempt::Done(PublishOutcome::Created {
-                response,
-                items,
-            }));
+            let committed = input.single(rows, OP)?;
+            return Ok(PublishAttempt::Done(PublishOutcome::Created(committed)));
         };
         let tx = tri!(OP, client.transaction().await);
         let claim = tri!(OP, tx.prepare_cached(sql::IDEMPOTENCY_CLAIM).await);
@@ -158,19 +175,17 @@ impl Store {
             "publish: inserting notifications",
             tx.query(&stmt, &input.params()).await
         );
-        let (response, items) = input.single(rows, OP)?;
-        let json = serde_json::to_value(&response)
-            .map_err(|e| StoreError::Internal(format!("publish: serialising the response: {e}")))?;
+        let committed = input.single(rows, OP)?;
+        let json = record(&committed).map_err(|e| {
+            StoreError::Internal(format!("publish: building the idempotency record: {e}"))
+        })?;
         let store = tri!(OP, tx.prepare_cached(sql::IDEMPOTENCY_STORE).await);
         tri!(
             "publish: storing the idempotent response",
             tx.execute(&store, &[&key, &json]).await
         );
         tri!("publish: commit", tx.commit().await);
-        Ok(PublishAttempt::Done(PublishOutcome::Created {
-            response,
-            items,
-        }))
+        Ok(PublishAttempt::Done(PublishOutcome::Created(committed)))
     }
 
     async fn replay(
@@ -197,8 +212,6 @@ impl Store {
             return Err(StoreError::IdempotencyKeyReused);
         }
         let response: serde_json::Value = get(&row, OP, "response")?;
-        let response: PublishResponse = serde_json::from_value(response)
-            .map_err(|e| StoreError::Internal(format!("{OP}: stored response unreadable: {e}")))?;
         Ok(PublishOutcome::Replayed(response))
     }
 
