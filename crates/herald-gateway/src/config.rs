@@ -45,7 +45,8 @@ pub struct JwtConfig {
     pub leeway_secs: u64,
 }
 
-/// Everything a node needs. Tests build it directly; `main` builds it with [`Config::load`].
+/// Everything a node needs. `main` reads the raw values with [`Config::load_values`] and parses
+/// them with [`Config::from_values`]; tests call `from_values` with their own values.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -236,11 +237,6 @@ fn validate_origin(var: &str, o: &str) -> Result<(), ConfigError> {
 }
 
 impl Config {
-    /// Loads from the process environment, over `file` when given.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Config::from_values(Config::load_values(file)?)
-    }
-
     /// The raw `HERALD_*` values: the file's, overridden by the environment's.
     pub fn load_values(file: Option<&Path>) -> Result<HashMap<String, String>, ConfigError> {
         let mut values = match file {

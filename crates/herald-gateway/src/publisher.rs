@@ -14,8 +14,8 @@ use std::time::Instant;
 use herald_bus::Bus;
 use herald_core::NewNotification;
 use herald_protocol::bus::{BusMessage, LiveFrame};
-use herald_protocol::http::PublishResponse;
-use herald_store::{Published, Store, StoreError};
+use herald_protocol::http::{PublishResponse, PublishedItem};
+use herald_store::{Committed, Published, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +39,23 @@ pub fn in_flight_for_pool(pool_size: usize) -> usize {
 
 /// The response and how many notifications it created (already fanned out).
 type Created = (PublishResponse, usize);
+
+/// The publish response body for what one request committed. A keyed publish also stores it
+/// as its idempotency record, replayed byte for byte to a retry: do not change its shape.
+pub fn response_body(c: &Committed) -> PublishResponse {
+    PublishResponse {
+        notifications: c
+            .items
+            .iter()
+            .map(|p| PublishedItem {
+                user_id: p.notification.user_id.clone(),
+                id: p.notification.id,
+                seq: p.notification.seq,
+            })
+            .collect(),
+        created_at: c.created_at,
+    }
+}
 
 struct Job {
     n: NewNotification,
@@ -169,9 +186,10 @@ async fn run(
                 Ok(created) => {
                     let mut all = Vec::new();
                     let mut replies = Vec::with_capacity(jobs.len());
-                    for (job, (response, items)) in jobs.into_iter().zip(created) {
-                        replies.push((job.reply, response, items.len()));
-                        all.extend(items);
+                    for (job, committed) in jobs.into_iter().zip(created) {
+                        let response = response_body(&committed);
+                        replies.push((job.reply, response, committed.items.len()));
+                        all.extend(committed.items);
                     }
                     let sending = Instant::now();
                     fanout.send(all).await;

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use herald_core::NewNotification;
-use herald_store::{sql, PublishOutcome, Store, StoreConfig, StoreError, UserState};
+use herald_protocol::http::{PublishResponse, PublishedItem};
+use herald_store::{sql, Committed, PublishOutcome, Store, StoreConfig, StoreError, UserState};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -133,14 +134,35 @@ fn new_notification(recipients: &[&str]) -> NewNotification {
     }
 }
 
-fn created(
-    outcome: PublishOutcome,
-) -> (
-    herald_protocol::http::PublishResponse,
-    Vec<herald_store::Published>,
-) {
+/// The gateway's publish response body, built from what the store committed.
+fn response(c: &Committed) -> PublishResponse {
+    PublishResponse {
+        notifications: c
+            .items
+            .iter()
+            .map(|p| PublishedItem {
+                user_id: p.notification.user_id.clone(),
+                id: p.notification.id,
+                seq: p.notification.seq,
+            })
+            .collect(),
+        created_at: c.created_at,
+    }
+}
+
+/// The idempotency record the gateway stores: its response body.
+fn record(c: &Committed) -> serde_json::Result<serde_json::Value> {
+    serde_json::to_value(response(c))
+}
+
+/// A replayed record, read back as the response it was built from.
+fn replayed(r: serde_json::Value) -> PublishResponse {
+    serde_json::from_value(r).expect("a stored response")
+}
+
+fn created(outcome: PublishOutcome) -> (PublishResponse, Vec<herald_store::Published>) {
     match outcome {
-        PublishOutcome::Created { response, items } => (response, items),
+        PublishOutcome::Created(c) => (response(&c), c.items),
         PublishOutcome::Replayed(_) => panic!("expected Created, got Replayed"),
     }
 }
@@ -201,7 +223,7 @@ async fn connect_to_dead_server_is_unavailable_and_fast() {
 async fn publish_to_one_recipient() {
     let db = TestDb::new().await;
     let n = new_notification(&["alice"]);
-    let (response, items) = created(db.store.publish(&n).await.unwrap());
+    let (response, items) = created(db.store.publish(&n, &record).await.unwrap());
     assert_eq!(response.notifications.len(), 1);
     assert_eq!(response.notifications[0].user_id, "alice");
     assert_eq!(response.notifications[0].seq, 1);
@@ -227,7 +249,7 @@ async fn publish_to_one_recipient() {
         .unwrap();
     assert_eq!(stored, item.notification);
 
-    let (_, items) = created(db.store.publish(&n).await.unwrap());
+    let (_, items) = created(db.store.publish(&n, &record).await.unwrap());
     assert_eq!(items[0].notification.seq, 2);
     assert_eq!(items[0].unread_count, 2);
     assert_eq!(items[0].version, 2);
@@ -257,7 +279,7 @@ async fn publish_to_a_thousand_recipients() {
     let early_refs: Vec<&str> = early.iter().map(String::as_str).collect();
     created(
         db.store
-            .publish(&new_notification(&early_refs))
+            .publish(&new_notification(&early_refs), &record)
             .await
             .unwrap(),
     );
@@ -265,7 +287,7 @@ async fn publish_to_a_thousand_recipients() {
     let all: Vec<String> = (0..1000).map(|i| format!("user-{i:04}")).collect();
     let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
     let n = new_notification(&all_refs);
-    let (response, items) = created(db.store.publish(&n).await.unwrap());
+    let (response, items) = created(db.store.publish(&n, &record).await.unwrap());
     assert_eq!(response.notifications.len(), 1000);
     assert_eq!(items.len(), 1000);
     let ids: HashSet<Uuid> = response.notifications.iter().map(|i| i.id).collect();
@@ -299,7 +321,7 @@ async fn concurrent_publishers_get_gapless_seqs() {
                 // Overlapping batches in both "directions" exercise the lock order too.
                 let other = format!("other-{}", t % 4);
                 let n = new_notification(&["shared", &other]);
-                let (response, _) = created(store.publish(&n).await.unwrap());
+                let (response, _) = created(store.publish(&n, &record).await.unwrap());
                 let item = response
                     .notifications
                     .iter()
@@ -340,16 +362,16 @@ async fn idempotent_replay_returns_the_same_response() {
     let db = TestDb::new().await;
     let mut n = new_notification(&["alice", "bob"]);
     n.idempotency_key = Some("order-42".into());
-    let (first, _) = created(db.store.publish(&n).await.unwrap());
-    match db.store.publish(&n).await.unwrap() {
-        PublishOutcome::Replayed(r) => assert_eq!(r, first),
+    let (first, _) = created(db.store.publish(&n, &record).await.unwrap());
+    match db.store.publish(&n, &record).await.unwrap() {
+        PublishOutcome::Replayed(r) => assert_eq!(replayed(r), first),
         other => panic!("expected replay, got {other:?}"),
     }
     // Same content with keys in another order in `data`: still the same request.
     let mut reordered = n.clone();
     reordered.data = Some(serde_json::json!({"nested": {"a": [1, 2]}, "post": 1}));
     assert!(matches!(
-        db.store.publish(&reordered).await.unwrap(),
+        db.store.publish(&reordered, &record).await.unwrap(),
         PublishOutcome::Replayed(_)
     ));
 
@@ -364,13 +386,13 @@ async fn idempotent_replay_returns_the_same_response() {
     let mut different = n.clone();
     different.title = "Other".into();
     assert!(matches!(
-        db.store.publish(&different).await,
+        db.store.publish(&different, &record).await,
         Err(StoreError::IdempotencyKeyReused)
     ));
     let mut different_recipients = n.clone();
     different_recipients.recipients = vec!["alice".into()];
     assert!(matches!(
-        db.store.publish(&different_recipients).await,
+        db.store.publish(&different_recipients, &record).await,
         Err(StoreError::IdempotencyKeyReused)
     ));
     assert_eq!(
@@ -389,16 +411,16 @@ async fn concurrent_same_key_creates_once() {
     for _ in 0..8 {
         let store = db.store.clone();
         let n = n.clone();
-        tasks.push(tokio::spawn(
-            async move { store.publish(&n).await.unwrap() },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.publish(&n, &record).await.unwrap()
+        }));
     }
     let mut created_responses = Vec::new();
     let mut replays = Vec::new();
     for t in tasks {
         match t.await.unwrap() {
-            PublishOutcome::Created { response, .. } => created_responses.push(response),
-            PublishOutcome::Replayed(r) => replays.push(r),
+            PublishOutcome::Created(c) => created_responses.push(response(&c)),
+            PublishOutcome::Replayed(r) => replays.push(replayed(r)),
         }
     }
     assert_eq!(created_responses.len(), 1);
@@ -415,7 +437,7 @@ async fn reading_pages() {
     let db = TestDb::new().await;
     for _ in 0..10 {
         db.store
-            .publish(&new_notification(&["alice", "bob"]))
+            .publish(&new_notification(&["alice", "bob"]), &record)
             .await
             .unwrap();
     }
@@ -504,12 +526,15 @@ async fn other_users_notifications_are_invisible() {
     let db = TestDb::new().await;
     let (_, items) = created(
         db.store
-            .publish(&new_notification(&["alice"]))
+            .publish(&new_notification(&["alice"]), &record)
             .await
             .unwrap(),
     );
     let id = items[0].notification.id;
-    db.store.publish(&new_notification(&["bob"])).await.unwrap();
+    db.store
+        .publish(&new_notification(&["bob"]), &record)
+        .await
+        .unwrap();
     let before = db.store.user_state("alice").await.unwrap();
 
     assert!(db.store.get("bob", id).await.unwrap().is_none());
@@ -545,12 +570,12 @@ async fn mark_read_is_idempotent() {
     let db = TestDb::new().await;
     let (_, items) = created(
         db.store
-            .publish(&new_notification(&["alice"]))
+            .publish(&new_notification(&["alice"]), &record)
             .await
             .unwrap(),
     );
     db.store
-        .publish(&new_notification(&["alice"]))
+        .publish(&new_notification(&["alice"]), &record)
         .await
         .unwrap();
     let id = items[0].notification.id;
@@ -575,7 +600,7 @@ async fn mark_all_read_respects_the_watermark() {
     let db = TestDb::new().await;
     for _ in 0..5 {
         db.store
-            .publish(&new_notification(&["alice"]))
+            .publish(&new_notification(&["alice"]), &record)
             .await
             .unwrap();
     }
@@ -603,7 +628,7 @@ async fn mark_all_read_respects_the_watermark() {
         (2, 5, 0, 7)
     );
     db.store
-        .publish(&new_notification(&["alice"]))
+        .publish(&new_notification(&["alice"]), &record)
         .await
         .unwrap();
     assert_eq!(db.store.user_state("alice").await.unwrap().unread_count, 1);
@@ -632,7 +657,10 @@ async fn concurrent_publish_and_mark_read_keep_the_counter_exact() {
                 } else {
                     &["cold", "hot"]
                 };
-                store.publish(&new_notification(recipients)).await.unwrap();
+                store
+                    .publish(&new_notification(recipients), &record)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -685,7 +713,7 @@ async fn mark_delivered_and_users_behind() {
     let db = TestDb::new().await;
     for _ in 0..4 {
         db.store
-            .publish(&new_notification(&["alice", "bob"]))
+            .publish(&new_notification(&["alice", "bob"]), &record)
             .await
             .unwrap();
     }
@@ -953,8 +981,12 @@ async fn hot_queries_use_indexes_for_a_large_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publish_batch_assigns_consecutive_seqs_in_request_order() {
     let db = TestDb::new().await;
-    let first = db.store.publish(&new_notification(&["a"])).await.unwrap();
-    assert!(matches!(first, PublishOutcome::Created { .. }));
+    let first = db
+        .store
+        .publish(&new_notification(&["a"]), &record)
+        .await
+        .unwrap();
+    assert!(matches!(first, PublishOutcome::Created(_)));
     let mut reqs = [
         new_notification(&["a", "b"]),
         new_notification(&["b"]),
@@ -967,10 +999,9 @@ async fn publish_batch_assigns_consecutive_seqs_in_request_order() {
     assert_eq!(out.len(), 3);
     let seqs = |i: usize| -> Vec<(String, i64)> {
         out[i]
-            .0
-            .notifications
+            .items
             .iter()
-            .map(|p| (p.user_id.clone(), p.seq))
+            .map(|p| (p.notification.user_id.clone(), p.notification.seq))
             .collect()
     };
     assert_eq!(seqs(0), vec![("a".into(), 2), ("b".into(), 1)]);
@@ -979,14 +1010,14 @@ async fn publish_batch_assigns_consecutive_seqs_in_request_order() {
         seqs(2),
         vec![("a".into(), 3), ("b".into(), 3), ("c".into(), 1)]
     );
-    assert_eq!(out[1].1[0].notification.title, "second");
-    assert!(out[2].1.iter().all(|p| p.notification.data.is_none()));
+    assert_eq!(out[1].items[0].notification.title, "second");
+    assert!(out[2].items.iter().all(|p| p.notification.data.is_none()));
     // Counters as they stood just after each row.
     let b_counts: Vec<(i64, i64)> = [0usize, 1, 2]
         .iter()
         .map(|&i| {
             let p = out[i]
-                .1
+                .items
                 .iter()
                 .find(|p| p.notification.user_id == "b")
                 .unwrap();
@@ -1012,7 +1043,7 @@ async fn publish_batch_assigns_consecutive_seqs_in_request_order() {
                     store.publish_batch(&refs).await.unwrap();
                 } else {
                     store
-                        .publish(&new_notification(&["shared", "y"]))
+                        .publish(&new_notification(&["shared", "y"]), &record)
                         .await
                         .unwrap();
                 }
@@ -1050,7 +1081,7 @@ async fn idempotency_keys_expire() {
     for k in ["old-1", "old-2", "old-3", "fresh"] {
         let mut n = new_notification(&["u"]);
         n.idempotency_key = Some(k.into());
-        db.store.publish(&n).await.unwrap();
+        db.store.publish(&n, &record).await.unwrap();
     }
     let c = db.client().await;
     c.execute(
@@ -1075,14 +1106,14 @@ async fn idempotency_keys_expire() {
     let mut fresh = new_notification(&["u"]);
     fresh.idempotency_key = Some("fresh".into());
     assert!(matches!(
-        db.store.publish(&fresh).await.unwrap(),
+        db.store.publish(&fresh, &record).await.unwrap(),
         PublishOutcome::Replayed(_)
     ));
     let mut old = new_notification(&["u"]);
     old.idempotency_key = Some("old-1".into());
     assert!(matches!(
-        db.store.publish(&old).await.unwrap(),
-        PublishOutcome::Created { .. }
+        db.store.publish(&old, &record).await.unwrap(),
+        PublishOutcome::Created(_)
     ));
 }
 

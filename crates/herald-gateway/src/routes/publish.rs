@@ -7,10 +7,10 @@ use herald_core::{validate_broadcast, validate_publish, NewNotification};
 use herald_protocol::bus::BusMessage;
 use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest, PublishResponse};
 use herald_protocol::{Broadcast, ErrorCode};
-use herald_store::PublishOutcome;
+use herald_store::{Committed, PublishOutcome, StoreError};
 
 use crate::error::{from_json_value, ApiError};
-use crate::publisher::PublishError;
+use crate::publisher::{response_body, PublishError};
 use crate::routes::extract::Service;
 use crate::state::AppState;
 
@@ -80,13 +80,26 @@ pub async fn publish_validated(
 }
 
 async fn publish_keyed(state: &AppState, n: NewNotification) -> Result<Answer, ApiError> {
-    Ok(match state.store.publish(&n).await? {
-        PublishOutcome::Created { response, items } => {
-            state.publisher.fanout().send(items).await;
+    Ok(match state.store.publish(&n, &idempotency_record).await? {
+        PublishOutcome::Created(committed) => {
+            let response = response_body(&committed);
+            state.publisher.fanout().send(committed.items).await;
             Answer::Created(response)
         }
-        PublishOutcome::Replayed(response) => Answer::Replayed(response),
+        PublishOutcome::Replayed(record) => {
+            let response: PublishResponse = serde_json::from_value(record).map_err(|e| {
+                StoreError::Internal(format!(
+                    "publish: reading the idempotency record: stored response unreadable: {e}"
+                ))
+            })?;
+            Answer::Replayed(response)
+        }
     })
+}
+
+/// What a keyed publish stores with its key: the response body, replayed to a retry.
+fn idempotency_record(c: &Committed) -> serde_json::Result<serde_json::Value> {
+    serde_json::to_value(response_body(c))
 }
 
 /// What a publish call answers, once committed (and fanned out, for new rows).

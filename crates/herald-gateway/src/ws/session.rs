@@ -145,7 +145,8 @@ pub(super) async fn run(
     };
     // The cold phases (authentication, catch-up, store-backed commands, close) are boxed, so
     // the future every idle socket keeps alive holds only the event loop: its size is the
-    // largest part of a socket's memory (see `session_future_stays_small`).
+    // largest part of a socket's memory (`ws::on_upgrade` reports it as the
+    // `herald_socket_task_bytes` gauge; the `health_ready_and_metrics` api test bounds it).
     let end = match Box::pin(s.authenticate(auth, query_last_seq)).await {
         Ok((token, last_seq)) => s.authenticated(token, last_seq).await,
         Err(end) => end,
