@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use herald_protocol::bus::BusMessage;
+use herald_protocol::bus::{BusMessage, Reject};
 use rand::Rng;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
@@ -370,7 +370,7 @@ impl Actor {
             node_id: self.node_id.clone(),
             nonce,
         }
-        .encode();
+        .encode_for(&channel, self.shared.key.as_ref());
         let timeout = self.probe_timeout;
         tokio::spawn(async move {
             let fut = async {
@@ -390,28 +390,44 @@ impl Actor {
         });
     }
 
+    /// Drops a payload received on `channel`: counted here and reported to the sink, which
+    /// counts it by reason and logs sparingly.
+    fn reject(&self, reason: Reject, channel: &str) {
+        if reason == Reject::Malformed {
+            self.shared
+                .metrics
+                .decode_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.sink.rejected(reason, channel);
+    }
+
+    /// Checks and routes one message. Every check is cheap (a tag, a prefix comparison); the
+    /// check that a far-ahead seq exists is the socket's, against PostgreSQL.
     fn handle_msg(&mut self, msg: &redis::Msg, probe: &mut Option<(u64, Instant)>) {
         let channel = msg.get_channel_name();
-        let payload = msg.get_payload_bytes();
+        let mut payload = msg.get_payload_bytes();
+        if let Some(key) = &self.shared.key {
+            match key.open(channel, payload) {
+                Ok(message) => payload = message,
+                Err(reason) => return self.reject(reason, channel),
+            }
+        }
         let metrics = &self.shared.metrics;
         if let Some(user_id) = channel.strip_prefix(self.channels.user_prefix.as_str()) {
             match BusMessage::decode(payload) {
-                Ok(
-                    m @ (BusMessage::Live(_)
-                    | BusMessage::Notification { .. }
-                    | BusMessage::Read { .. }),
-                ) => {
+                Ok(BusMessage::Live(live)) => match live.check(user_id) {
+                    Ok(()) => {
+                        metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                        self.shared.sink.user_event(user_id, BusMessage::Live(live));
+                    }
+                    Err(reason) => self.reject(reason, channel),
+                },
+                Ok(m @ BusMessage::Read { .. }) => {
                     metrics.messages_received.fetch_add(1, Ordering::Relaxed);
                     self.shared.sink.user_event(user_id, m);
                 }
-                Ok(other) => {
-                    metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%channel, kind = ?std::mem::discriminant(&other), "unexpected bus message kind on a user channel; dropped");
-                }
-                Err(e) => {
-                    metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%channel, error = %e, "undecodable bus message; dropped");
-                }
+                Ok(_) | Err(_) => self.reject(Reject::Malformed, channel),
             }
         } else if channel == self.channels.broadcast {
             match BusMessage::decode(payload) {
@@ -419,14 +435,7 @@ impl Actor {
                     metrics.messages_received.fetch_add(1, Ordering::Relaxed);
                     self.shared.sink.broadcast(Arc::new(broadcast));
                 }
-                Ok(_) => {
-                    metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%channel, "non-broadcast message on the broadcast channel; dropped");
-                }
-                Err(e) => {
-                    metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%channel, error = %e, "undecodable bus broadcast; dropped");
-                }
+                Ok(_) | Err(_) => self.reject(Reject::Malformed, channel),
             }
         } else if channel == self.channels.probe {
             match BusMessage::decode(payload) {
@@ -435,10 +444,7 @@ impl Actor {
                         *probe = None;
                     }
                 }
-                Ok(_) | Err(_) => {
-                    metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%channel, "undecodable probe; dropped");
-                }
+                Ok(_) | Err(_) => self.reject(Reject::Malformed, channel),
             }
         } else {
             tracing::debug!(%channel, "bus message on an unknown channel; dropped");
@@ -530,6 +536,7 @@ mod tests {
         fn user_event(&self, _: &str, _: BusMessage) {}
         fn broadcast(&self, _: Arc<herald_protocol::Broadcast>) {}
         fn resync_all(&self) {}
+        fn rejected(&self, _: Reject, _: &str) {}
     }
 
     fn test_actor() -> (Actor, mpsc::UnboundedSender<Command>) {
@@ -546,6 +553,7 @@ mod tests {
             pool,
             shared: Arc::new(Shared {
                 sink: Arc::new(NullSink),
+                key: None,
                 connected: Default::default(),
                 subscribed_users: Default::default(),
                 metrics: Default::default(),

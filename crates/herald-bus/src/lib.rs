@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::FanoutSink;
-use herald_protocol::bus::BusMessage;
+use herald_protocol::bus::{BusKey, BusMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,9 @@ pub struct BusConfig {
     pub probe_timeout: Duration,
     /// Connections in the publish pool.
     pub publish_pool_size: usize,
+    /// The shared node key: when set, every payload this node publishes is sealed with it and
+    /// every payload received without its valid tag is dropped (and counted).
+    pub key: Option<BusKey>,
 }
 
 impl Default for BusConfig {
@@ -63,6 +66,7 @@ impl Default for BusConfig {
             probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(3),
             publish_pool_size: 16,
+            key: None,
         }
     }
 }
@@ -86,6 +90,26 @@ pub enum BusError {
     /// Misuse or misconfiguration (bad URL, wrong message kind, …).
     #[error("bus internal error: {0}")]
     Internal(String),
+    /// Redis refused this node's credentials or its ACL forbids what the bus needs. Not
+    /// retried at start: it does not heal by waiting.
+    #[error("redis refused the bus: {0} (check the user and password in the Redis URL, and that the ACL user may PUBLISH and SUBSCRIBE on the prefix's channels)")]
+    Refused(String),
+}
+
+/// Whether a Redis error message is a refusal of credentials or permissions rather than an
+/// outage.
+pub(crate) fn is_refusal(e: &str) -> bool {
+    // Server replies as written raw (`-WRONGPASS …`) or as redis-rs names them (`NoPerm: …`).
+    [
+        "WRONGPASS",
+        "NOAUTH",
+        "NOPERM",
+        "NoPerm",
+        "AuthenticationFailed",
+        "invalid password",
+    ]
+    .iter()
+    .any(|m| e.contains(m))
 }
 
 /// A snapshot of the bus counters.
@@ -102,6 +126,7 @@ pub struct BusMetrics {
     /// Probes that did not come back in time.
     pub probe_failures: u64,
     /// Received payloads that could not be decoded (or had the wrong kind for their channel).
+    /// Every dropped payload, for any reason, is also reported to [`FanoutSink::rejected`].
     pub decode_errors: u64,
 }
 
@@ -118,6 +143,7 @@ struct Counters {
 /// State shared between the handles and the actor (atomics only).
 struct Shared {
     sink: Arc<dyn FanoutSink>,
+    key: Option<BusKey>,
     connected: AtomicBool,
     subscribed_users: AtomicUsize,
     metrics: Counters,
@@ -185,6 +211,7 @@ impl Bus {
         let channels = Channels::new(&cfg.prefix, &cfg.node_id);
         let shared = Arc::new(Shared {
             sink,
+            key: cfg.key.clone(),
             connected: AtomicBool::new(false),
             subscribed_users: AtomicUsize::new(0),
             metrics: Counters::default(),
@@ -232,11 +259,15 @@ impl Bus {
                 tracing::info!(node_id = %cfg.node_id, "bus subscriber connected");
                 Some(c)
             }
+            Err(e) if is_refusal(&e) => return Err(BusError::Refused(e)),
             Err(e) => {
                 tracing::warn!(node_id = %cfg.node_id, error = %e, "redis unreachable at start; bus starts degraded and keeps reconnecting");
                 None
             }
         };
+        if initial.is_some() {
+            check_publish(&pool, &channels, &cfg, shared.key.as_ref()).await?;
+        }
 
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
@@ -343,11 +374,11 @@ impl Bus {
             Mode::Redis { pool, .. } => (pool, &self.inner.shared),
         };
         let mut pipe = redis::pipe();
+        let key = shared.key.as_ref();
         for (user_id, msg) in &items {
-            pipe.cmd("PUBLISH")
-                .arg(self.inner.channels.user(user_id))
-                .arg(msg.encode())
-                .ignore();
+            let channel = self.inner.channels.user(user_id);
+            let payload = msg.encode_for(&channel, key);
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
         }
         let n = items.len();
         let fut = async {
@@ -386,9 +417,10 @@ impl Bus {
         };
         let fut = async {
             let mut conn = pool.get().await.map_err(|e| format!("publish pool: {e}"))?;
+            let channel = &self.inner.channels.broadcast;
             redis::cmd("PUBLISH")
-                .arg(&self.inner.channels.broadcast)
-                .arg(msg.encode())
+                .arg(channel)
+                .arg(msg.encode_for(channel, shared.key.as_ref()))
                 .query_async::<u64>(&mut *conn)
                 .await
                 .map_err(|e| format!("PUBLISH broadcast: {e}"))
@@ -458,6 +490,43 @@ impl Bus {
     }
 }
 
+/// At start, once the subscriber is up: one PUBLISH over the pool (a probe nobody waits
+/// for, on this node's own channel), so credentials or an ACL that refuse publishing fail the
+/// start instead of every later fan-out. Anything else (Redis gone again) only warns.
+async fn check_publish(
+    pool: &deadpool_redis::Pool,
+    channels: &Channels,
+    cfg: &BusConfig,
+    key: Option<&BusKey>,
+) -> Result<(), BusError> {
+    let probe = BusMessage::Probe {
+        node_id: cfg.node_id.clone(),
+        nonce: 0,
+    };
+    let payload = probe.encode_for(&channels.probe, key);
+    let fut = async {
+        let mut conn = pool.get().await.map_err(|e| format!("publish pool: {e}"))?;
+        redis::cmd("PUBLISH")
+            .arg(&channels.probe)
+            .arg(payload)
+            .query_async::<u64>(&mut *conn)
+            .await
+            .map_err(|e| format!("PUBLISH: {e}"))
+    };
+    match tokio::time::timeout(PUBLISH_TIMEOUT, fut).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if is_refusal(&e) => Err(BusError::Refused(e)),
+        Ok(Err(e)) => {
+            tracing::warn!(node_id = %cfg.node_id, error = %e, "bus publish check at start failed");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(node_id = %cfg.node_id, "bus publish check at start timed out");
+            Ok(())
+        }
+    }
+}
+
 fn publish_error(shared: &Shared, e: String) -> BusError {
     shared
         .metrics
@@ -490,6 +559,7 @@ mod tests {
             self.broadcasts.fetch_add(1, Ordering::Relaxed);
         }
         fn resync_all(&self) {}
+        fn rejected(&self, _: herald_protocol::bus::Reject, _: &str) {}
     }
 
     fn bmsg() -> BusMessage {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use herald_bus::{Bus, BusConfig, BusError, SubscribeOutcome};
 use herald_core::FanoutSink;
-use herald_protocol::bus::BusMessage;
+use herald_protocol::bus::{BusKey, BusMessage, LiveFrame, Reject};
 use herald_protocol::Broadcast;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +30,7 @@ enum Ev {
 #[derive(Default)]
 struct TestSink {
     events: Mutex<Vec<Ev>>,
+    rejected: Mutex<Vec<(Reject, String)>>,
     notify: Notify,
 }
 
@@ -42,6 +43,13 @@ impl FanoutSink for TestSink {
     }
     fn resync_all(&self) {
         self.push(Ev::Resync);
+    }
+    fn rejected(&self, reason: Reject, channel: &str) {
+        self.rejected
+            .lock()
+            .unwrap()
+            .push((reason, channel.to_owned()));
+        self.notify.notify_waiters();
     }
 }
 
@@ -130,6 +138,7 @@ fn config(url: &str, prefix: &str) -> BusConfig {
         probe_interval: Duration::from_millis(500),
         probe_timeout: Duration::from_secs(2),
         publish_pool_size: 4,
+        key: None,
     }
 }
 
@@ -192,7 +201,14 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start_on(port: u16) -> PrivateRedis {
+        PrivateRedis::start_with(port, &[], None).await
+    }
+
+    /// With extra `redis-server` arguments; `ping_url` is how to reach it once up (another
+    /// user than `default` when the arguments set up ACL users).
+    async fn start_with(port: u16, args: &[&str], ping_url: Option<&str>) -> PrivateRedis {
         let child = Command::new("redis-server")
+            .args(args)
             .args(["--port", &port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no"])
@@ -204,7 +220,7 @@ impl PrivateRedis {
             port,
             child: Some(child),
         };
-        let url = r.url();
+        let url = ping_url.map_or_else(|| r.url(), str::to_owned);
         let up = eventually(Duration::from_secs(5), || {
             let url = url.clone();
             async move {
@@ -639,4 +655,233 @@ async fn shutdown_stops_the_subscriber() {
     );
     assert!(!b.is_connected());
     assert_eq!(b.subscribe("v").await, SubscribeOutcome::Degraded);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust: envelope checks, the node key, Redis ACL users
+
+fn live_for(user: &str, seq: i64) -> BusMessage {
+    let notification = serde_json::from_value(serde_json::json!({
+        "id": uuid::Uuid::new_v4(), "user_id": user, "seq": seq, "type": "t", "title": "t",
+        "body": "", "link": "javascript:alert(1)", "avatar_url": null, "data": null,
+        "created_at": "2024-01-01T00:00:00Z", "delivered_at": null, "read_at": null
+    }))
+    .unwrap();
+    BusMessage::Live(LiveFrame::render(notification, 0, 1))
+}
+
+async fn publish_raw(url: &str, channel: &str, payload: &[u8]) -> Result<i64, redis::RedisError> {
+    let mut c = redis_conn(url).await;
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(&mut c)
+        .await
+}
+
+fn rejected(sink: &TestSink) -> Vec<Reject> {
+    sink.rejected.lock().unwrap().iter().map(|r| r.0).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_payloads_on_a_user_channel_are_dropped_by_reason() {
+    let p = prefix();
+    let (a, _sink_a) = node(SHARED_URL, &p).await;
+    let (b, sink_b) = node(SHARED_URL, &p).await;
+    assert_eq!(b.subscribe("alice").await, SubscribeOutcome::Confirmed);
+    let channel = format!("{p}user:alice");
+    // Bob's notification on Alice's channel.
+    publish_raw(SHARED_URL, &channel, &live_for("bob", 1).encode())
+        .await
+        .unwrap();
+    // A header seq the frame does not carry.
+    let BusMessage::Live(mut lying) = live_for("alice", 1) else {
+        unreachable!()
+    };
+    lying.seq = 99_999_999_999_999_999;
+    publish_raw(SHARED_URL, &channel, &BusMessage::Live(lying).encode())
+        .await
+        .unwrap();
+    // The JSON notification earlier nodes published.
+    let legacy = serde_json::json!({"k": "notification", "notification": {}, "unread_count": 1, "version": 1});
+    publish_raw(SHARED_URL, &channel, legacy.to_string().as_bytes())
+        .await
+        .unwrap();
+    a.publish(vec![("alice".into(), live_for("alice", 1))])
+        .await
+        .unwrap();
+    assert!(
+        sink_b
+            .wait_for(WAIT, |_| sink_b.user_count("alice") == 1)
+            .await
+    );
+    assert_eq!(
+        rejected(&sink_b),
+        vec![Reject::WrongUser, Reject::Malformed, Reject::Malformed]
+    );
+    assert!(sink_b
+        .rejected
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|r| r.1 == channel));
+    assert_eq!(b.metrics().decode_errors, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_node_key_only_payloads_sealed_with_it_are_delivered() {
+    let p = prefix();
+    let key = BusKey::new(&[42u8; 32]).unwrap();
+    let keyed = |sink: Arc<TestSink>| {
+        let cfg = BusConfig {
+            key: Some(key.clone()),
+            ..config(SHARED_URL, &p)
+        };
+        async move { Bus::start(cfg, sink).await.unwrap() }
+    };
+    let sink_a = Arc::new(TestSink::default());
+    let sink_b = Arc::new(TestSink::default());
+    let a = keyed(sink_a.clone()).await;
+    let b = keyed(sink_b.clone()).await;
+    assert_eq!(b.subscribe("alice").await, SubscribeOutcome::Confirmed);
+    let alice = format!("{p}user:alice");
+    let msg = live_for("alice", 1);
+    // No tag; another key's tag; this key's tag for another channel.
+    let other = BusKey::new(&[43u8; 32]).unwrap();
+    let forged = [
+        msg.encode(),
+        msg.encode_for(&alice, Some(&other)),
+        msg.encode_for(&format!("{p}user:bob"), Some(&key)),
+        read_msg(9).encode(),
+    ];
+    for payload in &forged {
+        publish_raw(SHARED_URL, &alice, payload).await.unwrap();
+    }
+    publish_raw(
+        SHARED_URL,
+        &format!("{p}broadcast"),
+        &broadcast_msg().encode(),
+    )
+    .await
+    .unwrap();
+    a.publish(vec![("alice".into(), msg.clone())])
+        .await
+        .unwrap();
+    assert_eq!(a.broadcast(broadcast_msg()).await.unwrap(), 2);
+    assert!(
+        sink_b
+            .wait_for(WAIT, |_| sink_b.user_count("alice") == 1
+                && sink_b.broadcasts() == 1)
+            .await
+    );
+    assert_eq!(
+        rejected(&sink_b),
+        vec![
+            Reject::MissingTag,
+            Reject::BadTag,
+            Reject::BadTag,
+            Reject::MissingTag,
+            Reject::MissingTag
+        ]
+    );
+    match &sink_b.snapshot()[..] {
+        [Ev::User(u, m), Ev::Broadcast(_)] => assert!(u == "alice" && **m == msg),
+        other => panic!("unexpected events: {other:?}"),
+    }
+    // The probes are sealed too: the subscriber connections stay up.
+    assert!(a.is_connected() && b.is_connected());
+    assert_eq!(a.metrics().probe_failures + b.metrics().probe_failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_a_password_works_and_a_wrong_password_fails_at_start() {
+    let p = prefix();
+    let channels = format!("&{p}*");
+    let port = free_port();
+    let args = [
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "herald",
+        "on",
+        ">s3cret-pass",
+        "resetchannels",
+        &channels,
+        "+publish",
+        "+subscribe",
+        "+unsubscribe",
+        "+ping",
+        "+client|setname",
+        "--user",
+        "other",
+        "on",
+        ">other-pass",
+        "resetchannels",
+        "&other:*",
+        "+publish",
+        "+subscribe",
+        "+ping",
+        "+client|setname",
+    ];
+    let url = format!("redis://herald:s3cret-pass@127.0.0.1:{port}/");
+    let _redis = PrivateRedis::start_with(port, &args, Some(&url)).await;
+
+    // Pool and subscriber connections both authenticate as the ACL user.
+    let (a, _sink_a) = node(&url, &p).await;
+    let (b, sink_b) = node(&url, &p).await;
+    assert!(a.is_connected() && b.is_connected());
+    assert_eq!(b.subscribe("alice").await, SubscribeOutcome::Confirmed);
+    a.publish(vec![("alice".into(), read_msg(1))])
+        .await
+        .unwrap();
+    assert_eq!(a.broadcast(broadcast_msg()).await.unwrap(), 2);
+    assert!(
+        sink_b
+            .wait_for(WAIT, |_| sink_b.user_count("alice") == 1
+                && sink_b.broadcasts() == 1)
+            .await
+    );
+    assert!(a.ping().await.is_ok());
+
+    // A wrong password, no credentials, or a user whose ACL has other channels: the start fails
+    // at once, naming the refusal.
+    let refused = [
+        (
+            format!("redis://herald:wrong@127.0.0.1:{port}/"),
+            "WRONGPASS",
+        ),
+        (format!("redis://127.0.0.1:{port}/"), "NOAUTH"),
+        (
+            format!("redis://other:other-pass@127.0.0.1:{port}/"),
+            "NoPerm",
+        ),
+    ];
+    for (bad, why) in refused {
+        let started = Instant::now();
+        match Bus::start(config(&bad, &p), Arc::new(TestSink::default())).await {
+            Err(e @ BusError::Refused(_)) => {
+                let text = e.to_string();
+                assert!(text.contains(why), "{text}");
+                assert!(text.contains("user and password"), "{text}");
+                assert!(
+                    !text.contains("s3cret") && !text.contains("other-pass"),
+                    "{text}"
+                );
+            }
+            other => panic!("{why}: expected a refusal, got {other:?}"),
+        }
+        assert!(started.elapsed() < WAIT);
+    }
+
+    // Another client of the same Redis cannot put a frame on Herald's channels.
+    let outsider = format!("redis://other:other-pass@127.0.0.1:{port}/");
+    let err = publish_raw(
+        &outsider,
+        &format!("{p}user:alice"),
+        &live_for("alice", 1).encode(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some("NOPERM"), "{err}");
 }

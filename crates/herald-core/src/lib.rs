@@ -6,7 +6,7 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use herald_protocol::bus::BusMessage;
+use herald_protocol::bus::{BusMessage, Reject};
 use herald_protocol::Broadcast;
 
 pub use validate::{
@@ -23,4 +23,6 @@ pub trait FanoutSink: Send + Sync + 'static {
     /// The bus lost messages (reconnected, or a probe failed): every local socket must
     /// catch up from the store.
     fn resync_all(&self);
+    /// A payload received on `channel` was dropped for `reason` (count it; log sparingly).
+    fn rejected(&self, reason: Reject, channel: &str);
 }

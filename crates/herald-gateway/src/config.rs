@@ -56,6 +56,9 @@ pub struct Config {
     pub database_timeout: Duration,
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
+    /// `HERALD_BUS_HMAC_KEY`: the node key every bus payload is sealed with (HMAC-SHA256);
+    /// without it, bus payloads are unsealed and only their envelope is checked.
+    pub bus_hmac_key: Option<SecretString>,
     pub service_keys: Vec<SecretString>,
     pub jwt: JwtConfig,
     /// Exact origins (`scheme://host[:port]`) allowed for CORS and WebSocket upgrades;
@@ -349,6 +352,19 @@ impl Config {
                 "must be at most 64 characters without whitespace",
             ));
         }
+        let bus_hmac_key = src.get("HERALD_BUS_HMAC_KEY").map(|s| s.to_string());
+        if bus_hmac_key
+            .as_ref()
+            .is_some_and(|k| k.len() < herald_protocol::bus::BusKey::MIN_LEN)
+        {
+            return Err(invalid(
+                "HERALD_BUS_HMAC_KEY",
+                format!(
+                    "must be at least {} bytes",
+                    herald_protocol::bus::BusKey::MIN_LEN
+                ),
+            ));
+        }
         let service_keys = src.list("HERALD_SERVICE_KEYS");
         if service_keys.is_empty() {
             return Err(invalid(
@@ -404,6 +420,7 @@ impl Config {
             database_timeout: src.millis("HERALD_DATABASE_TIMEOUT_MS", 3_000, 50, 120_000)?,
             redis_url: redis_url.map(SecretString::from),
             redis_prefix,
+            bus_hmac_key: bus_hmac_key.map(SecretString::from),
             service_keys: service_keys.into_iter().map(SecretString::from).collect(),
             jwt,
             allowed_origins,
@@ -569,6 +586,7 @@ mod tests {
             ("HERALD_LISTEN", "not-an-address"),
             ("HERALD_DATABASE_URL", "mysql://x"),
             ("HERALD_REDIS_URL", "http://x"),
+            ("HERALD_BUS_HMAC_KEY", "shorter-than-32-bytes"),
             ("HERALD_SERVICE_KEYS", "short"),
             ("HERALD_JWT_HS256_SECRET", "too-short"),
             ("HERALD_JWT_PUBLIC_KEYS", "/nonexistent/key.pem"),
@@ -618,8 +636,14 @@ mod tests {
 
     #[test]
     fn secrets_are_not_in_debug_output() {
-        let c = Config::from_values(base()).unwrap();
+        let mut values = base();
+        values.insert(
+            "HERALD_BUS_HMAC_KEY".into(),
+            "bus-key-bus-key-bus-key-bus-key-bus-key".into(),
+        );
+        let c = Config::from_values(values).unwrap();
         let dbg = format!("{c:?}");
+        assert!(!dbg.contains("bus-key-bus-key"));
         assert!(!dbg.contains("0123456789abcdef0123456789abcdef"));
         assert!(!dbg.contains("0123456789abcdef0123"));
     }

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub read_batch_keys: HistogramVec,
     pub store_errors: IntCounterVec,
     pub bus_publish_errors: IntCounter,
+    /// `herald_bus_frames_rejected_total{reason}`: payloads from the bus that were dropped.
+    pub bus_frames_rejected: IntCounterVec,
     pub delivery_marks_dropped: IntCounter,
     pub idempotency_purged: IntCounter,
     pub bus_subscribed_users: IntGauge,
@@ -233,6 +235,19 @@ impl Metrics {
                 "herald_bus_publish_errors_total",
                 "Redis publish failures (delivery falls back to catch-up)",
             ),
+            bus_frames_rejected: {
+                let v = counter_vec(
+                    &r,
+                    "herald_bus_frames_rejected_total",
+                    "Payloads received from the bus and dropped, by reason (malformed, wrong_user, missing_tag, bad_tag, seq_not_committed)",
+                    &["reason"],
+                );
+                // Every reason is exported from the start, at 0.
+                for reason in herald_protocol::bus::Reject::ALL {
+                    v.with_label_values(&[reason.label()]);
+                }
+                v
+            },
             delivery_marks_dropped: counter(
                 &r,
                 "herald_delivery_marks_dropped_total",

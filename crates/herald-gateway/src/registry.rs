@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
 use herald_core::FanoutSink;
-use herald_protocol::bus::{BusMessage, LiveFrame};
+use herald_protocol::bus::{BusMessage, LiveFrame, Reject};
 use herald_protocol::ws::ServerMessage;
 use herald_protocol::Broadcast;
 use tokio::sync::Notify;
@@ -181,8 +181,18 @@ pub struct TooManySockets;
 
 type Shard = HashMap<Arc<str>, Vec<ConnHandle>>;
 
+/// Rejected bus payloads are logged at most once per this interval, with the count since.
+const REJECT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Default)]
+struct RejectLog {
+    last: Option<std::time::Instant>,
+    dropped: u64,
+}
+
 pub struct Registry {
     shards: Box<[Mutex<Shard>]>,
+    reject_log: Mutex<RejectLog>,
     hasher: std::collections::hash_map::RandomState,
     total: AtomicUsize,
     max_per_user: usize,
@@ -193,6 +203,7 @@ impl Registry {
     pub fn new(max_per_user: usize, metrics: Arc<Metrics>) -> Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            reject_log: Mutex::new(RejectLog::default()),
             hasher: Default::default(),
             total: AtomicUsize::new(0),
             max_per_user,
@@ -307,31 +318,14 @@ impl Registry {
 
 impl FanoutSink for Registry {
     fn user_event(&self, user_id: &str, msg: BusMessage) {
-        // Render (a JSON notification from an older node) only for users held here; the
-        // frame is then shared by all their sockets.
+        // Render (a read event) only for users held here; the frame is then shared by all
+        // their sockets.
         if !self.holds(user_id) {
             return;
         }
         let ev = match msg {
             // Rendered once by the publishing node: forwarded as it is.
             BusMessage::Live(LiveFrame { seq, frame }) => {
-                Outbound::Live(Arc::new(LiveNotification {
-                    seq,
-                    frame: frame.into(),
-                }))
-            }
-            BusMessage::Notification {
-                notification,
-                unread_count,
-                version,
-            } => {
-                let seq = notification.seq;
-                let frame = ServerMessage::Notification {
-                    notification,
-                    unread_count,
-                    version,
-                }
-                .to_json();
                 Outbound::Live(Arc::new(LiveNotification {
                     seq,
                     frame: frame.into(),
@@ -366,6 +360,29 @@ impl FanoutSink for Registry {
         .to_json()
         .into();
         self.offer_everyone(&Outbound::Frame(frame));
+    }
+
+    fn rejected(&self, reason: Reject, channel: &str) {
+        self.metrics
+            .bus_frames_rejected
+            .with_label_values(&[reason.label()])
+            .inc();
+        let mut log = self.reject_log.lock().unwrap_or_else(|p| p.into_inner());
+        log.dropped += 1;
+        let now = std::time::Instant::now();
+        if log
+            .last
+            .is_none_or(|t| now.duration_since(t) >= REJECT_LOG_EVERY)
+        {
+            tracing::warn!(
+                reason = reason.label(),
+                %channel,
+                dropped_since_last_warning = log.dropped,
+                "bus payload rejected and dropped (at most one warning per 10 s; herald_bus_frames_rejected_total counts them all)"
+            );
+            log.last = Some(now);
+            log.dropped = 0;
+        }
     }
 
     fn resync_all(&self) {

@@ -14,7 +14,9 @@ use actix_web::{web, App};
 use anyhow::Context;
 use futures_util::future::ready;
 use herald_bus::{Bus, BusConfig};
+use herald_protocol::bus::BusKey;
 use herald_store::{Store, StoreConfig};
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
@@ -134,6 +136,12 @@ impl Application {
                 probe_interval: config.probe_interval,
                 probe_timeout: config.probe_timeout,
                 publish_pool_size: 16,
+                key: config
+                    .bus_hmac_key
+                    .as_ref()
+                    .map(|k| BusKey::new(k.expose_secret().as_bytes()))
+                    .transpose()
+                    .context("HERALD_BUS_HMAC_KEY")?,
             },
             registry.clone(),
         )

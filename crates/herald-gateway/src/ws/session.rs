@@ -3,7 +3,9 @@
 //! Delivery invariant: a socket receives its user's notifications in strictly increasing seq
 //! order with no gap and no duplicate. `last_seq` is the highest seq written to the socket;
 //! a live notification with `seq <= last_seq` is dropped, one with `seq > last_seq + 1` first
-//! has the gap filled from PostgreSQL (seqs commit in order, so the gap is committed). The
+//! has the gap filled from PostgreSQL (seqs commit in order, so the gap is committed), and is
+//! dropped if PostgreSQL does not have its seq (a forged frame: the cursor only moves to
+//! committed seqs). The
 //! socket subscribes *before* the catch-up query, so a notification committed during the
 //! connect arrives by one path or both, and is written once.
 
@@ -11,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytestring::ByteString;
+use herald_core::FanoutSink as _;
+use herald_protocol::bus::Reject;
 use herald_protocol::http::UnreadCount;
 use herald_protocol::ws::{
     parse_client_message, AckResult, ClientMessage, ConnectionLimits, ResyncReason, Rid,
@@ -613,12 +617,18 @@ impl Socket {
                     return Ok(());
                 }
                 if n.seq > live.last_seq + 1 {
+                    // The frame's seq is not taken on trust: the store must have it before the
+                    // cursor moves there, so a forged seq can never push the cursor past the
+                    // notifications still to come.
                     metrics.gap_fills.inc();
                     let gap = n.seq - 1 - live.last_seq;
-                    if gap > i64::from(self.state.config.max_resume_gap) {
-                        Box::pin(self.resync(live, ResyncReason::GapTooLarge, n.seq - 1)).await?;
+                    let committed = if gap > i64::from(self.state.config.max_resume_gap) {
+                        Box::pin(self.resync_ahead(live, n.seq)).await?
                     } else {
-                        Box::pin(self.fill_gap(live, n.seq - 1)).await?;
+                        Box::pin(self.fill_gap(live, n.seq)).await?
+                    };
+                    if !committed {
+                        return Ok(());
                     }
                 }
                 self.send_raw(n.frame.clone(), Some(&live.conn)).await?;
@@ -655,17 +665,48 @@ impl Socket {
             .await
     }
 
-    /// Writes seqs `last_seq+1 ..= upto` from the store as one batch.
-    async fn fill_gap(&mut self, live: &mut Live, upto: i64) -> Result<(), End> {
-        let want = upto - live.last_seq;
-        let rows = self
+    /// Before a live notification `seq` far ahead of the cursor: resync up to it if the store
+    /// has it. Otherwise the frame is dropped (counted as `seq_not_committed`; a store that
+    /// cannot answer only drops it, and reconcile catches the socket up later). Returns whether
+    /// the frame may be sent.
+    async fn resync_ahead(&mut self, live: &mut Live, seq: i64) -> Result<bool, End> {
+        let us = match self.state.loader.user_state(&live.user).await {
+            Ok(us) => us,
+            Err(e) => {
+                tracing::warn!(user = %live.user, seq, error = %e, "a live seq far ahead could not be checked: store unavailable; dropped");
+                return Ok(false);
+            }
+        };
+        if us.latest_seq < seq {
+            self.seq_not_committed(live);
+            return Ok(false);
+        }
+        self.resync(live, ResyncReason::GapTooLarge, seq - 1)
+            .await?;
+        Ok(true)
+    }
+
+    /// Before a live notification `seq` a little ahead of the cursor: writes seqs
+    /// `last_seq+1 .. seq` from the store as one batch, reading `seq` itself too to learn
+    /// whether it exists. Returns whether it does (seqs commit in order, so a frame for a seq the
+    /// store lacks was not published by a node).
+    async fn fill_gap(&mut self, live: &mut Live, seq: i64) -> Result<bool, End> {
+        let want = seq - live.last_seq;
+        let mut rows = self
             .state
             .loader
             .after_seq(&live.user, live.last_seq, want)
             .await
             .map_err(|e| store_end("gap_fill", e))?;
+        let committed = rows.last().is_some_and(|r| r.seq == seq);
+        if committed {
+            // Delivered by the live frame itself.
+            rows.pop();
+        } else {
+            self.seq_not_committed(live);
+        }
         let Some(last) = rows.last().map(|r| r.seq) else {
-            return Ok(());
+            return Ok(committed);
         };
         let frame = frame(&ServerMessage::Batch {
             notifications: rows,
@@ -675,7 +716,14 @@ impl Socket {
         });
         self.send_raw(frame, Some(&live.conn)).await?;
         self.advance(live, last);
-        Ok(())
+        Ok(committed)
+    }
+
+    fn seq_not_committed(&self, live: &Live) {
+        let channel = format!("{}user:{}", self.state.config.redis_prefix, live.user);
+        self.state
+            .registry
+            .rejected(Reject::SeqNotCommitted, &channel);
     }
 
     async fn on_inbound(

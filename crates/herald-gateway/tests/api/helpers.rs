@@ -454,15 +454,26 @@ pub fn assert_seqs(got: &[Notification], from: i64, to: i64) {
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<std::process::Child>,
+    /// Extra `redis-server` arguments (ACL users, …), kept for restarts.
+    args: Vec<String>,
 }
 
 impl PrivateRedis {
     pub async fn start() -> PrivateRedis {
+        PrivateRedis::start_with(&[]).await
+    }
+
+    /// With extra `redis-server` arguments, e.g. `--user` lines.
+    pub async fn start_with(args: &[&str]) -> PrivateRedis {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
-        let mut r = PrivateRedis { port, child: None };
+        let mut r = PrivateRedis {
+            port,
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
         r.restart().await;
         r
     }
@@ -473,6 +484,7 @@ impl PrivateRedis {
 
     pub async fn restart(&mut self) {
         let child = std::process::Command::new("redis-server")
+            .args(&self.args)
             .args([
                 "--port",
                 &self.port.to_string(),

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod bus_trust;
 mod delivery;
 mod faults;
 mod http_api;
