@@ -255,6 +255,10 @@ pub enum BusMessage {
     Broadcast { broadcast: Broadcast },
     /// A node's liveness probe of its own subscriber connection.
     Probe { node_id: String, nonce: u64 },
+    /// The sessions of `user_id` were revoked (on the broadcast channel, so every node hears
+    /// it). Only a wake-up: a receiving node reads the cut-off from PostgreSQL, so a forged
+    /// message can trigger a read but never refuse a token.
+    Revoked { user_id: String },
 }
 
 impl BusMessage {
@@ -477,6 +481,15 @@ mod tests {
         for bad in [&b"H"[..], b"Hzz\n{}", b"H0123\n", &sealed[..33]] {
             assert_eq!(key.open("p:user:alice", bad), Err(Reject::BadTag));
         }
+        let revoked = BusMessage::Revoked {
+            user_id: "alice".into(),
+        };
+        assert_eq!(
+            BusMessage::decode(&revoked.encode()).unwrap(),
+            revoked,
+            "{}",
+            String::from_utf8_lossy(&revoked.encode())
+        );
         // JSON messages are sealed the same way.
         let probe = BusMessage::Probe {
             node_id: "n".into(),

@@ -23,6 +23,9 @@ pub enum CloseCode {
     Forbidden,
     /// 4005: the user already holds the maximum number of sockets.
     TooManyConnections,
+    /// 4006: the user's sessions were revoked (`POST /v1/users/{id}/revoke`) and this socket's
+    /// token was issued before the cut-off. Terminal: the client needs a new token.
+    Revoked,
     /// 4100: the client did not read fast enough; its outbound queue overflowed.
     SlowConsumer,
     /// 4101: nothing received from the client (not even a pong) within the idle timeout.
@@ -40,7 +43,7 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 16] = [
+    pub const ALL: [CloseCode; 17] = [
         CloseCode::Normal,
         CloseCode::ProtocolError,
         CloseCode::UnsupportedData,
@@ -50,6 +53,7 @@ impl CloseCode {
         CloseCode::Unauthorized,
         CloseCode::Forbidden,
         CloseCode::TooManyConnections,
+        CloseCode::Revoked,
         CloseCode::SlowConsumer,
         CloseCode::IdleTimeout,
         CloseCode::AuthTimeout,
@@ -70,6 +74,7 @@ impl CloseCode {
             CloseCode::Unauthorized => 4001,
             CloseCode::Forbidden => 4003,
             CloseCode::TooManyConnections => 4005,
+            CloseCode::Revoked => 4006,
             CloseCode::SlowConsumer => 4100,
             CloseCode::IdleTimeout => 4101,
             CloseCode::AuthTimeout => 4102,
@@ -92,6 +97,7 @@ impl CloseCode {
             CloseCode::Unauthorized => "unauthorized",
             CloseCode::Forbidden => "forbidden",
             CloseCode::TooManyConnections => "too_many_connections",
+            CloseCode::Revoked => "revoked",
             CloseCode::SlowConsumer => "slow_consumer",
             CloseCode::IdleTimeout => "idle_timeout",
             CloseCode::AuthTimeout => "auth_timeout",
@@ -134,6 +140,7 @@ mod tests {
         assert!(CloseCode::SlowConsumer.should_reconnect());
         assert!(CloseCode::Draining.should_reconnect());
         assert!(!CloseCode::Unauthorized.should_reconnect());
+        assert!(!CloseCode::Revoked.should_reconnect());
         assert!(!CloseCode::MessageTooBig.should_reconnect());
     }
 }

@@ -21,10 +21,16 @@ pub enum ErrorCode {
     Unauthorized,
     /// The token has expired.
     TokenExpired,
+    /// The token was issued before a revocation of its user's sessions (or has no `iat` and
+    /// its user has a revocation); a new token is needed.
+    TokenRevoked,
     /// A token was sent in the URL; tokens are accepted only in headers or the `auth` message.
     TokenInUrl,
     /// The `Origin` header is missing or not in the allow-list.
     OriginNotAllowed,
+    /// The credentials are valid but do not allow this call (a service key without the
+    /// endpoint's scope).
+    Forbidden,
     /// The resource does not exist, or belongs to another user.
     NotFound,
     /// The HTTP method is not allowed on this path.
@@ -48,7 +54,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidJson,
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidParameter,
@@ -56,8 +62,10 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
+        ErrorCode::TokenRevoked,
         ErrorCode::TokenInUrl,
         ErrorCode::OriginNotAllowed,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
@@ -80,8 +88,8 @@ impl ErrorCode {
             | ErrorCode::UnknownCommand
             | ErrorCode::InvalidMessage
             | ErrorCode::InvalidState => 400,
-            ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
-            ErrorCode::OriginNotAllowed => 403,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::TokenRevoked => 401,
+            ErrorCode::OriginNotAllowed | ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
@@ -103,8 +111,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenRevoked => "token_revoked",
             ErrorCode::TokenInUrl => "token_in_url",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",

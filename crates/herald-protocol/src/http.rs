@@ -159,3 +159,24 @@ pub struct Health {
     pub postgres: Option<bool>,
     pub redis: Option<bool>,
 }
+
+/// `POST /v1/users/{user_id}/revoke` body (service key with the `revoke` scope). `{}` (or an
+/// empty body) revokes every token issued up to the server's time of the call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// RFC 3339 time: tokens whose `iat` is earlier are refused. At most 60 s in the future.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub issued_before: Option<String>,
+}
+
+/// `200 OK` for a revocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct RevokeResponse {
+    pub user_id: String,
+    /// The user's cut-off now in force: the later of this call's and any earlier one's.
+    pub revoked_before: DateTime<Utc>,
+}
