@@ -42,6 +42,7 @@
 //!   idempotency request hash);
 //! * `queries`: reading notifications ([`Store::after_seqs`], [`Store::list`], [`Store::get`]);
 //! * `read_state`: [`UserState`] counters, [`Store::mark_read`], [`Store::mark_all_read`];
+//! * `revocation`: session revocations ([`Store::revoke`], [`Store::revocations_since`]);
 //! * `delivery`: delivery marks ([`Store::mark_delivered`], [`Store::users_behind`]);
 //! * `rows`: reading columns out of rows.
 
@@ -54,6 +55,7 @@ mod pool;
 mod publish;
 mod queries;
 mod read_state;
+mod revocation;
 mod rows;
 pub mod sql;
 
@@ -62,3 +64,4 @@ pub use migrate::MIGRATIONS;
 pub use pool::{Store, StoreConfig};
 pub use publish::{Committed, IdempotencyRecord, PublishOutcome, Published};
 pub use read_state::UserState;
+pub use revocation::Revocation;

@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_delivery_marks.sql",
         include_str!("../../../migrations/0002_delivery_marks.sql"),
     ),
+    (
+        3,
+        "0003_revocations.sql",
+        include_str!("../../../migrations/0003_revocations.sql"),
+    ),
 ];
 
 /// Key of the transaction-level advisory lock that serialises concurrent migrators.

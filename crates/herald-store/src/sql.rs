@@ -218,3 +218,23 @@ pub const MARK_DELIVERED: &str = "WITH m AS (
 )
 INSERT INTO delivery_marks (user_id, seq, delivered_at)
 SELECT user_id, seq, now() FROM s";
+
+/// Revokes a user's sessions: `$1` user, `$2` cut-off (NULL: the statement's `now()`). Keeps
+/// the later of the stored and the new cut-off and stamps `revoked_at`; returns the cut-off in
+/// force.
+pub const REVOKE: &str = "INSERT INTO revocations (user_id, revoked_before, revoked_at)
+VALUES ($1, COALESCE($2, now()), now())
+ON CONFLICT (user_id) DO UPDATE
+    SET revoked_before = GREATEST(revocations.revoked_before, EXCLUDED.revoked_before),
+        revoked_at = EXCLUDED.revoked_at
+RETURNING revoked_before";
+
+/// The revocations changed after `$1`, and not older than `$2` seconds (the retention).
+/// Uses `revocations_revoked_at`; a gateway node runs it every refresh interval.
+pub const REVOCATIONS_SINCE: &str = "SELECT user_id, revoked_before, revoked_at FROM revocations
+WHERE revoked_at > GREATEST($1::timestamptz, now() - make_interval(secs => $2::float8))
+ORDER BY revoked_at";
+
+/// Deletes revocations last changed more than `$1` seconds ago (the retention).
+pub const PURGE_REVOCATIONS: &str =
+    "DELETE FROM revocations WHERE revoked_at < now() - make_interval(secs => $1::float8)";
