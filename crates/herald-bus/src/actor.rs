@@ -435,6 +435,10 @@ impl Actor {
                     metrics.messages_received.fetch_add(1, Ordering::Relaxed);
                     self.shared.sink.broadcast(Arc::new(broadcast));
                 }
+                Ok(BusMessage::Revoked { user_id }) => {
+                    metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                    self.shared.sink.revoked(&user_id);
+                }
                 Ok(_) | Err(_) => self.reject(Reject::Malformed, channel),
             }
         } else if channel == self.channels.probe {
@@ -537,6 +541,7 @@ mod tests {
         fn broadcast(&self, _: Arc<herald_protocol::Broadcast>) {}
         fn resync_all(&self) {}
         fn rejected(&self, _: Reject, _: &str) {}
+        fn revoked(&self, _: &str) {}
     }
 
     fn test_actor() -> (Actor, mpsc::UnboundedSender<Command>) {

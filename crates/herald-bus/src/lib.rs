@@ -397,20 +397,28 @@ impl Bus {
         }
     }
 
-    /// Publishes a broadcast (must be [`BusMessage::Broadcast`]) to every node; returns how
-    /// many nodes received it. In-process: hands it to the sink and returns 1.
+    /// Publishes a message for every node (must be [`BusMessage::Broadcast`] or
+    /// [`BusMessage::Revoked`]) on the broadcast channel; returns how many nodes received it.
+    /// In-process: hands it to the sink and returns 1.
     pub async fn broadcast(&self, msg: BusMessage) -> Result<u64, BusError> {
-        let BusMessage::Broadcast { broadcast } = &msg else {
+        if !matches!(
+            msg,
+            BusMessage::Broadcast { .. } | BusMessage::Revoked { .. }
+        ) {
             return Err(BusError::Internal(
-                "broadcast() takes BusMessage::Broadcast".to_owned(),
+                "broadcast() takes BusMessage::Broadcast or BusMessage::Revoked".to_owned(),
             ));
-        };
+        }
         let (pool, shared) = match &self.inner.mode {
             Mode::InProcess { .. } => {
-                self.inner
-                    .shared
-                    .sink
-                    .broadcast(Arc::new(broadcast.clone()));
+                let sink = &self.inner.shared.sink;
+                match &msg {
+                    BusMessage::Broadcast { broadcast } => {
+                        sink.broadcast(Arc::new(broadcast.clone()))
+                    }
+                    BusMessage::Revoked { user_id } => sink.revoked(user_id),
+                    _ => {}
+                }
                 return Ok(1);
             }
             Mode::Redis { pool, .. } => (pool, &self.inner.shared),
@@ -560,6 +568,7 @@ mod tests {
         }
         fn resync_all(&self) {}
         fn rejected(&self, _: herald_protocol::bus::Reject, _: &str) {}
+        fn revoked(&self, _: &str) {}
     }
 
     fn bmsg() -> BusMessage {

@@ -44,6 +44,7 @@ impl FanoutSink for TestSink {
     fn resync_all(&self) {
         self.push(Ev::Resync);
     }
+    fn revoked(&self, _: &str) {}
     fn rejected(&self, reason: Reject, channel: &str) {
         self.rejected
             .lock()

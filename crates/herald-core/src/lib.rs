@@ -25,4 +25,7 @@ pub trait FanoutSink: Send + Sync + 'static {
     fn resync_all(&self);
     /// A payload received on `channel` was dropped for `reason` (count it; log sparingly).
     fn rejected(&self, reason: Reject, channel: &str);
+    /// `user_id`'s sessions were revoked somewhere in the cluster: read the cut-off from the
+    /// store and close the sockets it refuses. Must not block.
+    fn revoked(&self, user_id: &str);
 }
