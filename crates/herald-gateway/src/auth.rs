@@ -59,12 +59,16 @@ pub struct VerifiedToken {
     pub user_id: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// `iat`, unix seconds, when the token has one (revocations compare it with their cut-off).
+    pub issued_at: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
 }
 
 struct KeyEntry {
@@ -191,6 +195,7 @@ impl TokenVerifier {
                     return Ok(VerifiedToken {
                         user_id: data.claims.sub,
                         expires_at: data.claims.exp,
+                        issued_at: data.claims.iat,
                     });
                 }
                 Err(e) => {
@@ -255,6 +260,65 @@ pub fn mint_dev_token(
     Ok((token, exp))
 }
 
+/// What a service key may call. `HERALD_SERVICE_KEYS` keys hold every scope; a key in
+/// `HERALD_SCOPED_SERVICE_KEYS` only those it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /v1/notifications`.
+    Publish,
+    /// `POST /v1/broadcasts`.
+    Broadcast,
+    /// `POST /v1/users/{user_id}/revoke`.
+    Revoke,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Publish, Scope::Broadcast, Scope::Revoke];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Publish => "publish",
+            Scope::Broadcast => "broadcast",
+            Scope::Revoke => "revoke",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Scope::Publish => 1,
+            Scope::Broadcast => 2,
+            Scope::Revoke => 4,
+        }
+    }
+}
+
+/// A set of [`Scope`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub const ALL: Scopes = Scopes(1 | 2 | 4);
+
+    pub fn allows(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// `publish+broadcast` → those two. Every name must be a known scope; at least one.
+    pub fn parse(spec: &str) -> Result<Scopes, String> {
+        let mut bits = 0;
+        for name in spec.split('+').map(str::trim) {
+            let scope = Scope::ALL
+                .into_iter()
+                .find(|s| s.name() == name)
+                .ok_or_else(|| {
+                    format!("unknown scope {name:?} (scopes: publish, broadcast, revoke)")
+                })?;
+            bits |= scope.bit();
+        }
+        Ok(Scopes(bits))
+    }
+}
+
 /// Which configured service key `presented` is, comparing with every key in constant time.
 pub fn service_key_index(keys: &[SecretString], presented: &str) -> Option<usize> {
     let mut hit = None;
@@ -288,5 +352,21 @@ pub fn bearer_in(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
         Some(rest.trim())
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_strictly() {
+        let s = Scopes::parse("publish+revoke").unwrap();
+        assert!(s.allows(Scope::Publish) && s.allows(Scope::Revoke));
+        assert!(!s.allows(Scope::Broadcast));
+        assert!(Scope::ALL.into_iter().all(|x| Scopes::ALL.allows(x)));
+        for bad in ["", "publish+", "Publish", "publish+admin", "*"] {
+            assert!(Scopes::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -59,7 +59,11 @@ pub struct Config {
     /// `HERALD_BUS_HMAC_KEY`: the node key every bus payload is sealed with (HMAC-SHA256);
     /// without it, bus payloads are unsealed and only their envelope is checked.
     pub bus_hmac_key: Option<SecretString>,
+    /// Every service key: those of `HERALD_SERVICE_KEYS` (all scopes), then those of
+    /// `HERALD_SCOPED_SERVICE_KEYS`.
     pub service_keys: Vec<SecretString>,
+    /// What each key of `service_keys` (same position) may call.
+    pub service_key_scopes: Vec<crate::auth::Scopes>,
     pub jwt: JwtConfig,
     /// Exact origins (`scheme://host[:port]`) allowed for CORS and WebSocket upgrades;
     /// `*` allows any (development only).
@@ -94,6 +98,12 @@ pub struct Config {
     pub delivery_flush_interval: Duration,
     /// How long an idempotency key is remembered; older keys are purged in the background.
     pub idempotency_ttl: Duration,
+    /// How often the node reads revocations changed since the last it saw (it also reads at
+    /// once when the bus announces one).
+    pub revocation_refresh: Duration,
+    /// How long a revocation is kept (in PostgreSQL and in every node's memory) after it was
+    /// last made.
+    pub revocation_retention: Duration,
     /// Development endpoints (`/dev/*`: mint tokens, publish without the service key) for
     /// the local demo. Never enable in production.
     pub dev_endpoints: bool,
@@ -365,17 +375,44 @@ impl Config {
                 ),
             ));
         }
-        let service_keys = src.list("HERALD_SERVICE_KEYS");
-        if service_keys.is_empty() {
-            return Err(invalid(
-                "HERALD_SERVICE_KEYS",
-                "is required: a comma-separated list of service API keys",
-            ));
-        }
+        let mut service_keys = src.list("HERALD_SERVICE_KEYS");
+        let mut service_key_scopes = vec![crate::auth::Scopes::ALL; service_keys.len()];
         if let Some(short) = service_keys.iter().position(|k| k.len() < 16) {
             return Err(invalid(
                 "HERALD_SERVICE_KEYS",
                 format!("key #{} is shorter than 16 characters", short + 1),
+            ));
+        }
+        const SCOPED: &str = "HERALD_SCOPED_SERVICE_KEYS";
+        for (i, entry) in src.list(SCOPED).into_iter().enumerate() {
+            let n = i + 1;
+            let (scopes, key) = entry.split_once(':').ok_or_else(|| {
+                invalid(
+                    SCOPED,
+                    format!("entry #{n} is not <scope>[+<scope>…]:<key>"),
+                )
+            })?;
+            let scopes = crate::auth::Scopes::parse(scopes)
+                .map_err(|e| invalid(SCOPED, format!("entry #{n}: {e}")))?;
+            if key.len() < 16 {
+                return Err(invalid(
+                    SCOPED,
+                    format!("entry #{n}: the key is shorter than 16 characters"),
+                ));
+            }
+            if service_keys.iter().any(|k| k == key) {
+                return Err(invalid(
+                    SCOPED,
+                    format!("entry #{n}: the key is already configured (each key once, with one set of scopes)"),
+                ));
+            }
+            service_keys.push(key.to_string());
+            service_key_scopes.push(scopes);
+        }
+        if service_keys.is_empty() {
+            return Err(invalid(
+                "HERALD_SERVICE_KEYS",
+                "is required: a comma-separated list of service API keys (or scoped keys in HERALD_SCOPED_SERVICE_KEYS)",
             ));
         }
         let jwt = Config::jwt_from(&src.values)?;
@@ -422,6 +459,7 @@ impl Config {
             redis_prefix,
             bus_hmac_key: bus_hmac_key.map(SecretString::from),
             service_keys: service_keys.into_iter().map(SecretString::from).collect(),
+            service_key_scopes,
             jwt,
             allowed_origins,
             migrate_on_start: src.boolean("HERALD_MIGRATE_ON_START", false)?,
@@ -463,6 +501,10 @@ impl Config {
             delivery_flush_interval: src.millis("HERALD_DELIVERY_FLUSH_MS", 200, 10, 10_000)?,
             idempotency_ttl: Duration::from_secs(
                 3600 * src.ranged::<u64>("HERALD_IDEMPOTENCY_TTL_HOURS", 24, 1, 8760)?,
+            ),
+            revocation_refresh: src.millis("HERALD_REVOCATION_REFRESH_MS", 5_000, 50, 600_000)?,
+            revocation_retention: Duration::from_secs(
+                3600 * src.ranged::<u64>("HERALD_REVOCATION_RETENTION_HOURS", 720, 1, 87_600)?,
             ),
             dev_endpoints: src.boolean("HERALD_DEV_ENDPOINTS", false)?,
             static_dir,
@@ -615,10 +657,44 @@ mod tests {
             ("HERALD_HTTP_KEEP_ALIVE_MS", "soon"),
             ("HERALD_DELIVERY_FLUSH_MS", "9"),
             ("HERALD_DELIVERY_FLUSH_MS", "10001"),
+            ("HERALD_SCOPED_SERVICE_KEYS", "0123456789abcdef-scoped"),
+            (
+                "HERALD_SCOPED_SERVICE_KEYS",
+                "admin:0123456789abcdef-scoped",
+            ),
+            ("HERALD_SCOPED_SERVICE_KEYS", "publish:short"),
+            ("HERALD_SCOPED_SERVICE_KEYS", "revoke:0123456789abcdef0123"),
+            ("HERALD_REVOCATION_REFRESH_MS", "10"),
+            ("HERALD_REVOCATION_RETENTION_HOURS", "0"),
         ];
         for (var, value) in cases {
             assert_eq!(var_of(with(var, value)), var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn scoped_keys_follow_the_all_scope_keys() {
+        use crate::auth::{Scope, Scopes};
+        let c = with(
+            "HERALD_SCOPED_SERVICE_KEYS",
+            "publish+broadcast:pub-key-0123456789, revoke:rev:key:0123456789",
+        )
+        .unwrap();
+        assert_eq!(c.service_keys.len(), 3);
+        assert_eq!(c.service_keys[2].expose_secret(), "rev:key:0123456789");
+        assert_eq!(c.service_key_scopes[0], Scopes::ALL);
+        assert!(c.service_key_scopes[1].allows(Scope::Broadcast));
+        assert!(!c.service_key_scopes[1].allows(Scope::Revoke));
+        assert!(c.service_key_scopes[2].allows(Scope::Revoke));
+        assert!(!c.service_key_scopes[2].allows(Scope::Publish));
+        // Scoped keys alone are enough.
+        let mut m = base();
+        m.remove("HERALD_SERVICE_KEYS");
+        m.insert(
+            "HERALD_SCOPED_SERVICE_KEYS".into(),
+            "revoke:0123456789abcdef".into(),
+        );
+        assert_eq!(Config::from_values(m).unwrap().service_keys.len(), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod loader;
 pub mod metrics;
 pub mod publisher;
 pub mod registry;
+pub mod revocation;
 pub mod routes;
 pub mod services;
 pub mod startup;

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub delivery_marks_dropped: IntCounter,
     pub idempotency_purged: IntCounter,
     pub bus_subscribed_users: IntGauge,
+    pub revocations_known: IntGauge,
     pub bus_connected: IntGauge,
     pub bus_reconnects: IntGauge,
     pub bus_resyncs: IntGauge,
@@ -257,6 +258,11 @@ impl Metrics {
                 &r,
                 "herald_idempotency_keys_purged_total",
                 "Idempotency keys forgotten after HERALD_IDEMPOTENCY_TTL_HOURS",
+            ),
+            revocations_known: gauge(
+                &r,
+                "herald_revocations_known",
+                "Users with a session revocation this node holds in memory (within the retention)",
             ),
             bus_subscribed_users: gauge(
                 &r,

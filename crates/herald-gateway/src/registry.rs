@@ -8,17 +8,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
 use herald_core::FanoutSink;
 use herald_protocol::bus::{BusMessage, LiveFrame, Reject};
 use herald_protocol::ws::ServerMessage;
-use herald_protocol::Broadcast;
+use herald_protocol::{Broadcast, CloseCode};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
+use crate::revocation::{refuses, Revocations};
 
 const SHARDS: usize = 64;
 
@@ -52,13 +53,21 @@ struct ConnShared {
     queue: Mutex<VecDeque<Outbound>>,
     /// Wakes the socket task when the queue goes from empty to non-empty (one permit).
     ready: Notify,
-    killed: AtomicBool,
+    /// [`ALIVE`], or why the socket must close ([`SLOW`], [`REVOKED`]).
+    killed: AtomicU8,
+    /// The socket's token's `iat` (unix seconds; [`NO_IAT`] without one), for revocations.
+    issued_at: AtomicI64,
     /// Wakes every waiter of [`ConnHandle::killed`].
     kill: Notify,
     /// Highest seq written to this socket; read by the reconcile loop.
     delivered: AtomicI64,
     cap: usize,
 }
+
+const ALIVE: u8 = 0;
+const SLOW: u8 = 1;
+const REVOKED: u8 = 2;
+const NO_IAT: i64 = i64::MIN;
 
 /// The registry's handle on one socket.
 #[derive(Clone)]
@@ -75,7 +84,8 @@ impl ConnHandle {
         let shared = Arc::new(ConnShared {
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
-            killed: AtomicBool::new(false),
+            killed: AtomicU8::new(ALIVE),
+            issued_at: AtomicI64::new(NO_IAT),
             kill: Notify::new(),
             delivered: AtomicI64::new(0),
             cap: queue.max(1),
@@ -92,7 +102,7 @@ impl ConnHandle {
     /// Offers an event without waiting. Returns false when the socket was killed as slow.
     fn offer(&self, ev: Outbound) -> bool {
         let s = &self.shared;
-        if s.killed.load(Ordering::Relaxed) {
+        if s.killed.load(Ordering::Relaxed) != ALIVE {
             return false;
         }
         {
@@ -110,13 +120,43 @@ impl ConnHandle {
 
     /// Marks the socket slow: its task closes it with 4100.
     pub fn kill(&self) {
-        self.shared.killed.store(true, Ordering::Release);
+        self.end(SLOW);
+    }
+
+    /// Marks the socket revoked: its task closes it with 4006.
+    pub fn revoke(&self) {
+        self.end(REVOKED);
+    }
+
+    fn end(&self, why: u8) {
+        // The first reason stands.
+        let _ =
+            self.shared
+                .killed
+                .compare_exchange(ALIVE, why, Ordering::AcqRel, Ordering::Acquire);
         self.shared.kill.notify_waiters();
         self.shared.ready.notify_one();
     }
 
     pub fn is_killed(&self) -> bool {
-        self.shared.killed.load(Ordering::Acquire)
+        self.shared.killed.load(Ordering::Acquire) != ALIVE
+    }
+
+    /// The close code of a killed socket.
+    pub fn end_code(&self) -> CloseCode {
+        end_code(self.shared.killed.load(Ordering::Acquire))
+    }
+
+    /// Records the `iat` of the token the socket now runs on (at connect and on `refresh`).
+    pub fn set_issued_at(&self, iat: Option<i64>) {
+        self.shared
+            .issued_at
+            .store(iat.unwrap_or(NO_IAT), Ordering::Release);
+    }
+
+    fn issued_at(&self) -> Option<i64> {
+        let iat = self.shared.issued_at.load(Ordering::Acquire);
+        (iat != NO_IAT).then_some(iat)
     }
 
     /// Completes once the socket has been killed.
@@ -143,8 +183,17 @@ impl ConnHandle {
 #[derive(Debug)]
 pub enum Inbound {
     Event(Outbound),
-    /// The queue overflowed: close as a slow consumer.
-    Killed,
+    /// Close with this code: the queue overflowed (4100), or the user's sessions were revoked
+    /// (4006).
+    Killed(CloseCode),
+}
+
+fn end_code(killed: u8) -> CloseCode {
+    if killed == REVOKED {
+        CloseCode::Revoked
+    } else {
+        CloseCode::SlowConsumer
+    }
 }
 
 impl Inbox {
@@ -160,8 +209,9 @@ impl Inbox {
     /// The next event. Cancel-safe: an event is only taken from the queue when returned.
     pub async fn recv(&mut self) -> Inbound {
         loop {
-            if self.0.killed.load(Ordering::Acquire) {
-                return Inbound::Killed;
+            let killed = self.0.killed.load(Ordering::Acquire);
+            if killed != ALIVE {
+                return Inbound::Killed(end_code(killed));
             }
             if let Some(ev) = self.pop() {
                 return Inbound::Event(ev);
@@ -197,6 +247,8 @@ pub struct Registry {
     total: AtomicUsize,
     max_per_user: usize,
     metrics: Arc<Metrics>,
+    /// The cut-offs of revoked users (see [`crate::revocation`]).
+    pub revocations: Revocations,
 }
 
 impl Registry {
@@ -208,6 +260,7 @@ impl Registry {
             total: AtomicUsize::new(0),
             max_per_user,
             metrics,
+            revocations: Revocations::default(),
         }
     }
 
@@ -300,6 +353,23 @@ impl Registry {
         self.offer_user(user, &Outbound::Sync, Some(latest))
     }
 
+    /// Closes (4006) every socket of `user` whose token a cut-off at `before_us` (unix
+    /// microseconds) refuses; returns how many. Never waits.
+    pub fn revoke(&self, user: &str, before_us: i64) -> usize {
+        let shard = self.shard(user);
+        let Some(conns) = shard.get(user) else {
+            return 0;
+        };
+        let mut closed = 0;
+        for c in conns {
+            if !c.is_killed() && refuses(before_us, c.issued_at()) {
+                c.revoke();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Tells every registered socket that the node is draining. Sockets that register later
     /// see [`crate::state::AppState::is_draining`] when their event loop starts.
     pub fn drain_all(&self) {
@@ -348,7 +418,9 @@ impl FanoutSink for Registry {
                 .to_json()
                 .into(),
             ),
-            BusMessage::Broadcast { .. } | BusMessage::Probe { .. } => return,
+            BusMessage::Broadcast { .. }
+            | BusMessage::Probe { .. }
+            | BusMessage::Revoked { .. } => return,
         };
         self.offer_user(user_id, &ev, None);
     }
@@ -385,7 +457,15 @@ impl FanoutSink for Registry {
         }
     }
 
+    fn revoked(&self, user_id: &str) {
+        tracing::debug!(user = %user_id, "revocation announced on the bus; refreshing cut-offs");
+        self.revocations.wake();
+    }
+
     fn resync_all(&self) {
+        // A revocation announced while the bus was away is read now rather than at the next
+        // refresh interval.
+        self.revocations.wake();
         let conns = self.all_conns();
         tracing::info!(
             sockets = conns.len(),
@@ -441,9 +521,33 @@ mod tests {
             .await
             .expect("the kill woke the task")
             .expect("task");
-        assert!(matches!(got, Inbound::Killed));
+        assert!(matches!(got, Inbound::Killed(CloseCode::SlowConsumer)));
         // Offers to a killed socket are refused.
         assert!(!conn.offer(Outbound::Sync));
+    }
+
+    #[test]
+    fn a_revocation_closes_only_the_sockets_it_refuses() {
+        let r = reg(8);
+        let u: Arc<str> = Arc::from("u");
+        let (old, mut old_rx) = ConnHandle::new(1, 4);
+        let (new, _new_rx) = ConnHandle::new(2, 4);
+        let (none, _none_rx) = ConnHandle::new(3, 4);
+        old.set_issued_at(Some(100));
+        new.set_issued_at(Some(200));
+        none.set_issued_at(None);
+        for c in [&old, &new, &none] {
+            r.register(&u, c.clone()).unwrap();
+        }
+        assert_eq!(r.revoke("u", 150 * 1_000_000), 2);
+        assert_eq!(old.end_code(), CloseCode::Revoked);
+        assert!(none.is_killed());
+        assert!(!new.is_killed());
+        assert_eq!(r.revoke("other", i64::MAX), 0);
+        // A revoked socket stays revoked when its queue then overflows.
+        old.kill();
+        assert!(old_rx.try_recv().is_none());
+        assert_eq!(old.end_code(), CloseCode::Revoked);
     }
 
     #[test]

@@ -178,6 +178,16 @@ impl Application {
             loader,
             CancellationToken::new(),
         ));
+        // Every revocation within the retention, before serving: a node started after a
+        // revocation refuses the revoked tokens from its first request.
+        let since = crate::revocation::refresh(&state, chrono::DateTime::UNIX_EPOCH)
+            .await
+            .context("loading session revocations from PostgreSQL")?;
+        tokio::spawn(crate::revocation::refresh_loop(
+            state.clone(),
+            since,
+            background.clone(),
+        ));
         tokio::spawn(reconcile_loop(state.clone(), background.clone()));
         tokio::spawn(purge_idempotency_loop(state.clone(), background.clone()));
 

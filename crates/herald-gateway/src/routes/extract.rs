@@ -5,10 +5,10 @@ use std::future::{ready, Ready};
 use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
 use herald_protocol::ErrorCode;
 
-use crate::auth::{bearer, service_key_index, service_key_scope};
+use crate::auth::{bearer, service_key_index, service_key_scope, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::ws::token_error;
+use crate::ws::{revoked_error, token_error};
 
 /// A request carrying a valid service API key (`Authorization: Bearer <key>`).
 pub struct Service {
@@ -17,6 +17,24 @@ pub struct Service {
 }
 
 impl Service {
+    /// 403 `forbidden` unless this key holds `scope`. Handlers call it first, before any rate
+    /// limit or body parsing, so a refused call changes nothing.
+    pub fn require(&self, state: &AppState, scope: Scope) -> Result<(), ApiError> {
+        let allowed = state
+            .config
+            .service_key_scopes
+            .get(self.key)
+            .is_some_and(|s| s.allows(scope));
+        if allowed {
+            return Ok(());
+        }
+        state.metrics.limited.with_label_values(&["scope"]).inc();
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this service key does not have the {} scope", scope.name()),
+        ))
+    }
+
     /// Takes a token from this key's publish bucket (429 beyond).
     pub fn check_publish(&self, state: &AppState) -> Result<(), ApiError> {
         state.edge.publish.check(self.key).map_err(|wait| {
@@ -98,6 +116,10 @@ impl FromRequest for User {
             let v = st.verifier.verify(token).map_err(|e| token_error(&e))?;
             req.extensions_mut()
                 .insert(crate::edge::http::LoggedUser(v.user_id.clone()));
+            // The in-memory cut-offs (crate::revocation): no query per request.
+            if st.registry.revocations.is_revoked(&v.user_id, v.issued_at) {
+                return Err(revoked_error());
+            }
             st.edge.user_api.check(v.user_id.clone()).map_err(|wait| {
                 st.metrics.limited.with_label_values(&["user_api"]).inc();
                 ApiError::rate_limited("too many requests for this user", wait)

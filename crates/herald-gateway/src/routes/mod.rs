@@ -4,6 +4,7 @@ pub mod dev;
 pub mod extract;
 pub mod ops;
 pub mod publish;
+pub mod revoke;
 pub mod user;
 
 use actix_web::{web, HttpResponse};
@@ -40,6 +41,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
         .service(
             web::resource("/v1/notifications/{id}")
                 .route(web::get().to(user::get_one))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/users/{user_id}/revoke")
+                .route(web::post().to(revoke::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

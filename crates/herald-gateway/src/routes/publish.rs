@@ -9,6 +9,7 @@ use herald_protocol::http::{BroadcastRequest, BroadcastResponse, PublishRequest,
 use herald_protocol::{Broadcast, ErrorCode};
 use herald_store::{Committed, PublishOutcome, StoreError};
 
+use crate::auth::Scope;
 use crate::error::{from_json_value, ApiError};
 use crate::publisher::{response_body, PublishError};
 use crate::routes::extract::Service;
@@ -19,6 +20,7 @@ pub async fn publish(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    service.require(&state, Scope::Publish)?;
     service.check_publish(&state)?;
     let req: PublishRequest = from_json_value(body.into_inner())?;
     let scope = req.idempotency_key.is_some().then(|| service.scope(&state));
@@ -122,6 +124,7 @@ pub async fn broadcast(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    service.require(&state, Scope::Broadcast)?;
     service.check_broadcast(&state)?;
     let req: BroadcastRequest = from_json_value(body.into_inner())?;
     validate_broadcast(&req)?;

@@ -131,12 +131,20 @@ fn admit(
         None => None,
     };
     let pre_auth = match bearer_in(headers) {
-        Some(token) => Some(
-            state
+        Some(token) => {
+            let v = state
                 .verifier
                 .verify(token)
-                .map_err(|e| refuse(token_error(&e)))?,
-        ),
+                .map_err(|e| refuse(token_error(&e)))?;
+            if state
+                .registry
+                .revocations
+                .is_revoked(&v.user_id, v.issued_at)
+            {
+                return Err(refuse(revoked_error()));
+            }
+            Some(v)
+        }
         None => None,
     };
     let last_seq = resume_cursor(query).map_err(refuse)?;
@@ -362,6 +370,11 @@ fn resume_cursor(query: &str) -> Result<Option<i64>, ApiError> {
 /// any URL library would decode them, so an encoded name cannot slip past a check.
 pub fn url_pairs(q: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     form_urlencoded::parse(q.as_bytes())
+}
+
+/// 401 `token_revoked`: the token was issued before its user's sessions were revoked.
+pub fn revoked_error() -> ApiError {
+    ApiError::new(ErrorCode::TokenRevoked, session::REVOKED_MESSAGE)
 }
 
 pub fn token_error(e: &TokenError) -> ApiError {

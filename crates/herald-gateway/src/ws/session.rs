@@ -100,7 +100,7 @@ async fn guarded(
     };
     tokio::select! {
         biased;
-        _ = killed => Err(End::code(CloseCode::SlowConsumer)),
+        _ = killed => Err(End::code(kill.map_or(CloseCode::SlowConsumer, ConnHandle::end_code))),
         r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_closed)) => Err(End::Gone),
@@ -370,6 +370,7 @@ impl Socket {
         let user: Arc<str> = Arc::from(token.user_id.as_str());
         let conn_id = state.next_conn_id();
         let (conn, rx) = ConnHandle::new(conn_id, state.config.outbound_queue);
+        conn.set_issued_at(token.issued_at);
         if state.registry.register(&user, conn.clone()).is_err() {
             return End::Close(
                 CloseCode::TooManyConnections,
@@ -378,6 +379,16 @@ impl Socket {
                     state.config.max_sockets_per_user
                 )),
             );
+        }
+        // Checked after registering: a revocation recorded before this check is seen here, and
+        // one recorded after it finds the socket in the registry and closes it.
+        if state
+            .registry
+            .revocations
+            .is_revoked(&user, token.issued_at)
+        {
+            state.registry.unregister(&user, conn_id);
+            return revoked_end();
         }
         state.metrics.connections.inc();
         state.metrics.connections_total.inc();
@@ -548,7 +559,7 @@ impl Socket {
                 biased;
                 out = live.rx.recv() => match out {
                     Inbound::Event(o) => self.on_outbound(live, o).await,
-                    Inbound::Killed => Err(End::code(CloseCode::SlowConsumer)),
+                    Inbound::Killed(code) => Err(End::code(code)),
                 },
                 _ = sleep_until(timer) => self.on_timer(live).await,
                 msg = self.ws.recv() => self.on_inbound(live, msg).await,
@@ -814,7 +825,26 @@ impl Socket {
                 }
             }
             ClientMessage::Refresh { token, .. } => match state.verifier.verify(&token) {
+                Ok(v)
+                    if *v.user_id == *live.user
+                        && state
+                            .registry
+                            .revocations
+                            .is_revoked(&live.user, v.issued_at) =>
+                {
+                    Err((ErrorCode::TokenRevoked, REVOKED_MESSAGE.into()))
+                }
                 Ok(v) if *v.user_id == *live.user => {
+                    live.conn.set_issued_at(v.issued_at);
+                    // A revocation recorded between the check above and now missed the new
+                    // `iat`: the socket now runs on a revoked token.
+                    if state
+                        .registry
+                        .revocations
+                        .is_revoked(&live.user, v.issued_at)
+                    {
+                        return Err(revoked_end());
+                    }
                     live.set_token(&state.config, v.expires_at);
                     Ok(AckResult::Refresh {
                         expires_at: v.expires_at,
@@ -835,6 +865,17 @@ impl Socket {
             Err((code, message)) => self.error(live, rid, code, message).await,
         }
     }
+}
+
+/// Why a revoked token is refused, on the socket and over HTTP.
+pub const REVOKED_MESSAGE: &str =
+    "token revoked: the user's sessions were revoked after it was issued (or it has no iat); get a new token";
+
+fn revoked_end() -> End {
+    End::Close(
+        CloseCode::Revoked,
+        Some("the user's sessions were revoked; get a new token".into()),
+    )
 }
 
 fn store_error(e: StoreError) -> (ErrorCode, String) {
