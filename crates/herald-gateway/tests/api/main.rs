@@ -11,3 +11,4 @@ mod http_api;
 mod read_sync;
 mod refusals;
 mod resilience;
+mod revocation;
