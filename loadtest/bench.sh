@@ -87,7 +87,7 @@ teardown() {
 trap teardown EXIT INT TERM
 
 if [[ -z "${LT_SKIP_BUILD:-}" ]]; then
-    cargo build --release -p herald-gateway -p herald-loadtest
+    cargo build --release -p herald-gateway -p herald-loadtest --features herald-gateway/lab
 fi
 HERALD="$ROOT/target/release/herald"
 LT="$ROOT/target/release/herald-loadtest"

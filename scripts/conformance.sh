@@ -40,7 +40,7 @@ if [[ -z "$(psql "$pg/postgres" -XtAqc "select 1 from pg_database where datname 
     psql "$pg/postgres" -Xqc "create database $db"
 fi
 
-cargo build --release -p herald-gateway
+cargo build --release -p herald-gateway --features herald-gateway/lab
 
 log="$root/conformance/herald.log"
 mkdir -p "$root/conformance"
@@ -49,6 +49,7 @@ env HERALD_LISTEN="127.0.0.1:$port" \
     HERALD_MIGRATE_ON_START=true \
     HERALD_SERVICE_KEYS=conformance-key-0123456789 \
     HERALD_JWT_HS256_SECRET=conformance-secret-0123456789abcdef0123 \
+    HERALD_JWT_AUDIENCE=herald-conformance HERALD_JWT_ISSUER=herald-conformance \
     HERALD_DEV_ENDPOINTS=true \
     HERALD_LOG=warn \
     "$root/target/release/herald" serve >"$log" 2>&1 &

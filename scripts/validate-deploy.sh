@@ -6,6 +6,8 @@
 #     docker-compose 1.29.2 wheel on PyPI) and the compose_spec strict parser,
 #     plus cross-reference checks
 #   * deploy/Dockerfile with BuildKit's parser (PyPI `dockerfile`) + structure
+#   * the production build (no cargo features, as deploy/Dockerfile builds it) refuses the
+#     lab-only settings (HERALD_DEV_ENDPOINTS, HERALD_FAULT_*): the code is not in it
 # No Docker engine needed. Python tools live in a venv under
 # target/herald-tools (override with HERALD_TOOLS_DIR).
 
@@ -130,11 +132,33 @@ check_compose_and_dockerfile() {
     fi
 }
 
+# Builds the gateway as deploy/Dockerfile does (no features; a debug build here, which shares
+# the dependencies the tests build) and checks that each lab-only setting is refused at start,
+# naming it.
+check_production_build() {
+    cargo build -q -p herald-gateway --bin herald
+    local var out ok=1
+    for var in HERALD_DEV_ENDPOINTS=true HERALD_FAULT_SKIP_FANOUT=true HERALD_FAULT_CATCH_UP_DELAY_MS=100; do
+        if out="$(env -i PATH="$PATH" HERALD_DATABASE_URL=postgres://x@127.0.0.1:1/none \
+            HERALD_SERVICE_KEYS=0123456789abcdef HERALD_JWT_HS256_SECRET=0123456789abcdef0123456789abcdef \
+            HERALD_JWT_AUDIENCE=a HERALD_JWT_ISSUER=i "$var" "${CARGO_TARGET_DIR:-target}/debug/herald" serve 2>&1)"; then
+            fail "the production build started with $var"
+            ok=0
+        elif ! grep -q "${var%%=*}.*built without" <<<"$out"; then
+            fail "the production build did not refuse $var clearly: $out"
+            ok=0
+        fi
+    done
+    ((ok)) && log "ok the production build refuses the lab-only settings"
+    return 0
+}
+
 main() {
     check_bash_syntax
     check_shellcheck
     check_haproxy
     check_compose_and_dockerfile
+    check_production_build
     if ((FAILURES)); then
         die "${FAILURES} check(s) failed"
     fi

@@ -89,10 +89,10 @@ function hookExit() {
 export async function startCluster({ build = !existsSync(BIN) } = {}) {
   hookExit();
   if (build) {
-    log('cargo build --release -p herald-gateway');
-    execFileSync('cargo', ['build', '--release', '-p', 'herald-gateway'], { cwd: ROOT, stdio: 'inherit' });
+    log('cargo build --release -p herald-gateway --features herald-gateway/lab');
+    execFileSync('cargo', ['build', '--release', '-p', 'herald-gateway', '--features', 'herald-gateway/lab'], { cwd: ROOT, stdio: 'inherit' });
   }
-  if (!existsSync(BIN)) throw new Error(`missing ${BIN} (cargo build --release -p herald-gateway)`);
+  if (!existsSync(BIN)) throw new Error(`missing ${BIN} (cargo build --release -p herald-gateway --features herald-gateway/lab)`);
   if (!existsSync(join(STATIC_DIR, 'index.html'))) throw new Error(`missing ${STATIC_DIR}/index.html (npm run build in web/)`);
   if (!have('haproxy')) {
     log('installing haproxy (apt)');
@@ -138,6 +138,8 @@ export async function startCluster({ build = !existsSync(BIN) } = {}) {
     HERALD_DEV_ENDPOINTS: 'true',
     // The browser tests drive the nodes from loopback faster than a person clicks.
     HERALD_LIMIT_EXEMPT: '127.0.0.0/8',
+    HERALD_JWT_AUDIENCE: 'herald-e2e',
+    HERALD_JWT_ISSUER: 'herald-e2e',
     HERALD_USER_API_RATE_PER_SEC: '100000',
     HERALD_USER_API_RATE_BURST: '100000',
     HERALD_BROADCAST_RATE_PER_SEC: '1000',

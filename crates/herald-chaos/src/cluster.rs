@@ -421,6 +421,9 @@ impl Cluster {
                 // Thousands of sockets and publishes from loopback, through haproxy: the
                 // edge limits are for real clients, not for this suite.
                 ("HERALD_LIMIT_EXEMPT", "127.0.0.0/8".into()),
+                // The suite signs its own tokens (sub and exp only).
+                ("HERALD_JWT_ALLOW_ANY_AUDIENCE", "true".into()),
+                ("HERALD_JWT_ALLOW_ANY_ISSUER", "true".into()),
                 ("HERALD_PUBLISH_RATE_PER_SEC", "10000000".into()),
                 ("HERALD_PUBLISH_RATE_BURST", "10000000".into()),
                 ("HERALD_USER_API_RATE_PER_SEC", "10000000".into()),

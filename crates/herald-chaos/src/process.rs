@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crate::settings::{target_dir, workspace_root};
 
 /// The release `herald` binary: `HERALD_CHAOS_BIN` if set (scripts/chaos.sh builds it and sets
-/// it), else `cargo build --release -p herald-gateway` once per test process (bounded).
+/// it), else `cargo build --release -p herald-gateway --features herald-gateway/lab` once per
+/// test process (bounded; the same features as every lab build, so nothing is rebuilt).
 pub fn herald_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -24,13 +25,15 @@ pub fn herald_bin() -> PathBuf {
             return p;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("[chaos] cargo build --release -p herald-gateway --bin herald");
+        eprintln!("[chaos] cargo build --release -p herald-gateway --features herald-gateway/lab --bin herald");
         let mut child = Command::new(cargo)
             .args([
                 "build",
                 "--release",
                 "-p",
                 "herald-gateway",
+                "--features",
+                "herald-gateway/lab",
                 "--bin",
                 "herald",
             ])

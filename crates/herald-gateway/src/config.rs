@@ -197,6 +197,63 @@ impl Source {
     }
 }
 
+/// The lab features and whether this binary has them.
+const DEV_ENDPOINTS: (&str, bool) = ("dev-endpoints", cfg!(feature = "dev-endpoints"));
+const FAULT_INJECTION: (&str, bool) = ("fault-injection", cfg!(feature = "fault-injection"));
+
+/// A setting that exists only in builds with a lab feature (`dev-endpoints`,
+/// `fault-injection`): parsed there; in a production build, refused if set at all, so a
+/// deployment never silently runs without what it asked for and the code is not in it.
+fn lab_only<T: Default>(
+    src: &Source,
+    var: &str,
+    (feature, built): (&str, bool),
+    parse: impl FnOnce(&Source) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    if built {
+        return parse(src);
+    }
+    match src.get(var) {
+        None => Ok(T::default()),
+        Some(_) => Err(invalid(
+            var,
+            format!(
+                "this binary was built without the `{feature}` feature (production builds \
+                 leave it off); build with `--features herald-gateway/lab` for the local \
+                 cluster and tests"
+            ),
+        )),
+    }
+}
+
+/// The expected `aud` or `iss`: required, unless the operator opts out explicitly (tokens an
+/// identity provider issued for other services would otherwise be accepted). `None` means
+/// "any", which `serve` logs as a warning at start.
+fn required_claim(
+    src: &Source,
+    var: &str,
+    any_var: &str,
+    claim: &str,
+) -> Result<Option<String>, ConfigError> {
+    let value = src.get(var).map(|s| s.trim().to_string());
+    match (value, src.boolean(any_var, false)?) {
+        (Some(_), true) => Err(invalid(
+            any_var,
+            format!("cannot be combined with {var}: either tokens must carry that `{claim}`, or any is accepted"),
+        )),
+        (Some(v), false) => Ok(Some(v)),
+        (None, true) => Ok(None),
+        (None, false) => Err(invalid(
+            var,
+            format!(
+                "is required: the `{claim}` your identity provider puts in tokens meant for Herald \
+                 (to accept tokens with any `{claim}`, which includes tokens issued for other \
+                 services, set {any_var}=true instead)"
+            ),
+        )),
+    }
+}
+
 fn load_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
         path: path.to_path_buf(),
@@ -316,8 +373,18 @@ impl Config {
         Ok(JwtConfig {
             hs256_secret: hs256_secret.map(SecretString::from),
             public_keys,
-            audience: src.get("HERALD_JWT_AUDIENCE").map(|s| s.trim().to_string()),
-            issuer: src.get("HERALD_JWT_ISSUER").map(|s| s.trim().to_string()),
+            audience: required_claim(
+                &src,
+                "HERALD_JWT_AUDIENCE",
+                "HERALD_JWT_ALLOW_ANY_AUDIENCE",
+                "aud",
+            )?,
+            issuer: required_claim(
+                &src,
+                "HERALD_JWT_ISSUER",
+                "HERALD_JWT_ALLOW_ANY_ISSUER",
+                "iss",
+            )?,
             leeway_secs: src.ranged("HERALD_JWT_LEEWAY_SECS", 30, 0, 600)?,
         })
     }
@@ -506,10 +573,19 @@ impl Config {
             revocation_retention: Duration::from_secs(
                 3600 * src.ranged::<u64>("HERALD_REVOCATION_RETENTION_HOURS", 720, 1, 87_600)?,
             ),
-            dev_endpoints: src.boolean("HERALD_DEV_ENDPOINTS", false)?,
+            dev_endpoints: lab_only(&src, "HERALD_DEV_ENDPOINTS", DEV_ENDPOINTS, |s| {
+                s.boolean("HERALD_DEV_ENDPOINTS", false)
+            })?,
             static_dir,
-            fault_skip_fanout: src.boolean("HERALD_FAULT_SKIP_FANOUT", false)?,
-            fault_catch_up_delay: src.millis("HERALD_FAULT_CATCH_UP_DELAY_MS", 0, 0, 60_000)?,
+            fault_skip_fanout: lab_only(&src, "HERALD_FAULT_SKIP_FANOUT", FAULT_INJECTION, |s| {
+                s.boolean("HERALD_FAULT_SKIP_FANOUT", false)
+            })?,
+            fault_catch_up_delay: lab_only(
+                &src,
+                "HERALD_FAULT_CATCH_UP_DELAY_MS",
+                FAULT_INJECTION,
+                |s| s.millis("HERALD_FAULT_CATCH_UP_DELAY_MS", 0, 0, 60_000),
+            )?,
             edge: Config::edge_from(&src)?,
         })
     }
@@ -593,6 +669,8 @@ mod tests {
                 "HERALD_JWT_HS256_SECRET",
                 "0123456789abcdef0123456789abcdef",
             ),
+            ("HERALD_JWT_AUDIENCE", "herald"),
+            ("HERALD_JWT_ISSUER", "https://id.example"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -672,6 +750,26 @@ mod tests {
         }
     }
 
+    /// Audience and issuer are required; "any" only by an explicit opt-out, which cannot be
+    /// combined with a value.
+    #[test]
+    fn audience_and_issuer_are_required_unless_any_is_chosen_explicitly() {
+        for (var, any) in [
+            ("HERALD_JWT_AUDIENCE", "HERALD_JWT_ALLOW_ANY_AUDIENCE"),
+            ("HERALD_JWT_ISSUER", "HERALD_JWT_ALLOW_ANY_ISSUER"),
+        ] {
+            let mut m = base();
+            m.remove(var);
+            assert_eq!(var_of(Config::from_values(m.clone())), var);
+            m.insert(any.into(), "true".into());
+            assert!(Config::from_values(m).is_ok(), "{any}=true accepts any");
+            assert_eq!(var_of(with(any, "true")), any, "{any} with {var} set");
+        }
+        let c = Config::from_values(base()).unwrap();
+        assert_eq!(c.jwt.audience.as_deref(), Some("herald"));
+        assert_eq!(c.jwt.issuer.as_deref(), Some("https://id.example"));
+    }
+
     #[test]
     fn scoped_keys_follow_the_all_scope_keys() {
         use crate::auth::{Scope, Scopes};
@@ -703,6 +801,8 @@ mod tests {
             "HERALD_DATABASE_URL",
             "HERALD_SERVICE_KEYS",
             "HERALD_JWT_HS256_SECRET",
+            "HERALD_JWT_AUDIENCE",
+            "HERALD_JWT_ISSUER",
         ] {
             let mut m = base();
             m.remove(var);

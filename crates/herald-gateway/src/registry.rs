@@ -79,6 +79,16 @@ pub struct ConnHandle {
 /// The socket task's end of its queue.
 pub struct Inbox(Arc<ConnShared>);
 
+/// What became of an offered event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offered {
+    Queued,
+    /// The queue was full: this offer killed the socket (it closes with 4100).
+    KilledNow,
+    /// The socket was already killed: the event is dropped.
+    Dropped,
+}
+
 impl ConnHandle {
     pub fn new(id: u64, queue: usize) -> (ConnHandle, Inbox) {
         let shared = Arc::new(ConnShared {
@@ -99,28 +109,31 @@ impl ConnHandle {
         )
     }
 
-    /// Offers an event without waiting. Returns false when the socket was killed as slow.
-    fn offer(&self, ev: Outbound) -> bool {
+    /// Offers an event without waiting.
+    fn offer(&self, ev: Outbound) -> Offered {
         let s = &self.shared;
         if s.killed.load(Ordering::Relaxed) != ALIVE {
-            return false;
+            return Offered::Dropped;
         }
         {
             let mut q = s.queue.lock().unwrap_or_else(|p| p.into_inner());
             if q.len() >= s.cap {
                 drop(q);
-                self.kill();
-                return false;
+                return if self.kill() {
+                    Offered::KilledNow
+                } else {
+                    Offered::Dropped
+                };
             }
             q.push_back(ev);
         }
         s.ready.notify_one();
-        true
+        Offered::Queued
     }
 
-    /// Marks the socket slow: its task closes it with 4100.
-    pub fn kill(&self) {
-        self.end(SLOW);
+    /// Marks the socket slow: its task closes it with 4100. True for the call that ended it.
+    pub fn kill(&self) -> bool {
+        self.end(SLOW)
     }
 
     /// Marks the socket revoked: its task closes it with 4006.
@@ -128,14 +141,16 @@ impl ConnHandle {
         self.end(REVOKED);
     }
 
-    fn end(&self, why: u8) {
-        // The first reason stands.
-        let _ =
-            self.shared
-                .killed
-                .compare_exchange(ALIVE, why, Ordering::AcqRel, Ordering::Acquire);
+    /// Ends the socket for `why`; true when this call ended it (the first reason stands).
+    fn end(&self, why: u8) -> bool {
+        let first = self
+            .shared
+            .killed
+            .compare_exchange(ALIVE, why, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
         self.shared.kill.notify_waiters();
         self.shared.ready.notify_one();
+        first
     }
 
     pub fn is_killed(&self) -> bool {
@@ -307,7 +322,9 @@ impl Registry {
 
     fn offer_all<'a>(&self, conns: impl IntoIterator<Item = &'a ConnHandle>, ev: &Outbound) {
         for c in conns {
-            if !c.offer(ev.clone()) {
+            // Each slow socket is counted once, when its queue overflows, not once for every
+            // event offered to it after that.
+            if c.offer(ev.clone()) == Offered::KilledNow {
                 self.metrics
                     .closes
                     .with_label_values(&["slow_consumer_queue_full"])
@@ -505,7 +522,7 @@ mod tests {
     async fn a_drained_queue_holds_no_memory_and_a_kill_wakes_the_task() {
         let (conn, mut inbox) = ConnHandle::new(1, 8);
         for _ in 0..3 {
-            assert!(conn.offer(Outbound::Sync));
+            assert_eq!(conn.offer(Outbound::Sync), Offered::Queued);
         }
         assert!(conn.shared.queue.lock().unwrap().capacity() >= 3);
         for _ in 0..3 {
@@ -516,14 +533,15 @@ mod tests {
         // A waiting task is woken by the kill, even with nothing queued.
         let waiter = tokio::spawn(async move { inbox.recv().await });
         tokio::task::yield_now().await;
-        conn.kill();
+        assert!(conn.kill(), "the first kill");
+        assert!(!conn.kill(), "a second kill is not a new close");
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("the kill woke the task")
             .expect("task");
         assert!(matches!(got, Inbound::Killed(CloseCode::SlowConsumer)));
-        // Offers to a killed socket are refused.
-        assert!(!conn.offer(Outbound::Sync));
+        // Offers to a killed socket are dropped, and are not another close.
+        assert_eq!(conn.offer(Outbound::Sync), Offered::Dropped);
     }
 
     #[test]
@@ -565,6 +583,13 @@ mod tests {
         }
         assert!(slow_kill.is_killed());
         assert!(!fast_kill.is_killed());
+        // Three offers overflowed or followed the overflow: one close is counted.
+        let closes = r
+            .metrics
+            .closes
+            .with_label_values(&["slow_consumer_queue_full"])
+            .get();
+        assert_eq!(closes, 1, "each slow socket is counted once");
         let mut got = 0;
         while fast_rx.try_recv().is_some() {
             got += 1;

@@ -111,6 +111,18 @@ impl Application {
             );
             config.max_connections = cap;
         }
+        if config.jwt.audience.is_none() {
+            tracing::warn!(
+                HERALD_JWT_ALLOW_ANY_AUDIENCE = true,
+                "user tokens are accepted whatever their `aud`: tokens your identity provider issued for other services will work here too"
+            );
+        }
+        if config.jwt.issuer.is_none() {
+            tracing::warn!(
+                HERALD_JWT_ALLOW_ANY_ISSUER = true,
+                "user tokens are accepted whatever their `iss`"
+            );
+        }
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let verifier =
@@ -157,7 +169,7 @@ impl Application {
         let fanout = Fanout {
             bus: bus.clone(),
             metrics: metrics.clone(),
-            skip: config.fault_skip_fanout,
+            skip: cfg!(feature = "fault-injection") && config.fault_skip_fanout,
         };
         let publisher = Publisher::start(
             store.clone(),

@@ -24,7 +24,7 @@ fn admin_url() -> String {
 
 #[test]
 fn serve_refuses_bad_config_naming_the_variable() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
         (&[], "HERALD_DATABASE_URL"),
         (
             &[("HERALD_DATABASE_URL", "postgres://x@127.0.0.1/db")],
@@ -38,9 +38,23 @@ fn serve_refuses_bad_config_naming_the_variable() {
                     "HERALD_JWT_HS256_SECRET",
                     "0123456789abcdef0123456789abcdef",
                 ),
+                ("HERALD_JWT_AUDIENCE", "herald"),
+                ("HERALD_JWT_ISSUER", "https://id.example"),
                 ("HERALD_OUTBOUND_QUEUE", "many"),
             ],
             "HERALD_OUTBOUND_QUEUE",
+        ),
+        // Tokens for any audience are accepted only by an explicit opt-out.
+        (
+            &[
+                ("HERALD_DATABASE_URL", "postgres://x@127.0.0.1/db"),
+                ("HERALD_SERVICE_KEYS", "0123456789abcdef"),
+                (
+                    "HERALD_JWT_HS256_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                ),
+            ],
+            "HERALD_JWT_AUDIENCE",
         ),
         (
             &[
@@ -50,6 +64,8 @@ fn serve_refuses_bad_config_naming_the_variable() {
                     "HERALD_JWT_HS256_SECRET",
                     "0123456789abcdef0123456789abcdef",
                 ),
+                ("HERALD_JWT_AUDIENCE", "herald"),
+                ("HERALD_JWT_ISSUER", "https://id.example"),
                 ("HERALD_ALLOWED_ORIGINS", "https://ok.example,null"),
             ],
             "HERALD_ALLOWED_ORIGINS",
@@ -76,7 +92,7 @@ fn config_file_is_read_and_env_overrides_it() {
     let file = dir.join("herald.toml");
     std::fs::write(
         &file,
-        "jwt_hs256_secret = \"0123456789abcdef0123456789abcdef\"\njwt_audience = \"from-file\"\n",
+        "jwt_hs256_secret = \"0123456789abcdef0123456789abcdef\"\njwt_audience = \"from-file\"\njwt_issuer = \"https://id.example\"\n",
     )
     .unwrap();
     let out = herald()
@@ -217,6 +233,9 @@ impl Served {
                     "HERALD_JWT_HS256_SECRET",
                     "0123456789abcdef0123456789abcdef".into(),
                 ),
+                // The tests' tokens carry neither `aud` nor `iss`.
+                ("HERALD_JWT_ALLOW_ANY_AUDIENCE", "true".into()),
+                ("HERALD_JWT_ALLOW_ANY_ISSUER", "true".into()),
                 ("HERALD_ALLOWED_ORIGINS", "http://app.test".into()),
                 ("HERALD_LOG", "debug".into()),
             ])

@@ -1,5 +1,6 @@
 //! HTTP routes: one module per area, each with its handlers; `configure` wires them.
 
+#[cfg(feature = "dev-endpoints")]
 pub mod dev;
 pub mod extract;
 pub mod ops;
@@ -53,11 +54,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
                 .route(web::post().to(publish::broadcast))
                 .default_service(web::to(method_not_allowed)),
         );
+    #[cfg(feature = "dev-endpoints")]
     if dev_endpoints {
         cfg.route("/dev/token", web::post().to(dev::token))
             .route("/dev/publish", web::post().to(dev::publish));
         // `/dev/echo` is WebSocket-only: served by the upgrade hook (`crate::ws::on_upgrade`).
     }
+    // Without the feature the setting is refused at start, so it is always false here.
+    #[cfg(not(feature = "dev-endpoints"))]
+    let _ = dev_endpoints;
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

@@ -189,7 +189,8 @@ pub async fn on_upgrade(
     let query = req.uri().query().unwrap_or("");
     let client = state.edge.client_ip(req.peer_addr(), req.headers());
     let client_log = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-    let echo = req.path() == "/dev/echo" && state.config.dev_endpoints;
+    let echo =
+        cfg!(feature = "dev-endpoints") && req.path() == "/dev/echo" && state.config.dev_endpoints;
     let decision = if has_token_param(query) {
         tracing::warn!(method = %req.method(), path = %req.path(), client = %client_log, "refused a token in the URL");
         Err(token_in_url())

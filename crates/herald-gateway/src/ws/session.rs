@@ -419,7 +419,7 @@ impl Socket {
     /// Sends `connected` and the initial catch-up.
     async fn start(&mut self, live: &mut Live, last_seq: Option<i64>) -> Result<(), End> {
         let state = self.state.clone();
-        if !state.config.fault_catch_up_delay.is_zero() {
+        if cfg!(feature = "fault-injection") && !state.config.fault_catch_up_delay.is_zero() {
             tokio::time::sleep(state.config.fault_catch_up_delay).await;
         }
         let us = state
