@@ -239,7 +239,10 @@ async fn idempotency_keys_are_scoped_per_service_key() {
     const OTHER_KEY: &str = "second-service-key-0123456789";
     let env = TestEnv::new().await;
     let node = env
-        .node_with(|c| c.service_keys.push(OTHER_KEY.to_string().into()))
+        .node_with(|c| {
+            c.service_keys.push(OTHER_KEY.to_string().into());
+            c.service_key_scopes.push(herald_gateway::auth::Scopes::ALL);
+        })
         .await;
     let publish_as = |key: &'static str, title: &'static str| {
         let mut body = notification_body("gina", title);
