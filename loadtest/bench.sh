@@ -13,6 +13,7 @@
 #   loadtest/bench.sh                       # defaults below: ~6-8 minutes after the build
 #   LT_USERS=10000 LT_RATE=1000 loadtest/bench.sh
 #   LT_SYSTEMS=herald LT_SKIP_BUILD=1 loadtest/bench.sh
+#   LT_HERALD_BIN=/path/to/old/herald LT_SYSTEMS=herald LT_SCENARIOS=... loadtest/bench.sh   # before/after
 #   LT_SYSTEMS="herald nestjs" loadtest/bench.sh                   # one baseline
 #   LT_SYSTEMS="herald nestjs nestjs-prisma" loadtest/bench.sh     # NestJS through pg and Prisma
 #   LT_RATES="500 1000 2000" LT_SCENARIOS=fanout-rate loadtest/bench.sh   # p99 vs fixed rate
@@ -89,7 +90,8 @@ trap teardown EXIT INT TERM
 if [[ -z "${LT_SKIP_BUILD:-}" ]]; then
     cargo build --release -p herald-gateway -p herald-loadtest --features herald-gateway/lab
 fi
-HERALD="$ROOT/target/release/herald"
+# LT_HERALD_BIN: another Herald binary (e.g. an earlier commit's, for a before/after run).
+HERALD="${LT_HERALD_BIN:-$ROOT/target/release/herald}"
 LT="$ROOT/target/release/herald-loadtest"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ports() { local a b; a=$(free_port); b=$(free_port); while [[ "$b" == "$a" ]]; do b=$(free_port); done; echo "$a $b"; }

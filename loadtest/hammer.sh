@@ -38,10 +38,11 @@ EOF
 for bin in "${BINS[@]}"; do
     db="herald_hammer_$$_$RANDOM"
     psql "$PG/postgres" -Xqc "CREATE DATABASE $db" >/dev/null
-    export HERALD_JWT_HS256_SECRET="$SECRET"
+    # Shared by `serve` and `token` (the tokens carry neither aud nor iss).
+    export HERALD_JWT_HS256_SECRET="$SECRET" HERALD_JWT_ALLOW_ANY_AUDIENCE=true \
+        HERALD_JWT_ALLOW_ANY_ISSUER=true
     HERALD_LISTEN="127.0.0.1:$PORT" HERALD_DATABASE_URL="$PG/$db" HERALD_MIGRATE_ON_START=true \
-        HERALD_SERVICE_KEYS="$KEY" HERALD_JWT_ALLOW_ANY_AUDIENCE=true \
-        HERALD_JWT_ALLOW_ANY_ISSUER=true HERALD_LOG=warn HERALD_WORKERS=1 \
+        HERALD_SERVICE_KEYS="$KEY" HERALD_LOG=warn HERALD_WORKERS=1 \
         "$bin" serve >"$WORK/node.log" 2>&1 &
     NODE=$!
     for _ in $(seq 100); do
