@@ -622,7 +622,9 @@ impl Config {
                 50,
                 200,
             )?,
-            max_preauth_sockets: src.ranged("HERALD_MAX_PREAUTH_SOCKETS", 256, 1, 1_000_000)?,
+            // Room for a reconnect herd (every browser sends `auth` right after its 101) while
+            // still small next to the socket cap.
+            max_preauth_sockets: src.ranged("HERALD_MAX_PREAUTH_SOCKETS", 1_024, 1, 1_000_000)?,
             max_tracked_addrs: src.ranged("HERALD_MAX_TRACKED_ADDRS", 100_000, 16, 100_000_000)?,
             user_api: rate(
                 "HERALD_USER_API_RATE_PER_SEC",

@@ -77,6 +77,19 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &Cidrs) -> IpAddr {
     client
 }
 
+/// A client address for logs: the address, or `-` when there is none. Formats without
+/// allocating.
+pub struct ClientLog(pub Option<IpAddr>);
+
+impl std::fmt::Display for ClientLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`,
 /// `[2001:db8::1]:80`).
 fn parse_hop(h: &str) -> Option<IpAddr> {

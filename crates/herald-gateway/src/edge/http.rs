@@ -37,7 +37,7 @@ where
 {
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let client = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let client = super::addr::ClientLog(client);
     let step = if has_token_param(req.query_string()) {
         tracing::warn!(%method, %path, %client, "refused a token in the URL");
         Err(req

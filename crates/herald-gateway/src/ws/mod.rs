@@ -188,7 +188,7 @@ pub async fn on_upgrade(
     let started = std::time::Instant::now();
     let query = req.uri().query().unwrap_or("");
     let client = state.edge.client_ip(req.peer_addr(), req.headers());
-    let client_log = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let client_log = crate::edge::addr::ClientLog(client);
     let echo =
         cfg!(feature = "dev-endpoints") && req.path() == "/dev/echo" && state.config.dev_endpoints;
     let decision = if has_token_param(query) {
