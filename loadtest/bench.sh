@@ -88,7 +88,7 @@ teardown() {
 trap teardown EXIT INT TERM
 
 if [[ -z "${LT_SKIP_BUILD:-}" ]]; then
-    cargo build --release -p herald-gateway -p herald-loadtest --features herald-gateway/lab
+    cargo build --release -p herald-gateway -p herald-loadtest --features lab
 fi
 # LT_HERALD_BIN: another Herald binary (e.g. an earlier commit's, for a before/after run).
 HERALD="${LT_HERALD_BIN:-$ROOT/target/release/herald}"

@@ -56,7 +56,7 @@ trap teardown EXIT INT TERM
 scripts/services.sh >/dev/null
 if [[ -z "${LT_SKIP_BUILD:-}" ]]; then
     log "building release binaries"
-    cargo build --release -p herald-gateway -p herald-loadtest --features herald-gateway/lab
+    cargo build --release -p herald-gateway -p herald-loadtest --features lab
 fi
 HERALD="$ROOT/target/release/herald"
 LT="$ROOT/target/release/herald-loadtest"

@@ -48,8 +48,8 @@ fi
 have redis-server || die "redis-server not on PATH (apt-get install -y redis-server)"
 have psql || die "psql not on PATH (scripts/services.sh sets up PostgreSQL)"
 
-log "cargo build --release -p herald-gateway --features herald-gateway/lab --bin herald"
-cargo build --release -p herald-gateway --features herald-gateway/lab --bin herald
+log "cargo build --release -p herald-gateway --features lab --bin herald"
+cargo build --release -p herald-gateway --features lab --bin herald
 export HERALD_CHAOS_BIN="${CARGO_TARGET_DIR:-$HERALD_ROOT/target}/release/herald"
 [[ -x "$HERALD_CHAOS_BIN" ]] || die "$HERALD_CHAOS_BIN missing after the build"
 if ((PREPARE)); then

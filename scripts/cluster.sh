@@ -105,8 +105,8 @@ build_binary() {
         log "CLUSTER_NO_BUILD=1: using existing $BIN"
         return 0
     fi
-    log "cargo build --release -p herald-gateway --features herald-gateway/lab"
-    (cd "$ROOT" && cargo build --release -p herald-gateway --features herald-gateway/lab) ||
+    log "cargo build --release -p herald-gateway --features lab"
+    (cd "$ROOT" && cargo build --release -p herald-gateway --features lab) ||
         die "build failed (see cargo output above)"
     [[ -x "$BIN" ]] || die "build succeeded but $BIN is missing (is the [[bin]] still called 'herald'?)"
 }

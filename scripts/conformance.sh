@@ -40,7 +40,7 @@ if [[ -z "$(psql "$pg/postgres" -XtAqc "select 1 from pg_database where datname 
     psql "$pg/postgres" -Xqc "create database $db"
 fi
 
-cargo build --release -p herald-gateway --features herald-gateway/lab
+cargo build --release -p herald-gateway --features lab
 
 log="$root/conformance/herald.log"
 mkdir -p "$root/conformance"

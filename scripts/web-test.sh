@@ -51,7 +51,7 @@ fi
 
 step "gateway binary"
 if [[ "${CLUSTER_NO_BUILD:-0}" != "1" ]]; then
-    cargo build --release -p herald-gateway --features herald-gateway/lab
+    cargo build --release -p herald-gateway --features lab
 fi
 
 step "browser e2e (private 2-node cluster + haproxy)"

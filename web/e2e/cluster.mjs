@@ -89,10 +89,10 @@ function hookExit() {
 export async function startCluster({ build = !existsSync(BIN) } = {}) {
   hookExit();
   if (build) {
-    log('cargo build --release -p herald-gateway --features herald-gateway/lab');
-    execFileSync('cargo', ['build', '--release', '-p', 'herald-gateway', '--features', 'herald-gateway/lab'], { cwd: ROOT, stdio: 'inherit' });
+    log('cargo build --release -p herald-gateway --features lab');
+    execFileSync('cargo', ['build', '--release', '-p', 'herald-gateway', '--features', 'lab'], { cwd: ROOT, stdio: 'inherit' });
   }
-  if (!existsSync(BIN)) throw new Error(`missing ${BIN} (cargo build --release -p herald-gateway --features herald-gateway/lab)`);
+  if (!existsSync(BIN)) throw new Error(`missing ${BIN} (cargo build --release -p herald-gateway --features lab)`);
   if (!existsSync(join(STATIC_DIR, 'index.html'))) throw new Error(`missing ${STATIC_DIR}/index.html (npm run build in web/)`);
   if (!have('haproxy')) {
     log('installing haproxy (apt)');

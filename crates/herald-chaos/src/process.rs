@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::settings::{target_dir, workspace_root};
 
 /// The release `herald` binary: `HERALD_CHAOS_BIN` if set (scripts/chaos.sh builds it and sets
-/// it), else `cargo build --release -p herald-gateway --features herald-gateway/lab` once per
+/// it), else `cargo build --release -p herald-gateway --features lab` once per
 /// test process (bounded; the same features as every lab build, so nothing is rebuilt).
 pub fn herald_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -25,7 +25,7 @@ pub fn herald_bin() -> PathBuf {
             return p;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("[chaos] cargo build --release -p herald-gateway --features herald-gateway/lab --bin herald");
+        eprintln!("[chaos] cargo build --release -p herald-gateway --features lab --bin herald");
         let mut child = Command::new(cargo)
             .args([
                 "build",
@@ -33,7 +33,7 @@ pub fn herald_bin() -> PathBuf {
                 "-p",
                 "herald-gateway",
                 "--features",
-                "herald-gateway/lab",
+                "lab",
                 "--bin",
                 "herald",
             ])

@@ -219,7 +219,7 @@ fn lab_only<T: Default>(
             var,
             format!(
                 "this binary was built without the `{feature}` feature (production builds \
-                 leave it off); build with `--features herald-gateway/lab` for the local \
+                 leave it off); build with `--features lab` for the local \
                  cluster and tests"
             ),
         )),
