@@ -188,6 +188,24 @@ pub fn from_json_value<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// An optional JSON body: empty (or only whitespace) is `T::default()`, anything else must be
+/// a valid JSON object deserialising into `T` (`invalid_json`, or `validation_failed` naming
+/// the field, as [`from_json_value`]).
+pub fn optional_json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    from_json_value(value)
+}
+
 pub fn path_error(
     err: actix_web::error::PathError,
     _req: &actix_web::HttpRequest,

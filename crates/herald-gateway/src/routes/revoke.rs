@@ -12,7 +12,7 @@ use herald_protocol::http::{RevokeRequest, RevokeResponse};
 use herald_protocol::ErrorCode;
 
 use crate::auth::Scope;
-use crate::error::{from_json_value, ApiError};
+use crate::error::{optional_json_body, ApiError};
 use crate::routes::extract::Service;
 use crate::state::AppState;
 
@@ -34,17 +34,7 @@ pub async fn revoke(
             format!("user_id: {e}"),
         )
     })?;
-    let req: RevokeRequest = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        RevokeRequest::default()
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("body is not valid JSON: {e}"),
-            )
-        })?;
-        from_json_value(value)?
-    };
+    let req: RevokeRequest = optional_json_body(&body)?;
     let before = req
         .issued_before
         .as_deref()

@@ -5,7 +5,7 @@ use herald_protocol::http::{NotificationPage, ReadAllRequest, UnreadCount};
 use herald_protocol::ErrorCode;
 use serde::Deserialize;
 
-use crate::error::{from_json_value, ApiError};
+use crate::error::{optional_json_body, ApiError};
 use crate::routes::extract::User;
 use crate::state::AppState;
 
@@ -146,17 +146,7 @@ pub async fn read_all(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let req: ReadAllRequest = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        ReadAllRequest::default()
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("body is not valid JSON: {e}"),
-            )
-        })?;
-        from_json_value(value)?
-    };
+    let req: ReadAllRequest = optional_json_body(&body)?;
     if req.up_to_seq.is_some_and(|s| s < 0) {
         return Err(ApiError::field(
             ErrorCode::ValidationFailed,
