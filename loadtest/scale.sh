@@ -58,7 +58,8 @@ if [[ -z "${LT_SKIP_BUILD:-}" ]]; then
     log "building release binaries"
     cargo build --release -p herald-gateway -p herald-loadtest --features lab
 fi
-HERALD="$ROOT/target/release/herald"
+# LT_HERALD_BIN: another Herald binary (e.g. an earlier commit's, for a before/after run).
+HERALD="${LT_HERALD_BIN:-$ROOT/target/release/herald}"
 LT="$ROOT/target/release/herald-loadtest"
 mkdir -p "$OUT"
 psql "$PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null

@@ -166,16 +166,23 @@ fn not_a_handshake(state: &AppState, e: actix_http::ws::HandshakeError) -> ApiEr
 }
 
 /// `GET /v1/ws` without `Upgrade: websocket` (the actix-web route): the same checks as an
-/// upgrade, then a 400, so a client sees the same refusal whichever way it asked.
-pub async fn plain_get(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    admit(&state, req.headers(), req.query_string(), None)?;
-    let e = actix_http::ws::verify_handshake(req.head())
-        .err()
-        .unwrap_or(actix_http::ws::HandshakeError::NoWebsocketUpgrade);
-    Err(not_a_handshake(&state, e))
+/// upgrade, then a 400, so a client sees the same refusal whichever way it asked. The refusal
+/// closes the connection, as every refused upgrade does: a request that asked for an upgrade
+/// (`Connection: Upgrade`, maybe `Upgrade: h2c`) would otherwise be answered
+/// `Connection: upgrade`.
+pub async fn plain_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let e = match admit(&state, req.headers(), req.query_string(), None) {
+        Err(e) => e,
+        Ok(_) => {
+            let why = actix_http::ws::verify_handshake(req.head())
+                .err()
+                .unwrap_or(actix_http::ws::HandshakeError::NoWebsocketUpgrade);
+            not_a_handshake(&state, why)
+        }
+    };
+    let mut resp = e.error_response();
+    resp.head_mut().set_connection_type(ConnectionType::Close);
+    resp
 }
 
 /// The upgrade hook: routes the request, refuses it with a JSON error or answers 101 and

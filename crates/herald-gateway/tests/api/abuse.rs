@@ -588,3 +588,28 @@ async fn http_rate_limits_per_user_and_per_service_key() {
         .get(0);
     assert_eq!(n, 3, "refused publishes stored nothing");
 }
+
+/// A refused upgrade answers `Connection: close`, as the protocol says, also for requests
+/// that ask for an upgrade without `Upgrade: websocket` (none at all, or `h2c`): the
+/// connection is not left in an upgrade state the client might try to use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upgrades_answer_connection_close() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    for extra in [
+        "Connection: Upgrade\r\n",
+        "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\n",
+    ] {
+        let mut tcp = connect_from(&node, "127.0.0.1").await;
+        let req = format!("GET /v1/ws HTTP/1.1\r\nHost: herald\r\nOrigin: {ORIGIN}\r\n{extra}\r\n");
+        tcp.write_all(req.as_bytes()).await.expect("send");
+        let head = read_head(&mut tcp).await.expect("a response");
+        assert_eq!(status_of(&head), 400, "{extra:?}: {head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\nconnection: close\r\n"),
+            "{extra:?}: expected Connection: close in {head}"
+        );
+    }
+}
