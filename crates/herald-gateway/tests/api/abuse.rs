@@ -508,14 +508,17 @@ async fn a_slow_body_flood_times_out_and_healthz_keeps_answering() {
     assert_no_rows(&env).await;
 }
 
-async fn assert_no_rows(env: &TestEnv) {
-    let n: i64 = env
-        .sql()
+async fn notification_count(env: &TestEnv) -> i64 {
+    env.sql()
         .await
         .query_one("SELECT count(*) FROM notifications", &[])
         .await
         .expect("count")
-        .get(0);
+        .get(0)
+}
+
+async fn assert_no_rows(env: &TestEnv) {
+    let n = notification_count(env).await;
     assert_eq!(n, 0, "a refused request stored a notification");
 }
 
@@ -579,13 +582,7 @@ async fn http_rate_limits_per_user_and_per_service_key() {
         broadcasts.push(r.status().as_u16());
     }
     assert_eq!(broadcasts, [202, 202, 429, 429]);
-    let n: i64 = env
-        .sql()
-        .await
-        .query_one("SELECT count(*) FROM notifications", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let n = notification_count(&env).await;
     assert_eq!(n, 3, "refused publishes stored nothing");
 }
 
