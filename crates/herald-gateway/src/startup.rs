@@ -248,16 +248,13 @@ impl Application {
                     .app_data(web::QueryConfig::default().error_handler(query_error))
                     .app_data(web::PathConfig::default().error_handler(path_error))
                     .wrap(cors)
-                    .wrap_fn(move |req, srv| {
-                        let st = req.app_data::<web::Data<AppState>>().map(|s| {
-                            (
-                                s.config.edge.request_timeout,
-                                s.edge.client_ip(req.peer_addr(), req.headers()),
-                            )
-                        });
-                        let (timeout, client) =
-                            st.unwrap_or((crate::edge::EdgeConfig::FALLBACK_TIMEOUT, None));
-                        crate::edge::http::middleware(req, srv, timeout, client)
+                    .wrap_fn({
+                        let st = app_state.clone();
+                        move |req, srv| {
+                            let client = st.edge.client_ip(req.peer_addr(), req.headers());
+                            let timeout = st.config.edge.request_timeout;
+                            crate::edge::http::middleware(req, srv, timeout, client)
+                        }
                     })
                     .configure(|c| crate::routes::configure(c, cfg.dev_endpoints));
                 if let Some(dir) = &cfg.static_dir {

@@ -57,11 +57,6 @@ pub struct EdgeConfig {
     pub broadcast: Rate,
 }
 
-impl EdgeConfig {
-    /// The request timeout used if a request ever arrives without the node's state.
-    pub const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
-}
-
 /// The edge's shared state: counts, budgets and buckets.
 pub struct Edge {
     pub connections: Arc<HttpConnections>,
