@@ -42,6 +42,10 @@ pub enum TokenError {
     NotYetValid,
     #[error("token exp is out of range (after the year 9999)")]
     ExpOutOfRange,
+    /// Valid, but its user's sessions were revoked after it was issued (see
+    /// `crate::revocation`); set by `AppState::verify_user`, not by the verifier.
+    #[error("token revoked: the user's sessions were revoked after it was issued (or it has no iat); get a new token")]
+    Revoked,
 }
 
 /// The latest `exp` accepted: 9999-12-31T23:59:59Z. A later one is refused as absurd rather
@@ -51,6 +55,16 @@ pub const MAX_EXP: i64 = 253_402_300_799;
 impl TokenError {
     pub fn is_expired(&self) -> bool {
         matches!(self, TokenError::Expired)
+    }
+
+    /// The error code an HTTP refusal or an `error` event carries.
+    pub fn error_code(&self) -> herald_protocol::ErrorCode {
+        use herald_protocol::ErrorCode;
+        match self {
+            TokenError::Expired => ErrorCode::TokenExpired,
+            TokenError::Revoked => ErrorCode::TokenRevoked,
+            _ => ErrorCode::Unauthorized,
+        }
     }
 }
 

@@ -75,6 +75,23 @@ impl AppState {
         }
     }
 
+    /// Verifies a user token and checks it against the in-memory revocation cut-offs (no
+    /// query): what every header-token and HTTP-API check needs.
+    pub fn verify_user(
+        &self,
+        token: &str,
+    ) -> Result<crate::auth::VerifiedToken, crate::auth::TokenError> {
+        let v = self.verifier.verify(token)?;
+        if self
+            .registry
+            .revocations
+            .is_revoked(&v.user_id, v.issued_at)
+        {
+            return Err(crate::auth::TokenError::Revoked);
+        }
+        Ok(v)
+    }
+
     pub fn is_draining(&self) -> bool {
         self.drain.is_cancelled()
     }

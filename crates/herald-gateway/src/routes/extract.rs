@@ -8,7 +8,7 @@ use herald_protocol::ErrorCode;
 use crate::auth::{bearer, service_key_index, service_key_scope, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::ws::{revoked_error, token_error};
+use crate::ws::token_error;
 
 /// A request carrying a valid service API key (`Authorization: Bearer <key>`).
 pub struct Service {
@@ -113,13 +113,9 @@ impl FromRequest for User {
                     "a user token is required: Authorization: Bearer <jwt>",
                 )
             })?;
-            let v = st.verifier.verify(token).map_err(|e| token_error(&e))?;
+            let v = st.verify_user(token).map_err(|e| token_error(&e))?;
             req.extensions_mut()
                 .insert(crate::edge::http::LoggedUser(v.user_id.clone()));
-            // The in-memory cut-offs (crate::revocation): no query per request.
-            if st.registry.revocations.is_revoked(&v.user_id, v.issued_at) {
-                return Err(revoked_error());
-            }
             st.edge.user_api.check(v.user_id.clone()).map_err(|wait| {
                 st.metrics.limited.with_label_values(&["user_api"]).inc();
                 ApiError::rate_limited("too many requests for this user", wait)

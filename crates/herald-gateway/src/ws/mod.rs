@@ -131,20 +131,11 @@ fn admit(
         None => None,
     };
     let pre_auth = match bearer_in(headers) {
-        Some(token) => {
-            let v = state
-                .verifier
-                .verify(token)
-                .map_err(|e| refuse(token_error(&e)))?;
-            if state
-                .registry
-                .revocations
-                .is_revoked(&v.user_id, v.issued_at)
-            {
-                return Err(refuse(revoked_error()));
-            }
-            Some(v)
-        }
+        Some(token) => Some(
+            state
+                .verify_user(token)
+                .map_err(|e| refuse(token_error(&e)))?,
+        ),
         None => None,
     };
     let last_seq = resume_cursor(query).map_err(refuse)?;
@@ -381,15 +372,6 @@ pub fn url_pairs(q: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> 
 }
 
 /// 401 `token_revoked`: the token was issued before its user's sessions were revoked.
-pub fn revoked_error() -> ApiError {
-    ApiError::new(ErrorCode::TokenRevoked, session::REVOKED_MESSAGE)
-}
-
 pub fn token_error(e: &TokenError) -> ApiError {
-    let code = if e.is_expired() {
-        ErrorCode::TokenExpired
-    } else {
-        ErrorCode::Unauthorized
-    };
-    ApiError::new(code, e.to_string())
+    ApiError::new(e.error_code(), e.to_string())
 }

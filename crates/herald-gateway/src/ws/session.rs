@@ -832,7 +832,10 @@ impl Socket {
                             .revocations
                             .is_revoked(&live.user, v.issued_at) =>
                 {
-                    Err((ErrorCode::TokenRevoked, REVOKED_MESSAGE.into()))
+                    Err((
+                        ErrorCode::TokenRevoked,
+                        crate::auth::TokenError::Revoked.to_string(),
+                    ))
                 }
                 Ok(v) if *v.user_id == *live.user => {
                     live.conn.set_issued_at(v.issued_at);
@@ -868,9 +871,6 @@ impl Socket {
 }
 
 /// Why a revoked token is refused, on the socket and over HTTP.
-pub const REVOKED_MESSAGE: &str =
-    "token revoked: the user's sessions were revoked after it was issued (or it has no iat); get a new token";
-
 fn revoked_end() -> End {
     End::Close(
         CloseCode::Revoked,
