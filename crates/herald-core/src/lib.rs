@@ -1,6 +1,7 @@
 //! Herald's domain: validated inputs and the seam between the bus and the gateway.
 //! No IO lives here.
 
+pub mod cursor;
 pub mod rate;
 pub mod validate;
 

@@ -34,6 +34,11 @@ use crate::state::AppState;
 /// An upgrade request's connection, as actix-http hands it over.
 pub type Upgraded = Framed<EdgeStream, h1::Codec>;
 
+/// The most a socket's task future may take in a release build (`herald_socket_task_bytes`):
+/// with the connection's buffers and registry entry, an idle socket stays within ~3 KiB.
+/// Checked against a release node by the fault suite.
+pub const RELEASE_TASK_BUDGET: i64 = 1_600;
+
 /// Query parameters that look like credentials. A request carrying one is refused, and the
 /// request log never records query strings, so such a token is never written anywhere.
 const TOKEN_PARAMS: [&str; 6] = [

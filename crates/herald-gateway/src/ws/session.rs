@@ -1,18 +1,20 @@
 //! One task per socket: authenticate, register, subscribe, catch up, then serve.
 //!
 //! Delivery invariant: a socket receives its user's notifications in strictly increasing seq
-//! order with no gap and no duplicate. `last_seq` is the highest seq written to the socket;
-//! a live notification with `seq <= last_seq` is dropped, one with `seq > last_seq + 1` first
-//! has the gap filled from PostgreSQL (seqs commit in order, so the gap is committed), and is
-//! dropped if PostgreSQL does not have its seq (a forged frame: the cursor only moves to
-//! committed seqs). The
-//! socket subscribes *before* the catch-up query, so a notification committed during the
-//! connect arrives by one path or both, and is written once.
+//! order with no gap and no duplicate. What to write is decided by the socket's pure
+//! [`Cursor`] (`herald_core::cursor`): this task feeds it live frames and the answers of the
+//! one store read it asks for at a time, and carries out its steps. The read runs beside the
+//! event loop, so the socket's queue keeps draining (into the cursor's reorder buffer) while a
+//! gap is filled. The socket subscribes *before* the catch-up query, so a notification
+//! committed during the connect arrives by one path or both, and is written once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytestring::ByteString;
+use herald_core::cursor::{self, Cursor, OnLive, Read, Step};
 use herald_core::FanoutSink as _;
 use herald_protocol::bus::Reject;
 use herald_protocol::http::UnreadCount;
@@ -20,7 +22,7 @@ use herald_protocol::ws::{
     parse_client_message, AckResult, ClientMessage, ConnectionLimits, ResyncReason, Rid,
     ServerMessage,
 };
-use herald_protocol::{CloseCode, ErrorCode};
+use herald_protocol::{CloseCode, ErrorCode, Notification};
 use herald_store::StoreError;
 use rand::Rng;
 use tokio::time::{sleep_until, Instant};
@@ -29,7 +31,7 @@ use super::conn::{Closed, Message, WsConn, WsError};
 use crate::auth::VerifiedToken;
 use crate::edge::preauth::PreAuthTicket;
 use crate::edge::table::AddrSlot;
-use crate::registry::{ConnHandle, Inbound, Inbox, Outbound};
+use crate::registry::{ConnHandle, Inbound, Inbox, LiveNotification, Outbound};
 use crate::state::{AppState, SocketGuard};
 use herald_core::rate::{Rate, TokenBucket};
 
@@ -170,12 +172,30 @@ struct Socket {
     bucket: TokenBucket,
 }
 
+/// The answer to a cursor's store read.
+enum Answer {
+    Rows(Vec<Notification>),
+    Latest(i64),
+}
+
+/// The cursor's store read in flight, polled by the event loop beside the socket's queue.
+type InFlight = Option<Pin<Box<dyn Future<Output = Result<Answer, StoreError>> + Send>>>;
+
+/// Waits for the read in flight; never completes without one.
+async fn answered(read: &mut InFlight) -> Result<Answer, StoreError> {
+    match read {
+        Some(r) => r.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// State of an authenticated session.
 struct Live {
     user: Arc<str>,
     conn: ConnHandle,
     rx: Inbox,
-    last_seq: i64,
+    /// Which notifications the socket still needs; `cursor.last()` is the highest seq written.
+    cursor: Cursor<Arc<LiveNotification>>,
     token_expires_at: i64,
     /// Close 4103 at this instant (token expiry plus leeway).
     expiry_at: Instant,
@@ -398,7 +418,7 @@ impl Socket {
             user: user.clone(),
             conn,
             rx,
-            last_seq: 0,
+            cursor: Cursor::new(0, state.config.outbound_queue, state.config.max_resume_gap),
             token_expires_at: token.expires_at,
             expiry_at: Instant::now(),
             warn_at: None,
@@ -427,8 +447,13 @@ impl Socket {
             .user_state(&live.user)
             .await
             .map_err(|e| store_end("user_state", e))?;
-        let cursor = last_seq.unwrap_or(us.delivered_seq);
         let cfg = &state.config;
+        let start = cursor::start(
+            last_seq,
+            us.delivered_seq,
+            us.latest_seq,
+            cfg.max_resume_gap,
+        );
         let connected = ServerMessage::Connected {
             user_id: live.user.to_string(),
             node_id: cfg.node_id.clone(),
@@ -436,7 +461,7 @@ impl Socket {
             latest_seq: us.latest_seq,
             unread_count: us.unread_count,
             version: us.version,
-            resume_from: cursor.min(us.latest_seq),
+            resume_from: start.resume_from,
             token_expires_at: live.token_expires_at,
             heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
             limits: ConnectionLimits {
@@ -450,18 +475,21 @@ impl Socket {
         // Queued: it goes out with the first frame that follows (resync or batch), in one
         // write together with the 101 when the socket authenticated by header.
         self.ws.queue_text(&connected.to_json());
-        if cursor > us.latest_seq {
-            self.resync(live, ResyncReason::CursorAhead, us.latest_seq)
-                .await?;
-        } else if us.latest_seq - cursor > i64::from(cfg.max_resume_gap) {
-            self.resync(live, ResyncReason::GapTooLarge, us.latest_seq)
-                .await?;
-        } else {
-            // The client holds everything up to its cursor: that is its delivered watermark.
-            live.last_seq = cursor;
-            live.conn.set_delivered(cursor);
+        match start.resync {
+            Some(why) => {
+                let reason = match why {
+                    cursor::Resync::CursorAhead => ResyncReason::CursorAhead,
+                    cursor::Resync::GapTooLarge => ResyncReason::GapTooLarge,
+                };
+                self.resync(live, reason, start.last).await?;
+            }
+            None => {
+                // The client holds everything up to its cursor: that is its delivered watermark.
+                live.cursor.advance_to(start.last);
+                live.conn.set_delivered(start.last);
+            }
         }
-        if live.last_seq >= us.latest_seq {
+        if live.cursor.last() >= us.latest_seq {
             // Nothing to fetch: seqs are gapless and `latest_seq` was read after subscribing,
             // so anything newer arrives live (a gap there is filled from the store). This
             // saves the catch-up query for every fresh or up-to-date connect.
@@ -492,9 +520,15 @@ impl Socket {
         Ok(())
     }
 
+    /// The socket wrote everything up to `seq` on its own (catch-up, sync, resync).
     fn advance(&self, live: &mut Live, seq: i64) {
-        if seq > live.last_seq {
-            live.last_seq = seq;
+        live.cursor.advance_to(seq);
+        self.delivered(live, seq);
+    }
+
+    /// Records `seq` as delivered (for the reconcile loop and the user's delivery watermark).
+    fn delivered(&self, live: &Live, seq: i64) {
+        if seq > live.conn.delivered() {
             live.conn.set_delivered(seq);
             self.state.tracker.record(&live.user, seq);
         }
@@ -514,7 +548,7 @@ impl Socket {
         loop {
             let rows = state
                 .loader
-                .after_seq(&live.user, live.last_seq, page)
+                .after_seq(&live.user, live.cursor.last(), page)
                 .await
                 .map_err(|e| store_end("after_seq", e))?;
             let complete = (rows.len() as i64) < page;
@@ -553,14 +587,20 @@ impl Socket {
                 return end;
             }
         }
+        // The cursor's store read, while one is in flight (boxed: an idle socket holds none).
+        let mut read: InFlight = None;
         loop {
             let timer = live.next_deadline();
             let step: Result<(), End> = tokio::select! {
                 biased;
                 out = live.rx.recv() => match out {
-                    Inbound::Event(o) => self.on_outbound(live, o).await,
+                    Inbound::Event(o) => self.on_outbound(live, o, &mut read).await,
                     Inbound::Killed(code) => Err(End::code(code)),
                 },
+                answer = answered(&mut read) => {
+                    read = None;
+                    Box::pin(self.on_answer(live, answer, &mut read)).await
+                }
                 _ = sleep_until(timer) => self.on_timer(live).await,
                 msg = self.ws.recv() => self.on_inbound(live, msg).await,
             };
@@ -615,37 +655,28 @@ impl Socket {
         self.send_raw(frame, Some(&live.conn)).await
     }
 
-    async fn on_outbound(&mut self, live: &mut Live, out: Outbound) -> Result<(), End> {
+    async fn on_outbound(
+        &mut self,
+        live: &mut Live,
+        out: Outbound,
+        read: &mut InFlight,
+    ) -> Result<(), End> {
         let metrics = self.state.metrics.clone();
         match out {
             Outbound::Frame(f) => {
                 self.send_raw(f, Some(&live.conn)).await?;
                 metrics.deliveries.with_label_values(&["event"]).inc();
             }
-            Outbound::Live(n) => {
-                if n.seq <= live.last_seq {
-                    metrics.duplicates_dropped.inc();
-                    return Ok(());
+            Outbound::Live(n) => match live.cursor.live(n.seq, n) {
+                OnLive::Write(n) => {
+                    self.send_raw(n.frame.clone(), Some(&live.conn)).await?;
+                    metrics.deliveries.with_label_values(&["live"]).inc();
+                    self.delivered(live, n.seq);
                 }
-                if n.seq > live.last_seq + 1 {
-                    // The frame's seq is not taken on trust: the store must have it before the
-                    // cursor moves there, so a forged seq can never push the cursor past the
-                    // notifications still to come.
-                    metrics.gap_fills.inc();
-                    let gap = n.seq - 1 - live.last_seq;
-                    let committed = if gap > i64::from(self.state.config.max_resume_gap) {
-                        Box::pin(self.resync_ahead(live, n.seq)).await?
-                    } else {
-                        Box::pin(self.fill_gap(live, n.seq)).await?
-                    };
-                    if !committed {
-                        return Ok(());
-                    }
-                }
-                self.send_raw(n.frame.clone(), Some(&live.conn)).await?;
-                metrics.deliveries.with_label_values(&["live"]).inc();
-                self.advance(live, n.seq);
-            }
+                OnLive::Duplicate => metrics.duplicates_dropped.inc(),
+                OnLive::Held => {}
+                OnLive::Read(r) => self.start_read(live, r, read),
+            },
             Outbound::Drain => self.start_drain(live).await?,
             Outbound::Sync => {
                 metrics.syncs.inc();
@@ -665,10 +696,10 @@ impl Socket {
                 return Ok(());
             }
         };
-        if us.latest_seq <= live.last_seq {
+        if us.latest_seq <= live.cursor.last() {
             return Ok(());
         }
-        if us.latest_seq - live.last_seq > i64::from(self.state.config.max_resume_gap) {
+        if us.latest_seq - live.cursor.last() > i64::from(self.state.config.max_resume_gap) {
             self.resync(live, ResyncReason::GapTooLarge, us.latest_seq)
                 .await?;
         }
@@ -676,58 +707,82 @@ impl Socket {
             .await
     }
 
-    /// Before a live notification `seq` far ahead of the cursor: resync up to it if the store
-    /// has it. Otherwise the frame is dropped (counted as `seq_not_committed`; a store that
-    /// cannot answer only drops it, and reconcile catches the socket up later). Returns whether
-    /// the frame may be sent.
-    async fn resync_ahead(&mut self, live: &mut Live, seq: i64) -> Result<bool, End> {
-        let us = match self.state.loader.user_state(&live.user).await {
-            Ok(us) => us,
-            Err(e) => {
-                tracing::warn!(user = %live.user, seq, error = %e, "a live seq far ahead could not be checked: store unavailable; dropped");
-                return Ok(false);
-            }
-        };
-        if us.latest_seq < seq {
-            self.seq_not_committed(live);
-            return Ok(false);
-        }
-        self.resync(live, ResyncReason::GapTooLarge, seq - 1)
-            .await?;
-        Ok(true)
+    /// Starts the store read the cursor asked for; the event loop polls it.
+    fn start_read(&self, live: &Live, r: Read, read: &mut InFlight) {
+        self.state.metrics.gap_fills.inc();
+        let state = self.state.clone();
+        let user = live.user.clone();
+        *read = Some(match r {
+            Read::Rows { after, through } => Box::pin(async move {
+                state
+                    .loader
+                    .after_seq(&user, after, through - after)
+                    .await
+                    .map(Answer::Rows)
+            }),
+            Read::Latest { .. } => Box::pin(async move {
+                state
+                    .loader
+                    .user_state(&user)
+                    .await
+                    .map(|us| Answer::Latest(us.latest_seq))
+            }),
+        });
     }
 
-    /// Before a live notification `seq` a little ahead of the cursor: writes seqs
-    /// `last_seq+1 .. seq` from the store as one batch, reading `seq` itself too to learn
-    /// whether it exists. Returns whether it does (seqs commit in order, so a frame for a seq the
-    /// store lacks was not published by a node).
-    async fn fill_gap(&mut self, live: &mut Live, seq: i64) -> Result<bool, End> {
-        let want = seq - live.last_seq;
-        let mut rows = self
-            .state
-            .loader
-            .after_seq(&live.user, live.last_seq, want)
-            .await
-            .map_err(|e| store_end("gap_fill", e))?;
-        let committed = rows.last().is_some_and(|r| r.seq == seq);
-        if committed {
-            // Delivered by the live frame itself.
-            rows.pop();
-        } else {
-            self.seq_not_committed(live);
-        }
-        let Some(last) = rows.last().map(|r| r.seq) else {
-            return Ok(committed);
+    /// Hands a read's answer to the cursor and carries out what it decides. A failed gap read
+    /// closes the socket (1011; the client reconnects and catches up); a failed check of a
+    /// seq far ahead drops that frame (a later sync catches the socket up).
+    async fn on_answer(
+        &mut self,
+        live: &mut Live,
+        answer: Result<Answer, StoreError>,
+        read: &mut InFlight,
+    ) -> Result<(), End> {
+        let steps = match answer {
+            Ok(Answer::Rows(rows)) => live.cursor.rows(rows, |n| n.seq),
+            Ok(Answer::Latest(latest)) => live.cursor.latest(latest),
+            Err(e) => match live.cursor.reading() {
+                Some(Read::Latest { seq }) => {
+                    tracing::warn!(user = %live.user, seq, error = %e, "a live seq far ahead could not be checked: store unavailable; dropped");
+                    live.cursor.latest_failed()
+                }
+                _ => return Err(store_end("gap_fill", e)),
+            },
         };
-        let frame = frame(&ServerMessage::Batch {
-            notifications: rows,
-            complete: true,
-            unread_count: None,
-            version: None,
-        });
-        self.send_raw(frame, Some(&live.conn)).await?;
-        self.advance(live, last);
-        Ok(committed)
+        let metrics = self.state.metrics.clone();
+        for step in steps {
+            match step {
+                Step::Write { seq, frame } => {
+                    self.send_raw(frame.frame.clone(), Some(&live.conn)).await?;
+                    metrics.deliveries.with_label_values(&["live"]).inc();
+                    self.delivered(live, seq);
+                }
+                Step::Batch(rows) => {
+                    let last = rows.last().map_or(0, |r| r.seq);
+                    let frame = frame(&ServerMessage::Batch {
+                        notifications: rows,
+                        complete: true,
+                        unread_count: None,
+                        version: None,
+                    });
+                    self.send_raw(frame, Some(&live.conn)).await?;
+                    self.delivered(live, last);
+                }
+                Step::Resync { latest } => {
+                    let frame = frame(&ServerMessage::Resync {
+                        reason: ResyncReason::GapTooLarge,
+                        latest_seq: latest,
+                    });
+                    self.send_raw(frame, Some(&live.conn)).await?;
+                    self.delivered(live, latest);
+                }
+                Step::NotCommitted { .. } => self.seq_not_committed(live),
+                Step::Duplicate => metrics.duplicates_dropped.inc(),
+                Step::Read(r) => self.start_read(live, r, read),
+            }
+        }
+        Ok(())
     }
 
     fn seq_not_committed(&self, live: &Live) {

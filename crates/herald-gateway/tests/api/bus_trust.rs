@@ -261,3 +261,71 @@ async fn a_password_protected_redis_with_an_acl_user_serves_the_cluster() {
         "the URL's password is not in the error: {err}"
     );
 }
+
+/// A gap must not stall a socket's queue (a fast reader was closed with 4100): notifications
+/// 2..=40 reach the node before 1, and the store read that fills the gap is held up (the test
+/// locks the table). The socket keeps taking live frames into its reorder buffer (smaller
+/// than the burst: the overflow is read from the store), and once the read answers, the
+/// client gets 1..=40 in order, each once, and stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_gap_fill_does_not_close_a_fast_reader() {
+    const N: i64 = 40;
+    let env = TestEnv::new().await;
+    // Publishes commit without a fan-out: the test sends the frames itself, out of order.
+    let a = env
+        .node_with(|c| {
+            c.reconcile_interval = Duration::from_secs(3600);
+            c.outbound_queue = 16;
+            c.fault_skip_fanout = true;
+        })
+        .await;
+    let mut ws = a.connect("gus").await;
+    ws.handshake().await;
+    for i in 1..=N {
+        assert_eq!(a.publish_one("gus", &format!("n{i}")).await, i);
+    }
+    let page: herald_protocol::http::NotificationPage = a
+        .get("/v1/notifications?after=0&limit=100", &token("gus", 600))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page.notifications.len() as i64, N);
+    let frames: Vec<(i64, Vec<u8>)> = page
+        .notifications
+        .into_iter()
+        .map(|n| (n.seq, BusMessage::Live(LiveFrame::render(n, 0, 0)).encode()))
+        .collect();
+
+    // Hold every read of the table until the burst is in.
+    let mut sql = env.sql().await;
+    let lock = sql.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let received = a.metric("herald_bus_messages_received").await;
+    let channel = format!("{}user:gus", env.prefix);
+    for (_, f) in frames.iter().skip(1).chain(frames.iter().take(1)) {
+        assert_eq!(redis_publish(&redis_url(), &channel, f).await, 1);
+    }
+    wait_metric(&a, "herald_bus_messages_received", received + N).await;
+    // The node has offered all 40 to the socket; a queue stalled behind the gap read would
+    // have overflowed (16) and killed it by now. Give a stalled queue a moment to show it.
+    assert!(
+        ws.next_within(Duration::from_millis(300)).await.is_none(),
+        "nothing is written while the gap read waits"
+    );
+    lock.rollback().await.unwrap();
+
+    let got = ws.notifications_until(N).await;
+    assert_seqs(&got, 1, N);
+    assert!(
+        ws.next_within(Duration::from_millis(200)).await.is_none(),
+        "nothing else reaches the socket"
+    );
+    assert_eq!(
+        a.metric("herald_connection_closes_total{reason=\"slow_consumer\"}")
+            .await,
+        0
+    );
+}
