@@ -87,6 +87,9 @@ pub struct Config {
     pub probe_timeout: Duration,
     pub drain_grace: Duration,
     pub drain_spread: Duration,
+    /// `HERALD_FANOUT_WAIT_MS`: how long a publish waits for its Redis fan-out after the
+    /// commit before it is answered anyway.
+    pub fanout_wait: Duration,
     pub max_publish_body_bytes: usize,
     /// How long an idle HTTP/1.1 keep-alive connection stays open. Longer than a proxy's
     /// idle timeout for its pooled upstream connections, so the proxy, not the gateway,
@@ -558,6 +561,7 @@ impl Config {
             probe_timeout,
             drain_grace: src.millis("HERALD_DRAIN_GRACE_MS", 10_000, 0, 600_000)?,
             drain_spread: src.millis("HERALD_DRAIN_SPREAD_MS", 3_000, 0, 600_000)?,
+            fanout_wait: src.millis("HERALD_FANOUT_WAIT_MS", 50, 1, 10_000)?,
             max_publish_body_bytes: src.ranged(
                 "HERALD_MAX_PUBLISH_BODY_BYTES",
                 1024 * 1024,

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod edge;
 pub mod error;
 pub mod fds;
+pub mod health;
 pub mod loader;
 pub mod metrics;
 pub mod publisher;

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub read_batch_keys: HistogramVec,
     pub store_errors: IntCounterVec,
     pub bus_publish_errors: IntCounter,
+    /// `herald_fanout_late_total{outcome}`: notifications answered before their fan-out.
+    pub fanout_late: IntCounterVec,
     /// `herald_bus_frames_rejected_total{reason}`: payloads from the bus that were dropped.
     pub bus_frames_rejected: IntCounterVec,
     pub delivery_marks_dropped: IntCounter,
@@ -236,6 +238,18 @@ impl Metrics {
                 "herald_bus_publish_errors_total",
                 "Redis publish failures (delivery falls back to catch-up)",
             ),
+            fanout_late: {
+                let v = counter_vec(
+                    &r,
+                    "herald_fanout_late_total",
+                    "Published notifications answered before their Redis fan-out finished (HERALD_FANOUT_WAIT_MS): continued in the background, or abandoned to reconcile when too many were late",
+                    &["outcome"],
+                );
+                for o in ["continued", "abandoned"] {
+                    v.with_label_values(&[o]);
+                }
+                v
+            },
             bus_frames_rejected: {
                 let v = counter_vec(
                     &r,

@@ -3,13 +3,13 @@
 //! statement, so concurrent publishes share one transaction and one WAL flush, then fans the
 //! whole batch out in one Redis pipeline (one round trip instead of one per call). There is no
 //! artificial wait: a lone publish is committed at once, and batches only grow while up to
-//! [`in_flight_for_pool`] earlier batches are still committing. Each caller is answered only
-//! after its batch is committed and its fan-out attempted. Overflow policy: when `QUEUE`
-//! publishes are already waiting, a new one is refused with 503 `service_unavailable` (the
-//! caller retries).
+//! [`in_flight_for_pool`] earlier batches are still committing. Each caller is answered after
+//! its batch is committed and its fan-out has finished or the fan-out wait has passed
+//! ([`Fanout::send`]). Overflow policy: when `QUEUE` publishes are already waiting, a new one
+//! is refused with 503 `service_unavailable` (the caller retries).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herald_bus::Bus;
 use herald_core::NewNotification;
@@ -64,6 +64,11 @@ struct Job {
     reply: oneshot::Sender<(Result<Created, StoreError>, Instant)>,
 }
 
+/// Fan-outs still running after their publishes were answered, at most. Each ends within the
+/// bus's publish timeout; past this many (Redis hung under load), a late fan-out is abandoned
+/// and its notifications reach their sockets through reconcile.
+const LATE_FANOUTS: usize = 256;
+
 /// Hands committed notifications to the bus. Best-effort: the rows are durable, so a failed
 /// Redis publish is counted and logged, and receivers catch up through reconcile or their
 /// next connect.
@@ -73,11 +78,25 @@ pub struct Fanout {
     pub metrics: Arc<Metrics>,
     /// `HERALD_FAULT_SKIP_FANOUT`: commit but never publish (fault-injection tests).
     pub skip: bool,
+    /// `HERALD_FANOUT_WAIT_MS`: how long [`Fanout::send`] waits for the bus.
+    pub wait: Duration,
+    /// Places for late fan-outs ([`LATE_FANOUTS`]).
+    pub late: Arc<Semaphore>,
 }
 
 impl Fanout {
+    pub fn late_budget() -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(LATE_FANOUTS))
+    }
+
+    /// Publishes committed notifications on the bus, waiting at most the fan-out wait: a
+    /// hung Redis must not hold the publish acknowledgements of rows already committed.
+    /// A fan-out still running then finishes in the background (`continued`), or, with
+    /// [`LATE_FANOUTS`] already late, is abandoned (`abandoned`); either way the
+    /// notifications reach their sockets at the latest at the next reconcile pass.
     pub async fn send(&self, items: Vec<Published>) {
-        self.metrics.published.inc_by(items.len() as u64);
+        let n = items.len() as u64;
+        self.metrics.published.inc_by(n);
         if self.skip {
             tracing::warn!("fault injection: fan-out skipped after commit");
             return;
@@ -91,9 +110,39 @@ impl Fanout {
                 )
             })
             .collect();
-        if let Err(e) = self.bus.publish(msgs).await {
-            self.metrics.bus_publish_errors.inc();
-            tracing::warn!(error = %e, "fan-out failed after commit; receivers will catch up from the store");
+        let bus = self.bus.clone();
+        let metrics = self.metrics.clone();
+        let mut task = tokio::spawn(async move {
+            if let Err(e) = bus.publish(msgs).await {
+                metrics.bus_publish_errors.inc();
+                tracing::warn!(error = %e, "fan-out failed after commit; receivers will catch up from the store");
+            }
+        });
+        if tokio::time::timeout(self.wait, &mut task).await.is_ok() {
+            return;
+        }
+        match self.late.clone().try_acquire_owned() {
+            Ok(place) => {
+                self.metrics
+                    .fanout_late
+                    .with_label_values(&["continued"])
+                    .inc_by(n);
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    drop(place);
+                });
+            }
+            Err(_) => {
+                task.abort();
+                self.metrics
+                    .fanout_late
+                    .with_label_values(&["abandoned"])
+                    .inc_by(n);
+                tracing::warn!(
+                    notifications = n,
+                    "fan-out abandoned: too many late fan-outs (Redis hung?); reconcile delivers"
+                );
+            }
         }
     }
 }

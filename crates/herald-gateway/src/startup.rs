@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
-use actix_http::HttpService;
+use actix_http::{Extensions, HttpService};
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::http::Method;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
+use crate::edge::conn::EdgeStream;
 use crate::error::{json_error, path_error, query_error};
 use crate::loader::Loader;
 use crate::metrics::Metrics;
@@ -62,15 +63,15 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    /// Drains: readiness turns 503, new sockets are refused, every socket is told to
-    /// reconnect and closed with 4105 at a random moment within the drain spread; then the
-    /// server stops, waiting at most the grace period for the rest.
+    /// Drains: readiness turns 503, new sockets are refused, idle kept-alive HTTP connections
+    /// are closed and busy ones get `Connection: close`, every socket is told to reconnect and
+    /// closed with 4105 at a random moment within the drain spread; then the server stops,
+    /// waiting for requests in flight. The whole drain takes at most `HERALD_DRAIN_GRACE_MS`.
     pub async fn drain(&self) {
         tracing::info!(node = %self.state.config.node_id, sockets = self.state.open_sockets(), "draining");
         self.state.drain.cancel();
         self.state.registry.drain_all();
-        let spread = self.state.config.drain_spread + Duration::from_millis(200);
-        let deadline = tokio::time::Instant::now() + spread.min(self.state.config.drain_grace);
+        let deadline = tokio::time::Instant::now() + sockets_drain(&self.state.config);
         while self.state.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -170,6 +171,8 @@ impl Application {
             bus: bus.clone(),
             metrics: metrics.clone(),
             skip: cfg!(feature = "fault-injection") && config.fault_skip_fanout,
+            wait: config.fanout_wait,
+            late: Fanout::late_budget(),
         };
         let publisher = Publisher::start(
             store.clone(),
@@ -201,6 +204,7 @@ impl Application {
             background.clone(),
         ));
         tokio::spawn(reconcile_loop(state.clone(), background.clone()));
+        tokio::spawn(crate::health::check_loop(state.clone(), background.clone()));
         tokio::spawn(purge_idempotency_loop(state.clone(), background.clone()));
 
         let listener = listen(config.listen, LISTEN_BACKLOG)
@@ -214,11 +218,18 @@ impl Application {
             addrs: state.edge.addrs.clone(),
             proxy_protocol: config.edge.proxy_protocol,
             head_timeout: REQUEST_HEAD_TIMEOUT,
+            drain: state.drain.clone(),
         });
         let server = actix_server::Server::build()
             .workers(config.workers)
             .disable_signals()
-            .shutdown_timeout(config.drain_grace.as_secs().max(1))
+            // What is left of the drain grace once the sockets have had theirs.
+            .shutdown_timeout(
+                config
+                    .drain_grace
+                    .saturating_sub(sockets_drain(&config))
+                    .as_secs(),
+            )
             .listen("herald-http", listener, move || {
                 let upgrade_state = app_state.clone().into_inner();
                 let upgrade = fn_factory(move || {
@@ -253,7 +264,8 @@ impl Application {
                         move |req, srv| {
                             let client = st.edge.client_ip(req.peer_addr(), req.headers());
                             let timeout = st.config.edge.request_timeout;
-                            crate::edge::http::middleware(req, srv, timeout, client)
+                            let drain = st.drain.clone();
+                            crate::edge::http::middleware(req, srv, timeout, client, drain)
                         }
                     })
                     .configure(|c| crate::routes::configure(c, cfg.dev_endpoints));
@@ -270,6 +282,11 @@ impl Application {
                     .client_request_timeout(REQUEST_HEAD_TIMEOUT)
                     .client_disconnect_timeout(Duration::from_secs(1))
                     .keep_alive(cfg.http_keep_alive)
+                    // The middleware counts requests per connection, so a drain closes only
+                    // idle ones.
+                    .on_connect_ext(|io: &EdgeStream, ext: &mut Extensions| {
+                        ext.insert(io.requests());
+                    })
                     .local_addr(addr)
                     // Every `Upgrade: websocket` request leaves actix-web here, with its raw
                     // connection: see `crate::ws` for why.
@@ -350,6 +367,12 @@ async fn purge_idempotency_loop(state: web::Data<AppState>, stop: CancellationTo
             }
         }
     }
+}
+
+/// How long a drain waits for its sockets to close: the drain spread and a moment for the last
+/// close handshakes, within the grace.
+fn sockets_drain(config: &Config) -> Duration {
+    (config.drain_spread + Duration::from_millis(200)).min(config.drain_grace)
 }
 
 /// Users per `USERS_BEHIND` statement in a reconcile pass.

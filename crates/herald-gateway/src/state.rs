@@ -31,6 +31,8 @@ pub struct AppState {
     pub drain: CancellationToken,
     /// Per-client and per-key limits (`crate::edge`).
     pub edge: Edge,
+    /// The dependencies' last check, for readiness (`crate::health`).
+    pub health: crate::health::Health,
     open_sockets: Arc<AtomicUsize>,
     conn_ids: AtomicU64,
 }
@@ -60,6 +62,7 @@ impl AppState {
     ) -> AppState {
         AppState {
             edge: Edge::new(&config.edge),
+            health: crate::health::Health::default(),
             config,
             store,
             bus,

@@ -4,7 +4,13 @@
 //!
 //! A connection over a cap is answered with a complete 503 (node-wide) or 429 (per address)
 //! JSON error and closed, before any request is read.
+//!
+//! When the node drains, a kept-alive connection idle between requests is closed at once (its
+//! next read ends the stream); a request in flight, or the first on a new connection, is
+//! answered with `Connection: close` (`edge::http`), so shutdown never waits for clients to
+//! drop idle connections.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,6 +23,7 @@ use actix_http::{error::DispatchError, Protocol};
 use herald_protocol::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::proxy::{read_header, Proxied};
 use super::table::{AddrSlot, AddrTable, Refusal};
@@ -75,13 +82,56 @@ impl Drop for HttpSlot {
     }
 }
 
+/// The requests of one HTTP connection, shared with the request middleware through the
+/// connection's extensions, so a drain closes the connection only while it is idle between
+/// requests.
+#[derive(Clone, Default)]
+pub struct Requests(Arc<RequestCount>);
+
+#[derive(Default)]
+pub struct RequestCount {
+    in_flight: AtomicUsize,
+    started: AtomicUsize,
+}
+
+/// One request in flight, for its lifetime.
+pub struct RequestGuard(Arc<RequestCount>);
+
+impl Requests {
+    pub fn enter(&self) -> RequestGuard {
+        self.0.started.fetch_add(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+        RequestGuard(self.0.clone())
+    }
+
+    /// Served a request and has none in flight: kept alive, waiting for the next.
+    fn idle(&self) -> bool {
+        self.0.in_flight.load(Ordering::Relaxed) == 0 && self.0.started.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A TCP stream that holds its HTTP connection slot while actix-http serves it.
 pub struct EdgeStream {
     io: TcpStream,
     slot: Option<HttpSlot>,
+    requests: Requests,
+    drain: CancellationToken,
+    /// Wakes an idle read when the drain starts (made on the first read that waits).
+    drained: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl EdgeStream {
+    /// The connection's request count, for its extensions (`HttpService::on_connect_ext`).
+    pub fn requests(&self) -> Requests {
+        self.requests.clone()
+    }
+
     /// The raw stream, for a connection that stops being HTTP (a WebSocket upgrade): its
     /// HTTP slot is released.
     pub fn into_inner(mut self) -> TcpStream {
@@ -95,12 +145,32 @@ impl EdgeStream {
 }
 
 impl AsyncRead for EdgeStream {
+    /// Reads, except that a drain ends an idle connection's stream (end of file: actix-http
+    /// closes the connection).
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.drain.is_cancelled() && this.requests.idle() {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending => {
+                if !this.drain.is_cancelled() {
+                    let drain = &this.drain;
+                    let drained = this
+                        .drained
+                        .get_or_insert_with(|| Box::pin(drain.clone().cancelled_owned()));
+                    if drained.as_mut().poll(cx).is_ready() && this.requests.idle() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Pending
+            }
+            ready => ready,
+        }
     }
 }
 
@@ -142,6 +212,8 @@ pub struct Accept {
     /// Read a PROXY protocol v2 header first.
     pub proxy_protocol: bool,
     pub head_timeout: Duration,
+    /// The node's drain (`AppState::drain`).
+    pub drain: CancellationToken,
 }
 
 fn refusal_response(code: ErrorCode, message: &str, retry_after: u64) -> Vec<u8> {
@@ -233,6 +305,9 @@ impl Accept {
             EdgeStream {
                 io,
                 slot: Some(slot),
+                requests: Requests::default(),
+                drain: self.drain.clone(),
+                drained: None,
             },
             Protocol::Http1,
             peer,

@@ -5,10 +5,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use actix_http::ConnectionType;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::{HttpMessage as _, ResponseError};
 use herald_protocol::ErrorCode;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::ws::{has_token_param, token_in_url};
@@ -29,6 +31,7 @@ pub fn middleware<S, B>(
     srv: &S,
     timeout: Duration,
     client: Option<std::net::IpAddr>,
+    drain: CancellationToken,
 ) -> impl Future<Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>> + 'static
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -38,6 +41,9 @@ where
     let method = req.method().clone();
     let path = req.path().to_owned();
     let client = super::addr::ClientLog(client);
+    let in_flight = req
+        .conn_data::<super::conn::Requests>()
+        .map(super::conn::Requests::enter);
     let step = if has_token_param(req.query_string()) {
         tracing::warn!(%method, %path, %client, "refused a token in the URL");
         Err(req
@@ -52,7 +58,8 @@ where
             Ok(call) => call,
         };
         let started = Instant::now();
-        let res = match tokio::time::timeout(timeout, fut).await {
+        let _in_flight = in_flight;
+        let mut res = match tokio::time::timeout(timeout, fut).await {
             Ok(res) => res?.map_into_left_body(),
             Err(_) => {
                 // The request is no longer at hand to build a response around: the error is
@@ -69,6 +76,12 @@ where
                 .into());
             }
         };
+        if drain.is_cancelled() {
+            // Draining: this connection takes no further request.
+            res.response_mut()
+                .head_mut()
+                .set_connection_type(ConnectionType::Close);
+        }
         let status = res.status().as_u16();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let user = res

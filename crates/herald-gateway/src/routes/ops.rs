@@ -16,10 +16,10 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 /// path: without it the node still commits publishes and catches sockets up, so it stays in
 /// the load balancer and reports `degraded` with `redis: false`. (Every node shares one
 /// Redis; failing readiness on it would take the whole cluster out of the balancer.)
+/// Answered from the last background check (`crate::health`), never from a round trip.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (pg, redis) = tokio::join!(state.store.ping(), state.bus.ping());
-    let pg_ok = pg.is_ok();
-    let redis_ok = redis.is_ok();
+    let pg_ok = state.health.postgres();
+    let redis_ok = state.health.redis();
     let draining = state.is_draining();
     let status = if draining {
         "draining"

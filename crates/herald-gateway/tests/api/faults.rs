@@ -50,13 +50,8 @@ async fn postgres_down_publish_fails_fast_sockets_stay_open_then_consistent() {
             "publish did not fail fast"
         );
     }
-    let ready = a
-        .http
-        .get(format!("{}/readyz", a.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    let (status, body) = a.ready_until("unavailable").await;
+    assert_eq!((status, body["postgres"].as_bool()), (503, Some(false)));
     // The socket is still open and answers what does not need the store...
     ws.send(json!({ "type": "ping", "rid": 1 })).await;
     assert!(matches!(ws.event().await, ServerMessage::Ack { .. }));
@@ -316,5 +311,59 @@ async fn committed_between_subscribe_and_catch_up_is_delivered_exactly_once() {
     assert!(
         ws.next_within(Duration::from_millis(500)).await.is_none(),
         "a duplicate followed"
+    );
+}
+
+/// A hung Redis (SIGSTOP) holds neither publish acknowledgements nor readiness: the rows are
+/// committed, so a publish is answered once the fan-out wait has passed and the fan-out goes
+/// on in the background; `/readyz` answers from the node's last check. Once Redis thaws, the
+/// client has every notification once, in order (late fan-out or reconcile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_holds_neither_publish_acks_nor_readiness() {
+    let redis = PrivateRedis::start().await;
+    let env = TestEnv::with_redis(Some(redis.url())).await;
+    let a = env
+        .node_with(|c| c.reconcile_interval = Duration::from_millis(500))
+        .await;
+    let mut ws = a.connect("hana").await;
+    ws.handshake().await;
+    let late = "herald_fanout_late_total{outcome=\"continued\"}";
+    assert_eq!(a.metric(late).await, 0);
+
+    redis.pause();
+    let hang = Instant::now();
+    // Well above the fan-out wait (50 ms) and the readiness answer (no round trip), well
+    // below the bus's 3 s publish timeout that used to hold every acknowledgement.
+    let bound = Duration::from_millis(1_000);
+    for i in 1..=5 {
+        let t = Instant::now();
+        assert_eq!(a.publish_one("hana", &format!("{i}")).await, i);
+        assert!(t.elapsed() < bound, "publish {i} took {:?}", t.elapsed());
+        let t = Instant::now();
+        let ready = a
+            .http
+            .get(format!("{}/readyz", a.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(t.elapsed() < bound, "/readyz took {:?}", t.elapsed());
+        assert_eq!(
+            ready.status(),
+            200,
+            "Redis alone does not take the node out"
+        );
+    }
+    assert!(a.metric(late).await >= 1, "the fan-outs were late");
+    // The health check notices the hang (ping timeout) and reports the node degraded.
+    let (status, body) = a.ready_until("degraded").await;
+    assert_eq!((status, body["redis"].as_bool()), (200, Some(false)));
+    // Hold the hang a little longer than the late publishes' own timeout would allow a
+    // stalled acknowledgement to hide, then thaw.
+    tokio::time::sleep_until((hang + Duration::from_millis(2_500)).into()).await;
+    redis.resume();
+    assert_seqs(&ws.notifications_until(5).await, 1, 5);
+    assert!(
+        ws.next_within(Duration::from_millis(300)).await.is_none(),
+        "nothing twice"
     );
 }

@@ -239,6 +239,30 @@ impl TestNode {
     }
 
     /// Publishes one notification to `user` and returns its seq.
+    /// Polls `/readyz` until its `status` is `want` (readiness follows the node's background
+    /// dependency check); returns the HTTP status and body.
+    pub async fn ready_until(&self, want: &str) -> (u16, Value) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .expect("GET /readyz");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.expect("readyz body");
+            if body["status"] == want {
+                return (status, body);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/readyz never reported {want}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn publish_one(&self, user: &str, title: &str) -> i64 {
         let r = self.publish(&notification_body(user, title)).await;
         assert_eq!(r.status(), 201, "publish failed: {:?}", r.text().await);
@@ -512,6 +536,25 @@ impl PrivateRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as in a
+    /// hung Redis. [`PrivateRedis::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis running").id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill {sig} {pid}");
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -522,6 +565,9 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
         self.kill();
     }
 }

@@ -1315,3 +1315,66 @@ fn padded_message(mut base: Value, len: usize) -> String {
 async fn send_frame(ws: &mut Ws, f: Frame) {
     ws.stream.send(Message::Frame(f)).await.expect("send frame");
 }
+
+/// A drain is bounded by its grace: a kept-alive HTTP connection idle between requests is
+/// closed as the drain starts (it used to hold the stopping server until the grace ran out,
+/// on top of the sockets' spread), a new connection's request is answered with
+/// `Connection: close`, and the whole drain ends within `HERALD_DRAIN_GRACE_MS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_idle_keep_alive_connections_and_ends_within_its_grace() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let grace = Duration::from_secs(3);
+    let env = TestEnv::new().await;
+    let node = env
+        .node_with(|c| {
+            c.drain_grace = grace;
+            c.drain_spread = Duration::from_millis(300);
+        })
+        .await;
+    let addr = node.base.trim_start_matches("http://").to_string();
+    let request = b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n";
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut ws = node.connect("alice").await;
+    ws.handshake().await;
+
+    let started = tokio::time::Instant::now();
+    let handle = node.handle.clone();
+    let drain = tokio::spawn(async move { handle.drain().await });
+    // The idle connection ends (end of stream) at once, not when the grace runs out.
+    let n = tokio::time::timeout(Duration::from_secs(1), idle.read(&mut buf))
+        .await
+        .expect("the idle kept-alive connection is still open 1 s into the drain")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // A request on a new connection during the drain is answered, and the connection closed.
+    let mut fresh = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    fresh.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, fresh.read_to_end(&mut answer))
+        .await
+        .expect("the connection was not closed after its answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+
+    let (code, _) = ws.expect_close().await;
+    assert_eq!(code, 4105);
+    tokio::time::timeout(WAIT, drain)
+        .await
+        .expect("drain did not finish")
+        .expect("drain task");
+    assert!(
+        started.elapsed() <= grace,
+        "the drain took {:?}, beyond its grace of {grace:?}",
+        started.elapsed()
+    );
+}
