@@ -27,6 +27,10 @@ pub enum Rid {
 pub enum ClientMessage {
     /// First message when the token is not in the `Authorization` header (browsers).
     Auth {
+        /// Accepted and ignored: `connected` (or a close) answers `auth`.
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
+        rid: Option<Rid>,
         token: String,
         /// Resume: the last seq this client holds; the server sends everything after it.
         #[serde(default)]
@@ -70,8 +74,8 @@ pub enum ClientMessage {
 impl ClientMessage {
     pub fn rid(&self) -> Option<&Rid> {
         match self {
-            ClientMessage::Auth { .. } => None,
-            ClientMessage::MarkRead { rid, .. }
+            ClientMessage::Auth { rid, .. }
+            | ClientMessage::MarkRead { rid, .. }
             | ClientMessage::MarkAllRead { rid, .. }
             | ClientMessage::GetUnreadCount { rid }
             | ClientMessage::Refresh { rid, .. }
@@ -309,6 +313,7 @@ mod tests {
         assert_eq!(
             m,
             ClientMessage::Auth {
+                rid: None,
                 token: "t".into(),
                 last_seq: Some(5)
             }

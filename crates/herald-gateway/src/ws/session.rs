@@ -348,7 +348,9 @@ impl Socket {
                 Some(Ok(Message::Text(text))) => {
                     self.admit()?;
                     return match parse_client_message(&text) {
-                        Ok(ClientMessage::Auth { token, last_seq }) => {
+                        Ok(ClientMessage::Auth {
+                            token, last_seq, ..
+                        }) => {
                             if last_seq.is_some_and(|n| n < 0) {
                                 return Err(End::Close(
                                     CloseCode::BadRequest,

@@ -89,7 +89,7 @@ async fn upgrade_on(
 
 /// Upgrades a raw TCP connection from 127.0.0.1 (with the browser's Origin, and a bearer
 /// token when given) and returns it right after the 101.
-async fn raw_upgrade(node: &TestNode, bearer: Option<&str>) -> TcpStream {
+pub async fn raw_upgrade(node: &TestNode, bearer: Option<&str>) -> TcpStream {
     match upgrade_on(connect_from(node, "127.0.0.1").await, &[], bearer, &[]).await {
         Upgrade::Open(tcp) => tcp,
         Upgrade::Refused(h) => panic!("upgrade refused: {h}"),
@@ -98,7 +98,7 @@ async fn raw_upgrade(node: &TestNode, bearer: Option<&str>) -> TcpStream {
 }
 
 /// Reads server frames until a close frame; returns its code and reason.
-async fn read_close<R: AsyncRead + Unpin>(tcp: &mut R) -> (u16, String) {
+pub async fn read_close<R: AsyncRead + Unpin>(tcp: &mut R) -> (u16, String) {
     loop {
         let mut h = [0u8; 2];
         tcp.read_exact(&mut h).await.expect("frame header");

@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod bus_trust;
+mod contract;
 mod delivery;
 mod faults;
 mod http_api;

@@ -4,7 +4,11 @@ import type { Rid } from "./Rid";
 /**
  * Commands a client sends.
  */
-export type ClientMessage = { "type": "auth", token: string, 
+export type ClientMessage = { "type": "auth", 
+/**
+ * Accepted and ignored: `connected` (or a close) answers `auth`.
+ */
+rid?: Rid | null, token: string, 
 /**
  * Resume: the last seq this client holds; the server sends everything after it.
  */
