@@ -2,6 +2,8 @@
 //! its own random prefix, so they run in parallel) and private `redis-server` children for
 //! the restart and blackhole cases. Every wait is bounded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a panic is a failed test
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

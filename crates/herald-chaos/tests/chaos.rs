@@ -229,6 +229,35 @@ async fn redis_outage_publishes_succeed_and_clients_catch_up() {
     );
 }
 
+/// A release node's socket task stays within its budget (herald_gateway::ws::RELEASE_TASK_BUDGET,
+/// exported as `herald_socket_task_budget_bytes`): the idle-memory figure's largest part.
+async fn check_socket_task_budget(c: &Cluster) {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.nodes[0].base()))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let gauge = |name: &str| -> i64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    let (bytes, budget) = (
+        gauge("herald_socket_task_bytes"),
+        gauge("herald_socket_task_budget_bytes"),
+    );
+    eprintln!("[chaos] socket task: {bytes} bytes (budget {budget})");
+    assert!(
+        bytes > 0 && bytes <= budget,
+        "socket task of {bytes} bytes, budget {budget}"
+    );
+}
+
 /// Scenario 2: the node holding a third of the sockets is SIGKILLed under publishing load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sigkill_clients_fail_over_and_resume() {
@@ -253,6 +282,7 @@ async fn node_sigkill_clients_fail_over_and_resume() {
         .expect("clients connect");
     let spread = fleet.per_node();
     eprintln!("[chaos] sockets per node: {spread:?}");
+    check_socket_task_budget(&c).await;
     let (victim, held) = spread
         .iter()
         .max_by_key(|(_, n)| **n)

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub bus_decode_errors: IntGauge,
     /// Size of one socket's task future: the largest part of an idle socket's memory.
     pub socket_task_bytes: IntGauge,
+    /// [`crate::ws::RELEASE_TASK_BUDGET`], for checks against a running node.
+    pub socket_task_budget: IntGauge,
     pub open_fds: IntGauge,
     pub max_fds: IntGauge,
     /// Open plain HTTP connections (set at scrape).
@@ -318,6 +320,15 @@ impl Metrics {
                 "herald_socket_task_bytes",
                 "Bytes of one WebSocket session's task future (its idle memory floor)",
             ),
+            socket_task_budget: {
+                let g = gauge(
+                    &r,
+                    "herald_socket_task_budget_bytes",
+                    "The most herald_socket_task_bytes may be in a release build",
+                );
+                g.set(crate::ws::RELEASE_TASK_BUDGET);
+                g
+            },
             open_fds: gauge(&r, "herald_open_fds", "Open file descriptors"),
             http_connections: gauge(
                 &r,

@@ -1,6 +1,8 @@
 //! The `herald` binary: config errors name the variable and exit non-zero before anything
 //! starts; `migrate` and `token` need only their own settings.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a panic is a failed test
+
 use std::process::Command;
 
 fn herald() -> Command {

@@ -5,6 +5,8 @@
 //! cargo run --release -p herald-protocol --example bus_hmac_cost
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a panic is a failed test
+
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -1,5 +1,7 @@
 //! Integration tests against a real PostgreSQL. Each test gets its own database.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a panic is a failed test
+
 use std::collections::HashSet;
 
 use herald_core::NewNotification;

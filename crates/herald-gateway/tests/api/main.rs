@@ -1,6 +1,8 @@
 //! Gateway integration tests: real nodes, real PostgreSQL, real Redis, real WebSockets.
 //! One binary with modules keeps link time down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a panic is a failed test
+
 mod helpers;
 
 mod abuse;
