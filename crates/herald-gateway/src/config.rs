@@ -658,7 +658,41 @@ impl Config {
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_ref().map(|s| s.expose_secret())
     }
+
+    /// The store's settings: the pool, and the timeouts the node runs with.
+    pub fn store(&self) -> herald_store::StoreConfig {
+        herald_store::StoreConfig {
+            url: self.database_url().to_string(),
+            pool_size: self.database_pool_size,
+            statement_timeout_ms: STATEMENT_TIMEOUT_MS,
+            connect_timeout_ms: self.database_timeout.as_millis() as u64,
+        }
+    }
+
+    /// The bus's settings. Fails only on an unusable `HERALD_BUS_HMAC_KEY`.
+    pub fn bus(&self) -> Result<herald_bus::BusConfig, ConfigError> {
+        let key = self
+            .bus_hmac_key
+            .as_ref()
+            .map(|k| herald_protocol::bus::BusKey::new(k.expose_secret().as_bytes()))
+            .transpose()
+            .map_err(|e| invalid("HERALD_BUS_HMAC_KEY", e.to_string()))?;
+        Ok(herald_bus::BusConfig {
+            redis_url: self.redis_url().map(str::to_string),
+            prefix: self.redis_prefix.clone(),
+            node_id: self.node_id.clone(),
+            probe_interval: self.probe_interval,
+            probe_timeout: self.probe_timeout,
+            publish_pool_size: BUS_PUBLISH_POOL,
+            key,
+        })
+    }
 }
+
+/// Longest a store statement may run on the request and socket paths.
+const STATEMENT_TIMEOUT_MS: u64 = 10_000;
+/// Redis connections for publishing (the subscriber has its own).
+const BUS_PUBLISH_POOL: usize = 16;
 
 #[cfg(test)]
 mod tests {

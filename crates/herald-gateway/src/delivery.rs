@@ -81,6 +81,7 @@ async fn run(
             _ = tick.tick() => {
                 marks.next_tick();
                 flush(&store, &metrics, marks.take(false)).await;
+                metrics.delivery_flushes.inc();
             }
             _ = stop.cancelled() => break,
         }

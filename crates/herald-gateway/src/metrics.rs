@@ -50,6 +50,8 @@ pub struct Metrics {
     /// `herald_bus_frames_rejected_total{reason}`: payloads from the bus that were dropped.
     pub bus_frames_rejected: IntCounterVec,
     pub delivery_marks_dropped: IntCounter,
+    /// Interval flushes of the delivery tracker (tests wait on it instead of sleeping).
+    pub delivery_flushes: IntCounter,
     pub idempotency_purged: IntCounter,
     pub bus_subscribed_users: IntGauge,
     pub revocations_known: IntGauge,
@@ -265,6 +267,11 @@ impl Metrics {
                 }
                 v
             },
+            delivery_flushes: counter(
+                &r,
+                "herald_delivery_flushes_total",
+                "Interval passes of the delivery tracker (each writes the marks due)",
+            ),
             delivery_marks_dropped: counter(
                 &r,
                 "herald_delivery_marks_dropped_total",

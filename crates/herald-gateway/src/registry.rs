@@ -25,16 +25,16 @@ const SHARDS: usize = 64;
 
 /// A live notification, serialised once per node and shared by every local socket of the user.
 #[derive(Debug)]
-pub struct LiveNotification {
+pub struct RenderedNotification {
     pub seq: i64,
     pub frame: ByteString,
 }
 
 /// What the registry hands a socket task.
 #[derive(Debug, Clone)]
-pub enum Outbound {
+pub enum SocketEvent {
     /// A live notification: the socket de-duplicates by seq and fills gaps from the store.
-    Live(Arc<LiveNotification>),
+    Notification(Arc<RenderedNotification>),
     /// A ready-made event frame (`read`, `global_notification`).
     Frame(ByteString),
     /// Catch up from the store: the bus may have lost messages.
@@ -50,7 +50,7 @@ pub enum Outbound {
 /// kills the socket (overflow policy: close 4100 `slow_consumer`, the client catches up from
 /// PostgreSQL when it reconnects).
 struct ConnShared {
-    queue: Mutex<VecDeque<Outbound>>,
+    queue: Mutex<VecDeque<SocketEvent>>,
     /// Wakes the socket task when the queue goes from empty to non-empty (one permit).
     ready: Notify,
     /// [`ALIVE`], or why the socket must close ([`SLOW`], [`REVOKED`]).
@@ -110,7 +110,7 @@ impl ConnHandle {
     }
 
     /// Offers an event without waiting.
-    fn offer(&self, ev: Outbound) -> Offered {
+    fn offer(&self, ev: SocketEvent) -> Offered {
         let s = &self.shared;
         if s.killed.load(Ordering::Relaxed) != ALIVE {
             return Offered::Dropped;
@@ -196,8 +196,8 @@ impl ConnHandle {
 
 /// What [`Inbox::recv`] yields.
 #[derive(Debug)]
-pub enum Inbound {
-    Event(Outbound),
+pub enum Recv {
+    Event(SocketEvent),
     /// Close with this code: the queue overflowed (4100), or the user's sessions were revoked
     /// (4006).
     Killed(CloseCode),
@@ -212,7 +212,7 @@ fn end_code(killed: u8) -> CloseCode {
 }
 
 impl Inbox {
-    fn pop(&self) -> Option<Outbound> {
+    fn pop(&self) -> Option<SocketEvent> {
         let mut q = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
         let ev = q.pop_front();
         if q.is_empty() && q.capacity() > 0 {
@@ -222,21 +222,21 @@ impl Inbox {
     }
 
     /// The next event. Cancel-safe: an event is only taken from the queue when returned.
-    pub async fn recv(&mut self) -> Inbound {
+    pub async fn recv(&mut self) -> Recv {
         loop {
             let killed = self.0.killed.load(Ordering::Acquire);
             if killed != ALIVE {
-                return Inbound::Killed(end_code(killed));
+                return Recv::Killed(end_code(killed));
             }
             if let Some(ev) = self.pop() {
-                return Inbound::Event(ev);
+                return Recv::Event(ev);
             }
             self.0.ready.notified().await;
         }
     }
 
     /// Takes an event if one is queued (tests).
-    pub fn try_recv(&mut self) -> Option<Outbound> {
+    pub fn try_recv(&mut self) -> Option<SocketEvent> {
         self.pop()
     }
 }
@@ -320,7 +320,7 @@ impl Registry {
         self.shard(user).contains_key(user)
     }
 
-    fn offer_all<'a>(&self, conns: impl IntoIterator<Item = &'a ConnHandle>, ev: &Outbound) {
+    fn offer_all<'a>(&self, conns: impl IntoIterator<Item = &'a ConnHandle>, ev: &SocketEvent) {
         for c in conns {
             // Each slow socket is counted once, when its queue overflows, not once for every
             // event offered to it after that.
@@ -335,7 +335,7 @@ impl Registry {
 
     /// Offers `ev` to every socket of `user` (only those behind `behind`, when given) under its
     /// shard lock; offers never block.
-    fn offer_user(&self, user: &str, ev: &Outbound, behind: Option<i64>) {
+    fn offer_user(&self, user: &str, ev: &SocketEvent, behind: Option<i64>) {
         if let Some(conns) = self.shard(user).get(user) {
             let targets = conns
                 .iter()
@@ -345,7 +345,7 @@ impl Registry {
     }
 
     /// Offers `ev` to every socket, under each shard lock in turn.
-    fn offer_everyone(&self, ev: &Outbound) {
+    fn offer_everyone(&self, ev: &SocketEvent) {
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             self.offer_all(shard.values().flatten(), ev);
@@ -367,7 +367,7 @@ impl Registry {
 
     /// Asks every socket of `user` that is behind `latest` to catch up from the store.
     pub fn sync_user_if_behind(&self, user: &str, latest: i64) {
-        self.offer_user(user, &Outbound::Sync, Some(latest))
+        self.offer_user(user, &SocketEvent::Sync, Some(latest))
     }
 
     /// Closes (4006) every socket of `user` whose token a cut-off at `before_us` (unix
@@ -390,7 +390,7 @@ impl Registry {
     /// Tells every registered socket that the node is draining. Sockets that register later
     /// see [`crate::state::AppState::is_draining`] when their event loop starts.
     pub fn drain_all(&self) {
-        self.offer_everyone(&Outbound::Drain);
+        self.offer_everyone(&SocketEvent::Drain);
     }
 
     fn all_conns(&self) -> Vec<ConnHandle> {
@@ -413,7 +413,7 @@ impl FanoutSink for Registry {
         let ev = match msg {
             // Rendered once by the publishing node: forwarded as it is.
             BusMessage::Live(LiveFrame { seq, frame }) => {
-                Outbound::Live(Arc::new(LiveNotification {
+                SocketEvent::Notification(Arc::new(RenderedNotification {
                     seq,
                     frame: frame.into(),
                 }))
@@ -424,7 +424,7 @@ impl FanoutSink for Registry {
                 read_at,
                 unread_count,
                 version,
-            } => Outbound::Frame(
+            } => SocketEvent::Frame(
                 ServerMessage::Read {
                     ids,
                     up_to_seq,
@@ -448,7 +448,7 @@ impl FanoutSink for Registry {
         }
         .to_json()
         .into();
-        self.offer_everyone(&Outbound::Frame(frame));
+        self.offer_everyone(&SocketEvent::Frame(frame));
     }
 
     fn rejected(&self, reason: Reject, channel: &str) {
@@ -488,7 +488,7 @@ impl FanoutSink for Registry {
             sockets = conns.len(),
             "bus resync: catching every socket up from the store"
         );
-        self.offer_all(&conns, &Outbound::Sync);
+        self.offer_all(&conns, &SocketEvent::Sync);
     }
 }
 
@@ -522,11 +522,11 @@ mod tests {
     async fn a_drained_queue_holds_no_memory_and_a_kill_wakes_the_task() {
         let (conn, mut inbox) = ConnHandle::new(1, 8);
         for _ in 0..3 {
-            assert_eq!(conn.offer(Outbound::Sync), Offered::Queued);
+            assert_eq!(conn.offer(SocketEvent::Sync), Offered::Queued);
         }
         assert!(conn.shared.queue.lock().unwrap().capacity() >= 3);
         for _ in 0..3 {
-            assert!(matches!(inbox.recv().await, Inbound::Event(Outbound::Sync)));
+            assert!(matches!(inbox.recv().await, Recv::Event(SocketEvent::Sync)));
         }
         // Emptied: the VecDeque's allocation is given back.
         assert_eq!(conn.shared.queue.lock().unwrap().capacity(), 0);
@@ -539,9 +539,9 @@ mod tests {
             .await
             .expect("the kill woke the task")
             .expect("task");
-        assert!(matches!(got, Inbound::Killed(CloseCode::SlowConsumer)));
+        assert!(matches!(got, Recv::Killed(CloseCode::SlowConsumer)));
         // Offers to a killed socket are dropped, and are not another close.
-        assert_eq!(conn.offer(Outbound::Sync), Offered::Dropped);
+        assert_eq!(conn.offer(SocketEvent::Sync), Offered::Dropped);
     }
 
     #[test]

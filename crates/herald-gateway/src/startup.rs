@@ -13,10 +13,8 @@ use actix_web::http::Method;
 use actix_web::{web, App};
 use anyhow::Context;
 use futures_util::future::ready;
-use herald_bus::{Bus, BusConfig};
-use herald_protocol::bus::BusKey;
-use herald_store::{Store, StoreConfig};
-use secrecy::ExposeSecret;
+use herald_bus::Bus;
+use herald_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
@@ -24,11 +22,11 @@ use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::edge::conn::EdgeStream;
 use crate::error::{json_error, path_error, query_error};
-use crate::loader::Loader;
 use crate::metrics::Metrics;
 use crate::publisher::{Fanout, Publisher};
+use crate::read_coalescer::ReadCoalescer;
 use crate::registry::Registry;
-use crate::state::AppState;
+use crate::state::{AppState, Parts};
 
 /// How long a client may take to send a complete request head.
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,38 +126,17 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let verifier =
             TokenVerifier::from_config(&config.jwt).context("loading JWT public keys")?;
-        let store = Store::connect(&StoreConfig {
-            url: config.database_url().to_string(),
-            pool_size: config.database_pool_size,
-            statement_timeout_ms: 10_000,
-            connect_timeout_ms: config.database_timeout.as_millis() as u64,
-        })
-        .await
-        .context("connecting to PostgreSQL (HERALD_DATABASE_URL)")?;
+        let store = Store::connect(&config.store())
+            .await
+            .context("connecting to PostgreSQL (HERALD_DATABASE_URL)")?;
         if config.migrate_on_start {
             let applied = store.migrate().await.context("applying migrations")?;
             tracing::info!(?applied, "migrations applied");
         }
         let registry = Arc::new(Registry::new(config.max_sockets_per_user, metrics.clone()));
-        let bus = Bus::start(
-            BusConfig {
-                redis_url: config.redis_url().map(str::to_string),
-                prefix: config.redis_prefix.clone(),
-                node_id: config.node_id.clone(),
-                probe_interval: config.probe_interval,
-                probe_timeout: config.probe_timeout,
-                publish_pool_size: 16,
-                key: config
-                    .bus_hmac_key
-                    .as_ref()
-                    .map(|k| BusKey::new(k.expose_secret().as_bytes()))
-                    .transpose()
-                    .context("HERALD_BUS_HMAC_KEY")?,
-            },
-            registry.clone(),
-        )
-        .await
-        .context("starting the fan-out bus (HERALD_REDIS_URL)")?;
+        let bus = Bus::start(config.bus()?, registry.clone())
+            .await
+            .context("starting the fan-out bus (HERALD_REDIS_URL)")?;
         let background = CancellationToken::new();
         let tracker = DeliveryTracker::start(
             store.clone(),
@@ -180,9 +157,9 @@ impl Application {
             crate::publisher::in_flight_for_pool(config.database_pool_size),
             background.clone(),
         );
-        let loader = Loader::start(store.clone(), &metrics, background.clone());
-        let state = web::Data::new(AppState::new(
-            config.clone(),
+        let reads = ReadCoalescer::start(store.clone(), &metrics, background.clone());
+        let state = web::Data::new(AppState::new(Parts {
+            config: config.clone(),
             store,
             bus,
             registry,
@@ -190,9 +167,8 @@ impl Application {
             metrics,
             tracker,
             publisher,
-            loader,
-            CancellationToken::new(),
-        ));
+            reads,
+        }));
         // Every revocation within the retention, before serving: a node started after a
         // revocation refuses the revoked tokens from its first request.
         let since = crate::revocation::refresh(&state, chrono::DateTime::UNIX_EPOCH)
@@ -203,9 +179,15 @@ impl Application {
             since,
             background.clone(),
         ));
-        tokio::spawn(reconcile_loop(state.clone(), background.clone()));
+        tokio::spawn(crate::reconcile::reconcile_loop(
+            state.clone(),
+            background.clone(),
+        ));
         tokio::spawn(crate::health::check_loop(state.clone(), background.clone()));
-        tokio::spawn(purge_idempotency_loop(state.clone(), background.clone()));
+        tokio::spawn(crate::purge::purge_idempotency_loop(
+            state.clone(),
+            background.clone(),
+        ));
 
         let listener = listen(config.listen, LISTEN_BACKLOG)
             .with_context(|| format!("binding HERALD_LISTEN={}", config.listen))?;
@@ -330,97 +312,8 @@ impl Application {
     }
 }
 
-/// Forgets idempotency keys older than the retention, every few minutes, in batches of
-/// `PURGE_BATCH` so one pass never holds a long transaction. Every node runs it; concurrent
-/// deletes of the same rows are harmless.
-async fn purge_idempotency_loop(state: web::Data<AppState>, stop: CancellationToken) {
-    const EVERY: Duration = Duration::from_secs(300);
-    const PURGE_BATCH: i64 = 5_000;
-    let mut tick = tokio::time::interval(EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        loop {
-            match state
-                .store
-                .purge_idempotency(state.config.idempotency_ttl, PURGE_BATCH)
-                .await
-            {
-                Ok(n) => {
-                    state.metrics.idempotency_purged.inc_by(n);
-                    if n < PURGE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    state
-                        .metrics
-                        .store_errors
-                        .with_label_values(&["purge_idempotency"])
-                        .inc();
-                    tracing::warn!(error = %e, "idempotency purge skipped");
-                    break;
-                }
-            }
-        }
-    }
-}
-
 /// How long a drain waits for its sockets to close: the drain spread and a moment for the last
 /// close handshakes, within the grace.
 fn sockets_drain(config: &Config) -> Duration {
     (config.drain_spread + Duration::from_millis(200)).min(config.drain_grace)
-}
-
-/// Users per `USERS_BEHIND` statement in a reconcile pass.
-const RECONCILE_CHUNK: usize = 250;
-
-/// The safety net behind Redis: every interval, compare each local user's delivered seq
-/// with PostgreSQL and make lagging sockets catch up. It bounds the delay of anything the
-/// fast path lost (a crash between commit and publish, a Redis outage on the publisher).
-///
-/// A pass is paced over its interval, one chunk of `RECONCILE_CHUNK` users at a time, rather
-/// than run back to back, so the statement rate on PostgreSQL is flat instead of a burst of
-/// every node's chunks each interval (no latency gain was measurable; see docs/performance.md,
-/// "Measured choices in the code").
-/// Each user is still compared once per interval. The watermarks are read at the start of
-/// the pass; a socket that advanced since is filtered by `sync_user_if_behind`, which
-/// compares with its current delivered seq.
-async fn reconcile_loop(state: web::Data<AppState>, stop: CancellationToken) {
-    let interval = state.config.reconcile_interval;
-    loop {
-        let pass = tokio::time::Instant::now();
-        let marks = state.registry.delivered_watermarks();
-        let chunks = marks.len().div_ceil(RECONCILE_CHUNK).max(1);
-        let step = interval / chunks as u32;
-        for (i, chunk) in marks.chunks(RECONCILE_CHUNK).enumerate() {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep_until(pass + step * i as u32) => {}
-            }
-            match state.store.users_behind(chunk).await {
-                Ok(behind) => {
-                    for (user, latest) in behind {
-                        state.registry.sync_user_if_behind(&user, latest);
-                    }
-                }
-                Err(e) => {
-                    state
-                        .metrics
-                        .store_errors
-                        .with_label_values(&["reconcile"])
-                        .inc();
-                    tracing::warn!(error = %e, "reconcile skipped: store unavailable");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(pass + interval) => {}
-        }
-    }
 }

@@ -11,9 +11,9 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::edge::Edge;
-use crate::loader::Loader;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
+use crate::read_coalescer::ReadCoalescer;
 use crate::registry::Registry;
 
 pub struct AppState {
@@ -26,7 +26,7 @@ pub struct AppState {
     pub tracker: DeliveryTracker,
     pub publisher: Publisher,
     /// `user_state` and catch-up page reads, batched across concurrent sockets.
-    pub loader: Loader,
+    pub reads: ReadCoalescer,
     /// Cancelled when the node starts draining (SIGTERM or [`crate::startup::NodeHandle::drain`]).
     pub drain: CancellationToken,
     /// Per-client and per-key limits (`crate::edge`).
@@ -46,20 +46,32 @@ impl Drop for SocketGuard {
     }
 }
 
+/// What a node's state is built from (`startup.rs` makes each part).
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub bus: Bus,
+    pub registry: Arc<Registry>,
+    pub verifier: TokenVerifier,
+    pub metrics: Arc<Metrics>,
+    pub tracker: DeliveryTracker,
+    pub publisher: Publisher,
+    pub reads: ReadCoalescer,
+}
+
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        config: Arc<Config>,
-        store: Store,
-        bus: Bus,
-        registry: Arc<Registry>,
-        verifier: TokenVerifier,
-        metrics: Arc<Metrics>,
-        tracker: DeliveryTracker,
-        publisher: Publisher,
-        loader: Loader,
-        drain: CancellationToken,
-    ) -> AppState {
+    pub fn new(parts: Parts) -> AppState {
+        let Parts {
+            config,
+            store,
+            bus,
+            registry,
+            verifier,
+            metrics,
+            tracker,
+            publisher,
+            reads,
+        } = parts;
         AppState {
             edge: Edge::new(&config.edge),
             health: crate::health::Health::default(),
@@ -71,8 +83,8 @@ impl AppState {
             metrics,
             tracker,
             publisher,
-            loader,
-            drain,
+            reads,
+            drain: CancellationToken::new(),
             open_sockets: Arc::new(AtomicUsize::new(0)),
             conn_ids: AtomicU64::new(1),
         }

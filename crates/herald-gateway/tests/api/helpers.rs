@@ -263,6 +263,21 @@ impl TestNode {
         }
     }
 
+    /// Waits until the delivery tracker has completed two interval flushes from now, so
+    /// every delivery recorded before the call is written (or a wrong write would show).
+    pub async fn deliveries_flushed(&self) {
+        let name = "herald_delivery_flushes_total";
+        let want = self.metric(name).await + 2;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.metric(name).await < want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the delivery tracker did not flush"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn publish_one(&self, user: &str, title: &str) -> i64 {
         let r = self.publish(&notification_body(user, title)).await;
         assert_eq!(r.status(), 201, "publish failed: {:?}", r.text().await);

@@ -362,7 +362,7 @@ async fn token_in_url_is_refused_on_ws_and_http() {
             .expect("POST");
         assert_error(r, 400, "token_in_url", None).await;
     }
-    settle().await;
+    node.deliveries_flushed().await;
     assert_eq!(
         snapshot(&env).await,
         before,
@@ -618,7 +618,7 @@ async fn bad_commands_after_auth_are_error_events_and_the_socket_survives() {
     node.publish_one("alice", "hello").await;
     let mut ws = node.connect("alice").await;
     ws.handshake().await;
-    settle().await;
+    node.deliveries_flushed().await;
     let before = snapshot(&env).await;
 
     ws.send_text("{\"type\":\"ping\",".into()).await;
@@ -672,7 +672,7 @@ async fn bad_commands_after_auth_are_error_events_and_the_socket_survives() {
     expect_error(ws.event().await, ErrorCode::InvalidMessage, None);
 
     ping_ok(&mut ws, 7).await;
-    settle().await;
+    node.deliveries_flushed().await;
     assert_eq!(
         snapshot(&env).await,
         before,
@@ -765,7 +765,7 @@ async fn a_client_that_never_answers_pings_is_closed_4101() {
     let mut ws = node.connect("alice").await;
     // Not reading means tungstenite never answers the server's pings. The server closes at
     // the first heartbeat tick past 600 ms (~0.6-0.8 s), then waits at most 1 s
-    // (session.rs CLOSE_TIMEOUT) for the client's close reply before dropping the TCP
+    // (ws/session/write.rs CLOSE_TIMEOUT) for the client's close reply before dropping the TCP
     // connection; read before that, or tungstenite's queued pongs hit a reset socket (EPIPE)
     // before the buffered close frame is returned.
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -941,7 +941,7 @@ async fn another_users_notification_id_is_not_found_everywhere() {
         .expect("json");
     assert_eq!(page["notifications"], json!([]));
 
-    settle().await;
+    node.deliveries_flushed().await;
     assert_eq!(
         alice_state(&env).await,
         alice_before,
@@ -1050,11 +1050,6 @@ fn sign_pem(alg: Algorithm, kid: Option<&str>, private_pem: &str, claims: Value)
     jsonwebtoken::encode(&header, &claims, &key).expect("encode")
 }
 
-/// Lets the delivery tracker flush (200 ms) so a wrong write would be visible.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(400)).await;
-}
-
 /// Everything stored, as comparable text.
 async fn snapshot(env: &TestEnv) -> Vec<String> {
     let db = env.sql().await;
@@ -1107,7 +1102,7 @@ async fn refused_everywhere(
     http_code: &str,
     close: u16,
 ) {
-    settle().await;
+    node.deliveries_flushed().await;
     let before = snapshot(env).await;
     let id: Option<uuid::Uuid> = env
         .sql()
@@ -1156,7 +1151,7 @@ async fn refused_everywhere(
             .await;
         assert_error(r, 401, http_code, None).await;
     }
-    settle().await;
+    node.deliveries_flushed().await;
     assert_eq!(
         snapshot(env).await,
         before,

@@ -134,13 +134,13 @@ type PageKey = (Arc<str>, i64, i64);
 /// The gateway's batched store reads for sockets: counters and catch-up pages (on connect,
 /// on `sync`, on a gap).
 #[derive(Clone)]
-pub struct Loader {
+pub struct ReadCoalescer {
     states: Coalescer<Arc<str>, UserState>,
     pages: Coalescer<PageKey, Vec<Notification>>,
 }
 
-impl Loader {
-    pub fn start(store: Store, metrics: &Metrics, stop: CancellationToken) -> Loader {
+impl ReadCoalescer {
+    pub fn start(store: Store, metrics: &Metrics, stop: CancellationToken) -> ReadCoalescer {
         let sizes = |read: &str| metrics.read_batch_keys.with_label_values(&[read]);
         let read_states: ReadMany<Arc<str>, UserState> = Arc::new(|store, users| {
             Box::pin(async move {
@@ -154,7 +154,7 @@ impl Loader {
         });
         let read_pages: ReadMany<PageKey, Vec<Notification>> =
             Arc::new(|store, readers| Box::pin(async move { store.after_seqs(&readers).await }));
-        Loader {
+        ReadCoalescer {
             states: Coalescer::start(
                 store.clone(),
                 stop.clone(),
