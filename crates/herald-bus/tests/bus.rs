@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a panic is a failed test
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -170,98 +169,7 @@ async fn numsub(url: &str, channel: &str) -> i64 {
     v.first().map(|(_, n)| *n).unwrap_or(0)
 }
 
-/// Polls `f` until it returns true; false on timeout.
-async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private `redis-server` child process.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    async fn start_on(port: u16) -> PrivateRedis {
-        PrivateRedis::start_with(port, &[], None).await
-    }
-
-    /// With extra `redis-server` arguments; `ping_url` is how to reach it once up (another
-    /// user than `default` when the arguments set up ACL users).
-    async fn start_with(port: u16, args: &[&str], ping_url: Option<&str>) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(args)
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        let r = PrivateRedis {
-            port,
-            child: Some(child),
-        };
-        let url = ping_url.map_or_else(|| r.url(), str::to_owned);
-        let up = eventually(Duration::from_secs(5), || {
-            let url = url.clone();
-            async move {
-                match redis::Client::open(url.as_str())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                {
-                    Ok(mut c) => redis::cmd("PING")
-                        .query_async::<String>(&mut c)
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await;
-        assert!(up, "private redis-server on {port} did not come up");
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use herald_testkit::{eventually, free_port, PrivateRedis};
 
 /// A TCP proxy in front of a Redis that can turn its *current* connections into black holes:
 /// server→client bytes are dropped while the connections stay open. Connections accepted
@@ -510,7 +418,7 @@ async fn killed_subscriber_connection_reconnects_resubscribes_and_resyncs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_degrades_then_recovers() {
     let port = free_port();
-    let mut redis = PrivateRedis::start_on(port).await;
+    let mut redis = PrivateRedis::start_on(port, &[]).await;
     let url = redis.url();
     let p = prefix();
     let (bus, sink) = node(&url, &p).await;
@@ -528,7 +436,7 @@ async fn redis_restart_degrades_then_recovers() {
     assert_eq!(bus.subscribe("late").await, SubscribeOutcome::Degraded);
     assert_eq!(bus.subscribed_users(), 2);
 
-    let _redis = PrivateRedis::start_on(port).await;
+    let _redis = PrivateRedis::start_on(port, &[]).await;
     assert!(
         sink.wait_for(Duration::from_secs(10), |_| sink.resyncs() == 1)
             .await,
@@ -562,7 +470,7 @@ async fn starts_degraded_when_redis_is_down_and_connects_later() {
     assert!(!bus.is_connected());
     assert_eq!(bus.subscribe("u").await, SubscribeOutcome::Degraded);
 
-    let _redis = PrivateRedis::start_on(port).await;
+    let _redis = PrivateRedis::start_on(port, &[]).await;
     assert!(
         sink.wait_for(Duration::from_secs(10), |_| sink.resyncs() == 1)
             .await
@@ -577,7 +485,7 @@ async fn starts_degraded_when_redis_is_down_and_connects_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_detects_a_blackholed_subscriber_connection() {
     let port = free_port();
-    let redis = PrivateRedis::start_on(port).await;
+    let redis = PrivateRedis::start_on(port, &[]).await;
     let proxy = Proxy::start(redis.port).await;
     let p = prefix();
     let sink = Arc::new(TestSink::default());
@@ -828,7 +736,7 @@ async fn an_acl_user_with_a_password_works_and_a_wrong_password_fails_at_start()
         "+client|setname",
     ];
     let url = format!("redis://herald:s3cret-pass@127.0.0.1:{port}/");
-    let _redis = PrivateRedis::start_with(port, &args, Some(&url)).await;
+    let _redis = PrivateRedis::start_on(port, &args).await;
 
     // Pool and subscriber connections both authenticate as the ACL user.
     let (a, _sink_a) = node(&url, &p).await;

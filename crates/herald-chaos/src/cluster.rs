@@ -98,34 +98,19 @@ pub struct Db {
 }
 
 impl Db {
+    /// A database of the run's own, kept afterwards for inspection.
     pub async fn create() -> Db {
-        let name = format!("herald_chaos_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        let db = herald_testkit::Database::create("herald_chaos")
             .await
-            .expect("connect to the admin database");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create chaos database");
-        let base = admin_url();
-        let i = base.rfind('/').expect("admin url has a database part");
+            .keep();
         Db {
-            url: format!("{}/{name}", &base[..i]),
-            name,
+            name: db.name.clone(),
+            url: db.url.clone(),
         }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_postgres::connect(&self.url, tokio_postgres::NoTls),
-        )
-        .await
-        .expect("connect to the chaos database timed out")
-        .expect("connect to the chaos database");
-        tokio::spawn(conn);
-        client
+        herald_testkit::connect(&self.url).await
     }
 
     /// Every committed notification: user → [(seq, id)] ascending.

@@ -47,10 +47,7 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-pub fn admin_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+pub use herald_testkit::admin_url;
 
 /// Seconds (float) since `t0`.
 pub fn secs_since(t0: Instant, t: Instant) -> f64 {

@@ -19,10 +19,7 @@ fn without_herald_env(mut c: Command) -> Command {
     c
 }
 
-fn admin_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+use herald_testkit::admin_url;
 
 #[test]
 fn serve_refuses_bad_config_naming_the_variable() {

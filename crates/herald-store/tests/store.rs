@@ -7,57 +7,23 @@ use std::collections::HashSet;
 use herald_core::NewNotification;
 use herald_protocol::http::{PublishResponse, PublishedItem};
 use herald_store::{sql, Committed, PublishOutcome, Store, StoreConfig, StoreError, UserState};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-fn admin_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// Replaces the database name of a URL.
-fn with_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-async fn admin_client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connect as admin");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
+use herald_testkit::connect as admin_client;
 
 /// A fresh database with no schema, dropped (best effort) with the value.
-struct EmptyDb {
-    name: String,
-    url: String,
+struct EmptyDb(herald_testkit::Database);
+
+impl std::ops::Deref for EmptyDb {
+    type Target = herald_testkit::Database;
+    fn deref(&self) -> &herald_testkit::Database {
+        &self.0
+    }
 }
 
 impl EmptyDb {
     async fn new() -> EmptyDb {
-        let name = format!("herald_store_test_{}", Uuid::new_v4().simple());
-        admin_client(&admin_url())
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let url = with_db(&admin_url(), &name);
-        EmptyDb { name, url }
+        EmptyDb(herald_testkit::Database::create("herald_store_test").await)
     }
 
     fn config(&self, pool_size: usize) -> StoreConfig {
@@ -87,32 +53,6 @@ impl TestDb {
 
     async fn client(&self) -> tokio_postgres::Client {
         admin_client(&self.db.url).await
-    }
-}
-
-impl Drop for EmptyDb {
-    fn drop(&mut self) {
-        // Best effort, and also when the test panicked.
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 

@@ -23,14 +23,7 @@ pub const ORIGIN: &str = "http://app.test";
 /// How long any single wait in a test may take before it fails instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-pub fn admin_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use herald_testkit::{admin_url, redis_url, PrivateRedis};
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -44,6 +37,8 @@ pub struct TestEnv {
     pub db_url: String,
     pub prefix: String,
     pub redis_url: Option<String>,
+    /// Dropped (with the database) when the test ends.
+    _db: herald_testkit::Database,
 }
 
 impl TestEnv {
@@ -53,23 +48,9 @@ impl TestEnv {
     }
 
     pub async fn with_redis(redis_url: Option<String>) -> TestEnv {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let db_name = format!("herald_test_{id}");
-        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-            .await
-            .expect("connect to the admin database");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {db_name}"))
-            .await
-            .expect("create test database");
-        let base = admin_url();
-        let db_url = match base.rfind('/') {
-            Some(i) => format!("{}/{db_name}", &base[..i]),
-            None => panic!("admin url has no database part"),
-        };
+        let db = herald_testkit::Database::create("herald_test").await;
         let store = herald_store::Store::connect(&herald_store::StoreConfig {
-            url: db_url.clone(),
+            url: db.url.clone(),
             pool_size: 1,
             statement_timeout_ms: 30_000,
             connect_timeout_ms: 5_000,
@@ -78,10 +59,11 @@ impl TestEnv {
         .expect("connect to test database");
         store.migrate().await.expect("migrate");
         TestEnv {
-            db_name,
-            db_url,
-            prefix: format!("test:{id}:"),
+            db_name: db.name.clone(),
+            db_url: db.url.clone(),
+            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
             redis_url,
+            _db: db,
         }
     }
 
@@ -137,38 +119,7 @@ impl TestEnv {
     }
 
     pub async fn sql(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
-            .await
-            .expect("connect to test database");
-        tokio::spawn(conn);
-        client
-    }
-}
-
-/// Drops the test's database when the test ends (best effort; `scripts/test.sh` also sweeps
-/// leftovers). `WITH (FORCE)` ends the nodes' pooled connections, which outlive the test.
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        let db = self.db_name.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok((c, conn)) =
-                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        herald_testkit::connect(&self.db_url).await
     }
 }
 
@@ -490,101 +441,6 @@ pub fn assert_seqs(got: &[Notification], from: i64, to: i64) {
         seqs, want,
         "expected seqs {from}..={to} exactly once, in order"
     );
-}
-
-/// A private redis-server on a free port, for tests that stop and restart Redis.
-pub struct PrivateRedis {
-    pub port: u16,
-    child: Option<std::process::Child>,
-    /// Extra `redis-server` arguments (ACL users, …), kept for restarts.
-    args: Vec<String>,
-}
-
-impl PrivateRedis {
-    pub async fn start() -> PrivateRedis {
-        PrivateRedis::start_with(&[]).await
-    }
-
-    /// With extra `redis-server` arguments, e.g. `--user` lines.
-    pub async fn start_with(args: &[&str]) -> PrivateRedis {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let mut r = PrivateRedis {
-            port,
-            child: None,
-            args: args.iter().map(|a| a.to_string()).collect(),
-        };
-        r.restart().await;
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub async fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(&self.args)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as in a
-    /// hung Redis. [`PrivateRedis::resume`] thaws it.
-    pub fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("redis running").id().to_string();
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("run kill");
-        assert!(ok.success(), "kill {sig} {pid}");
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.resume();
-        }
-        self.kill();
-    }
 }
 
 /// A TCP proxy on loopback that a test can switch between passing traffic, cutting every
