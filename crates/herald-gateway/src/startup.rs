@@ -5,11 +5,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_cors::Cors;
 use actix_http::{Extensions, HttpService};
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
-use actix_web::http::Method;
 use actix_web::{web, App};
 use anyhow::Context;
 use futures_util::future::ready;
@@ -21,7 +19,6 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::delivery::DeliveryTracker;
 use crate::edge::conn::EdgeStream;
-use crate::error::{json_error, path_error, query_error};
 use crate::metrics::Metrics;
 use crate::publisher::{Fanout, Publisher};
 use crate::read_coalescer::ReadCoalescer;
@@ -221,26 +218,9 @@ impl Application {
                     })))
                 });
                 let cfg = app_state.config.clone();
-                let origins = cfg.allowed_origins.clone();
-                let cors = Cors::default()
-                    .allowed_origin_fn(move |origin, _| {
-                        let o = origin.to_str().unwrap_or("");
-                        origins.iter().any(|a| a == "*" || a == o)
-                    })
-                    .allowed_methods([Method::GET, Method::POST])
-                    .allowed_headers(["authorization", "content-type"])
-                    .expose_headers(["idempotent-replayed"])
-                    .max_age(3600);
                 let mut app = App::new()
                     .app_data(app_state.clone())
-                    .app_data(
-                        web::JsonConfig::default()
-                            .limit(cfg.max_publish_body_bytes)
-                            .error_handler(json_error),
-                    )
-                    .app_data(web::QueryConfig::default().error_handler(query_error))
-                    .app_data(web::PathConfig::default().error_handler(path_error))
-                    .wrap(cors)
+                    .wrap(crate::routes::cors(&cfg.allowed_origins))
                     .wrap_fn({
                         let st = app_state.clone();
                         move |req, srv| {
@@ -250,7 +230,7 @@ impl Application {
                             crate::edge::http::middleware(req, srv, timeout, client, drain)
                         }
                     })
-                    .configure(|c| crate::routes::configure(c, cfg.dev_endpoints));
+                    .configure(|c| crate::routes::configure(c, &cfg));
                 if let Some(dir) = &cfg.static_dir {
                     app = app.service(actix_files::Files::new("/", dir).index_file("index.html"));
                 }

@@ -8,12 +8,41 @@ pub mod publish;
 pub mod revoke;
 pub mod user;
 
+use actix_cors::Cors;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use herald_protocol::ErrorCode;
 
-use crate::error::ApiError;
+use crate::config::Config;
+use crate::error::{json_error, path_error, query_error, ApiError};
 
-pub fn configure(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
+/// CORS for the configured origins (`HERALD_ALLOWED_ORIGINS`; `*` allows any).
+pub fn cors(allowed: &[String]) -> Cors {
+    let origins = allowed.to_vec();
+    Cors::default()
+        .allowed_origin_fn(move |origin, _| {
+            let o = origin.to_str().unwrap_or("");
+            origins.iter().any(|a| a == "*" || a == o)
+        })
+        .allowed_methods([Method::GET, Method::POST])
+        .allowed_headers(["authorization", "content-type"])
+        .expose_headers(["idempotent-replayed"])
+        .max_age(3600)
+}
+
+/// Every route, and the extractors' limits and JSON errors.
+pub fn configure(cfg: &mut web::ServiceConfig, config: &Config) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(config.max_publish_body_bytes)
+            .error_handler(json_error),
+    )
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .app_data(web::PathConfig::default().error_handler(path_error));
+    routes(cfg, config.dev_endpoints);
+}
+
+fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
     cfg.route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/metrics", web::get().to(ops::metrics))
