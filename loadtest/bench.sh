@@ -93,6 +93,9 @@ fi
 # LT_HERALD_BIN: another Herald binary (e.g. an earlier commit's, for a before/after run).
 HERALD="${LT_HERALD_BIN:-$ROOT/target/release/herald}"
 LT="$ROOT/target/release/herald-loadtest"
+for bin in "$HERALD" "$LT"; do
+    [[ -x "$bin" ]] || { echo "bench: $bin is missing (build it, or drop LT_SKIP_BUILD)" >&2; exit 2; }
+done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ports() { local a b; a=$(free_port); b=$(free_port); while [[ "$b" == "$a" ]]; do b=$(free_port); done; echo "$a $b"; }
 wait_ready() {
@@ -152,7 +155,9 @@ run() {
     local dir="$1" name="$2"; shift 2
     want "$name" || return 0
     log "$(basename "$dir")/$name: $*"
-    "$LT" "$@" --out "$dir/$name.json" || log "$(basename "$dir")/$name exited $?"
+    local rc=0
+    "$LT" "$@" --out "$dir/$name.json" || rc=$?
+    ((rc == 0)) || log "$(basename "$dir")/$name exited $rc"
 }
 # Half of the best max-rate run of a system's directory (report.py picks it, as in its table).
 half_max() { python3 "$ROOT/loadtest/report.py" --half-max "$1" 2>/dev/null || echo "$RATE"; }
