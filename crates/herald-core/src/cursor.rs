@@ -151,10 +151,8 @@ impl<F> Cursor<F> {
             return steps;
         };
         let mut batch = Vec::new();
-        let mut newest = self.last;
         for row in rows {
             let s = seq(&row);
-            newest = newest.max(s);
             if s <= self.last {
                 // Written meanwhile by a sync.
                 continue;
@@ -179,7 +177,9 @@ impl<F> Cursor<F> {
         // Anything up to `through` that was here when the read started and is not among the
         // rows is not committed: a legitimate frame's seq commits before it is published.
         let started = self.reads;
-        let from = newest.max(self.last).saturating_add(1);
+        // Rows are contiguous from `after + 1`, so `last` is now the newest committed seq
+        // the read saw (or further, if a sync wrote more meanwhile).
+        let from = self.last.saturating_add(1);
         let forged: Vec<i64> = if from <= through {
             self.ahead
                 .range(from..=through)
@@ -193,7 +193,7 @@ impl<F> Cursor<F> {
             self.ahead.remove(&s);
             steps.push(Step::NotCommitted { seq: s });
         }
-        if self.owed.0 > newest && self.owed.0 <= through && self.owed.1 < started {
+        if self.owed.0 > self.last && self.owed.0 <= through && self.owed.1 < started {
             self.owed = (0, 0);
         }
         self.pump(&mut steps);

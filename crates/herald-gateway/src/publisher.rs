@@ -110,15 +110,17 @@ impl Fanout {
                 )
             })
             .collect();
+        // Polled here first; moved to a task of its own only if it outlasts the wait (so the
+        // common case spawns nothing). Boxed, so it can move while in progress.
         let bus = self.bus.clone();
         let metrics = self.metrics.clone();
-        let mut task = tokio::spawn(async move {
+        let mut publish = Box::pin(async move {
             if let Err(e) = bus.publish(msgs).await {
                 metrics.bus_publish_errors.inc();
                 tracing::warn!(error = %e, "fan-out failed after commit; receivers will catch up from the store");
             }
         });
-        if tokio::time::timeout(self.wait, &mut task).await.is_ok() {
+        if tokio::time::timeout(self.wait, &mut publish).await.is_ok() {
             return;
         }
         match self.late.clone().try_acquire_owned() {
@@ -128,12 +130,11 @@ impl Fanout {
                     .with_label_values(&["continued"])
                     .inc_by(n);
                 tokio::spawn(async move {
-                    let _ = task.await;
+                    publish.await;
                     drop(place);
                 });
             }
             Err(_) => {
-                task.abort();
                 self.metrics
                     .fanout_late
                     .with_label_values(&["abandoned"])

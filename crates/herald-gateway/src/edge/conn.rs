@@ -158,6 +158,9 @@ impl AsyncRead for EdgeStream {
         }
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Pending => {
+                // Registered on every waiting read, busy or not: actix-http's last read after a
+                // response may come while the request still counts as in flight, and it is the
+                // one a drain must wake.
                 if !this.drain.is_cancelled() {
                     let drain = &this.drain;
                     let drained = this

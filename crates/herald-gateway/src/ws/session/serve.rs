@@ -111,11 +111,7 @@ impl Socket {
                 metrics.deliveries.with_label_values(&["event"]).inc();
             }
             SocketEvent::Notification(n) => match session.cursor.live(n.seq, n) {
-                OnLive::Write(n) => {
-                    self.send_raw(n.frame.clone(), Some(&session.conn)).await?;
-                    metrics.deliveries.with_label_values(&["live"]).inc();
-                    self.delivered(session, n.seq);
-                }
+                OnLive::Write(n) => self.write_live(session, &n).await?,
                 OnLive::Duplicate => metrics.duplicates_dropped.inc(),
                 OnLive::Held => {}
                 OnLive::Read(r) => self.start_read(session, r, read),
@@ -196,12 +192,7 @@ impl Socket {
         let metrics = self.state.metrics.clone();
         for step in steps {
             match step {
-                Step::Write { seq, frame } => {
-                    self.send_raw(frame.frame.clone(), Some(&session.conn))
-                        .await?;
-                    metrics.deliveries.with_label_values(&["live"]).inc();
-                    self.delivered(session, seq);
-                }
+                Step::Write { frame, .. } => self.write_live(session, &frame).await?,
                 Step::Batch(rows) => {
                     let last = rows.last().map_or(0, |r| r.seq);
                     let frame = to_text(&ServerMessage::Batch {
@@ -226,6 +217,18 @@ impl Socket {
                 Step::Read(r) => self.start_read(session, r, read),
             }
         }
+        Ok(())
+    }
+
+    /// Writes a live notification the cursor let through.
+    async fn write_live(&mut self, session: &Session, n: &RenderedNotification) -> Result<(), End> {
+        self.send_raw(n.frame.clone(), Some(&session.conn)).await?;
+        self.state
+            .metrics
+            .deliveries
+            .with_label_values(&["live"])
+            .inc();
+        self.delivered(session, n.seq);
         Ok(())
     }
 
