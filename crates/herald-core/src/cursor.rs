@@ -76,7 +76,12 @@ pub struct Cursor<F> {
     last: i64,
     ahead: BTreeMap<i64, Held<F>>,
     /// The highest seq evicted from a full buffer, with when it arrived; 0 when none.
-    owed: (i64, u64),
+    /// The highest seq evicted from a full buffer that the read in flight (or the next one)
+    /// judges: it arrived before that read started. 0 when none.
+    owed: i64,
+    /// The highest seq evicted that arrived while the read in flight runs: its answer says
+    /// nothing about it (it may have committed since). Joins `owed` when the next read starts.
+    owed_since: i64,
     reading: Option<Read>,
     /// Reads started so far.
     reads: u64,
@@ -91,7 +96,8 @@ impl<F> Cursor<F> {
         Cursor {
             last,
             ahead: BTreeMap::new(),
-            owed: (0, 0),
+            owed: 0,
+            owed_since: 0,
             reading: None,
             reads: 0,
             cap: cap.max(1),
@@ -193,8 +199,8 @@ impl<F> Cursor<F> {
             self.ahead.remove(&s);
             steps.push(Step::NotCommitted { seq: s });
         }
-        if self.owed.0 > self.last && self.owed.0 <= through && self.owed.1 < started {
-            self.owed = (0, 0);
+        if self.owed > self.last && self.owed <= through {
+            self.owed = 0;
         }
         self.pump(&mut steps);
         steps
@@ -213,12 +219,15 @@ impl<F> Cursor<F> {
             } else {
                 // Owed: its frame was evicted, the client reloads through it.
                 self.last = seq;
-                self.owed = (0, 0);
+                self.owed = 0;
             }
             steps.push(Step::Resync { latest: self.last });
         } else if latest < seq {
             self.not_committed(seq, &mut steps);
         }
+        // What was evicted before the read started and is legitimate had committed by then:
+        // reading up to `latest` covers it.
+        self.owed = self.owed.min(latest);
         self.pump(&mut steps);
         steps
     }
@@ -229,6 +238,9 @@ impl<F> Cursor<F> {
         let mut steps = Vec::new();
         if let Some(Read::Latest { seq }) = self.reading.take() {
             self.not_committed(seq, &mut steps);
+            if self.owed == seq {
+                self.owed = 0;
+            }
         }
         self.pump(&mut steps);
         steps
@@ -237,9 +249,6 @@ impl<F> Cursor<F> {
     fn not_committed<R>(&mut self, seq: i64, steps: &mut Vec<Step<F, R>>) {
         if self.ahead.remove(&seq).is_some() {
             steps.push(Step::NotCommitted { seq });
-        }
-        if self.owed.0 == seq {
-            self.owed = (0, 0);
         }
     }
 
@@ -259,8 +268,10 @@ impl<F> Cursor<F> {
     }
 
     fn owe(&mut self, seq: i64, arrived: u64) {
-        if seq > self.owed.0 {
-            self.owed = (seq, arrived);
+        if self.reading.is_some() && arrived == self.reads {
+            self.owed_since = self.owed_since.max(seq);
+        } else {
+            self.owed = self.owed.max(seq);
         }
     }
 
@@ -294,12 +305,13 @@ impl<F> Cursor<F> {
     /// The read the buffer (or an owed seq) needs, marked as started; `None` when the cursor
     /// is caught up. Called with no read in flight and nothing writable buffered.
     fn next_read(&mut self) -> Option<Read> {
-        if self.owed.0 <= self.last {
-            self.owed = (0, 0);
+        self.owed = self.owed.max(std::mem::take(&mut self.owed_since));
+        if self.owed <= self.last {
+            self.owed = 0;
         }
         let first = match self.ahead.first_key_value() {
             Some((s, _)) => *s,
-            None if self.owed.0 > 0 => self.owed.0,
+            None if self.owed > 0 => self.owed,
             None => return None,
         };
         let read = if first - 1 - self.last > self.max_gap {
@@ -309,7 +321,7 @@ impl<F> Cursor<F> {
                 .ahead
                 .last_key_value()
                 .map_or(0, |(s, _)| *s)
-                .max(self.owed.0);
+                .max(self.owed);
             let through = furthest.min(self.last + 1 + self.max_gap).max(first);
             Read::Rows {
                 after: self.last,

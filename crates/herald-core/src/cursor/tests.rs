@@ -103,6 +103,31 @@ fn a_full_buffer_evicts_the_highest_seq_and_reads_it_later() {
     assert_eq!(c.last(), 4);
 }
 
+/// A frame evicted while a read is in flight is not forgotten when an older evicted seq (a
+/// forged one here) proves uncommitted: the read's answer says nothing about the newer one.
+#[test]
+fn an_eviction_during_a_read_survives_a_forged_owed_seq() {
+    let mut c = Cursor::new(0, 1, 1);
+    assert_eq!(c.live(9, 9), OnLive::Read(Read::Latest { seq: 9 }));
+    // The buffer holds one: 1 evicts 9, and 2 is evicted on arrival.
+    assert_eq!(c.live(1, 1), OnLive::Held);
+    assert_eq!(c.live(2, 2), OnLive::Held);
+    let steps: Steps = c.latest(2);
+    assert_eq!(
+        steps,
+        vec![
+            Step::Write { seq: 1, frame: 1 },
+            Step::Read(Read::Rows {
+                after: 1,
+                through: 2
+            }),
+        ]
+    );
+    let steps: Steps = c.rows(vec![2], |r| *r);
+    assert_eq!(steps, vec![Step::Batch(vec![2])]);
+    assert_eq!((c.last(), c.reading()), (2, None));
+}
+
 #[test]
 fn a_gap_larger_than_the_resume_gap_resyncs_when_committed() {
     let mut c = Cursor::new(0, 8, 10);
