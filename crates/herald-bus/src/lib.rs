@@ -16,6 +16,7 @@
 
 mod actor;
 mod conn;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +42,9 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct BusConfig {
     /// `redis://…` URL; `None` selects the in-process bus (single node).
     pub redis_url: Option<String>,
+    /// PEM CA certificates that a `rediss://` server's certificate must lead to; `None`: the
+    /// operating system's store.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every channel name, e.g. `herald:`.
     pub prefix: String,
     /// This node's id (unique per running gateway); names the probe channel and the
@@ -61,6 +65,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             redis_url: None,
+            tls_ca_file: None,
             prefix: "herald:".to_owned(),
             node_id: uuid::Uuid::new_v4().to_string(),
             probe_interval: Duration::from_secs(5),
@@ -229,13 +234,15 @@ impl Bus {
             });
         };
 
-        let client = redis::Client::open(url)
-            .map_err(|e| BusError::Internal(format!("invalid redis url: {e}")))?;
+        let client = tls::client(url, cfg.tls_ca_file.as_deref()).map_err(BusError::Internal)?;
         let conn_cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(actor::CONNECT_TIMEOUT))
             .set_response_timeout(Some(PUBLISH_TIMEOUT));
-        let manager = deadpool_redis::Manager::new_with_config(url, conn_cfg)
-            .map_err(|e| BusError::Internal(format!("invalid redis url: {e}")))?;
+        let manager = deadpool_redis::Manager::new_with_config(
+            client.get_connection_info().clone(),
+            conn_cfg,
+        )
+        .map_err(|e| BusError::Internal(format!("invalid redis url: {e}")))?;
         let pool = deadpool_redis::Pool::builder(manager)
             .max_size(cfg.publish_pool_size.max(1))
             .runtime(deadpool_redis::Runtime::Tokio1)

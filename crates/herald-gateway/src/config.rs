@@ -55,6 +55,9 @@ pub struct Config {
     pub database_pool_size: usize,
     pub database_timeout: Duration,
     pub redis_url: Option<SecretString>,
+    /// `HERALD_REDIS_CA_FILE`: PEM CA certificates for a `rediss://` URL (default: the system
+    /// store).
+    pub redis_ca_file: Option<PathBuf>,
     pub redis_prefix: String,
     /// `HERALD_BUS_HMAC_KEY`: the node key every bus payload is sealed with (HMAC-SHA256);
     /// without it, bus payloads are unsealed and only their envelope is checked.
@@ -287,6 +290,46 @@ fn load_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     Ok(out)
 }
 
+/// The settings that may instead be read from a file, `<NAME>_FILE=/path` (a Kubernetes or
+/// Docker secret mounted as a file): the file's content with one trailing newline removed.
+pub const SECRET_FILE_SETTINGS: &[&str] = &[
+    "HERALD_DATABASE_URL",
+    "HERALD_REDIS_URL",
+    "HERALD_JWT_HS256_SECRET",
+    "HERALD_SERVICE_KEYS",
+    "HERALD_SCOPED_SERVICE_KEYS",
+    "HERALD_BUS_HMAC_KEY",
+];
+
+/// Replaces every `<NAME>_FILE` of [`SECRET_FILE_SETTINGS`] by `<NAME>` with the file's
+/// content. Giving both is refused, as is a file that cannot be read or is empty.
+pub fn resolve_secret_files(values: &mut HashMap<String, String>) -> Result<(), ConfigError> {
+    for name in SECRET_FILE_SETTINGS {
+        let file_var = format!("{name}_FILE");
+        let Some(path) = values.remove(&file_var) else {
+            continue;
+        };
+        if values.contains_key(*name) {
+            return Err(invalid(
+                &file_var,
+                format!("set either {name} or {file_var}, not both"),
+            ));
+        }
+        let content = std::fs::read_to_string(path.trim())
+            .map_err(|e| invalid(&file_var, format!("{}: cannot read: {e}", path.trim())))?;
+        let content = content
+            .strip_suffix("\r\n")
+            .or_else(|| content.strip_suffix('\n'))
+            .unwrap_or(&content)
+            .to_string();
+        if content.is_empty() {
+            return Err(invalid(&file_var, format!("{}: is empty", path.trim())));
+        }
+        values.insert(name.to_string(), content);
+    }
+    Ok(())
+}
+
 fn validate_origin(var: &str, o: &str) -> Result<(), ConfigError> {
     if o == "*" {
         return Ok(());
@@ -321,6 +364,7 @@ impl Config {
                 values.insert(k, v);
             }
         }
+        resolve_secret_files(&mut values)?;
         Ok(values)
     }
 
@@ -336,6 +380,9 @@ impl Config {
                 "must be a postgres:// or postgresql:// URL",
             ));
         }
+        // sslmode/sslrootcert: a mode this build cannot do, or a CA file that cannot be
+        // read, is refused now rather than at the first connection.
+        herald_store::tls::PgTls::split(&url).map_err(|e| invalid("HERALD_DATABASE_URL", e))?;
         Ok(url)
     }
 
@@ -422,6 +469,27 @@ impl Config {
                 return Err(invalid(
                     "HERALD_REDIS_URL",
                     "must be a redis://, rediss:// or unix:// URL",
+                ));
+            }
+        }
+        let redis_ca_file = src.get("HERALD_REDIS_CA_FILE").map(PathBuf::from);
+        match (&redis_url, &redis_ca_file) {
+            (Some(u), Some(path)) if u.starts_with("rediss://") => {
+                herald_bus::tls::read_ca(path).map_err(|e| invalid("HERALD_REDIS_CA_FILE", e))?;
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "HERALD_REDIS_CA_FILE",
+                    "is set but HERALD_REDIS_URL is not a rediss:// URL",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(u) = &redis_url {
+            if u.starts_with("rediss://") && u.contains("#insecure") {
+                return Err(invalid(
+                    "HERALD_REDIS_URL",
+                    "#insecure (no certificate check) is not supported: give the server's CA in HERALD_REDIS_CA_FILE",
                 ));
             }
         }
@@ -526,6 +594,7 @@ impl Config {
             database_pool_size: src.ranged("HERALD_DATABASE_POOL_SIZE", 16, 1, 1000)?,
             database_timeout: src.millis("HERALD_DATABASE_TIMEOUT_MS", 3_000, 50, 120_000)?,
             redis_url: redis_url.map(SecretString::from),
+            redis_ca_file,
             redis_prefix,
             bus_hmac_key: bus_hmac_key.map(SecretString::from),
             service_keys: service_keys.into_iter().map(SecretString::from).collect(),
@@ -679,6 +748,7 @@ impl Config {
             .map_err(|e| invalid("HERALD_BUS_HMAC_KEY", e.to_string()))?;
         Ok(herald_bus::BusConfig {
             redis_url: self.redis_url().map(str::to_string),
+            tls_ca_file: self.redis_ca_file.clone(),
             prefix: self.redis_prefix.clone(),
             node_id: self.node_id.clone(),
             probe_interval: self.probe_interval,
@@ -784,10 +854,87 @@ mod tests {
             ("HERALD_SCOPED_SERVICE_KEYS", "revoke:0123456789abcdef0123"),
             ("HERALD_REVOCATION_REFRESH_MS", "10"),
             ("HERALD_REVOCATION_RETENTION_HOURS", "0"),
+            (
+                "HERALD_DATABASE_URL",
+                "postgres://db/h?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            ),
+            ("HERALD_DATABASE_URL", "postgres://db/h?sslmode=verify"),
+            ("HERALD_DATABASE_URL", "postgres://db/h?sslcert=/c.pem"),
+            ("HERALD_REDIS_CA_FILE", "/nonexistent/ca.pem"),
+            ("HERALD_REDIS_URL", "rediss://cache:6380/#insecure"),
         ];
         for (var, value) in cases {
             assert_eq!(var_of(with(var, value)), var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("herald-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url_file = dir.join("database-url");
+        std::fs::write(&url_file, "postgres://from-file@db/herald\n").unwrap();
+        let mut m = base();
+        m.remove("HERALD_DATABASE_URL");
+        m.insert(
+            "HERALD_DATABASE_URL_FILE".into(),
+            url_file.display().to_string(),
+        );
+        resolve_secret_files(&mut m).unwrap();
+        let c = Config::from_values(m).unwrap();
+        assert_eq!(c.database_url(), "postgres://from-file@db/herald");
+
+        // Both at once, an unreadable file and an empty one are refused by name.
+        let mut both = base();
+        both.insert(
+            "HERALD_DATABASE_URL_FILE".into(),
+            url_file.display().to_string(),
+        );
+        let missing = [(
+            "HERALD_SERVICE_KEYS_FILE".to_string(),
+            "/nonexistent/keys".to_string(),
+        )];
+        let empty_file = dir.join("empty");
+        std::fs::write(&empty_file, "\n").unwrap();
+        let empty = [(
+            "HERALD_BUS_HMAC_KEY_FILE".to_string(),
+            empty_file.display().to_string(),
+        )];
+        for (mut m, var, needle) in [
+            (both, "HERALD_DATABASE_URL_FILE", "not both"),
+            (
+                missing.into_iter().collect(),
+                "HERALD_SERVICE_KEYS_FILE",
+                "cannot read",
+            ),
+            (
+                empty.into_iter().collect(),
+                "HERALD_BUS_HMAC_KEY_FILE",
+                "is empty",
+            ),
+        ] {
+            match resolve_secret_files(&mut m) {
+                Err(ConfigError::Invalid {
+                    var: v,
+                    message: reason,
+                }) => {
+                    assert_eq!(v, var);
+                    assert!(reason.contains(needle), "{reason}");
+                }
+                other => panic!("{var}: expected an error, got {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_redis_ca_file_that_cannot_be_read_is_refused_by_name() {
+        let mut m = base();
+        m.insert("HERALD_REDIS_URL".into(), "rediss://cache:6380".into());
+        m.insert("HERALD_REDIS_CA_FILE".into(), "/nonexistent/ca.pem".into());
+        assert_eq!(var_of(Config::from_values(m)), "HERALD_REDIS_CA_FILE");
+        let c = with("HERALD_REDIS_URL", "rediss://cache:6380").unwrap();
+        assert!(c.redis_ca_file.is_none(), "no CA file: the system store");
     }
 
     /// Audience and issuer are required; "any" only by an explicit opt-out, which cannot be

@@ -48,6 +48,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init();
+    herald_store::tls::install_crypto_provider();
     let values = Config::load_values(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {

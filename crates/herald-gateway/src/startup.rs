@@ -119,6 +119,9 @@ impl Application {
                 "user tokens are accepted whatever their `iss`"
             );
         }
+        // One rustls crypto provider (ring) for every TLS client in the process: PostgreSQL,
+        // Redis, the JWKS fetcher.
+        herald_store::tls::install_crypto_provider();
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let verifier =

@@ -44,7 +44,21 @@ fn is_unavailable_pg(e: &tokio_postgres::Error) -> bool {
 pub(crate) fn pg_err(op: &str, e: tokio_postgres::Error) -> StoreError {
     let detail = match e.as_db_error() {
         Some(db) => format!("{}: {} (SQLSTATE {})", op, db.message(), db.code().code()),
-        None => format!("{op}: {e}"),
+        None => {
+            // tokio-postgres's own message ("error performing TLS handshake", "error
+            // connecting to server") leaves out the cause: append the chain.
+            let mut detail = format!("{op}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !detail.ends_with(&text) {
+                    detail.push_str(": ");
+                    detail.push_str(&text);
+                }
+                source = s.source();
+            }
+            detail
+        }
     };
     if is_unavailable_pg(&e) {
         StoreError::Unavailable(detail)

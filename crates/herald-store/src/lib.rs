@@ -33,6 +33,7 @@
 //!
 //! One file per job, all of them `impl Store` blocks or helpers of one:
 //!
+//! * `tls`: libpq's `sslmode`/`sslrootcert` on rustls ([`tls::PgTls`]);
 //! * `pool`: [`StoreConfig`], the connection pool, [`Store::connect`] and [`Store::ping`];
 //! * `error`: [`StoreError`] and how PostgreSQL and pool failures map onto it;
 //! * `migrate`: [`MIGRATIONS`] and [`Store::migrate`];
@@ -58,6 +59,7 @@ mod read_state;
 mod revocation;
 mod rows;
 pub mod sql;
+pub mod tls;
 
 pub use error::StoreError;
 pub use migrate::MIGRATIONS;

@@ -8,11 +8,12 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use herald_protocol::Notification;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::error::{pg_err, pool_err, StoreError};
 use crate::rows::row_to_notification;
 use crate::sql;
+use crate::tls::PgTls;
 
 /// How the store connects to PostgreSQL.
 #[derive(Clone)]
@@ -74,8 +75,13 @@ fn describe_target(pg: &tokio_postgres::Config) -> String {
 impl Store {
     /// Builds the pool and opens one connection to check the database is reachable.
     pub async fn connect(cfg: &StoreConfig) -> Result<Store, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(&cfg.url)
+        let (url, tls) = PgTls::split(&cfg.url)
             .map_err(|e| StoreError::Internal(format!("invalid database URL: {e}")))?;
+        let mut pg = tokio_postgres::Config::from_str(&url)
+            .map_err(|e| StoreError::Internal(format!("invalid database URL: {e}")))?;
+        let tls_config = tls
+            .client_config()
+            .map_err(|e| StoreError::Internal(format!("database TLS: {e}")))?;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
         pg.connect_timeout(connect_timeout);
         if pg.get_application_name().is_none() {
@@ -92,7 +98,7 @@ impl Store {
         let target = describe_target(&pg);
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -122,7 +128,12 @@ impl Store {
                 )));
             }
         }
-        tracing::info!(target = %target, pool_size = cfg.pool_size, "connected to PostgreSQL");
+        tracing::info!(
+            target = %target,
+            pool_size = cfg.pool_size,
+            sslmode = tls.mode.as_str(),
+            "connected to PostgreSQL"
+        );
         Ok(store)
     }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub mod tls;
+
 /// The PostgreSQL database tests create theirs from (`HERALD_TEST_DATABASE_URL`).
 pub fn admin_url() -> String {
     std::env::var("HERALD_TEST_DATABASE_URL")

@@ -15,3 +15,4 @@ mod read_sync;
 mod refusals;
 mod resilience;
 mod revocation;
+mod tls;
