@@ -41,7 +41,7 @@ for bin in "${BINS[@]}"; do
     # Shared by `serve` and `token` (the tokens carry neither aud nor iss).
     export HERALD_JWT_HS256_SECRET="$SECRET" HERALD_JWT_ALLOW_ANY_AUDIENCE=true \
         HERALD_JWT_ALLOW_ANY_ISSUER=true
-    HERALD_LISTEN="127.0.0.1:$PORT" HERALD_DATABASE_URL="$PG/$db" HERALD_MIGRATE_ON_START=true \
+    HERALD_LISTEN="127.0.0.1:$PORT" HERALD_ADMIN_LISTEN=127.0.0.1:0 HERALD_DATABASE_URL="$PG/$db" HERALD_MIGRATE_ON_START=true \
         HERALD_SERVICE_KEYS="$KEY" HERALD_LOG=warn HERALD_WORKERS=1 \
         "$bin" serve >"$WORK/node.log" 2>&1 &
     NODE=$!

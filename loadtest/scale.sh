@@ -93,7 +93,7 @@ fi
 for i in $(seq 1 "$NODES"); do
     [[ "$SYSTEM" == herald ]] || break
     port=$((BASE_PORT + i))
-    HERALD_LISTEN="127.0.0.1:$port" HERALD_NODE_ID="scale-$i" \
+    HERALD_LISTEN="127.0.0.1:$port" HERALD_ADMIN_LISTEN="127.0.0.1:$((port + 100))" HERALD_NODE_ID="scale-$i" \
     HERALD_DATABASE_URL="$PG/$DB" HERALD_DATABASE_POOL_SIZE="${LT_POOL:-3}" HERALD_REDIS_URL="$REDIS_URL" \
     HERALD_REDIS_PREFIX="$RUN_ID:" HERALD_SERVICE_KEYS="$SERVICE_KEY" \
     HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_MAX_CONNECTIONS="$PER_NODE" HERALD_MAX_HTTP_CONNECTIONS=256 \
@@ -122,8 +122,8 @@ HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_SERVICE_KEY="$SERVICE_KEY" \
 rc=${PIPESTATUS[0]}
 for i in $(seq 1 "$NODES"); do
     port=$((BASE_PORT + i))
-    curl -fsS "http://127.0.0.1:$port/metrics" -o "$OUT/metrics-node-$i.txt" 2>/dev/null || continue
-    grep -E '^herald_(connections|open_fds|accept_errors_total|socket_task_bytes|syncs_total) |^herald_connection_closes_total' "$OUT/metrics-node-$i.txt" |
+    curl -fsS "http://127.0.0.1:$((port + 100))/metrics" -o "$OUT/metrics-node-$i.txt" 2>/dev/null || continue
+    grep -E '^herald_(connections|accept_errors_total|socket_task_bytes|syncs_total) |^process_(open_fds|resident_memory_bytes) |^herald_connection_closes_total' "$OUT/metrics-node-$i.txt" |
         sed "s/^/node-$i /" >>"$OUT/summary.txt" || true
 done
 log "results in $OUT"

@@ -14,7 +14,8 @@
 #   node-a.{pid,log}  node-b.{pid,log}  haproxy.{pid,log,cfg}
 #
 # Tunables (environment): CLUSTER_LB_PORT (8080), CLUSTER_NODE_A_PORT (8081),
-# CLUSTER_NODE_B_PORT (8082), CLUSTER_DB_NAME (herald), CLUSTER_NO_BUILD=1
+# CLUSTER_NODE_B_PORT (8082), CLUSTER_NODE_A_ADMIN_PORT (9081),
+# CLUSTER_NODE_B_ADMIN_PORT (9082) (each node's /metrics), CLUSTER_DB_NAME (herald), CLUSTER_NO_BUILD=1
 # (use the existing target/release/herald), HERALD_LOG (info),
 # HERALD_LOG_FORMAT (text), HERALD_DRAIN_GRACE_MS (5000),
 # CLUSTER_READY_TIMEOUT (seconds, 60). Any other HERALD_* variable in the
@@ -30,6 +31,8 @@ CLUSTER_DIR="$ROOT/.cluster"
 LB_PORT="${CLUSTER_LB_PORT:-8080}"
 NODE_A_PORT="${CLUSTER_NODE_A_PORT:-8081}"
 NODE_B_PORT="${CLUSTER_NODE_B_PORT:-8082}"
+NODE_A_ADMIN_PORT="${CLUSTER_NODE_A_ADMIN_PORT:-9081}"
+NODE_B_ADMIN_PORT="${CLUSTER_NODE_B_ADMIN_PORT:-9082}"
 DB_NAME="${CLUSTER_DB_NAME:-herald}"
 READY_TIMEOUT="${CLUSTER_READY_TIMEOUT:-60}"
 DRAIN_GRACE_MS="${HERALD_DRAIN_GRACE_MS:-5000}"
@@ -57,6 +60,14 @@ node_port() {
     esac
 }
 node_url() { echo "http://127.0.0.1:$(node_port "$1")"; }
+# Each node's admin listener (/metrics); 0 for the one-shot commands (migrate, token).
+admin_port() {
+    case "$1" in
+    node-a) echo "$NODE_A_ADMIN_PORT" ;;
+    node-b) echo "$NODE_B_ADMIN_PORT" ;;
+    *) echo 0 ;;
+    esac
+}
 
 # Substring of /proc/PID/cmdline that identifies each component.
 proc_name() {
@@ -153,6 +164,7 @@ herald_env() {
     local node="$1" port="$2"
     shift 3
     export HERALD_LISTEN="127.0.0.1:${port}"
+    export HERALD_ADMIN_LISTEN="127.0.0.1:$(admin_port "$node")"
     export HERALD_NODE_ID="$node"
     export HERALD_DATABASE_URL="$DATABASE_URL"
     export HERALD_REDIS_URL="$REDIS_URL"
@@ -196,6 +208,7 @@ start_node() {
     local node="$1" port
     port="$(node_port "$node")"
     check_port_free "$port"
+    check_port_free "$(admin_port "$node")"
     rotate_log "$node"
     log "starting ${node} on 127.0.0.1:${port} (log: .cluster/${node}.log)"
     (
@@ -267,6 +280,8 @@ export HERALD_WS_URL=${WS_URL}
 export HERALD_NODE_A_URL=$(node_url node-a)
 export HERALD_NODE_B_URL=$(node_url node-b)
 export HERALD_NODE_URLS=$(node_url node-a),$(node_url node-b)
+export HERALD_NODE_A_METRICS_URL=http://127.0.0.1:${NODE_A_ADMIN_PORT}/metrics
+export HERALD_NODE_B_METRICS_URL=http://127.0.0.1:${NODE_B_ADMIN_PORT}/metrics
 export HERALD_SERVICE_KEY=${SERVICE_KEY}
 export HERALD_SERVICE_KEYS=${SERVICE_KEY}
 export HERALD_JWT_HS256_SECRET=${JWT_SECRET}
@@ -310,6 +325,7 @@ print_summary() {
    load balancer : ${LB_URL}   (haproxy -> node-a, node-b)
    node-a        : $(node_url node-a)
    node-b        : $(node_url node-b)
+   metrics       : http://127.0.0.1:${NODE_A_ADMIN_PORT}/metrics, http://127.0.0.1:${NODE_B_ADMIN_PORT}/metrics (admin listeners)
    WebSocket     : ${WS_URL}
    service key   : ${SERVICE_KEY}
    token (alice) : ${token:-<herald token failed; see above>}

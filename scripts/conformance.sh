@@ -44,7 +44,7 @@ cargo build --release -p herald-gateway --features lab
 
 log="$root/conformance/herald.log"
 mkdir -p "$root/conformance"
-env HERALD_LISTEN="127.0.0.1:$port" \
+env HERALD_LISTEN="127.0.0.1:$port" HERALD_ADMIN_LISTEN=127.0.0.1:0 \
     HERALD_DATABASE_URL="$pg/$db" \
     HERALD_MIGRATE_ON_START=true \
     HERALD_SERVICE_KEYS=conformance-key-0123456789 \

@@ -150,7 +150,7 @@ export async function startCluster({ build = !existsSync(BIN) } = {}) {
     HERALD_WORKERS: '1',
     HERALD_LOG: process.env.HERALD_LOG || 'info',
   };
-  execFileSync(BIN, ['migrate'], { env: { ...env, HERALD_NODE_ID: 'migrate', HERALD_LISTEN: '127.0.0.1:0' }, stdio: 'pipe' });
+  execFileSync(BIN, ['migrate'], { env: { ...env, HERALD_NODE_ID: 'migrate', HERALD_LISTEN: '127.0.0.1:0', HERALD_ADMIN_LISTEN: 'off' }, stdio: 'pipe' });
 
   const procs = {};
   const logs = {};
@@ -158,7 +158,7 @@ export async function startCluster({ build = !existsSync(BIN) } = {}) {
     logs[name] = join(dir, `${name}.log`);
     const out = openSync(logs[name], 'a');
     const child = spawn(BIN, ['serve'], {
-      env: { ...env, HERALD_NODE_ID: name, HERALD_LISTEN: `127.0.0.1:${ports[name]}` },
+      env: { ...env, HERALD_NODE_ID: name, HERALD_LISTEN: `127.0.0.1:${ports[name]}`, HERALD_ADMIN_LISTEN: '127.0.0.1:0' },
       stdio: ['ignore', out, out],
     });
     live.add(child);

@@ -151,6 +151,8 @@ impl Drop for Db {
 pub struct Node {
     pub id: String,
     pub port: u16,
+    /// The admin listener (`/metrics`).
+    pub admin_port: u16,
     env: Vec<(String, String)>,
     log: PathBuf,
     pub proc: Option<Proc>,
@@ -160,6 +162,11 @@ pub struct Node {
 impl Node {
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The admin listener's base URL (`/metrics`).
+    pub fn admin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     pub fn start(&mut self) {
@@ -384,9 +391,11 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 1..=n_nodes {
             let port = free_port();
+            let admin_port = free_port();
             let nid = format!("n{i}");
             let env: Vec<(String, String)> = [
                 ("HERALD_LISTEN", format!("127.0.0.1:{port}")),
+                ("HERALD_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}")),
                 ("HERALD_NODE_ID", nid.clone()),
                 ("HERALD_DATABASE_URL", node_db_url.clone()),
                 ("HERALD_DATABASE_POOL_SIZE", "6".into()),
@@ -420,6 +429,7 @@ impl Cluster {
             nodes.push(Node {
                 id: nid.clone(),
                 port,
+                admin_port,
                 env,
                 log: log_dir.join(format!("{nid}.log")),
                 proc: None,

@@ -234,7 +234,7 @@ async fn redis_outage_publishes_succeed_and_clients_catch_up() {
 async fn check_socket_task_budget(c: &Cluster) {
     let text = c
         .http
-        .get(format!("{}/metrics", c.nodes[0].base()))
+        .get(format!("{}/metrics", c.nodes[0].admin()))
         .send()
         .await
         .expect("GET /metrics")

@@ -50,6 +50,9 @@ pub struct JwtConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `HERALD_ADMIN_LISTEN`: the admin listener, serving `/metrics` (which the public
+    /// listener does not) and the health endpoints; `None` (`off`): no admin listener.
+    pub admin_listen: Option<SocketAddr>,
     pub node_id: String,
     pub database_url: SecretString,
     pub database_pool_size: usize,
@@ -444,6 +447,26 @@ impl Config {
         let src = Source { values };
         let listen: SocketAddr =
             src.parse("HERALD_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+        let admin_listen = match src.get("HERALD_ADMIN_LISTEN").map(str::trim) {
+            Some("off") => None,
+            _ => Some(src.parse(
+                "HERALD_ADMIN_LISTEN",
+                SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT)),
+            )?),
+        };
+        if let Some(admin) = admin_listen {
+            let overlaps = admin.port() == listen.port()
+                && admin.port() != 0
+                && (admin.ip() == listen.ip()
+                    || admin.ip().is_unspecified()
+                    || listen.ip().is_unspecified());
+            if overlaps {
+                return Err(invalid(
+                    "HERALD_ADMIN_LISTEN",
+                    format!("{admin} overlaps HERALD_LISTEN={listen}: the admin listener needs a port of its own (or `off`)"),
+                ));
+            }
+        }
         let node_id = match src.get("HERALD_NODE_ID") {
             Some(n) => n.trim().to_string(),
             None => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
@@ -589,6 +612,7 @@ impl Config {
             .unwrap_or(2);
         Ok(Config {
             listen,
+            admin_listen,
             node_id,
             database_url: SecretString::from(database_url),
             database_pool_size: src.ranged("HERALD_DATABASE_POOL_SIZE", 16, 1, 1000)?,
@@ -759,6 +783,9 @@ impl Config {
     }
 }
 
+/// The admin listener's default port (on 127.0.0.1).
+pub const DEFAULT_ADMIN_PORT: u16 = 9090;
+
 /// Longest a store statement may run on the request and socket paths.
 const STATEMENT_TIMEOUT_MS: u64 = 10_000;
 /// Redis connections for publishing (the subscriber has its own).
@@ -804,6 +831,8 @@ mod tests {
     fn defaults_are_valid() {
         let c = Config::from_values(base()).unwrap();
         assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.admin_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9090))));
+        assert_eq!(with("HERALD_ADMIN_LISTEN", "off").unwrap().admin_listen, None);
         assert!(c.redis_url.is_none());
         assert_eq!(c.redis_prefix, "herald:");
         assert_eq!(c.http_keep_alive, Duration::from_secs(75));
@@ -814,6 +843,9 @@ mod tests {
     fn every_bad_value_names_its_variable() {
         let cases = [
             ("HERALD_LISTEN", "not-an-address"),
+            ("HERALD_ADMIN_LISTEN", "9090"),
+            ("HERALD_ADMIN_LISTEN", "127.0.0.1:8080"),
+            ("HERALD_ADMIN_LISTEN", "0.0.0.0:8080"),
             ("HERALD_DATABASE_URL", "mysql://x"),
             ("HERALD_REDIS_URL", "http://x"),
             ("HERALD_BUS_HMAC_KEY", "shorter-than-32-bytes"),

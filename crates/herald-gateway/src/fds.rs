@@ -8,7 +8,7 @@
 //! - if descriptors still run out (a flood of plain HTTP connections, another process
 //!   sharing the limit), actix-server's accept loop logs the error and stops accepting for
 //!   500 ms instead of spinning; [`AcceptErrors`] counts those events for
-//!   `herald_accept_errors_total`, and `/metrics` shows `herald_open_fds` / `herald_max_fds`.
+//!   `herald_accept_errors_total`, and `/metrics` shows `process_open_fds` / `process_max_fds`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -56,17 +56,15 @@ pub struct Metrics {
     pub bus_subscribed_users: IntGauge,
     pub revocations_known: IntGauge,
     pub bus_connected: IntGauge,
-    pub bus_reconnects: IntGauge,
-    pub bus_resyncs: IntGauge,
-    pub bus_probe_failures: IntGauge,
-    pub bus_messages_received: IntGauge,
-    pub bus_decode_errors: IntGauge,
+    pub bus_reconnects: IntCounter,
+    pub bus_resyncs: IntCounter,
+    pub bus_probe_failures: IntCounter,
+    pub bus_messages_received: IntCounter,
+    pub bus_decode_errors: IntCounter,
     /// Size of one socket's task future: the largest part of an idle socket's memory.
     pub socket_task_bytes: IntGauge,
     /// [`crate::ws::RELEASE_TASK_BUDGET`], for checks against a running node.
     pub socket_task_budget: IntGauge,
-    pub open_fds: IntGauge,
-    pub max_fds: IntGauge,
     /// Open plain HTTP connections (set at scrape).
     pub http_connections: IntGauge,
     /// Sockets waiting to authenticate (set at scrape).
@@ -75,7 +73,10 @@ pub struct Metrics {
     /// Requests and handshakes refused by a rate or count limit, by limit.
     pub limited: IntCounterVec,
     pub max_connections: IntGauge,
-    pub accept_errors: IntGauge,
+    pub accept_errors: IntCounter,
+    /// `herald_http_request_duration_seconds{route, method, status}`: every plain HTTP request
+    /// by its route pattern (`unmatched` for none).
+    pub http_request_seconds: HistogramVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -172,6 +173,26 @@ impl Metrics {
             )
             .expect_ok(),
         );
+        let http_request_seconds = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "herald_http_request_duration_seconds",
+                    "Plain HTTP requests by route pattern, method and status (WebSocket upgrades are not included)",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route", "method", "status"],
+            )
+            .expect_ok(),
+        );
+        // The process's own resident memory, CPU seconds, open and maximum descriptors
+        // (`process_*`), from /proc.
+        #[cfg(target_os = "linux")]
+        if let Err(e) = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::error!(error = %e, "process metrics not registered");
+        }
         Metrics {
             connections: gauge(
                 &r,
@@ -297,29 +318,29 @@ impl Metrics {
                 "herald_bus_connected",
                 "1 when the Redis subscriber connection is up",
             ),
-            bus_reconnects: gauge(
+            bus_reconnects: counter(
                 &r,
-                "herald_bus_reconnects",
+                "herald_bus_reconnects_total",
                 "Redis subscriber reconnects since start",
             ),
-            bus_resyncs: gauge(
+            bus_resyncs: counter(
                 &r,
-                "herald_bus_resyncs",
+                "herald_bus_resyncs_total",
                 "Bus-triggered resyncs since start",
             ),
-            bus_probe_failures: gauge(
+            bus_probe_failures: counter(
                 &r,
-                "herald_bus_probe_failures",
+                "herald_bus_probe_failures_total",
                 "Redis subscriber probes that did not come back",
             ),
-            bus_messages_received: gauge(
+            bus_messages_received: counter(
                 &r,
-                "herald_bus_messages_received",
+                "herald_bus_messages_received_total",
                 "Messages received from Redis",
             ),
-            bus_decode_errors: gauge(
+            bus_decode_errors: counter(
                 &r,
-                "herald_bus_decode_errors",
+                "herald_bus_decode_errors_total",
                 "Messages received from Redis that could not be decoded, or came on the wrong channel (dropped; the sockets catch up at the next reconcile)",
             ),
             socket_task_bytes: gauge(
@@ -336,7 +357,6 @@ impl Metrics {
                 g.set(crate::ws::RELEASE_TASK_BUDGET);
                 g
             },
-            open_fds: gauge(&r, "herald_open_fds", "Open file descriptors"),
             http_connections: gauge(
                 &r,
                 "herald_http_connections",
@@ -358,23 +378,31 @@ impl Metrics {
                 "Requests, connections and handshakes refused by an edge limit",
                 &["limit"],
             ),
-            max_fds: gauge(
-                &r,
-                "herald_max_fds",
-                "The open-file limit (soft RLIMIT_NOFILE)",
-            ),
             max_connections: gauge(
                 &r,
                 "herald_max_connections",
                 "The socket cap in force (HERALD_MAX_CONNECTIONS, clamped to the open-file limit)",
             ),
-            accept_errors: gauge(
+            accept_errors: counter(
                 &r,
                 "herald_accept_errors_total",
                 "Accept failures (e.g. descriptors exhausted); each pauses accepting for 500 ms",
             ),
+            http_request_seconds,
             registry: r,
         }
+    }
+
+    /// Records one plain HTTP request. `route` is the matched pattern, so the label set stays
+    /// small; methods outside the usual few are counted as `other`.
+    pub fn observe_http(&self, route: &str, method: &actix_web::http::Method, status: u16, secs: f64) {
+        let method = match method.as_str() {
+            m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "HEAD") => m,
+            _ => "other",
+        };
+        self.http_request_seconds
+            .with_label_values(&[route, method, status_label(status)])
+            .observe(secs);
     }
 
     pub fn render(&self) -> String {
@@ -383,6 +411,46 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The status codes Herald answers with, as labels without allocating; any other is counted
+/// by its class.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        101 => "101",
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Raises a counter to `total` (a cumulative count kept elsewhere, e.g. by the bus); a counter
+/// never goes down, so a smaller `total` leaves it as it is.
+pub fn raise_to(counter: &IntCounter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
     }
 }
 

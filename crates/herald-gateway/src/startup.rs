@@ -45,6 +45,7 @@ fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
 
 pub struct Application {
     port: u16,
+    admin_port: Option<u16>,
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
     background: CancellationToken,
@@ -202,7 +203,35 @@ impl Application {
             head_timeout: REQUEST_HEAD_TIMEOUT,
             drain: state.drain.clone(),
         });
-        let server = actix_server::Server::build()
+        let admin = match config.admin_listen {
+            Some(a) => {
+                let l = listen(a, 128)
+                    .with_context(|| format!("binding HERALD_ADMIN_LISTEN={a}"))?;
+                let port = l.local_addr()?.port();
+                Some((l, port))
+            }
+            None => None,
+        };
+        let admin_port = admin.as_ref().map(|(_, p)| *p);
+        let mut builder = actix_server::Server::build();
+        if let Some((l, _)) = admin {
+            let admin_state = state.clone();
+            // The admin listener: metrics and health for scrapers and probes, never exposed
+            // through the balancer. Plain actix-web: no edge limits, no WebSocket upgrade.
+            builder = builder.listen("herald-admin", l, move || {
+                let app = App::new()
+                    .app_data(admin_state.clone())
+                    .configure(crate::routes::admin)
+                    .default_service(web::to(crate::routes::not_found))
+                    .into_factory()
+                    .map_err(|err: actix_web::Error| err.error_response());
+                HttpService::build()
+                    .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })?;
+        }
+        let server = builder
             .workers(config.workers)
             .disable_signals()
             // What is left of the drain grace once the sockets have had theirs.
@@ -230,7 +259,10 @@ impl Application {
                             let client = st.edge.client_ip(req.peer_addr(), req.headers());
                             let timeout = st.config.edge.request_timeout;
                             let drain = st.drain.clone();
-                            crate::edge::http::middleware(req, srv, timeout, client, drain)
+                            let metrics = st.metrics.clone();
+                            crate::edge::http::middleware(
+                                req, srv, timeout, client, drain, metrics,
+                            )
                         }
                     })
                     .configure(|c| crate::routes::configure(c, &cfg));
@@ -266,9 +298,10 @@ impl Application {
                 .and_then(http)
             })?
             .run();
-        tracing::info!(node = %config.node_id, port, redis = config.redis_url.is_some(), "node listening");
+        tracing::info!(node = %config.node_id, port, admin_port, redis = config.redis_url.is_some(), "node listening");
         Ok(Application {
             port,
+            admin_port,
             server,
             state,
             background,
@@ -277,6 +310,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin listener's port (`HERALD_ADMIN_LISTEN`), if it has one.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
     }
 
     pub fn handle(&self) -> NodeHandle {

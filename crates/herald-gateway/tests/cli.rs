@@ -180,6 +180,8 @@ fn migrate_needs_only_the_database_url_and_is_idempotent() {
 struct Served {
     child: std::process::Child,
     port: u16,
+    /// The admin listener (`/metrics`).
+    admin_port: u16,
     db: String,
 }
 
@@ -211,6 +213,11 @@ impl Served {
             .local_addr()
             .unwrap()
             .port();
+        let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
         let mut cmd = match nofile {
             None => herald(),
@@ -225,6 +232,7 @@ impl Served {
             .arg("serve")
             .envs([
                 ("HERALD_LISTEN", format!("127.0.0.1:{port}")),
+                ("HERALD_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}")),
                 ("HERALD_DATABASE_URL", url),
                 ("HERALD_MIGRATE_ON_START", "true".into()),
                 ("HERALD_SERVICE_KEYS", "cli-service-key-0123456789".into()),
@@ -251,7 +259,12 @@ impl Served {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Served { child, port, db }
+        Served {
+            child,
+            port,
+            admin_port,
+            db,
+        }
     }
 
     /// Stops the process (SIGTERM, then kill) and returns everything it printed.
@@ -445,9 +458,10 @@ fn running_out_of_descriptors_is_survived() {
         ],
     );
     let port = served.port;
+    let admin = served.admin_port;
     // 400 - (4 pool + 16 + 256 plain HTTP connections) = 124 sockets at most.
-    assert_eq!(metric(port, "herald_max_connections"), Some(124));
-    assert_eq!(metric(port, "herald_max_fds"), Some(400));
+    assert_eq!(metric(admin, "herald_max_connections"), Some(124));
+    assert_eq!(metric(admin, "process_max_fds"), Some(400));
     // Flood: more connections than the node has descriptors. Each sends nothing, so the node
     // holds it until the request-head timeout.
     let flood: Vec<std::net::TcpStream> = (0..500)
@@ -463,8 +477,14 @@ fn running_out_of_descriptors_is_survived() {
     // Bounded wait until the node answers again (the held connections time out in 5 s).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let errors = loop {
-        if let Some(n) = metric(port, "herald_accept_errors_total") {
-            break n;
+        let health = raw_request(
+            port,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if health.starts_with("HTTP/1.1 200") {
+            if let Some(n) = metric(admin, "herald_accept_errors_total") {
+                break n;
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -474,7 +494,7 @@ fn running_out_of_descriptors_is_survived() {
     };
     // Past 256 plain connections the node answers 503 and closes at once, so the flood
     // meets the HTTP connection cap, the descriptor limit, or both: each is counted.
-    let capped = metric(port, "herald_limited_total{limit=\"http_connections\"}").unwrap_or(0);
+    let capped = metric(admin, "herald_limited_total{limit=\"http_connections\"}").unwrap_or(0);
     assert!(
         errors + capped >= 1,
         "the flood was not counted (accept errors {errors}, capped {capped})"

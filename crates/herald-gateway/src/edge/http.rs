@@ -3,6 +3,7 @@
 //! request is logged with its client address and, for the user API, its user.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_http::ConnectionType;
@@ -13,6 +14,7 @@ use herald_protocol::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::ws::{has_token_param, token_in_url};
 
 /// The user a request acted for, set by the user-token extractor for the request log.
@@ -32,6 +34,7 @@ pub fn middleware<S, B>(
     timeout: Duration,
     client: Option<std::net::IpAddr>,
     drain: CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> impl Future<Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>> + 'static
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -40,6 +43,10 @@ where
 {
     let method = req.method().clone();
     let path = req.path().to_owned();
+    // The route pattern (`/v1/notifications/{id}`), not the path: a bounded label set.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let client = super::addr::ClientLog(client);
     let in_flight = req
         .conn_data::<super::conn::Requests>()
@@ -66,6 +73,7 @@ where
                 // rendered by the server (`ApiError::error_response` closes the connection).
                 tracing::info!(%method, %path, status = 408, ms = timeout.as_millis() as f64,
                     %client, user = "-", "request");
+                metrics.observe_http(&route, &method, 408, timeout.as_secs_f64());
                 return Err(ApiError::new(
                     ErrorCode::RequestTimeout,
                     format!(
@@ -83,7 +91,9 @@ where
                 .set_connection_type(ConnectionType::Close);
         }
         let status = res.status().as_u16();
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let secs = started.elapsed().as_secs_f64();
+        metrics.observe_http(&route, &method, status, secs);
+        let ms = secs * 1000.0;
         let user = res
             .request()
             .extensions()

@@ -42,10 +42,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, config: &Config) {
     routes(cfg, config.dev_endpoints);
 }
 
+/// The admin listener's routes (`HERALD_ADMIN_LISTEN`): metrics, and the health endpoints
+/// again so a probe can use either listener.
+pub fn admin(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(ops::metrics))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz));
+}
+
 fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
     cfg.route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics))
         .route("/v1/ws", web::get().to(crate::ws::plain_get))
         .service(
             web::resource("/v1/notifications")

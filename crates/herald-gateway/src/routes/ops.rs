@@ -44,24 +44,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use crate::metrics::raise_to;
     let m = &state.metrics;
     let b = state.bus.metrics();
     m.bus_subscribed_users
         .set(state.bus.subscribed_users() as i64);
     m.bus_connected.set(i64::from(state.bus.is_connected()));
-    m.bus_reconnects.set(b.reconnects as i64);
-    m.bus_resyncs.set(b.resyncs as i64);
-    m.bus_probe_failures.set(b.probe_failures as i64);
-    m.bus_messages_received.set(b.messages_received as i64);
-    m.bus_decode_errors.set(b.decode_errors as i64);
-    m.open_fds
-        .set(crate::fds::open_count().map_or(-1, |n| n as i64));
-    m.max_fds.set(crate::fds::limit().map_or(-1, |n| n as i64));
+    raise_to(&m.bus_reconnects, b.reconnects);
+    raise_to(&m.bus_resyncs, b.resyncs);
+    raise_to(&m.bus_probe_failures, b.probe_failures);
+    raise_to(&m.bus_messages_received, b.messages_received);
+    raise_to(&m.bus_decode_errors, b.decode_errors);
     m.http_connections.set(state.edge.connections.open() as i64);
     m.preauth_sockets.set(state.edge.preauth.waiting() as i64);
     m.max_connections.set(state.config.max_connections as i64);
-    m.accept_errors
-        .set(crate::fds::AcceptErrors::total() as i64);
+    raise_to(&m.accept_errors, crate::fds::AcceptErrors::total());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(m.render())

@@ -303,12 +303,12 @@ async fn a_slow_gap_fill_does_not_close_a_fast_reader() {
     lock.batch_execute("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let received = a.metric("herald_bus_messages_received").await;
+    let received = a.metric("herald_bus_messages_received_total").await;
     let channel = format!("{}user:gus", env.prefix);
     for (_, f) in frames.iter().skip(1).chain(frames.iter().take(1)) {
         assert_eq!(redis_publish(&redis_url(), &channel, f).await, 1);
     }
-    wait_metric(&a, "herald_bus_messages_received", received + N).await;
+    wait_metric(&a, "herald_bus_messages_received_total", received + N).await;
     // The node has offered all 40 to the socket; a queue stalled behind the gap read would
     // have overflowed (16) and killed it by now. Give a stalled queue a moment to show it.
     assert!(

@@ -234,7 +234,7 @@ async fn redis_dropping_a_slow_subscriber_is_repaired() {
     // The catch-up may come from the reconcile loop before the bus's reconnect (backoff)
     // completes; the node must still reconnect its subscriber.
     let deadline = Instant::now() + WAIT;
-    while a.metric("herald_bus_reconnects").await < 1 {
+    while a.metric("herald_bus_reconnects_total").await < 1 {
         assert!(
             Instant::now() < deadline,
             "the node never reconnected its dropped subscriber"

@@ -74,6 +74,7 @@ impl TestEnv {
             v.insert(k.to_string(), val.to_string());
         };
         set("HERALD_LISTEN", "127.0.0.1:0");
+        set("HERALD_ADMIN_LISTEN", "127.0.0.1:0");
         set("HERALD_DATABASE_URL", &self.db_url);
         set("HERALD_DATABASE_POOL_SIZE", "8");
         set("HERALD_REDIS_PREFIX", &self.prefix);
@@ -126,10 +127,15 @@ impl TestEnv {
 pub async fn spawn_node(cfg: Config) -> TestNode {
     let app = Application::build(cfg).await.expect("build node");
     let port = app.port();
+    let admin = app
+        .admin_port()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .unwrap_or_default();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestNode {
         base: format!("http://127.0.0.1:{port}"),
+        admin,
         ws: format!("ws://127.0.0.1:{port}/v1/ws"),
         handle,
         http: reqwest::Client::new(),
@@ -138,6 +144,8 @@ pub async fn spawn_node(cfg: Config) -> TestNode {
 
 pub struct TestNode {
     pub base: String,
+    /// The admin listener (`/metrics`), empty if the node has none.
+    pub admin: String,
     pub ws: String,
     pub handle: NodeHandle,
     pub http: reqwest::Client,
@@ -171,12 +179,12 @@ impl TestNode {
             .expect("publish request")
     }
 
-    /// The value of one series in `/metrics` (its name with any labels, as exported); 0 when
-    /// it is absent.
+    /// The value of one series in the admin listener's `/metrics` (its name with any labels,
+    /// as exported); 0 when it is absent.
     pub async fn metric(&self, name: &str) -> i64 {
         let text = self
             .http
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{}/metrics", self.admin))
             .send()
             .await
             .unwrap()

@@ -722,9 +722,26 @@ async fn health_ready_and_metrics() {
     let mut ws = node.connect("alice").await;
     ws.handshake().await;
     node.publish_one("alice", "counted").await;
+    // /metrics is on the admin listener only; the health endpoints are on both.
     let r = node
         .http
         .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 404, "no /metrics on the public listener");
+    for path in ["/healthz", "/readyz"] {
+        let r = node
+            .http
+            .get(format!("{}{path}", node.admin))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200, "{path} on the admin listener");
+    }
+    let r = node
+        .http
+        .get(format!("{}/metrics", node.admin))
         .send()
         .await
         .expect("GET");
@@ -772,6 +789,43 @@ async fn health_ready_and_metrics() {
         (256..=budget).contains(&task_bytes),
         "socket task of {task_bytes} bytes, budget {budget}"
     );
+    // By convention: per-route request durations (the route pattern, not the path), the
+    // process collector, and counters (not gauges) for the bus's cumulative counts.
+    assert!(
+        text.contains(
+            "herald_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/notifications\",status=\"201\"} 1"
+        ),
+        "metrics:\n{text}"
+    );
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(text.contains(&format!("\n{name} ")), "no {name} in:\n{text}");
+    }
+    for name in [
+        "herald_bus_reconnects_total",
+        "herald_bus_resyncs_total",
+        "herald_bus_probe_failures_total",
+        "herald_bus_messages_received_total",
+        "herald_bus_decode_errors_total",
+        "herald_accept_errors_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} counter")),
+            "{name} is not a counter:\n{text}"
+        );
+    }
+    // Every counter's name ends in _total.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut parts = line.split_whitespace().skip(2);
+        let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter {name} does not end in _total");
+        }
+    }
     // No secret ever appears in the metrics.
     assert!(!text.contains(SERVICE_KEY) && !text.contains(SECRET));
 }
