@@ -1,13 +1,17 @@
 //! User tokens (JWT) and service API keys.
 //!
 //! The algorithm is never taken on trust from the token: an HS256 token is checked only
-//! against the configured shared secret, an RS256/ES256 token only against configured public
-//! keys of that algorithm (selected by `kid` when present; an HS256 token with a `kid` is
-//! refused, the secret has none). `alg: none` and unknown algorithms are refused when the
+//! against the configured shared secret, an RS256/ES256/EdDSA token only against public keys
+//! of that algorithm, configured as files or fetched from the identity provider's JWKS URL
+//! ([`crate::jwks`]) (selected by `kid` when present; an HS256 token with a `kid` is refused,
+//! the secret has none). `alg: none` and unknown algorithms are refused when the
 //! header is parsed; an `exp` after the year 9999 is refused. `exp` and `sub` are required; `aud`/`iss` are
 //! enforced when configured. Error messages never contain the token.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use jsonwebtoken::{
     decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -16,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
+use crate::jwks::Jwks;
 use herald_core::validate_user_id;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +100,8 @@ struct KeyEntry {
 pub struct TokenVerifier {
     hs256: Option<DecodingKey>,
     keys: Vec<KeyEntry>,
+    /// Keys from the identity provider's JWKS URL, beside the configured ones.
+    jwks: Option<Arc<Jwks>>,
     audience: Option<String>,
     issuer: Option<String>,
     leeway: u64,
@@ -120,10 +127,12 @@ impl TokenVerifier {
                 (Algorithm::RS256, k)
             } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
                 (Algorithm::ES256, k)
+            } else if let Ok(k) = DecodingKey::from_ed_pem(&pem) {
+                (Algorithm::EdDSA, k)
             } else {
                 return Err(KeyLoadError {
                     path,
-                    message: "not an RSA or EC (P-256) public key in PEM format".into(),
+                    message: "not an RSA, EC (P-256) or Ed25519 public key in PEM format".into(),
                 });
             };
             keys.push(KeyEntry {
@@ -138,9 +147,44 @@ impl TokenVerifier {
                 .as_ref()
                 .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
             keys,
+            jwks: None,
             audience: cfg.audience.clone(),
             issuer: cfg.issuer.clone(),
             leeway: cfg.leeway_secs,
+        })
+    }
+
+    /// Adds the identity provider's keys (`HERALD_JWT_JWKS_URL`).
+    pub fn with_jwks(mut self, jwks: Arc<Jwks>) -> TokenVerifier {
+        self.jwks = Some(jwks);
+        self
+    }
+
+    /// Whether `token` names a `kid` this verifier does not hold while a JWKS URL is set: the
+    /// caller should await [`TokenVerifier::refresh_keys`] before [`TokenVerifier::verify`],
+    /// so a key rotated in at the provider is accepted at its first use.
+    pub fn needs_refresh(&self, token: &str) -> bool {
+        let Some(jwks) = &self.jwks else {
+            return false;
+        };
+        let Ok(header) = decode_header(token) else {
+            return false;
+        };
+        match (&header.alg, &header.kid) {
+            (Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA, Some(kid)) => {
+                !jwks.knows(kid) && !self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+            }
+            _ => false,
+        }
+    }
+
+    /// Fetches the JWKS again, rate-limited (see [`crate::jwks`]). Boxed, so an awaiting
+    /// socket task stays small.
+    pub fn refresh_keys(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Some(jwks) = &self.jwks {
+                jwks.refetch_if_allowed().await;
+            }
         })
     }
 
@@ -167,6 +211,7 @@ impl TokenVerifier {
 
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let provider_keys = self.jwks.as_ref().map(|j| j.keys());
         let candidates: Vec<&DecodingKey> = match header.alg {
             // The shared secret has no key id: a token naming one asks for a key this server
             // does not have.
@@ -175,24 +220,40 @@ impl TokenVerifier {
                 Some(k) => vec![k],
                 None => return Err(TokenError::AlgorithmNotAccepted("HS256".into())),
             },
-            alg @ (Algorithm::RS256 | Algorithm::ES256) => {
-                let of_alg: Vec<&KeyEntry> = self.keys.iter().filter(|k| k.alg == alg).collect();
+            alg @ (Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) => {
+                let of_alg: Vec<(&Option<String>, &DecodingKey)> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.alg == alg)
+                    .map(|k| (&k.kid, &k.key))
+                    .chain(
+                        provider_keys
+                            .iter()
+                            .flat_map(|set| set.iter())
+                            .filter(|k| k.alg == alg)
+                            .map(|k| (&k.kid, &k.key)),
+                    )
+                    .collect();
                 if of_alg.is_empty() {
+                    // With a JWKS URL, an algorithm without keys may be a key rotated in.
+                    if self.jwks.is_some() && header.kid.is_some() {
+                        return Err(TokenError::UnknownKey);
+                    }
                     return Err(TokenError::AlgorithmNotAccepted(format!("{alg:?}")));
                 }
                 match &header.kid {
                     Some(kid) => {
                         let hit: Vec<&DecodingKey> = of_alg
                             .iter()
-                            .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
-                            .map(|k| &k.key)
+                            .filter(|(k, _)| k.as_deref() == Some(kid.as_str()))
+                            .map(|(_, key)| *key)
                             .collect();
                         if hit.is_empty() {
                             return Err(TokenError::UnknownKey);
                         }
                         hit
                     }
-                    None => of_alg.iter().map(|k| &k.key).collect(),
+                    None => of_alg.iter().map(|(_, key)| *key).collect(),
                 }
             }
             other => return Err(TokenError::AlgorithmNotAccepted(format!("{other:?}"))),

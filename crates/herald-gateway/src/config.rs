@@ -40,6 +40,8 @@ pub struct PublicKeyConfig {
 pub struct JwtConfig {
     pub hs256_secret: Option<SecretString>,
     pub public_keys: Vec<PublicKeyConfig>,
+    /// `HERALD_JWT_JWKS_URL` and its timing: the identity provider's keys.
+    pub jwks: Option<crate::jwks::JwksConfig>,
     pub audience: Option<String>,
     pub issuer: Option<String>,
     pub leeway_secs: u64,
@@ -417,15 +419,30 @@ impl Config {
             }
             public_keys.push(PublicKeyConfig { kid, path });
         }
-        if hs256_secret.is_none() && public_keys.is_empty() {
+        let default_max_age =
+            Duration::from_secs(src.ranged("HERALD_JWT_JWKS_MAX_AGE_SECS", 300, 1, 86_400)?);
+        let min_refetch = src.millis("HERALD_JWT_JWKS_MIN_REFETCH_MS", 30_000, 100, 3_600_000)?;
+        let jwks = match src.get("HERALD_JWT_JWKS_URL").map(str::trim) {
+            None | Some("") => None,
+            Some(url) => {
+                crate::jwks::check_url(url).map_err(|e| invalid("HERALD_JWT_JWKS_URL", e))?;
+                Some(crate::jwks::JwksConfig {
+                    url: url.to_string(),
+                    default_max_age,
+                    min_refetch,
+                })
+            }
+        };
+        if hs256_secret.is_none() && public_keys.is_empty() && jwks.is_none() {
             return Err(invalid(
                 "HERALD_JWT_HS256_SECRET",
-                "set HERALD_JWT_HS256_SECRET and/or HERALD_JWT_PUBLIC_KEYS so user tokens can be verified",
+                "set HERALD_JWT_HS256_SECRET, HERALD_JWT_PUBLIC_KEYS and/or HERALD_JWT_JWKS_URL so user tokens can be verified",
             ));
         }
         Ok(JwtConfig {
             hs256_secret: hs256_secret.map(SecretString::from),
             public_keys,
+            jwks,
             audience: required_claim(
                 &src,
                 "HERALD_JWT_AUDIENCE",
@@ -831,8 +848,14 @@ mod tests {
     fn defaults_are_valid() {
         let c = Config::from_values(base()).unwrap();
         assert_eq!(c.listen.port(), 8080);
-        assert_eq!(c.admin_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9090))));
-        assert_eq!(with("HERALD_ADMIN_LISTEN", "off").unwrap().admin_listen, None);
+        assert_eq!(
+            c.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+        );
+        assert_eq!(
+            with("HERALD_ADMIN_LISTEN", "off").unwrap().admin_listen,
+            None
+        );
         assert!(c.redis_url.is_none());
         assert_eq!(c.redis_prefix, "herald:");
         assert_eq!(c.http_keep_alive, Duration::from_secs(75));
@@ -844,6 +867,10 @@ mod tests {
         let cases = [
             ("HERALD_LISTEN", "not-an-address"),
             ("HERALD_ADMIN_LISTEN", "9090"),
+            ("HERALD_JWT_JWKS_URL", "http://id.example.com/jwks"),
+            ("HERALD_JWT_JWKS_URL", "not a url"),
+            ("HERALD_JWT_JWKS_MAX_AGE_SECS", "0"),
+            ("HERALD_JWT_JWKS_MIN_REFETCH_MS", "10"),
             ("HERALD_ADMIN_LISTEN", "127.0.0.1:8080"),
             ("HERALD_ADMIN_LISTEN", "0.0.0.0:8080"),
             ("HERALD_DATABASE_URL", "mysql://x"),

@@ -9,6 +9,7 @@ pub mod edge;
 pub mod error;
 pub mod fds;
 pub mod health;
+pub mod jwks;
 pub mod metrics;
 pub mod publisher;
 pub mod purge;

@@ -77,6 +77,8 @@ pub struct Metrics {
     /// `herald_http_request_duration_seconds{route, method, status}`: every plain HTTP request
     /// by its route pattern (`unmatched` for none).
     pub http_request_seconds: HistogramVec,
+    pub jwks_fetches: IntCounterVec,
+    pub jwks_keys: IntGauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -389,13 +391,36 @@ impl Metrics {
                 "Accept failures (e.g. descriptors exhausted); each pauses accepting for 500 ms",
             ),
             http_request_seconds,
+            jwks_fetches: {
+                let v = counter_vec(
+                    &r,
+                    "herald_jwks_fetches_total",
+                    "Fetches of HERALD_JWT_JWKS_URL by outcome (ok, error: the held keys stay in use)",
+                    &["outcome"],
+                );
+                for o in ["ok", "error"] {
+                    v.with_label_values(&[o]);
+                }
+                v
+            },
+            jwks_keys: gauge(
+                &r,
+                "herald_jwks_keys",
+                "Signing keys held from HERALD_JWT_JWKS_URL",
+            ),
             registry: r,
         }
     }
 
     /// Records one plain HTTP request. `route` is the matched pattern, so the label set stays
     /// small; methods outside the usual few are counted as `other`.
-    pub fn observe_http(&self, route: &str, method: &actix_web::http::Method, status: u16, secs: f64) {
+    pub fn observe_http(
+        &self,
+        route: &str,
+        method: &actix_web::http::Method,
+        status: u16,
+        secs: f64,
+    ) {
         let method = match method.as_str() {
             m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "HEAD") => m,
             _ => "other",

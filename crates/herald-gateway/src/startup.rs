@@ -125,8 +125,18 @@ impl Application {
         herald_store::tls::install_crypto_provider();
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
-        let verifier =
+        let mut verifier =
             TokenVerifier::from_config(&config.jwt).context("loading JWT public keys")?;
+        let jwks = match &config.jwt.jwks {
+            Some(c) => {
+                let jwks = crate::jwks::Jwks::start(c.clone(), metrics.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("HERALD_JWT_JWKS_URL: {e}"))?;
+                verifier = verifier.with_jwks(jwks.clone());
+                Some(jwks)
+            }
+            None => None,
+        };
         let store = Store::connect(&config.store())
             .await
             .context("connecting to PostgreSQL (HERALD_DATABASE_URL)")?;
@@ -185,6 +195,9 @@ impl Application {
             background.clone(),
         ));
         tokio::spawn(crate::health::check_loop(state.clone(), background.clone()));
+        if let Some(jwks) = jwks {
+            tokio::spawn(jwks.refresh_loop(background.clone()));
+        }
         tokio::spawn(crate::purge::purge_idempotency_loop(
             state.clone(),
             background.clone(),
@@ -205,8 +218,8 @@ impl Application {
         });
         let admin = match config.admin_listen {
             Some(a) => {
-                let l = listen(a, 128)
-                    .with_context(|| format!("binding HERALD_ADMIN_LISTEN={a}"))?;
+                let l =
+                    listen(a, 128).with_context(|| format!("binding HERALD_ADMIN_LISTEN={a}"))?;
                 let port = l.local_addr()?.port();
                 Some((l, port))
             }
@@ -260,9 +273,7 @@ impl Application {
                             let timeout = st.config.edge.request_timeout;
                             let drain = st.drain.clone();
                             let metrics = st.metrics.clone();
-                            crate::edge::http::middleware(
-                                req, srv, timeout, client, drain, metrics,
-                            )
+                            crate::edge::http::middleware(req, srv, timeout, client, drain, metrics)
                         }
                     })
                     .configure(|c| crate::routes::configure(c, &cfg));

@@ -3,6 +3,7 @@
 use std::future::{ready, Ready};
 
 use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use herald_protocol::ErrorCode;
 
 use crate::auth::{bearer, service_key_index, service_key_scope, Scope};
@@ -102,17 +103,22 @@ impl FromRequest for Service {
 
 impl FromRequest for User {
     type Error = ApiError;
-    type Future = Ready<Result<User, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<User, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready((|| {
-            let st = state(req)?;
-            let token = bearer(req).ok_or_else(|| {
+        let req = req.clone();
+        Box::pin(async move {
+            let st = state(&req)?;
+            let token = bearer(&req).ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::Unauthorized,
                     "a user token is required: Authorization: Bearer <jwt>",
                 )
             })?;
+            // A key rotated in at the identity provider: fetch the JWKS first (rate-limited).
+            if st.verifier.needs_refresh(token) {
+                st.verifier.refresh_keys().await;
+            }
             let v = st.verify_user(token).map_err(|e| token_error(&e))?;
             req.extensions_mut()
                 .insert(crate::edge::http::LoggedUser(v.user_id.clone()));
@@ -121,6 +127,6 @@ impl FromRequest for User {
                 ApiError::rate_limited("too many requests for this user", wait)
             })?;
             Ok(User { id: v.user_id })
-        })())
+        })
     }
 }

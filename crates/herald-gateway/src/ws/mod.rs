@@ -66,6 +66,16 @@ pub fn token_in_url() -> ApiError {
     )
 }
 
+/// A header token naming a `kid` the node does not hold, with a JWKS URL set: fetch the keys
+/// (rate-limited) before the synchronous checks of [`admit`] verify it.
+async fn refresh_keys_for(state: &AppState, headers: &HeaderMap) {
+    if let Some(token) = bearer_in(headers) {
+        if state.verifier.needs_refresh(token) {
+            state.verifier.refresh_keys().await;
+        }
+    }
+}
+
 /// What the pre-upgrade checks let through.
 struct Admitted {
     pre_auth: Option<VerifiedToken>,
@@ -167,6 +177,7 @@ fn not_a_handshake(state: &AppState, e: actix_http::ws::HandshakeError) -> ApiEr
 /// (`Connection: Upgrade`, maybe `Upgrade: h2c`) would otherwise be answered
 /// `Connection: upgrade`.
 pub async fn plain_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    refresh_keys_for(&state, req.headers()).await;
     let e = match admit(&state, req.headers(), req.query_string(), None) {
         Err(e) => e,
         Ok(_) => {
@@ -194,6 +205,7 @@ pub async fn on_upgrade(
     let client_log = crate::edge::addr::ClientLog(client);
     let echo =
         cfg!(feature = "dev-endpoints") && req.path() == "/dev/echo" && state.config.dev_endpoints;
+    refresh_keys_for(&state, req.headers()).await;
     let decision = if has_token_param(query) {
         tracing::warn!(method = %req.method(), path = %req.path(), client = %client_log, "refused a token in the URL");
         Err(token_in_url())

@@ -803,7 +803,10 @@ async fn health_ready_and_metrics() {
         "process_max_fds",
         "process_cpu_seconds_total",
     ] {
-        assert!(text.contains(&format!("\n{name} ")), "no {name} in:\n{text}");
+        assert!(
+            text.contains(&format!("\n{name} ")),
+            "no {name} in:\n{text}"
+        );
     }
     for name in [
         "herald_bus_reconnects_total",
@@ -823,7 +826,10 @@ async fn health_ready_and_metrics() {
         let mut parts = line.split_whitespace().skip(2);
         let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
         if kind == "counter" {
-            assert!(name.ends_with("_total"), "counter {name} does not end in _total");
+            assert!(
+                name.ends_with("_total"),
+                "counter {name} does not end in _total"
+            );
         }
     }
     // No secret ever appears in the metrics.

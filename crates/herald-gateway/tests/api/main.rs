@@ -11,6 +11,7 @@ mod contract;
 mod delivery;
 mod faults;
 mod http_api;
+mod jwks;
 mod read_sync;
 mod refusals;
 mod resilience;

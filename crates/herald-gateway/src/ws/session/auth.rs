@@ -38,6 +38,9 @@ impl Socket {
                                     Some("last_seq must be non-negative".into()),
                                 ));
                             }
+                            if self.state.verifier.needs_refresh(&token) {
+                                self.state.verifier.refresh_keys().await;
+                            }
                             match self.state.verifier.verify(&token) {
                                 Ok(v) => Ok((v, last_seq.or(query_last_seq))),
                                 Err(e) if e.is_expired() => {

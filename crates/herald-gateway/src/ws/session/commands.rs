@@ -67,7 +67,12 @@ impl Socket {
                     }
                 }
             }
-            ClientMessage::Refresh { token, .. } => match state.verifier.verify(&token) {
+            ClientMessage::Refresh { token, .. } => match {
+                if state.verifier.needs_refresh(&token) {
+                    state.verifier.refresh_keys().await;
+                }
+                state.verifier.verify(&token)
+            } {
                 Ok(v)
                     if *v.user_id == *session.user
                         && state
