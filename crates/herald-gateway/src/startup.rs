@@ -144,6 +144,22 @@ impl Application {
             let applied = store.migrate().await.context("applying migrations")?;
             tracing::info!(?applied, "migrations applied");
         }
+        // The schema this node serves on: every migration it knows applied and unchanged;
+        // newer ones (a newer build's) are fine unless marked as breaking older nodes.
+        let schema = store
+            .check_schema()
+            .await
+            .context("checking the database schema (HERALD_DATABASE_URL)")?;
+        if !schema.pending.is_empty() {
+            anyhow::bail!(
+                "the database lacks migrations {:?} that this build needs: run `herald migrate` first (or set HERALD_MIGRATE_ON_START=true)",
+                schema.pending
+            );
+        }
+        if !schema.newer.is_empty() {
+            tracing::warn!(newer = ?schema.newer,
+                "the database has migrations this build does not know (a newer build applied them); running against them, as none is marked breaks-older-nodes");
+        }
         let registry = Arc::new(Registry::new(config.max_sockets_per_user, metrics.clone()));
         let bus = Bus::start(config.bus()?, registry.clone())
             .await

@@ -62,7 +62,7 @@ pub mod sql;
 pub mod tls;
 
 pub use error::StoreError;
-pub use migrate::MIGRATIONS;
+pub use migrate::{checksum as migrate_checksum, SchemaStatus, BREAKS_OLDER_NODES, MIGRATIONS};
 pub use pool::{Store, StoreConfig};
 pub use publish::{Committed, IdempotencyRecord, PublishOutcome, Published};
 pub use read_state::UserState;

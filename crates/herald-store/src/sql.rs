@@ -31,16 +31,29 @@ pub const PING: &str = "SELECT 1";
 
 pub const NOW: &str = "SELECT now() AS now";
 
+/// The migrations table, and the columns later versions of the runner added (a node that
+/// predates them still inserts `(version, name, applied_at)` and gets the defaults).
 pub const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    int PRIMARY KEY,
     name       text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
-)";
+);
+ALTER TABLE schema_migrations
+    ADD COLUMN IF NOT EXISTS checksum text,
+    ADD COLUMN IF NOT EXISTS breaks_older_nodes boolean NOT NULL DEFAULT false";
+
+/// Every recorded migration. `checksum` is NULL for rows an older runner wrote.
+pub const MIGRATIONS_RECORDED: &str =
+    "SELECT version, name, checksum, breaks_older_nodes FROM schema_migrations ORDER BY version";
 
 pub const MIGRATION_APPLIED: &str = "SELECT 1 FROM schema_migrations WHERE version = $1";
 
-pub const MIGRATION_RECORD: &str =
-    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())";
+pub const MIGRATION_RECORD: &str = "INSERT INTO schema_migrations \
+     (version, name, applied_at, checksum, breaks_older_nodes) VALUES ($1, $2, now(), $3, $4)";
+
+/// Records the checksum of a row an older runner wrote without one.
+pub const MIGRATION_BACKFILL_CHECKSUM: &str =
+    "UPDATE schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL";
 
 /// `$1` key, `$2` request hash. Returns a row iff this transaction now owns the key; blocks
 /// while another open transaction holds it.

@@ -1127,3 +1127,93 @@ async fn migration_2_keeps_every_delivered_at() {
         .delivered_at
         .is_some());
 }
+
+/// Every applied migration's checksum is recorded; an edited one is refused before anything
+/// changes, by `migrate` and by the start-up check alike.
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let db = EmptyDb::new().await;
+    let store = Store::connect(&db.config(2)).await.unwrap();
+    store.migrate().await.unwrap();
+    let c = admin_client(&db.url).await;
+    let sums: Vec<(i32, Option<String>)> = c
+        .query(
+            "SELECT version, checksum FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: Vec<(i32, Option<String>)> = herald_store::MIGRATIONS
+        .iter()
+        .map(|m| (m.0, Some(herald_store::migrate_checksum(m.2))))
+        .collect();
+    assert_eq!(sums, want);
+    // Someone edits migration 2 after it was applied (the recorded checksum no longer
+    // matches the file this build embeds).
+    c.batch_execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 2")
+        .await
+        .unwrap();
+    let err = store.migrate().await.unwrap_err().to_string();
+    assert!(
+        err.contains("migration 2 (0002_delivery_marks.sql) differs"),
+        "{err}"
+    );
+    let err = store.check_schema().await.unwrap_err().to_string();
+    assert!(err.contains("differs"), "{err}");
+    let count: i64 = c
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, herald_store::MIGRATIONS.len() as i64);
+}
+
+/// Rows written by a runner that recorded no checksum get this build's once; a newer
+/// build's migration is reported, and refused only when marked as breaking older nodes.
+#[tokio::test]
+async fn old_rows_get_checksums_and_newer_migrations_are_judged_by_their_mark() {
+    let db = EmptyDb::new().await;
+    let c = admin_client(&db.url).await;
+    let (v1, v1_name, v1_sql) = herald_store::MIGRATIONS[0];
+    c.batch_execute(v1_sql).await.unwrap();
+    c.batch_execute(&format!(
+        "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version, name) VALUES ({v1}, '{v1_name}');"
+    ))
+    .await
+    .unwrap();
+    let store = Store::connect(&db.config(2)).await.unwrap();
+    let status = store.check_schema().await.unwrap();
+    assert_eq!(status.pending.len(), herald_store::MIGRATIONS.len() - 1);
+    let sum: Option<String> = c
+        .query_one(
+            "SELECT checksum FROM schema_migrations WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, Some(herald_store::migrate_checksum(v1_sql)));
+    store.migrate().await.unwrap();
+    assert!(store.check_schema().await.unwrap().is_current());
+
+    c.batch_execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, '0099_future.sql', 'x')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.check_schema().await.unwrap().newer, vec![99]);
+    assert!(store.migrate().await.unwrap().is_empty());
+    c.batch_execute("UPDATE schema_migrations SET breaks_older_nodes = true WHERE version = 99")
+        .await
+        .unwrap();
+    let err = store.check_schema().await.unwrap_err().to_string();
+    assert!(
+        err.contains("0099_future.sql") && err.contains("older nodes cannot run"),
+        "{err}"
+    );
+}

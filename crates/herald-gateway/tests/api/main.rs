@@ -16,4 +16,5 @@ mod read_sync;
 mod refusals;
 mod resilience;
 mod revocation;
+mod schema;
 mod tls;
