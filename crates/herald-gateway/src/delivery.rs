@@ -14,6 +14,7 @@ use std::time::Duration;
 use herald_store::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 
@@ -44,9 +45,10 @@ impl DeliveryTracker {
         metrics: Arc<Metrics>,
         every: Duration,
         stop: CancellationToken,
+        tasks: &TaskTracker,
     ) -> DeliveryTracker {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, metrics.clone(), every, stop));
+        tasks.spawn(run(rx, store, metrics.clone(), every, stop));
         DeliveryTracker { tx, metrics }
     }
 
@@ -85,6 +87,10 @@ async fn run(
             }
             _ = stop.cancelled() => break,
         }
+    }
+    // Shutting down (the sockets are closed by now): every mark still queued is written too.
+    while let Ok((user, seq)) = rx.try_recv() {
+        marks.record(user, seq);
     }
     flush(&store, &metrics, marks.take(true)).await;
 }

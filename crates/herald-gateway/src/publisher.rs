@@ -18,6 +18,7 @@ use herald_protocol::http::{PublishResponse, PublishedItem};
 use herald_store::{Committed, Published, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::batching::next_batch;
 use crate::metrics::Metrics;
@@ -82,6 +83,8 @@ pub struct Fanout {
     pub wait: Duration,
     /// Places for late fan-outs ([`LATE_FANOUTS`]).
     pub late: Arc<Semaphore>,
+    /// The node's background tasks: a late fan-out is one, so shutdown waits for it.
+    pub tasks: TaskTracker,
 }
 
 impl Fanout {
@@ -129,7 +132,7 @@ impl Fanout {
                     .fanout_late
                     .with_label_values(&["continued"])
                     .inc_by(n);
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     publish.await;
                     drop(place);
                 });
@@ -173,7 +176,9 @@ impl Publisher {
         stop: CancellationToken,
     ) -> Publisher {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, fanout.clone(), in_flight, stop));
+        fanout
+            .tasks
+            .spawn(run(rx, store, fanout.clone(), in_flight, stop));
         Publisher { tx, fanout }
     }
 

@@ -14,6 +14,7 @@ use futures_util::future::ready;
 use herald_bus::Bus;
 use herald_store::Store;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::TokenVerifier;
 use crate::config::Config;
@@ -49,6 +50,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
     background: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// Controls a running node (used by `main` on SIGTERM and by tests).
@@ -165,11 +167,15 @@ impl Application {
             .await
             .context("starting the fan-out bus (HERALD_REDIS_URL)")?;
         let background = CancellationToken::new();
+        // Every background task the node must let finish at shutdown (delivery marks, late
+        // fan-outs, the loops): `run_until_stopped` waits for them.
+        let tasks = TaskTracker::new();
         let tracker = DeliveryTracker::start(
             store.clone(),
             metrics.clone(),
             config.delivery_flush_interval,
             background.clone(),
+            &tasks,
         );
         let fanout = Fanout {
             bus: bus.clone(),
@@ -177,6 +183,7 @@ impl Application {
             skip: cfg!(feature = "fault-injection") && config.fault_skip_fanout,
             wait: config.fanout_wait,
             late: Fanout::late_budget(),
+            tasks: tasks.clone(),
         };
         let publisher = Publisher::start(
             store.clone(),
@@ -201,20 +208,20 @@ impl Application {
         let since = crate::revocation::refresh(&state, chrono::DateTime::UNIX_EPOCH)
             .await
             .context("loading session revocations from PostgreSQL")?;
-        tokio::spawn(crate::revocation::refresh_loop(
+        tasks.spawn(crate::revocation::refresh_loop(
             state.clone(),
             since,
             background.clone(),
         ));
-        tokio::spawn(crate::reconcile::reconcile_loop(
+        tasks.spawn(crate::reconcile::reconcile_loop(
             state.clone(),
             background.clone(),
         ));
-        tokio::spawn(crate::health::check_loop(state.clone(), background.clone()));
+        tasks.spawn(crate::health::check_loop(state.clone(), background.clone()));
         if let Some(jwks) = jwks {
-            tokio::spawn(jwks.refresh_loop(background.clone()));
+            tasks.spawn(jwks.refresh_loop(background.clone()));
         }
-        tokio::spawn(crate::purge::purge_idempotency_loop(
+        tasks.spawn(crate::purge::purge_idempotency_loop(
             state.clone(),
             background.clone(),
         ));
@@ -263,11 +270,13 @@ impl Application {
         let server = builder
             .workers(config.workers)
             .disable_signals()
-            // What is left of the drain grace once the sockets have had theirs.
+            // What is left of the drain grace once the sockets have had theirs, less the
+            // background work's share.
             .shutdown_timeout(
                 config
                     .drain_grace
                     .saturating_sub(sockets_drain(&config))
+                    .saturating_sub(background_finish(&config))
                     .as_secs(),
             )
             .listen("herald-http", listener, move || {
@@ -332,6 +341,7 @@ impl Application {
             server,
             state,
             background,
+            tasks,
         })
     }
 
@@ -351,13 +361,31 @@ impl Application {
         }
     }
 
+    /// Serves until the server stops (a drain, or `stop_now`); then stops the background
+    /// work and waits, at most [`background_finish`], for it to finish: the last delivery
+    /// marks are written, late fan-outs complete, loops end between steps.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let r = self.server.await;
         self.background.cancel();
+        self.tasks.close();
+        let budget = background_finish(&self.state.config);
+        if tokio::time::timeout(budget, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %self.state.config.node_id, tasks = self.tasks.len(),
+                budget_ms = budget.as_millis() as u64, "background work did not finish in time; abandoned");
+        }
         self.state.bus.shutdown();
         tracing::info!(node = %self.state.config.node_id, "node stopped");
         r
     }
+}
+
+/// The share of the drain grace kept for background work after the server stops (a fifth,
+/// within 200 ms .. 2 s).
+fn background_finish(config: &Config) -> Duration {
+    (config.drain_grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(2))
 }
 
 /// How long a drain waits for its sockets to close: the drain spread and a moment for the last

@@ -268,7 +268,13 @@ impl Served {
     }
 
     /// Stops the process (SIGTERM, then kill) and returns everything it printed.
-    fn stop(mut self) -> String {
+    fn stop(self) -> String {
+        self.stop_then(|_| {})
+    }
+
+    /// As [`Served::stop`], running `check` with the database URL once the process has
+    /// exited and before its database is dropped.
+    fn stop_then(mut self, check: impl FnOnce(&str)) -> String {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -280,6 +286,7 @@ impl Served {
         let out = self.child.wait_with_output().unwrap();
         let admin = admin_url();
         let db = self.db.clone();
+        check(&format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -552,4 +559,81 @@ fn jwt(user: &str) -> String {
         &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
     )
     .unwrap()
+}
+
+/// SIGTERM with delivery marks still waiting for their flush (a 10 s flush interval): the
+/// node drains, and the marks are written before the process exits.
+#[test]
+fn delivery_marks_pending_at_sigterm_are_written() {
+    let served = Served::start_with(None, &[("HERALD_DELIVERY_FLUSH_MS", "10000")]);
+    let port = served.port;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://127.0.0.1:{port}/v1/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {}", jwt("alice")).parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
+        let published = raw_request(
+            port,
+            "POST /v1/notifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer cli-service-key-0123456789\r\nContent-Type: application/json\r\nContent-Length: 55\r\nConnection: close\r\n\r\n{\"recipient\":\"alice\",\"type\":\"t\",\"title\":\"x\",\"body\":\"b\"}",
+        );
+        assert!(published.starts_with("HTTP/1.1 201"), "{published}");
+        // Read until the notification itself arrives on the socket (delivered).
+        let deadline = std::time::Duration::from_secs(10);
+        loop {
+            let msg = tokio::time::timeout(deadline, ws.next())
+                .await
+                .expect("the notification in time")
+                .expect("a message")
+                .expect("no error");
+            let text = msg.to_text().unwrap_or("");
+            if text.contains("\"seq\":1") {
+                break;
+            }
+        }
+        // The socket stays open: the drain closes it.
+        std::mem::forget(ws);
+    });
+    let out = served.stop_then(|db_url| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(db_url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let row = c
+                .query_one(
+                    "SELECT delivered_seq FROM user_state WHERE user_id = 'alice'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let delivered: i64 = row.get(0);
+            assert_eq!(
+                delivered, 1,
+                "the delivery mark pending at SIGTERM was lost"
+            );
+            let marks: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM delivery_marks WHERE user_id = 'alice'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(marks, 1);
+        });
+    });
+    assert!(out.contains("node stopped"), "{out}");
+    assert!(!out.contains("did not finish in time"), "{out}");
 }
