@@ -67,12 +67,7 @@ impl Socket {
                     }
                 }
             }
-            ClientMessage::Refresh { token, .. } => match {
-                if state.verifier.needs_refresh(&token) {
-                    state.verifier.refresh_keys().await;
-                }
-                state.verifier.verify(&token)
-            } {
+            ClientMessage::Refresh { token, .. } => match refreshed(&state, &token).await {
                 Ok(v)
                     if *v.user_id == *session.user
                         && state
@@ -116,4 +111,15 @@ impl Socket {
             Err((code, message)) => self.error(session, rid, code, message).await,
         }
     }
+}
+
+/// Verifies a refresh token, fetching the JWKS first if it names an unknown `kid`.
+async fn refreshed(
+    state: &crate::state::AppState,
+    token: &str,
+) -> Result<crate::auth::VerifiedToken, crate::auth::TokenError> {
+    if state.verifier.needs_refresh(token) {
+        state.verifier.refresh_keys().await;
+    }
+    state.verifier.verify(token)
 }
