@@ -1067,21 +1067,17 @@ async fn migration_2_keeps_every_delivered_at() {
     let c = admin_client(&db.url).await;
     // The version-1 schema as 0001 left it, with rows delivered in three flushes (carol: two
     // rows at one time, one at a later one, one undelivered) and one user never delivered.
-    let (v1, v1_name, v1_sql) = herald_store::MIGRATIONS[0];
-    c.batch_execute(v1_sql).await.unwrap();
-    c.batch_execute(&format!(
-        "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, \
-         applied_at timestamptz NOT NULL DEFAULT now());
-         INSERT INTO schema_migrations (version, name) VALUES ({v1}, '{v1_name}');
-         INSERT INTO user_state (user_id, last_seq, delivered_seq, unread_count, version)
+    version_1_as_an_old_runner_left_it(&c).await;
+    c.batch_execute(
+        "INSERT INTO user_state (user_id, last_seq, delivered_seq, unread_count, version)
              VALUES ('carol', 4, 3, 4, 4), ('dave', 1, 0, 1, 1);
          INSERT INTO notifications (user_id, seq, id, type, title, body, delivered_at) VALUES
              ('carol', 1, gen_random_uuid(), 't', 't', 'b', '2026-01-01 10:00:00+00'),
              ('carol', 2, gen_random_uuid(), 't', 't', 'b', '2026-01-01 10:00:00+00'),
              ('carol', 3, gen_random_uuid(), 't', 't', 'b', '2026-01-01 10:00:05+00'),
              ('carol', 4, gen_random_uuid(), 't', 't', 'b', NULL),
-             ('dave', 1, gen_random_uuid(), 't', 't', 'b', NULL);"
-    ))
+             ('dave', 1, gen_random_uuid(), 't', 't', 'b', NULL);",
+    )
     .await
     .unwrap();
     let store = Store::connect(&db.config(2)).await.unwrap();
@@ -1177,15 +1173,7 @@ async fn an_edited_migration_is_refused() {
 async fn old_rows_get_checksums_and_newer_migrations_are_judged_by_their_mark() {
     let db = EmptyDb::new().await;
     let c = admin_client(&db.url).await;
-    let (v1, v1_name, v1_sql) = herald_store::MIGRATIONS[0];
-    c.batch_execute(v1_sql).await.unwrap();
-    c.batch_execute(&format!(
-        "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, \
-         applied_at timestamptz NOT NULL DEFAULT now());
-         INSERT INTO schema_migrations (version, name) VALUES ({v1}, '{v1_name}');"
-    ))
-    .await
-    .unwrap();
+    let v1_sql = version_1_as_an_old_runner_left_it(&c).await;
     let store = Store::connect(&db.config(2)).await.unwrap();
     let status = store.check_schema().await.unwrap();
     assert_eq!(status.pending.len(), herald_store::MIGRATIONS.len() - 1);
@@ -1216,4 +1204,19 @@ async fn old_rows_get_checksums_and_newer_migrations_are_judged_by_their_mark() 
         err.contains("0099_future.sql") && err.contains("older nodes cannot run"),
         "{err}"
     );
+}
+
+/// Migration 1 applied and recorded the way the first runner did it (no checksum column);
+/// returns its SQL.
+async fn version_1_as_an_old_runner_left_it(c: &tokio_postgres::Client) -> &'static str {
+    let (v1, v1_name, v1_sql) = herald_store::MIGRATIONS[0];
+    c.batch_execute(v1_sql).await.unwrap();
+    c.batch_execute(&format!(
+        "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version, name) VALUES ({v1}, '{v1_name}');"
+    ))
+    .await
+    .unwrap();
+    v1_sql
 }
