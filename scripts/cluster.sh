@@ -161,10 +161,11 @@ ensure_database() {
 # HERALD_DEV_ENDPOINTS=true, HERALD_WORKERS=2) is passed through to the nodes.
 # Usage: herald_env NODE_NAME PORT -- COMMAND...
 herald_env() {
-    local node="$1" port="$2"
+    local node="$1" port="$2" admin
     shift 3
+    admin="$(admin_port "$node")"
     export HERALD_LISTEN="127.0.0.1:${port}"
-    export HERALD_ADMIN_LISTEN="127.0.0.1:$(admin_port "$node")"
+    export HERALD_ADMIN_LISTEN="127.0.0.1:${admin}"
     export HERALD_NODE_ID="$node"
     export HERALD_DATABASE_URL="$DATABASE_URL"
     export HERALD_REDIS_URL="$REDIS_URL"
