@@ -6,6 +6,7 @@
 #
 # Stages: services (Postgres + Redis up) -> cleanup of leftover test databases
 # -> cargo fmt --check -> clippy -D warnings -> deploy file validation
+# -> containers (the image and the compose stack run with podman)
 # -> nextest (or cargo test) -> web/browser tests (scripts/web-test.sh).
 # Every stage runs even when an earlier one failed (so one CI run shows all
 # problems); the exit status is non-zero if any stage failed.
@@ -120,6 +121,14 @@ stage_deploy() {
     bash scripts/validate-deploy.sh
 }
 
+# The Docker files run for real with podman: the gateway image from deploy/Dockerfile, the
+# docker-compose.yml stack (with deploy/podman/compose.local.yml's local images), a
+# notification published through the balancer and received on WebSockets on both gateways,
+# everything brought down again. Builds the lab release binary the tests stage needs anyway.
+stage_containers() {
+    bash scripts/container-test.sh
+}
+
 # ---------------------------------------------------------------------------
 # WEB / BROWSER TEST STAGE -- the hook for the web client and browser tests:
 # runs scripts/web-test.sh when it exists (owned by the web work). Contract:
@@ -150,6 +159,7 @@ main() {
     run_stage fmt stage_fmt
     run_stage clippy stage_clippy
     run_stage deploy stage_deploy
+    run_stage containers stage_containers
     rm -f "$TEST_LOG"
     run_stage tests stage_tests
     run_stage loadtest-smoke stage_loadtest_smoke

@@ -6,6 +6,10 @@
 #     docker-compose 1.29.2 wheel on PyPI) and the compose_spec strict parser,
 #     plus cross-reference checks
 #   * deploy/Dockerfile with BuildKit's parser (PyPI `dockerfile`) + structure
+#   * deploy/k8s (examples/ included) against the Kubernetes JSON schemas shipped in PyPI
+#     `kubernetes-validate`, strict (unknown fields fail), for the oldest and newest
+#     Kubernetes versions we support, plus cross-checks and a self-test that deliberately
+#     broken copies fail (scripts/lib/validate_k8s.py)
 #   * the production build (no cargo features, as deploy/Dockerfile builds it) refuses the
 #     lab-only settings (HERALD_DEV_ENDPOINTS, HERALD_FAULT_*): the code is not in it
 # No Docker engine needed. Python tools live in a venv under
@@ -22,7 +26,10 @@ VENV="$TOOLS_DIR/venv"
 COMPOSE_SCHEMA="$TOOLS_DIR/compose_spec.json"
 # Pinned: the wheel that ships compose_spec.json, and the Python validators.
 COMPOSE_WHEEL_REQ="docker-compose==1.29.2"
-PY_REQS=(pyyaml==6.0.3 jsonschema==4.26.0 compose-spec==0.2.1 dockerfile==3.4.0)
+PY_REQS=(pyyaml==6.0.3 jsonschema==4.26.0 compose-spec==0.2.1 dockerfile==3.4.0 kubernetes-validate==1.37.0)
+# The Kubernetes versions deploy/k8s must validate against: the oldest we support and the
+# newest whose schemas kubernetes-validate 1.37.0 ships.
+K8S_SCHEMA_VERSIONS=(1.30.0 1.37.0)
 
 FAILURES=0
 fail() {
@@ -31,7 +38,7 @@ fail() {
 }
 
 shell_files() {
-    printf '%s\n' .ci/run scripts/*.sh scripts/lib/*.sh
+    printf '%s\n' .ci/run scripts/*.sh scripts/lib/*.sh deploy/podman/*.sh deploy/podman/images/*/*.sh
 }
 
 check_bash_syntax() {
@@ -44,7 +51,9 @@ check_bash_syntax() {
             fail "bash -n $f"
         fi
     done < <(shell_files)
-    for f in .ci/run scripts/cluster.sh scripts/services.sh scripts/test.sh scripts/validate-deploy.sh; do
+    for f in .ci/run scripts/cluster.sh scripts/services.sh scripts/test.sh scripts/validate-deploy.sh \
+        scripts/podman-setup.sh scripts/container-test.sh deploy/podman/debian-base.sh \
+        deploy/podman/images/postgres/entrypoint.sh; do
         [[ -x "$f" ]] || fail "$f is not executable (chmod +x $f)"
     done
 }
@@ -132,6 +141,28 @@ check_compose_and_dockerfile() {
     fi
 }
 
+check_k8s() {
+    if ! ensure_python_tools; then
+        fail "could not install the Python validators"
+        return 0
+    fi
+    if "$VENV/bin/python" scripts/lib/validate_k8s.py "$HERALD_ROOT" "${K8S_SCHEMA_VERSIONS[@]}"; then
+        log "ok deploy/k8s (Kubernetes ${K8S_SCHEMA_VERSIONS[*]} schemas, cross-checks, self-test)"
+    else
+        fail "deploy/k8s validation"
+    fi
+}
+
+# The sample Grafana dashboard (deploy/grafana) queries only metrics that metrics.rs registers,
+# and rates only counters and histogram series; stdlib Python, with its own self-test.
+check_grafana_dashboard() {
+    if python3 scripts/lib/check_dashboard.py --root "$HERALD_ROOT"; then
+        log "ok deploy/grafana/herald-dashboard.json (metric names and types, self-test)"
+    else
+        fail "deploy/grafana/herald-dashboard.json validation"
+    fi
+}
+
 # Builds the gateway as deploy/Dockerfile does (no features; a debug build here, which shares
 # the dependencies the tests build) and checks that each lab-only setting is refused at start,
 # naming it.
@@ -158,6 +189,8 @@ main() {
     check_shellcheck
     check_haproxy
     check_compose_and_dockerfile
+    check_k8s
+    check_grafana_dashboard
     check_production_build
     if ((FAILURES)); then
         die "${FAILURES} check(s) failed"

@@ -14,7 +14,9 @@ Checks:
              volumes declared) and the Herald shape asked for in the brief.
   Dockerfile - parses with BuildKit's parser; multi-stage rust:1.88+ builder ->
              debian:bookworm-slim runtime; non-root USER; EXPOSE 8080;
-             ENTRYPOINT ["herald"], CMD ["serve"]; COPY sources exist.
+             ENTRYPOINT ["herald"], CMD ["serve"]; COPY sources exist; the
+             binary comes from the builder unless --build-arg HERALD_BINARY=prebuilt
+             (then from the herald-bin named build context).
 """
 
 from __future__ import annotations
@@ -289,6 +291,10 @@ def check_dockerfile(root: str) -> None:
     if cmd is None or not cmd.json or list(cmd.value) != ["serve"]:
         err(where, 'CMD must be ["serve"] (exec form)')
     aliases = {a for _, a, _ in stages if a}
+    # Named build contexts (`--build-context NAME=DIR`) a COPY --from may name.
+    named_contexts = {"herald-bin"}
+    if global_args.get("HERALD_BINARY") != "builder":
+        err(where, "ARG HERALD_BINARY must default to builder (compile from source)")
     for _, _, scmds in stages:
         for c in scmds:
             if c.cmd != "COPY" or any(f.startswith("--from=") for f in c.flags):
@@ -298,7 +304,7 @@ def check_dockerfile(root: str) -> None:
                     err(where, f"line {c.start_line}: COPY source {src} not in the build context")
         for c in scmds:
             for f in c.flags:
-                if f.startswith("--from=") and f[7:] not in aliases:
+                if f.startswith("--from=") and f[7:] not in aliases | named_contexts:
                     err(where, f"line {c.start_line}: --from={f[7:]} is not a stage")
     ignore = os.path.join(root, ".dockerignore")
     if not os.path.isfile(ignore) or "target" not in open(ignore, encoding="utf-8").read().split():
