@@ -274,3 +274,39 @@ test('5. screenshots saved under test-artifacts/', async () => {
     assert.ok(s.size > 5000, `${f} looks empty`);
   }
 });
+
+test('6. mark all read while offline: rolled back, reported, and still right after reconnecting', async () => {
+  const user = `erin-${run}`;
+  const ids = [];
+  for (let i = 1; i <= 3; i++) {
+    const r = await cluster.publish(cluster.lbUrl, { recipient: user, type: 'task.assigned', title: `Offline read ${i}`, body: '' });
+    ids.push(r.notifications[0].id);
+  }
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await waitBadge(page, 3);
+  await openBell(page);
+  await ctx.setOffline(true);
+  await page.waitForFunction(() => document.body.dataset.state === 'offline', null, { timeout: WAIT });
+  await page.getByRole('button', { name: 'Mark all as read' }).first().click();
+  const alert = page.locator('[data-testid="herald-action-error"]');
+  await alert.waitFor({ state: 'visible' });
+  assert.match(await alert.textContent(), /Couldn’t mark all as read/);
+  await waitBadge(page, 3);
+  for (const id of ids)
+    assert.equal(await page.locator(`[data-testid="herald-item"][data-id="${id}"]`).getAttribute('data-unread'), 'true');
+  assert.equal(await page.evaluate(() => window.__herald.notifications.filter((n) => !n.read_at).length), 3);
+
+  await ctx.setOffline(false);
+  await waitOpen(page);
+  await page.waitForTimeout(500);
+  await waitBadge(page, 3);
+  assert.equal(await page.evaluate(() => window.__herald.unreadCount), 3);
+  // And the server agrees: nothing was marked.
+  const server = await page.evaluate(async () => {
+    await window.__herald.refreshUnreadCount();
+    return window.__herald.unreadCount;
+  });
+  assert.equal(server, 3);
+  await ctx.close();
+});

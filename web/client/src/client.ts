@@ -59,6 +59,12 @@ export interface ClientError {
   message: string;
 }
 
+/** A user action that failed; its optimistic change was rolled back. */
+export type FailedAction = 'mark_read' | 'mark_all_read' | 'load_more';
+export interface ActionError extends ClientError {
+  action: FailedAction;
+}
+
 export type NotificationSource = 'live' | 'catchup' | 'http';
 
 export interface HeraldEvents {
@@ -82,6 +88,8 @@ export interface HeraldSnapshot {
   loading: boolean;
   hasMore: boolean;
   error: ClientError | null;
+  /** The last user action that failed (its optimistic change was undone); null once dismissed or after a later success. */
+  actionError: ActionError | null;
   nodeId: string | null;
   userId: string | null;
 }
@@ -129,6 +137,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private _hasMore = true;
   private _loading = false;
   private _error: ClientError | null = null;
+  private _actionError: ActionError | null = null;
+  /** The unread count holds an optimistic change not backed by `version`: accept an equal version. */
+  private countDirty = false;
+  /** An optimistic change failed: re-read the newest page's read state on the next connect. */
+  private needsReconcile = false;
+  /** `read_at` stamps of optimistic changes still in flight (a `read` event replaces them). */
+  private optimisticStamps = new Set<string>();
   private _nodeId: string | null = null;
   private _userId: string | null;
   private rid = 0;
@@ -176,6 +191,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   get error(): ClientError | null {
     return this._error;
   }
+  get actionError(): ActionError | null {
+    return this._actionError;
+  }
+
+  /** Forget the last failed action (the user dismissed its message). */
+  dismissActionError(): void {
+    if (!this._actionError) return;
+    this._actionError = null;
+    this.changed();
+  }
 
   /** An immutable view, replaced on every change (for React's useSyncExternalStore). */
   getSnapshot = (): HeraldSnapshot => {
@@ -187,6 +212,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         loading: this._loading,
         hasMore: this._hasMore,
         error: this._error,
+        actionError: this._actionError,
         nodeId: this._nodeId,
         userId: this._userId,
       };
@@ -238,10 +264,12 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   async markRead(id: string): Promise<void> {
     const n = this.byId.get(id);
     if (n && n.read_at) return;
-    const prevReadAt = n?.read_at ?? null;
+    const optimistic = this.stamp();
+    const v0 = this.version;
     if (n) {
-      this.put({ ...n, read_at: new Date().toISOString() });
+      this.put({ ...n, read_at: optimistic });
       this._unread = Math.max(0, this._unread - 1);
+      this.countDirty = true;
       this.changed();
     }
     try {
@@ -259,27 +287,37 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       const cur = this.byId.get(id);
       if (cur) this.put({ ...cur, read_at: result.read_at });
       this.applyCount(result.unread_count, result.version);
+      if (this._actionError?.action === 'mark_read') this._actionError = null;
       this.changed();
     } catch (e) {
-      // Roll back the optimistic change and re-read the truth.
+      // Roll back the optimistic change (unless the server told us otherwise meanwhile), say so,
+      // and re-read the truth now and on the next connect.
       const cur = this.byId.get(id);
-      if (cur && n) {
-        this.put({ ...cur, read_at: prevReadAt });
-        this._unread += 1;
-        this.changed();
+      if (cur && n && cur.read_at === optimistic) {
+        this.put({ ...cur, read_at: null });
+        if (this.version === v0) this._unread += 1;
       }
-      this.reportError(e);
-      void this.refreshUnreadCount().catch(() => undefined);
+      this.failAction('mark_read', e);
       throw e;
+    } finally {
+      this.optimisticStamps.delete(optimistic);
     }
   }
 
   /** Optimistically mark everything held read (up to the highest seq held). */
   async markAllRead(): Promise<void> {
     const upTo = this.highestSeq > 0 ? this.highestSeq : null;
-    const now = new Date().toISOString();
-    for (const n of this.byId.values()) if (!n.read_at && (upTo === null || n.seq <= upTo)) this.put({ ...n, read_at: now });
+    const now = this.stamp();
+    const marked: string[] = [];
+    const prevUnread = this._unread;
+    const v0 = this.version;
+    for (const n of this.byId.values())
+      if (!n.read_at && (upTo === null || n.seq <= upTo)) {
+        this.put({ ...n, read_at: now });
+        marked.push(n.id);
+      }
     this._unread = 0;
+    this.countDirty = true;
     this.changed();
     try {
       let result: MarkAllReadResult;
@@ -295,11 +333,19 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         result = await this.http<MarkAllReadResult>('POST', '/v1/notifications/read-all', body);
       }
       this.applyCount(result.unread_count, result.version);
+      if (this._actionError?.action === 'mark_all_read') this._actionError = null;
       this.changed();
     } catch (e) {
-      this.reportError(e);
-      void this.refreshUnreadCount().catch(() => undefined);
+      // Undo exactly what we changed (a `read` event meanwhile wins), say so, reconcile later.
+      for (const id of marked) {
+        const cur = this.byId.get(id);
+        if (cur && cur.read_at === now) this.put({ ...cur, read_at: null });
+      }
+      if (this.version === v0) this._unread = prevUnread;
+      this.failAction('mark_all_read', e);
       throw e;
+    } finally {
+      this.optimisticStamps.delete(now);
     }
   }
 
@@ -500,10 +546,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
           this.setupCoordinator(msg.user_id);
         }
         this.catchingUp = true;
+        // `connected` is the server's count right now: adopt it even when its version is one we
+        // have seen (an optimistic change may have moved the local count without a version).
+        this.version = -1;
         this.applyCount(msg.unread_count, msg.version);
         this.setState('open');
         this.emit('connected', { user_id: msg.user_id, node_id: msg.node_id, session_id: msg.session_id });
         if (!this.firstPageFetched) void this.fetchPage(null, true).catch(() => undefined);
+        else if (this.needsReconcile) void this.fetchPage(null, false, false, true).catch(() => undefined);
         this.changed();
         break;
       }
@@ -529,7 +579,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       case 'read': {
         const ids = new Set(msg.ids);
         for (const n of this.byId.values()) {
-          if (n.read_at) continue;
+          if (n.read_at && !this.optimisticStamps.has(n.read_at)) continue;
           if (ids.has(n.id) || (msg.up_to_seq !== null && n.seq <= msg.up_to_seq)) this.put({ ...n, read_at: msg.read_at });
         }
         this.applyCount(msg.unread_count, msg.version);
@@ -608,6 +658,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.coordinator = new ToastCoordinator(userId, 120, this.opts.channelFactory);
   }
 
+  /** A unique local `read_at` for an optimistic change. */
+  private stamp(): string {
+    let s = new Date().toISOString();
+    while (this.optimisticStamps.has(s)) s = new Date(Date.parse(s) + 1).toISOString();
+    this.optimisticStamps.add(s);
+    return s;
+  }
+
   private put(n: Notification): void {
     this.byId.set(n.id, n);
     this.sorted = null;
@@ -640,13 +698,18 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
 
   private applyCount(count: number, version: number): void {
-    if (version > this.version) {
+    if (version > this.version || (version === this.version && this.countDirty)) {
       this.version = version;
       this._unread = count;
+      this.countDirty = false;
     }
   }
 
-  private async fetchPage(cursor: string | null, initial: boolean, replace = false): Promise<void> {
+  /**
+   * Fetch a page. `replace` drops the local list first (resync); `reconcile` takes the server's
+   * read state for notifications already held (after a failed optimistic change).
+   */
+  private async fetchPage(cursor: string | null, initial: boolean, replace = false, reconcile = false): Promise<void> {
     this._loading = true;
     this.changed();
     try {
@@ -657,7 +720,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.byId.clear();
         this.sorted = null;
       }
-      for (const n of page.notifications) this.add(n, 'http');
+      for (const n of page.notifications) {
+        const held = reconcile ? this.byId.get(n.id) : undefined;
+        if (held) {
+          if (held.read_at !== n.read_at) this.put({ ...held, read_at: n.read_at });
+        } else this.add(n, 'http');
+      }
+      if (reconcile) this.needsReconcile = false;
       if (!cursor) this.highestSeq = Math.max(this.highestSeq, page.latest_seq);
       if (this.version < 0) this._unread = page.unread_count;
       this.nextCursor = page.next_cursor;
@@ -678,11 +747,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.token = token;
     const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const res = await this.fetchFn(`${this.apiUrl}${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let res: Response;
+    try {
+      res = await this.fetchFn(`${this.apiUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw { code: 'network', message: `network error: ${errMessage(e)}` } satisfies ClientError;
+    }
     const text = await res.text();
     const json = text ? JSON.parse(text) : null;
     if (!res.ok) {
@@ -695,12 +769,20 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   // ---------------------------------------------------------------- notify
 
-  private reportError(e: unknown): void {
-    const err: ClientError =
-      e && typeof e === 'object' && 'code' in e && 'message' in e
-        ? (e as ClientError)
-        : { code: 'internal', message: errMessage(e) };
+  private reportError(e: unknown): ClientError {
+    const err = toClientError(e);
     this.emit('error', err);
+    return err;
+  }
+
+  /** A user action failed after its optimistic change was undone: tell the user, re-read the truth. */
+  private failAction(action: FailedAction, e: unknown): void {
+    const err = this.reportError(e);
+    this._actionError = { action, code: err.code, message: err.message };
+    this.needsReconcile = true;
+    this.countDirty = true;
+    this.changed();
+    void this.refreshUnreadCount().catch(() => undefined);
   }
 
   private setState(s: ConnectionState): void {
@@ -721,6 +803,12 @@ export function deriveApiUrl(wsUrl: string): string {
   const u = new URL(wsUrl, typeof location !== 'undefined' ? location.href : undefined);
   u.protocol = u.protocol === 'wss:' ? 'https:' : u.protocol === 'ws:' ? 'http:' : u.protocol;
   return `${u.protocol}//${u.host}`;
+}
+
+function toClientError(e: unknown): ClientError {
+  return e && typeof e === 'object' && 'code' in e && 'message' in e
+    ? { code: (e as ClientError).code, message: (e as ClientError).message }
+    : { code: 'internal', message: errMessage(e) };
 }
 
 function errMessage(e: unknown): string {

@@ -348,6 +348,129 @@ describe('commands', () => {
   });
 });
 
+describe('failed optimistic changes', () => {
+  const offlineFail = () => {
+    throw new TypeError('Failed to fetch');
+  };
+
+  it('mark all read while offline: both HTTP calls fail, the change is rolled back and reported', async () => {
+    const { client, fetch, listeners } = make(
+      {},
+      {
+        '/v1/notifications?': () => page([notif(1), notif(2), notif(3)]),
+        '/v1/notifications/read-all': offlineFail,
+        '/v1/notifications/unread-count': offlineFail,
+      },
+    );
+    await connectAndOpen(client, { unread_count: 3, version: 7, latest_seq: 3 });
+    await flush();
+    expect(client.unreadCount).toBe(3);
+    online = false;
+    listeners.offline!();
+    expect(client.state).toBe('offline');
+    const p = client.markAllRead();
+    expect(client.unreadCount).toBe(0); // optimistic
+    await expect(p).rejects.toMatchObject({ code: 'network' });
+    await flush();
+    expect(fetch.calls.some((c) => c.url.endsWith('/v1/notifications/read-all'))).toBe(true);
+    expect(fetch.calls.some((c) => c.url.endsWith('/v1/notifications/unread-count'))).toBe(true);
+    expect(client.unreadCount).toBe(3);
+    expect(client.notifications.every((n) => n.read_at === null)).toBe(true);
+    expect(client.getSnapshot().actionError).toMatchObject({ action: 'mark_all_read', code: 'network' });
+  });
+
+  it('a rollback does not undo what a read event established meanwhile', async () => {
+    const { client } = make({}, { '/v1/notifications?': () => page([notif(1), notif(2)]) });
+    const ws = await connectAndOpen(client, { unread_count: 2, version: 3, latest_seq: 2 });
+    await flush();
+    const p = client.markAllRead();
+    const cmd = ws.sent.find((m) => m.type === 'mark_all_read');
+    ws.push({ type: 'read', ids: [notif(1).id], up_to_seq: null, read_at: '2026-01-01T00:00:00Z', unread_count: 1, version: 4 });
+    ws.push({ type: 'error', rid: cmd.rid, code: 'internal', message: 'boom' });
+    await expect(p).rejects.toMatchObject({ code: 'internal' });
+    expect(client.notifications.find((n) => n.seq === 1)!.read_at).toBe('2026-01-01T00:00:00Z');
+    expect(client.notifications.find((n) => n.seq === 2)!.read_at).toBeNull();
+    expect(client.unreadCount).toBe(1);
+  });
+
+  it('a failed single mark-read is rolled back and reported; a later success clears the report', async () => {
+    const { client } = make({}, { '/v1/notifications?': () => page([notif(1), notif(2)]) });
+    const ws = await connectAndOpen(client, { unread_count: 2, version: 3, latest_seq: 2 });
+    await flush();
+    const p = client.markRead(notif(1).id);
+    let cmd = ws.sent.find((m) => m.type === 'mark_read');
+    ws.push({ type: 'error', rid: cmd.rid, code: 'internal', message: 'database unavailable' });
+    await expect(p).rejects.toMatchObject({ code: 'internal' });
+    expect(client.unreadCount).toBe(2);
+    expect(client.getSnapshot().actionError).toEqual({ action: 'mark_read', code: 'internal', message: 'database unavailable' });
+    const q = client.markRead(notif(1).id);
+    cmd = ws.sent.filter((m) => m.type === 'mark_read')[1];
+    ws.push({
+      type: 'ack',
+      rid: cmd.rid,
+      result: { id: notif(1).id, seq: 1, read_at: '2026-01-01T00:00:00Z', changed: true, unread_count: 1, version: 4 },
+    });
+    await q;
+    expect(client.getSnapshot().actionError).toBeNull();
+  });
+
+  it('a re-read count at an unchanged version replaces an optimistic count', async () => {
+    const { client } = make(
+      {},
+      {
+        '/v1/notifications?': () => page([notif(1), notif(2)]),
+        '/v1/notifications/unread-count': () => ({ unread_count: 2, latest_seq: 2, version: 3 }),
+      },
+    );
+    const ws = await connectAndOpen(client, { unread_count: 2, version: 3, latest_seq: 2 });
+    await flush();
+    void client.markRead(notif(2).id).catch(() => undefined); // no answer yet
+    expect(client.unreadCount).toBe(1);
+    // The server has not applied it: at version 3 the count is still 2, and that is the truth.
+    await client.refreshUnreadCount();
+    expect(client.unreadCount).toBe(2);
+    const cmd = ws.sent.find((m) => m.type === 'mark_read');
+    ws.push({
+      type: 'ack',
+      rid: cmd.rid,
+      result: { id: notif(2).id, seq: 2, read_at: '2026-01-01T00:00:00Z', changed: true, unread_count: 1, version: 4 },
+    });
+    await flush();
+    expect(client.unreadCount).toBe(1);
+  });
+
+  it('on reconnect adopts the server count even at a version already seen, and re-reads read state after a failure', async () => {
+    let serverPage = page([notif(1), notif(2), notif(3)]);
+    const { client, fetch } = make(
+      {},
+      {
+        '/v1/notifications?': () => serverPage,
+        '/v1/notifications/read-all': () => {
+          throw new TypeError('Failed to fetch');
+        },
+        '/v1/notifications/unread-count': () => {
+          throw new TypeError('Failed to fetch');
+        },
+      },
+    );
+    let ws = await connectAndOpen(client, { unread_count: 3, version: 7, latest_seq: 3 });
+    await flush();
+    ws.serverClose(1006);
+    await expect(client.markAllRead()).rejects.toMatchObject({ code: 'network' });
+    // Meanwhile another device read #3 (the server is at version 8, 2 unread).
+    serverPage = page([notif(1), notif(2), notif(3, { read_at: '2026-01-01T00:00:00Z' })]);
+    const before = fetch.calls.length;
+    await vi.advanceTimersByTimeAsync(1_000);
+    ws = FakeSocket.last();
+    ws.open();
+    ws.connected({ unread_count: 2, version: 7, latest_seq: 3 });
+    await flush();
+    expect(client.unreadCount).toBe(2);
+    expect(fetch.calls.slice(before).some((c) => c.url.includes('/v1/notifications?limit='))).toBe(true);
+    expect(client.notifications.find((n) => n.seq === 3)!.read_at).toBe('2026-01-01T00:00:00Z');
+  });
+});
+
 describe('toasts', () => {
   it('emits toast for live notifications but not for the first load catch-up', async () => {
     const { client } = make();

@@ -278,7 +278,7 @@ function SendForm({ user }: { user: string }) {
 }
 
 function Activity() {
-  const { notifications, unreadCount, markAllAsRead } = useNotifications();
+  const { notifications, unreadCount, markAllAsRead, actionError } = useNotifications();
   const recent = notifications.slice(0, 5);
   return (
     <section className="card">
@@ -301,6 +301,11 @@ function Activity() {
       <button className="btn btn--ghost btn--small" onClick={() => void markAllAsRead()} disabled={unreadCount === 0}>
         Mark all as read
       </button>
+      {actionError && (
+        <p className="error-text small" role="status" data-testid="activity-error">
+          Last action failed and was undone: {actionError.message}
+        </p>
+      )}
     </section>
   );
 }

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useId, useRef, useState, type KeyboardEvent } from 'react';
-import type { ConnectionState, HeraldClient, Notification } from '@herald/client';
+import type { ActionError, ConnectionState, HeraldClient, Notification } from '@herald/client';
 import { badgeText, formatRelative, iconFor, safeLink } from './format';
 import { useNotifications, useNow } from './useNotifications';
 
@@ -12,6 +12,9 @@ export interface NotificationBellViewProps {
   onMarkRead: (id: string) => void;
   onMarkAllRead: () => void;
   onLoadMore?: () => void;
+  /** A user action that failed and was undone: shown in the panel until dismissed. */
+  actionError?: ActionError | null;
+  onDismissActionError?: () => void;
   /** Where "View all" goes (default `/notifications`). */
   viewAllHref?: string;
   /** Navigation for a clicked notification's link (default: `window.location.assign`). */
@@ -19,6 +22,12 @@ export interface NotificationBellViewProps {
   /** Start open (tests, stories). */
   defaultOpen?: boolean;
 }
+
+const ACTION_FAILED: Record<ActionError['action'], string> = {
+  mark_read: 'Couldn’t mark the notification as read; it is unread again.',
+  mark_all_read: 'Couldn’t mark all as read; your notifications are unread again.',
+  load_more: 'Couldn’t load older notifications.',
+};
 
 const STATE_LABEL: Record<ConnectionState, string> = {
   idle: 'Not connected',
@@ -174,6 +183,19 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </button>
           </div>
 
+          {props.actionError && (
+            <div className="hn-alert" role="alert" data-testid="herald-action-error">
+              <span className="hn-alert__text">
+                {ACTION_FAILED[props.actionError.action]} <span className="hn-alert__reason">({props.actionError.message})</span>
+              </span>
+              {props.onDismissActionError && (
+                <button type="button" className="hn-link-button" onClick={() => props.onDismissActionError?.()}>
+                  Dismiss
+                </button>
+              )}
+            </div>
+          )}
+
           {notifications.length === 0 ? (
             <div className="hn-empty" data-testid="herald-empty">
               <div className="hn-empty__icon" aria-hidden="true">
@@ -254,6 +276,8 @@ export function NotificationBell({ client, ...rest }: NotificationBellProps) {
       state={h.state}
       loading={h.loading}
       hasMore={h.hasMore}
+      actionError={h.actionError}
+      onDismissActionError={h.dismissActionError}
       onMarkRead={(id) => void h.markAsRead(id)}
       onMarkAllRead={() => void h.markAllAsRead()}
       onLoadMore={() => void h.loadMore()}

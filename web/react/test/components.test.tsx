@@ -140,6 +140,20 @@ describe('<NotificationBellView />', () => {
     expect(onNavigate).toHaveBeenCalledWith('/posts/7');
   });
 
+  it('shows a failed action in the panel until dismissed', () => {
+    const onDismissActionError = vi.fn();
+    bell({
+      defaultOpen: true,
+      actionError: { action: 'mark_all_read', code: 'network', message: 'network error: Failed to fetch' },
+      onDismissActionError,
+    });
+    const alert = screen.getByRole('alert');
+    expect(alert.textContent).toContain('Couldn’t mark all as read');
+    expect(alert.textContent).toContain('network error: Failed to fetch');
+    fireEvent.click(screen.getByRole('button', { name: 'Dismiss' }));
+    expect(onDismissActionError).toHaveBeenCalledTimes(1);
+  });
+
   it('has a View all link', () => {
     bell({ defaultOpen: true, viewAllHref: '/inbox' });
     expect(screen.getByRole('link', { name: 'View all notifications' }).getAttribute('href')).toBe('/inbox');
