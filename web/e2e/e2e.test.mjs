@@ -310,3 +310,25 @@ test('6. mark all read while offline: rolled back, reported, and still right aft
   assert.equal(server, 3);
   await ctx.close();
 });
+
+test('7. a node that is down: the panel shows the reason and Retry (not an empty inbox); Retry reconnects', async () => {
+  const user = `frank-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, 'node-b');
+  await openBell(page);
+  await page.locator('[data-testid="herald-empty"]').waitFor({ state: 'visible' }); // live and truly empty
+  await cluster.killNode('node-b');
+  const error = page.locator('[data-testid="herald-error"]');
+  await error.waitFor({ state: 'visible' });
+  assert.match(await error.textContent(), /Can’t reach the notification server/);
+  assert.equal(await page.locator('[data-testid="herald-empty"]').count(), 0, 'no empty state while not live');
+  assert.equal(await page.getByText('No notifications yet').count(), 0);
+  await page.screenshot({ path: join(ARTIFACTS, 'bell-error.png'), animations: 'disabled' });
+
+  await cluster.startNode('node-b');
+  await page.locator('[data-testid="herald-retry"]').click();
+  await waitOpen(page, 'node-b');
+  await page.locator('[data-testid="herald-empty"]').waitFor({ state: 'visible' });
+  assert.equal(await error.count(), 0);
+  await ctx.close();
+});

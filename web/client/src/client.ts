@@ -144,6 +144,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private needsReconcile = false;
   /** `read_at` stamps of optimistic changes still in flight (a `read` event replaces them). */
   private optimisticStamps = new Set<string>();
+  /** `_error` came from loading the list over HTTP (a successful load clears it). */
+  private errorFromLoad = false;
   private _nodeId: string | null = null;
   private _userId: string | null;
   private rid = 0;
@@ -250,12 +252,26 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.setState('closed');
   }
 
-  /** After a terminal error (e.g. 4001), try again (a fresh token is fetched). */
+  /**
+   * Try again now: after a terminal error (e.g. 4001) or `close()`, start over (a fresh token is
+   * fetched); while waiting to reconnect, skip the backoff; when live but the list failed to
+   * load, load it again.
+   */
   retry(): void {
-    if (this.started && this._state !== 'error') return;
-    this.started = false;
+    if (!this.started || this._state === 'error') {
+      this.started = false;
+      this.attempt = 0;
+      this.connect();
+      return;
+    }
+    if (this.isLive()) {
+      if (!this.firstPageFetched || this.errorFromLoad) void this.fetchPage(null, !this.firstPageFetched, false, this.firstPageFetched).catch(() => undefined);
+      return;
+    }
+    if (this.ws) return; // a connection attempt is under way
+    this.clearTimers();
     this.attempt = 0;
-    this.connect();
+    void this.open();
   }
 
   // ---------------------------------------------------------------- commands
@@ -352,7 +368,17 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   /** Load the next (older) page over HTTP. */
   async loadMore(): Promise<void> {
     if (this._loading || !this._hasMore) return;
-    await this.fetchPage(this.firstPageFetched ? this.nextCursor : null, false);
+    try {
+      await this.fetchPage(this.firstPageFetched ? this.nextCursor : null, false);
+      if (this._actionError?.action === 'load_more') {
+        this._actionError = null;
+        this.changed();
+      }
+    } catch (e) {
+      this._actionError = { action: 'load_more', ...toClientError(e) };
+      this.changed();
+      throw e;
+    }
   }
 
   /** Re-read the unread count over HTTP (version-ordered). */
@@ -401,7 +427,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     try {
       token = await this.opts.getToken();
     } catch (e) {
-      this.reportError({ code: 'token_provider', message: `token provider failed: ${errMessage(e)}` });
+      this.setError({ code: 'token_provider', message: `token provider failed: ${errMessage(e)}` });
       this.scheduleReconnect();
       return;
     }
@@ -411,7 +437,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     try {
       ws = new this.WS(this.opts.url);
     } catch (e) {
-      this.reportError({ code: 'socket', message: errMessage(e) });
+      this.setError({ code: 'socket', message: errMessage(e) });
       this.scheduleReconnect();
       return;
     }
@@ -442,6 +468,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
 
   private onSocketClosed(code: number, reason: string): void {
+    const wasAuthenticated = this.authenticated;
     this.ws = null;
     this.authenticated = false;
     if (this.drainTimer) clearTimeout(this.drainTimer);
@@ -453,6 +480,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (isTerminalClose(code)) {
       this.started = false;
       this._error = { code, message: reason || `closed with ${code}` };
+      this.errorFromLoad = false;
       this.emit('error', this._error);
       this.setState('error');
       return;
@@ -460,6 +488,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (!this.env().isOnline()) {
       this.setState('offline');
       return;
+    }
+    if (!wasAuthenticated) {
+      // The attempt failed before `connected`: unreachable, refused, or closed during auth.
+      this.setError({ code, message: reason || `could not connect to ${this.opts.url} (closed with ${code})` });
     }
     if (code === 4105) {
       // Draining: the load balancer sends us elsewhere; go now (jittered only lightly).
@@ -539,7 +571,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.authenticated = true;
         this.connectedAt = Date.now();
         this.everConnected = true;
-        this._error = null;
+        if (!this.errorFromLoad) this._error = null;
         this._nodeId = msg.node_id;
         if (!this._userId) {
           this._userId = msg.user_id;
@@ -553,7 +585,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.setState('open');
         this.emit('connected', { user_id: msg.user_id, node_id: msg.node_id, session_id: msg.session_id });
         if (!this.firstPageFetched) void this.fetchPage(null, true).catch(() => undefined);
-        else if (this.needsReconcile) void this.fetchPage(null, false, false, true).catch(() => undefined);
+        else if (this.needsReconcile || this.errorFromLoad) void this.fetchPage(null, false, false, true).catch(() => undefined);
         this.changed();
         break;
       }
@@ -733,8 +765,17 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       this._hasMore = page.next_cursor !== null;
       this.firstPageFetched = true;
       if (initial && !this.catchingUp) this.initialLoad = false;
+      if (!cursor && this.errorFromLoad) {
+        this._error = null;
+        this.errorFromLoad = false;
+      }
     } catch (e) {
-      this.reportError(e);
+      const err = this.reportError(e);
+      if (!cursor) {
+        // The list itself failed to load: an error state, not an empty inbox.
+        this._error = err;
+        this.errorFromLoad = true;
+      }
       throw e;
     } finally {
       this._loading = false;
@@ -743,7 +784,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
 
   private async http<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const token = this.token ?? (await this.opts.getToken());
+    let token = this.token;
+    if (!token) {
+      try {
+        token = await this.opts.getToken();
+      } catch (e) {
+        throw { code: 'token_provider', message: `token provider failed: ${errMessage(e)}` } satisfies ClientError;
+      }
+    }
     this.token = token;
     const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -773,6 +821,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const err = toClientError(e);
     this.emit('error', err);
     return err;
+  }
+
+  /** A connection problem the UI shows (with a Retry) until the next successful connect. */
+  private setError(err: ClientError): void {
+    this._error = err;
+    this.errorFromLoad = false;
+    this.emit('error', err);
+    this.changed();
   }
 
   /** A user action failed after its optimistic change was undone: tell the user, re-read the truth. */

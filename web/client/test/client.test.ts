@@ -471,6 +471,100 @@ describe('failed optimistic changes', () => {
   });
 });
 
+describe('errors the UI shows', () => {
+  it('a failing token provider sets the error', async () => {
+    const { client } = make({ getToken: async () => Promise.reject(new Error('session expired')) });
+    client.connect();
+    await flush();
+    expect(client.getSnapshot().error).toEqual({ code: 'token_provider', message: 'token provider failed: session expired' });
+    expect(client.state).toBe('reconnecting');
+  });
+
+  it('a socket that closes before connected sets the error; connected clears it', async () => {
+    const { client } = make();
+    client.connect();
+    await flush();
+    FakeSocket.last().serverClose(1006);
+    expect(client.getSnapshot().error).toMatchObject({ code: 1006 });
+    expect(client.getSnapshot().error!.message).toContain('could not connect');
+    await vi.advanceTimersByTimeAsync(1_000);
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.connected();
+    await flush();
+    expect(client.getSnapshot().error).toBeNull();
+  });
+
+  it('a terminal 4001 keeps the server reason', async () => {
+    const { client } = make();
+    client.connect();
+    await flush();
+    FakeSocket.last().serverClose(4001, 'unauthorized: bad signature');
+    expect(client.state).toBe('error');
+    expect(client.getSnapshot().error).toEqual({ code: 4001, message: 'unauthorized: bad signature' });
+  });
+
+  it('a failed first page load sets the error; retry() loads it again and clears it', async () => {
+    let fail = true;
+    const { client } = make(
+      {},
+      {
+        '/v1/notifications?': () => {
+          if (fail) throw new TypeError('Failed to fetch');
+          return page([notif(1)]);
+        },
+      },
+    );
+    await connectAndOpen(client);
+    await flush();
+    expect(client.state).toBe('open');
+    expect(client.getSnapshot().error).toMatchObject({ code: 'network' });
+    fail = false;
+    client.retry();
+    await flush();
+    expect(client.getSnapshot().error).toBeNull();
+    expect(client.notifications).toHaveLength(1);
+  });
+
+  it('an HTTP error status sets the error', async () => {
+    const { client } = make({ fetch: (async () => ({ ok: false, status: 401, text: async () => JSON.stringify({ code: 'unauthorized', message: 'bad token' }) })) as any });
+    await connectAndOpen(client);
+    await flush();
+    expect(client.getSnapshot().error).toEqual({ code: 'unauthorized', message: 'bad token' });
+  });
+
+  it('retry() while waiting to reconnect connects at once', async () => {
+    const { client } = make();
+    client.connect();
+    await flush();
+    FakeSocket.last().serverClose(1006);
+    await vi.advanceTimersByTimeAsync(1_000);
+    FakeSocket.last().serverClose(1006); // backoff now ~1 s
+    const n = FakeSocket.all.length;
+    client.retry();
+    await flush();
+    expect(FakeSocket.all.length).toBe(n + 1);
+  });
+
+  it('a failed Load older is reported, not swallowed', async () => {
+    const { client } = make(
+      {},
+      {
+        '/v1/notifications?': (url) => {
+          if (url.includes('before=')) throw new TypeError('Failed to fetch');
+          return page([notif(2)], { next_cursor: 'c1' });
+        },
+      },
+    );
+    await connectAndOpen(client);
+    await flush();
+    await expect(client.loadMore()).rejects.toMatchObject({ code: 'network' });
+    expect(client.getSnapshot().actionError).toMatchObject({ action: 'load_more', code: 'network' });
+    expect(client.getSnapshot().error).toBeNull();
+    expect(client.hasMore).toBe(true);
+  });
+});
+
 describe('toasts', () => {
   it('emits toast for live notifications but not for the first load catch-up', async () => {
     const { client } = make();

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useId, useRef, useState, type KeyboardEvent } from 'react';
-import type { ActionError, ConnectionState, HeraldClient, Notification } from '@herald/client';
-import { badgeText, formatRelative, iconFor, safeLink } from './format';
+import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from '@herald/client';
+import { badgeText, describeError, formatRelative, iconFor, safeLink } from './format';
 import { useNotifications, useNow } from './useNotifications';
 
 export interface NotificationBellViewProps {
@@ -15,6 +15,9 @@ export interface NotificationBellViewProps {
   /** A user action that failed and was undone: shown in the panel until dismissed. */
   actionError?: ActionError | null;
   onDismissActionError?: () => void;
+  /** A connection or loading error: shown with its reason and a Retry action. */
+  error?: ClientError | null;
+  onRetry?: () => void;
   /** Where "View all" goes (default `/notifications`). */
   viewAllHref?: string;
   /** Navigation for a clicked notification's link (default: `window.location.assign`). */
@@ -22,6 +25,16 @@ export interface NotificationBellViewProps {
   /** Start open (tests, stories). */
   defaultOpen?: boolean;
 }
+
+const PENDING_HINT: Record<ConnectionState, string> = {
+  idle: 'Notifications will appear once connected.',
+  connecting: 'Fetching your notifications.',
+  open: 'Fetching your notifications.',
+  reconnecting: 'The connection dropped; trying again.',
+  offline: 'You are offline. Notifications will arrive when you are back online.',
+  closed: 'Not connected to notifications.',
+  error: 'Not connected to notifications.',
+};
 
 const ACTION_FAILED: Record<ActionError['action'], string> = {
   mark_read: 'Couldn’t mark the notification as read; it is unread again.',
@@ -141,6 +154,13 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     }
   };
 
+  const error = props.error ?? null;
+  const retryButton = props.onRetry ? (
+    <button type="button" className="hn-button" onClick={() => props.onRetry?.()} data-testid="herald-retry">
+      Retry
+    </button>
+  ) : null;
+
   const label = `Notifications (${unreadCount} unread)`;
   const dotClass = state === 'open' ? 'is-live' : state === 'error' || state === 'closed' ? 'is-down' : state === 'offline' ? 'is-offline' : 'is-pending';
 
@@ -196,14 +216,37 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </div>
           )}
 
-          {notifications.length === 0 ? (
-            <div className="hn-empty" data-testid="herald-empty">
-              <div className="hn-empty__icon" aria-hidden="true">
-                <BellIcon size={28} />
-              </div>
-              <p className="hn-empty__title">{loading ? 'Loading…' : 'No notifications yet'}</p>
-              {!loading && <p className="hn-empty__hint">When something happens, you'll see it here.</p>}
+          {error && notifications.length > 0 && (
+            <div className="hn-alert is-error" role="alert" data-testid="herald-error">
+              <span className="hn-alert__text">
+                {describeError(error)} <span className="hn-alert__reason">({error.message})</span>
+              </span>
+              {retryButton}
             </div>
+          )}
+
+          {notifications.length === 0 ? (
+            error ? (
+              <div className="hn-empty hn-status is-error" role="alert" data-testid="herald-error">
+                <p className="hn-empty__title">{describeError(error)}</p>
+                <p className="hn-empty__hint hn-status__reason">{error.message}</p>
+                {retryButton}
+              </div>
+            ) : state === 'open' && !loading ? (
+              <div className="hn-empty" data-testid="herald-empty">
+                <div className="hn-empty__icon" aria-hidden="true">
+                  <BellIcon size={28} />
+                </div>
+                <p className="hn-empty__title">No notifications yet</p>
+                <p className="hn-empty__hint">When something happens, you'll see it here.</p>
+              </div>
+            ) : (
+              <div className="hn-empty hn-status" role="status" data-testid="herald-pending">
+                <p className="hn-empty__title">{state === 'open' ? 'Loading…' : STATE_LABEL[state]}</p>
+                <p className="hn-empty__hint">{PENDING_HINT[state]}</p>
+                {(state === 'offline' || state === 'reconnecting' || state === 'closed') && retryButton}
+              </div>
+            )
           ) : (
             <ul className="hn-list" role="menu" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
               {notifications.map((n) => {
@@ -277,6 +320,8 @@ export function NotificationBell({ client, ...rest }: NotificationBellProps) {
       loading={h.loading}
       hasMore={h.hasMore}
       actionError={h.actionError}
+      error={h.error}
+      onRetry={h.retry}
       onDismissActionError={h.dismissActionError}
       onMarkRead={(id) => void h.markAsRead(id)}
       onMarkAllRead={() => void h.markAllAsRead()}

@@ -4,4 +4,4 @@ export { NotificationBell, NotificationBellView, BellIcon } from './Notification
 export type { NotificationBellProps, NotificationBellViewProps } from './NotificationBell';
 export { Toaster, Toast } from './Toaster';
 export type { ToasterProps, ToastItem } from './Toaster';
-export { formatRelative, badgeText, iconFor, safeLink } from './format';
+export { formatRelative, badgeText, iconFor, safeLink, describeError } from './format';

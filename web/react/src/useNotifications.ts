@@ -29,6 +29,8 @@ export interface UseNotificationsResult {
   /** The last user action that failed (its optimistic change was undone), until dismissed. */
   actionError: ActionError | null;
   dismissActionError: () => void;
+  /** Try again now (after an error, or to skip the reconnect backoff). */
+  retry: () => void;
   hasMore: boolean;
   nodeId: string | null;
   markAsRead: (id: string) => Promise<void>;
@@ -67,6 +69,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
   const markAllAsRead = useCallback(() => client.markAllRead().catch(() => undefined), [client]);
   const loadMore = useCallback(() => client.loadMore().catch(() => undefined), [client]);
   const dismissActionError = useCallback(() => client.dismissActionError(), [client]);
+  const retry = useCallback(() => client.retry(), [client]);
 
   return {
     notifications: snap.notifications,
@@ -77,6 +80,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     error: snap.error,
     actionError: snap.actionError,
     dismissActionError,
+    retry,
     hasMore: snap.hasMore,
     nodeId: snap.nodeId,
     markAsRead,

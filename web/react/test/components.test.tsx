@@ -109,6 +109,56 @@ describe('<NotificationBellView />', () => {
     expect(screen.getByText('No notifications yet')).toBeTruthy();
   });
 
+  it.each(['connecting', 'reconnecting', 'offline', 'idle'] as const)('never shows the empty state while %s', (state) => {
+    bell({ notifications: [], unreadCount: 0, defaultOpen: true, state });
+    expect(screen.queryByTestId('herald-empty')).toBeNull();
+    expect(screen.queryByText('No notifications yet')).toBeNull();
+    expect(screen.getByTestId('herald-pending')).toBeTruthy();
+  });
+
+  it('an unreachable server shows the reason and a Retry action, not the empty state', () => {
+    const onRetry = vi.fn();
+    bell({
+      notifications: [],
+      unreadCount: 0,
+      defaultOpen: true,
+      state: 'reconnecting',
+      error: { code: 1006, message: 'could not connect to ws://x/v1/ws (closed with 1006)' },
+      onRetry,
+    });
+    expect(screen.queryByText('No notifications yet')).toBeNull();
+    const box = screen.getByTestId('herald-error');
+    expect(box.textContent).toContain('Can’t reach the notification server.');
+    expect(box.textContent).toContain('closed with 1006');
+    fireEvent.click(screen.getByRole('button', { name: 'Retry' }));
+    expect(onRetry).toHaveBeenCalledTimes(1);
+  });
+
+  it('a bad token (4001) shows why and offers Retry', () => {
+    const onRetry = vi.fn();
+    bell({ notifications: [], unreadCount: 0, defaultOpen: true, state: 'error', error: { code: 4001, message: 'unauthorized: bad signature' }, onRetry });
+    const box = screen.getByTestId('herald-error');
+    expect(box.textContent).toContain('The server refused your sign-in (unauthorized).');
+    expect(box.textContent).toContain('unauthorized: bad signature');
+    expect(screen.getByRole('button', { name: 'Retry' })).toBeTruthy();
+  });
+
+  it('a failed load while live is an error, not an empty inbox; with items it is a banner', () => {
+    bell({ notifications: [], unreadCount: 0, defaultOpen: true, error: { code: 'network', message: 'network error: Failed to fetch' }, onRetry: vi.fn() });
+    expect(screen.queryByText('No notifications yet')).toBeNull();
+    expect(screen.getByTestId('herald-error').textContent).toContain('Failed to fetch');
+    cleanup();
+    bell({ defaultOpen: true, error: { code: 'network', message: 'network error: Failed to fetch' }, onRetry: vi.fn() });
+    expect(screen.getByRole('alert').textContent).toContain('Can’t reach the notification server.');
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(2);
+    expect(screen.getByRole('button', { name: 'Retry' })).toBeTruthy();
+  });
+
+  it('a failed Load older is shown', () => {
+    bell({ defaultOpen: true, hasMore: true, onLoadMore: vi.fn(), actionError: { action: 'load_more', code: 'network', message: 'network error' } });
+    expect(screen.getByRole('alert').textContent).toContain('Couldn’t load older notifications.');
+  });
+
   it('Mark all as read calls the handler and is disabled with nothing unread', () => {
     const p = bell({ defaultOpen: true });
     fireEvent.click(screen.getByRole('button', { name: 'Mark all as read' }));
