@@ -332,3 +332,27 @@ test('7. a node that is down: the panel shows the reason and Retry (not an empty
   assert.equal(await error.count(), 0);
   await ctx.close();
 });
+
+test('8. toasts: none while the panel is open; clicking one marks it read', async () => {
+  const user = `grace-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await openBell(page);
+  const a = await cluster.publish(cluster.lbUrl, { recipient: user, type: 'comment.created', title: 'While the panel is open', body: '' });
+  const idA = a.notifications[0].id;
+  await page.locator(`[data-testid="herald-item"][data-id="${idA}"]`).waitFor({ state: 'visible' });
+  await page.waitForTimeout(1000); // past the cross-tab claim window
+  assert.equal(await toastsFor(page, idA), 0, 'no toast for what the open panel shows');
+
+  await page.keyboard.press('Escape');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  const b = await cluster.publish(cluster.lbUrl, { recipient: user, type: 'order.shipped', title: 'After closing the panel', body: '' });
+  const idB = b.notifications[0].id;
+  const toast = page.locator(`[data-testid="herald-toast"][data-id="${idB}"]`);
+  await toast.waitFor({ state: 'visible' });
+  await waitBadge(page, 2);
+  await toast.click();
+  await waitBadge(page, 1);
+  assert.equal(await page.evaluate((id) => !!window.__herald.notifications.find((n) => n.id === id).read_at, idB), true);
+  await ctx.close();
+});

@@ -49,6 +49,12 @@ export interface HeraldClientOptions {
   fetch?: typeof fetch;
   random?: () => number;
   channelFactory?: (name: string) => ChannelLike | null;
+  /**
+   * How well placed this tab is to show a toast, for the cross-tab claim (higher wins): default
+   * 3 while the inbox panel is open here, 2 when the page is visible and focused, 1 when visible,
+   * 0 when hidden.
+   */
+  tabRank?: () => number;
   /** `window`-like target for online/offline events and `navigator.onLine` (default: globals). */
   env?: { addEventListener?: Window['addEventListener']; removeEventListener?: Window['removeEventListener']; isOnline?: () => boolean };
 }
@@ -77,6 +83,8 @@ export interface HeraldEvents {
   global: (b: Broadcast) => void;
   error: (err: ClientError) => void;
   connected: (info: { user_id: string; node_id: string; session_id: string }) => void;
+  /** The inbox panel was opened or closed (`setInboxOpen`); toasts are not shown while it is open. */
+  inbox: (open: boolean) => void;
   /** Anything visible changed (list, counts, state): re-read `getSnapshot()`. */
   change: () => void;
 }
@@ -146,6 +154,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private optimisticStamps = new Set<string>();
   /** `_error` came from loading the list over HTTP (a successful load clears it). */
   private errorFromLoad = false;
+  private _inboxOpen = false;
   private _nodeId: string | null = null;
   private _userId: string | null;
   private rid = 0;
@@ -195,6 +204,31 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
   get actionError(): ActionError | null {
     return this._actionError;
+  }
+
+  /** Whether an inbox panel is open in this tab (see `setInboxOpen`). */
+  get inboxOpen(): boolean {
+    return this._inboxOpen;
+  }
+
+  /**
+   * Tell the client that the notification list is on screen (the bell's panel is open): no
+   * `toast` is emitted meanwhile — the list already shows what a toast would — and this tab
+   * claims new notifications across tabs so that no other tab toasts them either.
+   */
+  setInboxOpen(open: boolean): void {
+    if (open === this._inboxOpen) return;
+    this._inboxOpen = open;
+    this.emit('inbox', open);
+  }
+
+  private tabRank(): number {
+    if (this.opts.tabRank) return this.opts.tabRank();
+    if (this._inboxOpen) return 3;
+    if (typeof document === 'undefined') return 0;
+    const visible = document.visibilityState === 'visible';
+    const focused = typeof document.hasFocus === 'function' && document.hasFocus();
+    return visible ? (focused ? 2 : 1) : 0;
   }
 
   /** Forget the last failed action (the user dismissed its message). */
@@ -717,13 +751,18 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.emit('notification', n, { source, initial });
     // Toast: live events always; catch-up only after the first load (i.e. missed while away).
     if (!n.read_at && (source === 'live' || (source === 'catchup' && !initial))) {
+      const show = () => {
+        // Not while the list is on screen, nor once it was read meanwhile (here or elsewhere).
+        if (this._inboxOpen || this.byId.get(n.id)?.read_at) return;
+        this.emit('toast', n);
+      };
       if (this.coordinator) {
         const c = this.coordinator;
-        void c.claim(n.id).then((won) => {
-          if (won && this.started) this.emit('toast', n);
+        void c.claim(n.id, this.tabRank()).then((won) => {
+          if (won && this.started) show();
         });
       } else {
-        this.emit('toast', n);
+        show();
       }
     }
     return true;

@@ -566,6 +566,48 @@ describe('errors the UI shows', () => {
 });
 
 describe('toasts', () => {
+  it('emits no toast while the inbox panel is open', async () => {
+    const { client } = make();
+    const toasts: number[] = [];
+    client.on('toast', (n) => toasts.push(n.seq));
+    const ws = await connectAndOpen(client);
+    await flush();
+    ws.push({ type: 'notifications:batch', notifications: [], complete: true, unread_count: 0, version: 2 });
+    client.setInboxOpen(true);
+    ws.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    client.setInboxOpen(false);
+    ws.push({ type: 'notification', notification: notif(2), unread_count: 2, version: 4 });
+    expect(toasts).toEqual([2]);
+  });
+
+  it('the cross-tab claim goes to the better-placed tab (tabRank)', async () => {
+    const members: any[] = [];
+    const channelFactory = () => {
+      const ch: any = {
+        onmessage: null,
+        postMessage(msg: unknown) {
+          for (const m of members) if (m !== ch) setTimeout(() => m.onmessage?.({ data: msg }), 5);
+        },
+        close() {},
+      };
+      members.push(ch);
+      return ch;
+    };
+    const hidden = make({ crossTab: true, channelFactory, userId: 'alice', tabRank: () => 0 }).client;
+    const focused = make({ crossTab: true, channelFactory, userId: 'alice', tabRank: () => 2 }).client;
+    const shown: string[] = [];
+    hidden.on('toast', () => shown.push('hidden'));
+    focused.on('toast', () => shown.push('focused'));
+    const wsH = await connectAndOpen(hidden);
+    const wsF = await connectAndOpen(focused);
+    for (const ws of [wsH, wsF]) ws.push({ type: 'notifications:batch', notifications: [], complete: true, unread_count: 0, version: 2 });
+    wsH.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    await vi.advanceTimersByTimeAsync(30);
+    wsF.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(shown).toEqual(['focused']);
+  });
+
   it('emits toast for live notifications but not for the first load catch-up', async () => {
     const { client } = make();
     const toasts: number[] = [];

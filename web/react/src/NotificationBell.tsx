@@ -24,6 +24,8 @@ export interface NotificationBellViewProps {
   onNavigate?: (link: string) => void;
   /** Start open (tests, stories). */
   defaultOpen?: boolean;
+  /** Called when the panel opens or closes (the live bell tells the client: no toasts while open). */
+  onOpenChange?: (open: boolean) => void;
 }
 
 const PENDING_HINT: Record<ConnectionState, string> = {
@@ -78,6 +80,12 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const titleId = useId();
   const now = useNow();
   const focusFirstOnOpen = useRef(false);
+  const onOpenChange = props.onOpenChange;
+
+  useEffect(() => {
+    onOpenChange?.(open);
+  }, [open, onOpenChange]);
+  useEffect(() => () => onOpenChange?.(false), [onOpenChange]);
 
   const close = useCallback((restoreFocus: boolean) => {
     setOpen(false);
@@ -311,6 +319,8 @@ export interface NotificationBellProps extends Partial<Pick<NotificationBellView
 /** The live bell: reads the client from props or `<HeraldProvider>`. */
 export function NotificationBell({ client, ...rest }: NotificationBellProps) {
   const h = useNotifications({ client, autoConnect: true });
+  const c = h.client;
+  const onOpenChange = useCallback((open: boolean) => c.setInboxOpen(open), [c]);
   return (
     <NotificationBellView
       {...rest}
@@ -321,6 +331,7 @@ export function NotificationBell({ client, ...rest }: NotificationBellProps) {
       hasMore={h.hasMore}
       actionError={h.actionError}
       error={h.error}
+      onOpenChange={onOpenChange}
       onRetry={h.retry}
       onDismissActionError={h.dismissActionError}
       onMarkRead={(id) => void h.markAsRead(id)}

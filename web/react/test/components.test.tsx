@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import type { Notification } from '@herald/client';
 import { HeraldClient } from '@herald/client';
-import { NotificationBellView, Toaster, badgeText, formatRelative, iconFor } from '../src';
+import { NotificationBell, NotificationBellView, Toaster, badgeText, formatRelative, iconFor } from '../src';
 
 afterEach(cleanup);
 
@@ -223,6 +223,7 @@ describe('<Toaster />', () => {
       close() {}
     }
     const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
+    vi.spyOn(client, 'markRead').mockResolvedValue();
     const onNavigate = vi.fn();
     render(<Toaster client={client} onNavigate={onNavigate} />);
     act(() => {
@@ -244,5 +245,86 @@ describe('<Toaster />', () => {
     });
     expect(screen.queryByTestId('herald-toast')).toBeNull();
     vi.useRealTimers();
+  });
+
+  function toastClient() {
+    class NoSocket {
+      readyState = 0;
+      onopen = null;
+      onmessage = null;
+      onclose = null;
+      onerror = null;
+      send() {}
+      close() {}
+    }
+    const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
+    const markRead = vi.spyOn(client, 'markRead').mockResolvedValue();
+    const toast = (seq: number, over: Partial<Notification> = {}) => act(() => void (client as any).emit('toast', { ...notif(seq), ...over }));
+    return { client, markRead, toast };
+  }
+
+  it('clicking a toast marks its notification read', () => {
+    const { client, markRead, toast } = toastClient();
+    render(<Toaster client={client} onNavigate={vi.fn()} />);
+    toast(1);
+    fireEvent.click(screen.getByTestId('herald-toast'));
+    expect(markRead).toHaveBeenCalledWith('id-1');
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+  });
+
+  it('shows no toasts while the panel is open, and opening it clears them', () => {
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} />);
+    toast(1);
+    expect(screen.getAllByTestId('herald-toast')).toHaveLength(1);
+    act(() => client.setInboxOpen(true));
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+    act(() => client.setInboxOpen(false));
+    expect(screen.queryByTestId('herald-toast')).toBeNull(); // the panel showed it: not back
+  });
+
+  it('the live bell tells the client when its panel is open', () => {
+    const { client } = toastClient();
+    render(<NotificationBell client={client} />);
+    expect(client.inboxOpen).toBe(false);
+    fireEvent.click(screen.getByTestId('herald-bell'));
+    expect(client.inboxOpen).toBe(true);
+    fireEvent.keyDown(document, { key: 'Escape' });
+    expect(client.inboxOpen).toBe(false);
+  });
+
+  it('a burst shows at most 3 plus "+N more"', () => {
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} />);
+    for (let i = 1; i <= 7; i++) toast(i);
+    expect(screen.getAllByTestId('herald-toast')).toHaveLength(3);
+    expect(screen.getByTestId('herald-toast-more').textContent).toBe('+4 more');
+  });
+
+  it('keyboard focus pauses the dismiss timer', () => {
+    vi.useFakeTimers();
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} durationMs={5000} />);
+    toast(1);
+    const el = screen.getByTestId('herald-toast');
+    act(() => el.focus());
+    act(() => void vi.advanceTimersByTime(8000));
+    expect(screen.getByTestId('herald-toast')).toBeTruthy();
+    act(() => el.blur());
+    act(() => void vi.advanceTimersByTime(5001));
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+    vi.useRealTimers();
+  });
+
+  it('a toast goes away when its notification is read elsewhere', () => {
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} />);
+    toast(1);
+    toast(2);
+    toast(5);
+    act(() => void (client as any).emit('read', { ids: ['id-1'], up_to_seq: null, read_at: 'x' }));
+    expect(screen.getAllByTestId('herald-toast').map((t) => t.getAttribute('data-id'))).toEqual(['id-5', 'id-2']);
+    act(() => void (client as any).emit('read', { ids: [], up_to_seq: 5, read_at: 'x' }));
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
   });
 });
