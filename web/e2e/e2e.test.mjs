@@ -356,3 +356,29 @@ test('8. toasts: none while the panel is open; clicking one marks it read', asyn
   assert.equal(await page.evaluate((id) => !!window.__herald.notifications.find((n) => n.id === id).read_at, idB), true);
   await ctx.close();
 });
+
+test('9. focus: activating an item returns focus to the bell; tabbing out closes the panel', async () => {
+  const user = `heidi-${run}`;
+  await cluster.publish(cluster.lbUrl, { recipient: user, type: 'task.assigned', title: 'Focus check', body: '', link: '/tasks/9' });
+  await cluster.publish(cluster.lbUrl, { recipient: user, type: 'comment.created', title: 'Second', body: '', link: '/posts/1' });
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await waitBadge(page, 2);
+  const active = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid') || document.activeElement?.tagName);
+  await page.locator('[data-testid="herald-bell"]').focus();
+  await page.keyboard.press('ArrowDown');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'visible' });
+  assert.equal(await active(), 'herald-item');
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="nav-banner"]').waitFor({ state: 'visible' });
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  assert.equal(await active(), 'herald-bell', 'focus back on the bell, not <body>');
+
+  await page.keyboard.press('ArrowDown');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'visible' });
+  assert.equal(await active(), 'herald-item');
+  await page.keyboard.press('Tab');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  assert.notEqual(await active(), 'BODY');
+  await ctx.close();
+});

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useId, useRef, useState, type KeyboardEvent } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent } from 'react';
 import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from '@herald/client';
 import { badgeText, describeError, formatRelative, iconFor, safeLink } from './format';
 import { useNotifications, useNow } from './useNotifications';
@@ -126,6 +126,28 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     }
   });
 
+  // After "Load older": move focus to the first older item once it is rendered (the button
+  // itself may go away), so keyboard users keep their place instead of landing on <body>.
+  const focusAfterLoad = useRef<number | null>(null);
+  useEffect(() => {
+    const idx = focusAfterLoad.current;
+    if (idx === null || loading) return;
+    focusAfterLoad.current = null;
+    const rows = Array.from(listRef.current?.querySelectorAll<HTMLElement>('[data-testid="herald-item"]') ?? []);
+    if (rows[idx]) rows[idx].focus();
+  }, [notifications, loading]);
+  const loadOlder = () => {
+    if (loading || !onLoadMore) return;
+    focusAfterLoad.current = notifications.length;
+    onLoadMore();
+  };
+
+  // Focus leaving the bell and its panel (Tab / Shift+Tab out) closes the panel.
+  const onRootBlur = (e: FocusEvent<HTMLDivElement>) => {
+    const next = e.relatedTarget as Node | null;
+    if (open && next && rootRef.current && !rootRef.current.contains(next)) setOpen(false);
+  };
+
   const items = () => Array.from(listRef.current?.querySelectorAll<HTMLElement>('[role="menuitem"]') ?? []);
 
   const onButtonKey = (e: KeyboardEvent<HTMLButtonElement>) => {
@@ -157,7 +179,8 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     if (!n.read_at) onMarkRead(n.id);
     const link = safeLink(n.link);
     if (link) {
-      setOpen(false);
+      // The panel closes: give focus back to the bell rather than losing it to <body>.
+      close(true);
       (props.onNavigate ?? ((l: string) => window.location.assign(l)))(link);
     }
   };
@@ -173,7 +196,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const dotClass = state === 'open' ? 'is-live' : state === 'error' || state === 'closed' ? 'is-down' : state === 'offline' ? 'is-offline' : 'is-pending';
 
   return (
-    <div className="hn-bell" ref={rootRef} data-state={state}>
+    <div className="hn-bell" ref={rootRef} data-state={state} onBlur={onRootBlur}>
       <button
         ref={buttonRef}
         type="button"
@@ -293,7 +316,15 @@ export function NotificationBellView(props: NotificationBellViewProps) {
               })}
               {hasMore && onLoadMore && (
                 <li role="none" className="hn-more">
-                  <button type="button" role="menuitem" tabIndex={-1} className="hn-link-button" onClick={() => onLoadMore()} disabled={loading}>
+                  <button
+                    type="button"
+                    role="menuitem"
+                    tabIndex={-1}
+                    className="hn-link-button"
+                    onClick={loadOlder}
+                    aria-disabled={loading || undefined}
+                    data-testid="herald-load-more"
+                  >
                     {loading ? 'Loading…' : 'Load older'}
                   </button>
                 </li>

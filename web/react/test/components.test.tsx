@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { useState } from 'react';
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import type { Notification } from '@herald/client';
 import { HeraldClient } from '@herald/client';
@@ -202,6 +203,64 @@ describe('<NotificationBellView />', () => {
     expect(alert.textContent).toContain('network error: Failed to fetch');
     fireEvent.click(screen.getByRole('button', { name: 'Dismiss' }));
     expect(onDismissActionError).toHaveBeenCalledTimes(1);
+  });
+
+  it('activating an item with a link closes the panel and gives focus back to the bell', () => {
+    const onNavigate = vi.fn();
+    bell({ onNavigate, notifications: [{ ...notif(3), link: '/posts/7' }] });
+    const button = screen.getByTestId('herald-bell');
+    fireEvent.keyDown(button, { key: 'ArrowDown' });
+    const item = screen.getByTestId('herald-item');
+    expect(document.activeElement).toBe(item);
+    fireEvent.keyDown(item, { key: 'Enter' });
+    expect(onNavigate).toHaveBeenCalledWith('/posts/7');
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(document.activeElement).toBe(button);
+  });
+
+  it('Load older keeps keyboard focus: on the button while loading, then on the first older item', () => {
+    const older = [notif(5), notif(6)];
+    function Harness() {
+      const [list, setList] = useState([notif(1), notif(2)]);
+      const [loading, setLoading] = useState(false);
+      return (
+        <>
+          <NotificationBellView
+            notifications={list}
+            unreadCount={0}
+            state="open"
+            loading={loading}
+            hasMore={list.length < 4}
+            defaultOpen
+            onMarkRead={() => undefined}
+            onMarkAllRead={() => undefined}
+            onLoadMore={() => setLoading(true)}
+          />
+          <button onClick={() => (setList((l) => [...l, ...older]), setLoading(false))}>finish</button>
+        </>
+      );
+    }
+    render(<Harness />);
+    const more = screen.getByTestId('herald-load-more');
+    act(() => more.focus());
+    fireEvent.click(more);
+    expect(document.activeElement).toBe(screen.getByTestId('herald-load-more'));
+    fireEvent.click(screen.getByText('finish'));
+    expect(document.activeElement).toBe(screen.getAllByTestId('herald-item')[2]);
+    expect(document.activeElement?.getAttribute('data-id')).toBe('id-5');
+  });
+
+  it('tabbing out of the panel closes it', () => {
+    render(
+      <>
+        <NotificationBellView notifications={[notif(1)]} unreadCount={1} state="open" defaultOpen onMarkRead={vi.fn()} onMarkAllRead={vi.fn()} />
+        <button>elsewhere</button>
+      </>,
+    );
+    const item = screen.getByTestId('herald-item');
+    act(() => item.focus());
+    act(() => screen.getByText('elsewhere').focus());
+    expect(screen.queryByRole('dialog')).toBeNull();
   });
 
   it('has a View all link', () => {
