@@ -382,3 +382,55 @@ test('9. focus: activating an item returns focus to the bell; tabbing out closes
   assert.notEqual(await active(), 'BODY');
   await ctx.close();
 });
+
+test('10. demo page: sign-in replaces the suggestion and explains spaces; sign-out sticks; 375 px fits; no dead links; one name per state', async () => {
+  const ctx = await newContext();
+  const page = await ctx.newPage();
+  await page.goto(`${cluster.lbUrl}/`, { waitUntil: 'domcontentloaded' });
+  const input = page.locator('input[name="user"]');
+  await input.waitFor({ state: 'visible' });
+  await page.waitForFunction(() => document.activeElement?.getAttribute('name') === 'user');
+  await page.keyboard.type('bob');
+  assert.equal(await input.inputValue(), 'bob', 'typing replaces the prefilled suggestion');
+  await page.keyboard.type(' smith');
+  assert.equal(await input.inputValue(), 'bob smith', 'spaces are not stripped silently');
+  assert.match(await page.locator('[data-testid="user-problem"]').textContent(), /can’t contain spaces/);
+  assert.equal(await page.locator('button[type="submit"]').isDisabled(), true);
+  await input.fill(`ivan-${run}`);
+  await page.keyboard.press('Enter');
+  await waitOpen(page);
+  // One name for the connection state: the page's pill says what the bell says.
+  await openBell(page);
+  assert.equal(await page.locator('[data-testid="conn-label"]').textContent(), 'Live');
+  assert.equal(await page.locator('.hn-panel__status').textContent(), 'Live');
+  // No links that lead nowhere.
+  const dead = await page.evaluate(() => [...document.querySelectorAll('a')].filter((a) => !a.getAttribute('href') || a.getAttribute('href').startsWith('#')).length);
+  assert.equal(dead, 0);
+  await ctx.close();
+
+  // Signed in through ?user=: signing out and reloading stays signed out.
+  const ctx2 = await newContext();
+  const p2 = await openDemo(ctx2, `judy-${run}`, null);
+  await p2.locator('[data-testid="sign-out"]').click();
+  await p2.locator('input[name="user"]').waitFor({ state: 'visible' });
+  assert.equal(new URL(p2.url()).searchParams.get('user'), null);
+  await p2.reload({ waitUntil: 'domcontentloaded' });
+  await p2.locator('input[name="user"]').waitFor({ state: 'visible' });
+  assert.equal(await p2.locator('[data-testid="conn-info"]').count(), 0, 'still signed out after reload');
+  await ctx2.close();
+
+  // 375 px wide: the whole top bar is on screen, nothing scrolls sideways.
+  const ctx3 = await browser.newContext({ viewport: { width: 375, height: 740 }, deviceScaleFactor: 1 });
+  ctx3.setDefaultTimeout(WAIT);
+  const p3 = await openDemo(ctx3, `kim-with-a-long-name-${run}`, null);
+  for (const sel of ['[data-testid="herald-bell"]', '.avatar', '[data-testid="sign-out"]']) {
+    const box = await p3.locator(sel).boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${sel} on screen at 375 px: ${JSON.stringify(box)}`);
+  }
+  assert.ok((await p3.evaluate(() => document.documentElement.scrollWidth)) <= 375, 'no horizontal overflow');
+  await openBell(p3);
+  const panel = await p3.locator('[data-testid="herald-panel"]').boundingBox();
+  assert.ok(panel.x >= 0 && panel.x + panel.width <= 375, `panel on screen: ${JSON.stringify(panel)}`);
+  await p3.screenshot({ path: join(ARTIFACTS, 'demo-375.png') });
+  await ctx3.close();
+});

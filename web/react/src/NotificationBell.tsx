@@ -18,7 +18,7 @@ export interface NotificationBellViewProps {
   /** A connection or loading error: shown with its reason and a Retry action. */
   error?: ClientError | null;
   onRetry?: () => void;
-  /** Where "View all" goes (default `/notifications`). */
+  /** Where "View all notifications" goes; without it the panel has no such link. */
   viewAllHref?: string;
   /** Navigation for a clicked notification's link (default: `window.location.assign`). */
   onNavigate?: (link: string) => void;
@@ -44,7 +44,7 @@ const ACTION_FAILED: Record<ActionError['action'], string> = {
   load_more: 'Couldn’t load older notifications.',
 };
 
-const STATE_LABEL: Record<ConnectionState, string> = {
+const STATE_LABEL: Readonly<Record<ConnectionState, string>> = {
   idle: 'Not connected',
   connecting: 'Connecting…',
   open: 'Live',
@@ -53,6 +53,11 @@ const STATE_LABEL: Record<ConnectionState, string> = {
   closed: 'Disconnected',
   error: 'Connection error',
 };
+
+/** The words the bell uses for a connection state ("Live", "Reconnecting…", …): use them elsewhere too. */
+export function connectionStateLabel(state: ConnectionState): string {
+  return STATE_LABEL[state];
+}
 
 export function BellIcon({ size = 20 }: { size?: number }) {
   return (
@@ -332,11 +337,13 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </ul>
           )}
 
-          <div className="hn-panel__footer">
-            <a className="hn-view-all" href={props.viewAllHref ?? '/notifications'}>
-              View all notifications
-            </a>
-          </div>
+          {props.viewAllHref && (
+            <div className="hn-panel__footer">
+              <a className="hn-view-all" href={props.viewAllHref}>
+                View all notifications
+              </a>
+            </div>
+          )}
         </div>
       )}
     </div>

@@ -1,6 +1,6 @@
 export { useNotifications, useHeraldClient, HeraldProvider, useNow } from './useNotifications';
 export type { UseNotificationsOptions, UseNotificationsResult } from './useNotifications';
-export { NotificationBell, NotificationBellView, BellIcon } from './NotificationBell';
+export { NotificationBell, NotificationBellView, BellIcon, connectionStateLabel } from './NotificationBell';
 export type { NotificationBellProps, NotificationBellViewProps } from './NotificationBell';
 export { Toaster, Toast } from './Toaster';
 export type { ToasterProps, ToastItem } from './Toaster';

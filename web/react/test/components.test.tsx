@@ -3,7 +3,7 @@ import { useState } from 'react';
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import type { Notification } from '@herald/client';
 import { HeraldClient } from '@herald/client';
-import { NotificationBell, NotificationBellView, Toaster, badgeText, formatRelative, iconFor } from '../src';
+import { NotificationBell, NotificationBellView, Toaster, badgeText, connectionStateLabel, formatRelative, iconFor } from '../src';
 
 afterEach(cleanup);
 
@@ -261,6 +261,18 @@ describe('<NotificationBellView />', () => {
     act(() => item.focus());
     act(() => screen.getByText('elsewhere').focus());
     expect(screen.queryByRole('dialog')).toBeNull();
+  });
+
+  it('has no View all link unless given somewhere to go', () => {
+    bell({ defaultOpen: true });
+    expect(screen.queryByRole('link', { name: 'View all notifications' })).toBeNull();
+  });
+
+  it('names connection states one way (the bell and connectionStateLabel agree)', () => {
+    bell({ defaultOpen: true, state: 'reconnecting' });
+    expect(connectionStateLabel('open')).toBe('Live');
+    expect(connectionStateLabel('reconnecting')).toBe('Reconnecting…');
+    expect(screen.getByRole('dialog').querySelector('.hn-panel__status')!.textContent).toBe(connectionStateLabel('reconnecting'));
   });
 
   it('has a View all link', () => {
