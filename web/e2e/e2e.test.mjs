@@ -434,3 +434,19 @@ test('10. demo page: sign-in replaces the suggestion and explains spaces; sign-o
   await p3.screenshot({ path: join(ARTIFACTS, 'demo-375.png') });
   await ctx3.close();
 });
+
+test('11. a first connect with many pending notifications renders a capped page, not all of them', async () => {
+  const user = `leo-${run}`;
+  const count = 120;
+  // One HTTP publish with many recipients is not a thing; publish one by one (fast on loopback).
+  for (let i = 1; i <= count; i++) await cluster.publish(cluster.lbUrl, { recipient: user, type: 'generic', title: `Pending ${i}`, body: '' });
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await page.waitForFunction((n) => window.__herald.notifications.length >= n, count, { timeout: WAIT });
+  await openBell(page);
+  assert.equal(await page.locator('[data-testid="herald-item"]').count(), 50, 'first render capped at 50 rows');
+  await page.locator('[data-testid="herald-load-more"]').click();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="herald-item"]').length === 100, null, { timeout: WAIT });
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'herald-item', 'focus on the first older row');
+  await ctx.close();
+});

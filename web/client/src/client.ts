@@ -403,7 +403,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   async loadMore(): Promise<void> {
     if (this._loading || !this._hasMore) return;
     try {
+      // Pages the client already holds (e.g. a large catch-up) add nothing: keep going (larger
+      // pages, bounded) until something older arrives or the list ends.
+      const before = this.byId.size;
       await this.fetchPage(this.firstPageFetched ? this.nextCursor : null, false);
+      for (let i = 0; i < 20 && this.byId.size === before && this._hasMore; i++) await this.fetchPage(this.nextCursor, false, false, false, 100);
       if (this._actionError?.action === 'load_more') {
         this._actionError = null;
         this.changed();
@@ -780,11 +784,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
    * Fetch a page. `replace` drops the local list first (resync); `reconcile` takes the server's
    * read state for notifications already held (after a failed optimistic change).
    */
-  private async fetchPage(cursor: string | null, initial: boolean, replace = false, reconcile = false): Promise<void> {
+  private async fetchPage(cursor: string | null, initial: boolean, replace = false, reconcile = false, limit?: number): Promise<void> {
     this._loading = true;
     this.changed();
     try {
-      const q = new URLSearchParams({ limit: String(this.opts.pageSize ?? 20) });
+      const q = new URLSearchParams({ limit: String(limit ?? this.opts.pageSize ?? 20) });
       if (cursor) q.set('before', cursor);
       const page = await this.http<NotificationPage>('GET', `/v1/notifications?${q}`);
       if (replace) {

@@ -348,6 +348,34 @@ describe('commands', () => {
   });
 });
 
+describe('paging after a large catch-up', () => {
+  it('Load older skips pages the client already holds', async () => {
+    const held = Array.from({ length: 150 }, (_, i) => notif(200 - i)); // seq 200..51 from catch-up
+    const { client, fetch } = make(
+      {},
+      {
+        '/v1/notifications?': (url) => {
+          const u = new URL(url);
+          const before = Number(u.searchParams.get('before') ?? 201);
+          const limit = Number(u.searchParams.get('limit'));
+          const rows = [];
+          for (let seq = before - 1; seq >= 1 && rows.length < limit; seq--) rows.push(notif(seq));
+          const last = rows[rows.length - 1]!.seq;
+          return page(rows, { next_cursor: last > 1 ? String(last) : null, latest_seq: 200 });
+        },
+      },
+    );
+    const ws = await connectAndOpen(client, { latest_seq: 200 });
+    ws.push({ type: 'notifications:batch', notifications: held.slice().reverse(), complete: true, unread_count: 200, version: 3 });
+    await flush();
+    const calls = fetch.calls.length;
+    await client.loadMore();
+    expect(client.notifications.length).toBeGreaterThan(150);
+    expect(client.notifications.at(-1)!.seq).toBeLessThan(51);
+    expect(fetch.calls.length - calls).toBeLessThanOrEqual(3);
+  });
+});
+
 describe('failed optimistic changes', () => {
   const offlineFail = () => {
     throw new TypeError('Failed to fetch');

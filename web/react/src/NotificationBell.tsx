@@ -24,6 +24,11 @@ export interface NotificationBellViewProps {
   onNavigate?: (link: string) => void;
   /** Start open (tests, stories). */
   defaultOpen?: boolean;
+  /**
+   * Rows rendered at first, and added per "Load older" (default 50): a user with 1,000 pending
+   * notifications gets 50 rows, not 1,000. Held rows are revealed before older ones are fetched.
+   */
+  pageSize?: number;
   /** Called when the panel opens or closes (the live bell tells the client: no toasts while open). */
   onOpenChange?: (open: boolean) => void;
 }
@@ -133,6 +138,13 @@ export function NotificationBellView(props: NotificationBellViewProps) {
 
   // After "Load older": move focus to the first older item once it is rendered (the button
   // itself may go away), so keyboard users keep their place instead of landing on <body>.
+  const pageSize = Math.max(1, props.pageSize ?? 50);
+  const [limit, setLimit] = useState(pageSize);
+  useEffect(() => {
+    if (!open) setLimit(pageSize); // a closed panel keeps no long list around
+  }, [open, pageSize]);
+  const shown = notifications.length > limit ? notifications.slice(0, limit) : notifications;
+  const moreHeld = notifications.length > limit;
   const focusAfterLoad = useRef<number | null>(null);
   useEffect(() => {
     const idx = focusAfterLoad.current;
@@ -140,10 +152,17 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     focusAfterLoad.current = null;
     const rows = Array.from(listRef.current?.querySelectorAll<HTMLElement>('[data-testid="herald-item"]') ?? []);
     if (rows[idx]) rows[idx].focus();
-  }, [notifications, loading]);
+  }, [notifications, loading, limit]);
   const loadOlder = () => {
-    if (loading || !onLoadMore) return;
+    if (loading) return;
+    if (moreHeld) {
+      focusAfterLoad.current = limit;
+      setLimit(limit + pageSize);
+      return;
+    }
+    if (!onLoadMore) return;
     focusAfterLoad.current = notifications.length;
+    setLimit(notifications.length + pageSize);
     onLoadMore();
   };
 
@@ -285,7 +304,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             )
           ) : (
             <ul className="hn-list" role="menu" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
-              {notifications.map((n) => {
+              {shown.map((n) => {
                 const unread = !n.read_at;
                 return (
                   <li
@@ -319,7 +338,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
                   </li>
                 );
               })}
-              {hasMore && onLoadMore && (
+              {(moreHeld || (hasMore && onLoadMore)) && (
                 <li role="none" className="hn-more">
                   <button
                     type="button"

@@ -275,6 +275,32 @@ describe('<NotificationBellView />', () => {
     expect(screen.getByRole('dialog').querySelector('.hn-panel__status')!.textContent).toBe(connectionStateLabel('reconnecting'));
   });
 
+  it('caps the first render (1,000 pending → 50 rows) and reveals held rows before fetching older ones', () => {
+    const many = Array.from({ length: 1000 }, (_, i) => notif(1000 - i));
+    const onLoadMore = vi.fn();
+    bell({ notifications: many, unreadCount: 1000, defaultOpen: true, hasMore: true, onLoadMore });
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(50);
+    expect(document.querySelectorAll('.hn-panel *').length).toBeLessThan(700);
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(100);
+    expect(onLoadMore).not.toHaveBeenCalled();
+    cleanup();
+    const p = bell({ notifications: many.slice(0, 60), defaultOpen: true, hasMore: true, onLoadMore });
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(60);
+    expect(onLoadMore).not.toHaveBeenCalled();
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(onLoadMore).toHaveBeenCalledTimes(1);
+    void p;
+  });
+
+  it('offers no Load older once everything is shown and the server has no more', () => {
+    bell({ notifications: Array.from({ length: 60 }, (_, i) => notif(60 - i)), defaultOpen: true, hasMore: false, onLoadMore: vi.fn() });
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(60);
+    expect(screen.queryByTestId('herald-load-more')).toBeNull();
+  });
+
   it('has a View all link', () => {
     bell({ defaultOpen: true, viewAllHref: '/inbox' });
     expect(screen.getByRole('link', { name: 'View all notifications' }).getAttribute('href')).toBe('/inbox');
