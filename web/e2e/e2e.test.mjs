@@ -320,7 +320,10 @@ test('7. a node that is down: the panel shows the reason and Retry (not an empty
   await cluster.killNode('node-b');
   const error = page.locator('[data-testid="herald-error"]');
   await error.waitFor({ state: 'visible' });
-  assert.match(await error.textContent(), /Can’t reach the notification server/);
+  // The demo fetches its token from the same node, so either step may be the one that fails;
+  // either way the reason is shown.
+  assert.match(await error.textContent(), /(Can’t reach the notification server|Couldn’t get a sign-in token)/);
+  assert.match(await error.textContent(), /(Failed to fetch|could not connect)/);
   assert.equal(await page.locator('[data-testid="herald-empty"]').count(), 0, 'no empty state while not live');
   assert.equal(await page.getByText('No notifications yet').count(), 0);
   await page.screenshot({ path: join(ARTIFACTS, 'bell-error.png'), animations: 'disabled' });
