@@ -27,6 +27,7 @@ export interface NotificationBellViewProps {
   /**
    * Rows rendered at first, and added per "Load older" (default 50): a user with 1,000 pending
    * notifications gets 50 rows, not 1,000. Held rows are revealed before older ones are fetched.
+   * At most two pages are in the DOM at once; "Show newer" pages back up.
    */
   pageSize?: number;
   /** Called when the panel opens or closes (the live bell tells the client: no toasts while open). */
@@ -143,7 +144,10 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   useEffect(() => {
     if (!open) setLimit(pageSize); // a closed panel keeps no long list around
   }, [open, pageSize]);
-  const shown = notifications.length > limit ? notifications.slice(0, limit) : notifications;
+  // The rendered window: rows [start, limit), at most two pages, so the DOM stays bounded however
+  // far back the user pages.
+  const start = Math.max(0, Math.min(limit, notifications.length) - 2 * pageSize);
+  const shown = notifications.slice(start, limit);
   const moreHeld = notifications.length > limit;
   const focusAfterLoad = useRef<number | null>(null);
   useEffect(() => {
@@ -151,8 +155,13 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     if (idx === null || loading) return;
     focusAfterLoad.current = null;
     const rows = Array.from(listRef.current?.querySelectorAll<HTMLElement>('[data-testid="herald-item"]') ?? []);
-    if (rows[idx]) rows[idx].focus();
-  }, [notifications, loading, limit]);
+    rows[idx - start]?.focus();
+  }, [notifications, loading, limit, start]);
+  const showNewer = () => {
+    const next = Math.max(pageSize, limit - pageSize);
+    focusAfterLoad.current = Math.max(0, Math.min(next, notifications.length) - 2 * pageSize);
+    setLimit(next);
+  };
   const loadOlder = () => {
     if (loading) return;
     if (moreHeld) {
@@ -304,6 +313,13 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             )
           ) : (
             <ul className="hn-list" role="menu" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
+              {start > 0 && (
+                <li role="none" className="hn-more">
+                  <button type="button" role="menuitem" tabIndex={-1} className="hn-link-button" onClick={showNewer} data-testid="herald-show-newer">
+                    Show newer
+                  </button>
+                </li>
+              )}
               {shown.map((n) => {
                 const unread = !n.read_at;
                 return (

@@ -294,6 +294,24 @@ describe('<NotificationBellView />', () => {
     void p;
   });
 
+  it('keeps at most two pages in the DOM however far back the user pages; Show newer pages back', () => {
+    const many = Array.from({ length: 1000 }, (_, i) => notif(1000 - i));
+    bell({ notifications: many, unreadCount: 1000, defaultOpen: true, hasMore: true, onLoadMore: vi.fn() });
+    for (let i = 0; i < 6; i++) fireEvent.click(screen.getByTestId('herald-load-more'));
+    const rows = screen.getAllByTestId('herald-item');
+    expect(rows).toHaveLength(100);
+    // limit 350: rows 250..349, i.e. seq 750 down to 651
+    expect(rows[0]!.getAttribute('data-id')).toBe('id-750');
+    expect(rows[99]!.getAttribute('data-id')).toBe('id-651');
+    expect(document.activeElement?.getAttribute('data-id')).toBe('id-700'); // the first row just revealed
+    fireEvent.click(screen.getByTestId('herald-show-newer'));
+    expect(screen.getAllByTestId('herald-item')[0]!.getAttribute('data-id')).toBe('id-800');
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(100);
+    for (let i = 0; i < 10; i++) if (screen.queryByTestId('herald-show-newer')) fireEvent.click(screen.getByTestId('herald-show-newer'));
+    expect(screen.queryByTestId('herald-show-newer')).toBeNull();
+    expect(screen.getAllByTestId('herald-item')[0]!.getAttribute('data-id')).toBe('id-1000');
+  });
+
   it('offers no Load older once everything is shown and the server has no more', () => {
     bell({ notifications: Array.from({ length: 60 }, (_, i) => notif(60 - i)), defaultOpen: true, hasMore: false, onLoadMore: vi.fn() });
     fireEvent.click(screen.getByTestId('herald-load-more'));
