@@ -137,8 +137,6 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     }
   });
 
-  // After "Load older": move focus to the first older item once it is rendered (the button
-  // itself may go away), so keyboard users keep their place instead of landing on <body>.
   const pageSize = Math.max(1, props.pageSize ?? 50);
   const [limit, setLimit] = useState(pageSize);
   useEffect(() => {
@@ -149,6 +147,8 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const start = Math.max(0, Math.min(limit, notifications.length) - 2 * pageSize);
   const shown = notifications.slice(start, limit);
   const moreHeld = notifications.length > limit;
+  // After "Load older" (or "Show newer"): move focus to the first row revealed once it is
+  // rendered (the button may go away), so keyboard users keep their place instead of <body>.
   const focusAfterLoad = useRef<number | null>(null);
   useEffect(() => {
     const idx = focusAfterLoad.current;
@@ -385,7 +385,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   );
 }
 
-export interface NotificationBellProps extends Partial<Pick<NotificationBellViewProps, 'viewAllHref' | 'onNavigate' | 'defaultOpen'>> {
+export interface NotificationBellProps extends Partial<Pick<NotificationBellViewProps, 'viewAllHref' | 'onNavigate' | 'defaultOpen' | 'pageSize'>> {
   client?: HeraldClient;
 }
 
