@@ -311,7 +311,7 @@ test('6. mark all read while offline: rolled back, reported, and still right aft
   await ctx.close();
 });
 
-test('7. a node that is down: the panel shows the reason and Retry (not an empty inbox); Retry reconnects', async () => {
+test('7. a node that is down: the panel shows the reason and Retry, never an empty inbox', async () => {
   const user = `frank-${run}`;
   const ctx = await newContext();
   const page = await openDemo(ctx, user, 'node-b');
@@ -324,15 +324,53 @@ test('7. a node that is down: the panel shows the reason and Retry (not an empty
   // either way the reason is shown.
   assert.match(await error.textContent(), /(Can’t reach the notification server|Couldn’t get a sign-in token)/);
   assert.match(await error.textContent(), /(Failed to fetch|could not connect)/);
+  assert.equal(await page.locator('[data-testid="herald-retry"]').count(), 1);
   assert.equal(await page.locator('[data-testid="herald-empty"]').count(), 0, 'no empty state while not live');
   assert.equal(await page.getByText('No notifications yet').count(), 0);
   await page.screenshot({ path: join(ARTIFACTS, 'bell-error.png'), animations: 'disabled' });
 
   await cluster.startNode('node-b');
-  await page.locator('[data-testid="herald-retry"]').click();
+  // The client's own backoff may get there first; Retry skips the wait when it is still shown.
+  await page
+    .locator('[data-testid="herald-retry"]')
+    .click({ timeout: 2000 })
+    .catch(() => undefined);
   await waitOpen(page, 'node-b');
   await page.locator('[data-testid="herald-empty"]').waitFor({ state: 'visible' });
   assert.equal(await error.count(), 0);
+  await ctx.close();
+});
+
+test('7b. a refused token (4001) shows why, and Retry connects again', async () => {
+  const user = `frank2-${run}`;
+  const ctx = await newContext();
+  let refused = 0;
+  await ctx.routeWebSocket(/\/v1\/ws/, (ws) => {
+    if (refused === 0) {
+      // The first socket: answer its auth as a gateway refusing the token would.
+      ws.onMessage(() => {
+        refused += 1;
+        ws.close({ code: 4001, reason: 'unauthorized: bad signature' });
+      });
+    } else {
+      ws.connectToServer();
+    }
+  });
+  const page = await ctx.newPage();
+  await page.goto(`${cluster.lbUrl}/?${new URLSearchParams({ user })}`, { waitUntil: 'domcontentloaded' });
+  await page.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: WAIT });
+  await openBell(page);
+  const error = page.locator('[data-testid="herald-error"]');
+  await error.waitFor({ state: 'visible' });
+  assert.match(await error.textContent(), /The server refused your sign-in \(unauthorized\)/);
+  assert.match(await error.textContent(), /bad signature/);
+  assert.equal(await page.getByText('No notifications yet').count(), 0);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'error', 'a terminal close waits for Retry');
+  await page.locator('[data-testid="herald-retry"]').click();
+  await waitOpen(page);
+  await page.locator('[data-testid="herald-empty"]').waitFor({ state: 'visible' });
+  assert.equal(refused, 1);
   await ctx.close();
 });
 
