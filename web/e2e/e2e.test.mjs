@@ -274,3 +274,220 @@ test('5. screenshots saved under test-artifacts/', async () => {
     assert.ok(s.size > 5000, `${f} looks empty`);
   }
 });
+
+test('6. mark all read while offline: rolled back, reported, and still right after reconnecting', async () => {
+  const user = `erin-${run}`;
+  const ids = [];
+  for (let i = 1; i <= 3; i++) {
+    const r = await cluster.publish(cluster.lbUrl, { recipient: user, type: 'task.assigned', title: `Offline read ${i}`, body: '' });
+    ids.push(r.notifications[0].id);
+  }
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await waitBadge(page, 3);
+  await openBell(page);
+  await ctx.setOffline(true);
+  await page.waitForFunction(() => document.body.dataset.state === 'offline', null, { timeout: WAIT });
+  await page.getByRole('button', { name: 'Mark all as read' }).first().click();
+  const alert = page.locator('[data-testid="herald-action-error"]');
+  await alert.waitFor({ state: 'visible' });
+  assert.match(await alert.textContent(), /Couldn’t mark all as read/);
+  await waitBadge(page, 3);
+  for (const id of ids)
+    assert.equal(await page.locator(`[data-testid="herald-item"][data-id="${id}"]`).getAttribute('data-unread'), 'true');
+  assert.equal(await page.evaluate(() => window.__herald.notifications.filter((n) => !n.read_at).length), 3);
+
+  await ctx.setOffline(false);
+  await waitOpen(page);
+  await page.waitForTimeout(500);
+  await waitBadge(page, 3);
+  assert.equal(await page.evaluate(() => window.__herald.unreadCount), 3);
+  // And the server agrees: nothing was marked.
+  const server = await page.evaluate(async () => {
+    await window.__herald.refreshUnreadCount();
+    return window.__herald.unreadCount;
+  });
+  assert.equal(server, 3);
+  await ctx.close();
+});
+
+test('7. a node that is down: the panel shows the reason and Retry, never an empty inbox', async () => {
+  const user = `frank-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, 'node-b');
+  await openBell(page);
+  await page.locator('[data-testid="herald-empty"]').waitFor({ state: 'visible' }); // live and truly empty
+  await cluster.killNode('node-b');
+  const error = page.locator('[data-testid="herald-error"]');
+  await error.waitFor({ state: 'visible' });
+  // The demo fetches its token from the same node, so either step may be the one that fails;
+  // either way the reason is shown.
+  assert.match(await error.textContent(), /(Can’t reach the notification server|Couldn’t get a sign-in token)/);
+  assert.match(await error.textContent(), /(Failed to fetch|could not connect)/);
+  assert.equal(await page.locator('[data-testid="herald-retry"]').count(), 1);
+  assert.equal(await page.locator('[data-testid="herald-empty"]').count(), 0, 'no empty state while not live');
+  assert.equal(await page.getByText('No notifications yet').count(), 0);
+  await page.screenshot({ path: join(ARTIFACTS, 'bell-error.png'), animations: 'disabled' });
+
+  await cluster.startNode('node-b');
+  // The client's own backoff may get there first; Retry skips the wait when it is still shown.
+  await page
+    .locator('[data-testid="herald-retry"]')
+    .click({ timeout: 2000 })
+    .catch(() => undefined);
+  await waitOpen(page, 'node-b');
+  await page.locator('[data-testid="herald-empty"]').waitFor({ state: 'visible' });
+  assert.equal(await error.count(), 0);
+  await ctx.close();
+});
+
+test('7b. a refused token (4001) shows why, and Retry connects again', async () => {
+  const user = `frank2-${run}`;
+  const ctx = await newContext();
+  let refused = 0;
+  await ctx.routeWebSocket(/\/v1\/ws/, (ws) => {
+    if (refused === 0) {
+      // The first socket: answer its auth as a gateway refusing the token would.
+      ws.onMessage(() => {
+        refused += 1;
+        ws.close({ code: 4001, reason: 'unauthorized: bad signature' });
+      });
+    } else {
+      ws.connectToServer();
+    }
+  });
+  const page = await ctx.newPage();
+  await page.goto(`${cluster.lbUrl}/?${new URLSearchParams({ user })}`, { waitUntil: 'domcontentloaded' });
+  await page.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: WAIT });
+  await openBell(page);
+  const error = page.locator('[data-testid="herald-error"]');
+  await error.waitFor({ state: 'visible' });
+  assert.match(await error.textContent(), /The server refused your sign-in \(unauthorized\)/);
+  assert.match(await error.textContent(), /bad signature/);
+  assert.equal(await page.getByText('No notifications yet').count(), 0);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'error', 'a terminal close waits for Retry');
+  await page.locator('[data-testid="herald-retry"]').click();
+  await waitOpen(page);
+  await page.locator('[data-testid="herald-empty"]').waitFor({ state: 'visible' });
+  assert.equal(refused, 1);
+  await ctx.close();
+});
+
+test('8. toasts: none while the panel is open; clicking one marks it read', async () => {
+  const user = `grace-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await openBell(page);
+  const a = await cluster.publish(cluster.lbUrl, { recipient: user, type: 'comment.created', title: 'While the panel is open', body: '' });
+  const idA = a.notifications[0].id;
+  await page.locator(`[data-testid="herald-item"][data-id="${idA}"]`).waitFor({ state: 'visible' });
+  await page.waitForTimeout(1000); // past the cross-tab claim window
+  assert.equal(await toastsFor(page, idA), 0, 'no toast for what the open panel shows');
+
+  await page.keyboard.press('Escape');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  const b = await cluster.publish(cluster.lbUrl, { recipient: user, type: 'order.shipped', title: 'After closing the panel', body: '' });
+  const idB = b.notifications[0].id;
+  const toast = page.locator(`[data-testid="herald-toast"][data-id="${idB}"]`);
+  await toast.waitFor({ state: 'visible' });
+  await waitBadge(page, 2);
+  await toast.click();
+  await waitBadge(page, 1);
+  assert.equal(await page.evaluate((id) => !!window.__herald.notifications.find((n) => n.id === id).read_at, idB), true);
+  await ctx.close();
+});
+
+test('9. focus: activating an item returns focus to the bell; tabbing out closes the panel', async () => {
+  const user = `heidi-${run}`;
+  await cluster.publish(cluster.lbUrl, { recipient: user, type: 'task.assigned', title: 'Focus check', body: '', link: '/tasks/9' });
+  await cluster.publish(cluster.lbUrl, { recipient: user, type: 'comment.created', title: 'Second', body: '', link: '/posts/1' });
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await waitBadge(page, 2);
+  const active = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid') || document.activeElement?.tagName);
+  await page.locator('[data-testid="herald-bell"]').focus();
+  await page.keyboard.press('ArrowDown');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'visible' });
+  assert.equal(await active(), 'herald-item');
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="nav-banner"]').waitFor({ state: 'visible' });
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  assert.equal(await active(), 'herald-bell', 'focus back on the bell, not <body>');
+
+  await page.keyboard.press('ArrowDown');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'visible' });
+  assert.equal(await active(), 'herald-item');
+  await page.keyboard.press('Tab');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  assert.notEqual(await active(), 'BODY');
+  await ctx.close();
+});
+
+test('10. demo page: sign-in replaces the suggestion and explains spaces; sign-out sticks; 375 px fits; no dead links; one name per state', async () => {
+  const ctx = await newContext();
+  const page = await ctx.newPage();
+  await page.goto(`${cluster.lbUrl}/`, { waitUntil: 'domcontentloaded' });
+  const input = page.locator('input[name="user"]');
+  await input.waitFor({ state: 'visible' });
+  await page.waitForFunction(() => document.activeElement?.getAttribute('name') === 'user');
+  await page.keyboard.type('bob');
+  assert.equal(await input.inputValue(), 'bob', 'typing replaces the prefilled suggestion');
+  await page.keyboard.type(' smith');
+  assert.equal(await input.inputValue(), 'bob smith', 'spaces are not stripped silently');
+  assert.match(await page.locator('[data-testid="user-problem"]').textContent(), /can’t contain spaces/);
+  assert.equal(await page.locator('button[type="submit"]').isDisabled(), true);
+  await input.fill(`ivan-${run}`);
+  await page.keyboard.press('Enter');
+  await waitOpen(page);
+  // One name for the connection state: the page's pill says what the bell says.
+  await openBell(page);
+  assert.equal(await page.locator('[data-testid="conn-label"]').textContent(), 'Live');
+  assert.equal(await page.locator('.hn-panel__status').textContent(), 'Live');
+  // No links that lead nowhere.
+  const dead = await page.evaluate(() => [...document.querySelectorAll('a')].filter((a) => !a.getAttribute('href') || a.getAttribute('href').startsWith('#')).length);
+  assert.equal(dead, 0);
+  await ctx.close();
+
+  // Signed in through ?user=: signing out and reloading stays signed out.
+  const ctx2 = await newContext();
+  const p2 = await openDemo(ctx2, `judy-${run}`, null);
+  await p2.locator('[data-testid="sign-out"]').click();
+  await p2.locator('input[name="user"]').waitFor({ state: 'visible' });
+  assert.equal(new URL(p2.url()).searchParams.get('user'), null);
+  await p2.reload({ waitUntil: 'domcontentloaded' });
+  await p2.locator('input[name="user"]').waitFor({ state: 'visible' });
+  assert.equal(await p2.locator('[data-testid="conn-info"]').count(), 0, 'still signed out after reload');
+  await ctx2.close();
+
+  // 375 px wide: the whole top bar is on screen, nothing scrolls sideways.
+  const ctx3 = await browser.newContext({ viewport: { width: 375, height: 740 }, deviceScaleFactor: 1 });
+  ctx3.setDefaultTimeout(WAIT);
+  const p3 = await openDemo(ctx3, `kim-with-a-long-name-${run}`, null);
+  for (const sel of ['[data-testid="herald-bell"]', '.avatar', '[data-testid="sign-out"]']) {
+    const box = await p3.locator(sel).boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${sel} on screen at 375 px: ${JSON.stringify(box)}`);
+  }
+  assert.ok((await p3.evaluate(() => document.documentElement.scrollWidth)) <= 375, 'no horizontal overflow');
+  await openBell(p3);
+  const panel = await p3.locator('[data-testid="herald-panel"]').boundingBox();
+  assert.ok(panel.x >= 0 && panel.x + panel.width <= 375, `panel on screen: ${JSON.stringify(panel)}`);
+  await p3.screenshot({ path: join(ARTIFACTS, 'demo-375.png') });
+  await ctx3.close();
+});
+
+test('11. a first connect with many pending notifications renders a capped page, not all of them', async () => {
+  const user = `leo-${run}`;
+  const count = 120;
+  // One HTTP publish with many recipients is not a thing; publish one by one (fast on loopback).
+  for (let i = 1; i <= count; i++) await cluster.publish(cluster.lbUrl, { recipient: user, type: 'generic', title: `Pending ${i}`, body: '' });
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await page.waitForFunction((n) => window.__herald.notifications.length >= n, count, { timeout: WAIT });
+  await openBell(page);
+  assert.equal(await page.locator('[data-testid="herald-item"]').count(), 50, 'first render capped at 50 rows');
+  await page.locator('[data-testid="herald-load-more"]').click();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="herald-item"]').length === 100, null, { timeout: WAIT });
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'herald-item', 'focus on the first older row');
+  await ctx.close();
+});

@@ -49,6 +49,12 @@ export interface HeraldClientOptions {
   fetch?: typeof fetch;
   random?: () => number;
   channelFactory?: (name: string) => ChannelLike | null;
+  /**
+   * How well placed this tab is to show a toast, for the cross-tab claim (higher wins): default
+   * 3 while the inbox panel is open here, 2 when the page is visible and focused, 1 when visible,
+   * 0 when hidden.
+   */
+  tabRank?: () => number;
   /** `window`-like target for online/offline events and `navigator.onLine` (default: globals). */
   env?: { addEventListener?: Window['addEventListener']; removeEventListener?: Window['removeEventListener']; isOnline?: () => boolean };
 }
@@ -57,6 +63,12 @@ export interface ClientError {
   /** A close code (number) or an error code string. */
   code: number | string;
   message: string;
+}
+
+/** A user action that failed; its optimistic change was rolled back. */
+export type FailedAction = 'mark_read' | 'mark_all_read' | 'load_more';
+export interface ActionError extends ClientError {
+  action: FailedAction;
 }
 
 export type NotificationSource = 'live' | 'catchup' | 'http';
@@ -71,6 +83,8 @@ export interface HeraldEvents {
   global: (b: Broadcast) => void;
   error: (err: ClientError) => void;
   connected: (info: { user_id: string; node_id: string; session_id: string }) => void;
+  /** The inbox panel was opened or closed (`setInboxOpen`); toasts are not shown while it is open. */
+  inbox: (open: boolean) => void;
   /** Anything visible changed (list, counts, state): re-read `getSnapshot()`. */
   change: () => void;
 }
@@ -82,6 +96,8 @@ export interface HeraldSnapshot {
   loading: boolean;
   hasMore: boolean;
   error: ClientError | null;
+  /** The last user action that failed (its optimistic change was undone); null once dismissed or after a later success. */
+  actionError: ActionError | null;
   nodeId: string | null;
   userId: string | null;
 }
@@ -129,6 +145,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private _hasMore = true;
   private _loading = false;
   private _error: ClientError | null = null;
+  private _actionError: ActionError | null = null;
+  /** The unread count holds an optimistic change not backed by `version`: accept an equal version. */
+  private countDirty = false;
+  /** An optimistic change failed: re-read the newest page's read state on the next connect. */
+  private needsReconcile = false;
+  /** `read_at` stamps of optimistic changes still in flight (a `read` event replaces them). */
+  private optimisticStamps = new Set<string>();
+  /** `_error` came from loading the list over HTTP (a successful load clears it). */
+  private errorFromLoad = false;
+  private _inboxOpen = false;
   private _nodeId: string | null = null;
   private _userId: string | null;
   private rid = 0;
@@ -176,6 +202,41 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   get error(): ClientError | null {
     return this._error;
   }
+  get actionError(): ActionError | null {
+    return this._actionError;
+  }
+
+  /** Whether an inbox panel is open in this tab (see `setInboxOpen`). */
+  get inboxOpen(): boolean {
+    return this._inboxOpen;
+  }
+
+  /**
+   * Tell the client that the notification list is on screen (the bell's panel is open): no
+   * `toast` is emitted meanwhile — the list already shows what a toast would — and this tab
+   * claims new notifications across tabs so that no other tab toasts them either.
+   */
+  setInboxOpen(open: boolean): void {
+    if (open === this._inboxOpen) return;
+    this._inboxOpen = open;
+    this.emit('inbox', open);
+  }
+
+  private tabRank(): number {
+    if (this.opts.tabRank) return this.opts.tabRank();
+    if (this._inboxOpen) return 3;
+    if (typeof document === 'undefined') return 0;
+    const visible = document.visibilityState === 'visible';
+    const focused = typeof document.hasFocus === 'function' && document.hasFocus();
+    return visible ? (focused ? 2 : 1) : 0;
+  }
+
+  /** Forget the last failed action (the user dismissed its message). */
+  dismissActionError(): void {
+    if (!this._actionError) return;
+    this._actionError = null;
+    this.changed();
+  }
 
   /** An immutable view, replaced on every change (for React's useSyncExternalStore). */
   getSnapshot = (): HeraldSnapshot => {
@@ -187,6 +248,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         loading: this._loading,
         hasMore: this._hasMore,
         error: this._error,
+        actionError: this._actionError,
         nodeId: this._nodeId,
         userId: this._userId,
       };
@@ -224,12 +286,26 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.setState('closed');
   }
 
-  /** After a terminal error (e.g. 4001), try again (a fresh token is fetched). */
+  /**
+   * Try again now: after a terminal error (e.g. 4001) or `close()`, start over (a fresh token is
+   * fetched); while waiting to reconnect, skip the backoff; when live but the list failed to
+   * load, load it again.
+   */
   retry(): void {
-    if (this.started && this._state !== 'error') return;
-    this.started = false;
+    if (!this.started || this._state === 'error') {
+      this.started = false;
+      this.attempt = 0;
+      this.connect();
+      return;
+    }
+    if (this.isLive()) {
+      if (!this.firstPageFetched || this.errorFromLoad) void this.fetchPage(null, !this.firstPageFetched, false, this.firstPageFetched).catch(() => undefined);
+      return;
+    }
+    if (this.ws) return; // a connection attempt is under way
+    this.clearTimers();
     this.attempt = 0;
-    this.connect();
+    void this.open();
   }
 
   // ---------------------------------------------------------------- commands
@@ -238,10 +314,12 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   async markRead(id: string): Promise<void> {
     const n = this.byId.get(id);
     if (n && n.read_at) return;
-    const prevReadAt = n?.read_at ?? null;
+    const optimistic = this.stamp();
+    const v0 = this.version;
     if (n) {
-      this.put({ ...n, read_at: new Date().toISOString() });
+      this.put({ ...n, read_at: optimistic });
       this._unread = Math.max(0, this._unread - 1);
+      this.countDirty = true;
       this.changed();
     }
     try {
@@ -259,27 +337,37 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       const cur = this.byId.get(id);
       if (cur) this.put({ ...cur, read_at: result.read_at });
       this.applyCount(result.unread_count, result.version);
+      if (this._actionError?.action === 'mark_read') this._actionError = null;
       this.changed();
     } catch (e) {
-      // Roll back the optimistic change and re-read the truth.
+      // Roll back the optimistic change (unless the server told us otherwise meanwhile), say so,
+      // and re-read the truth now and on the next connect.
       const cur = this.byId.get(id);
-      if (cur && n) {
-        this.put({ ...cur, read_at: prevReadAt });
-        this._unread += 1;
-        this.changed();
+      if (cur && n && cur.read_at === optimistic) {
+        this.put({ ...cur, read_at: null });
+        if (this.version === v0) this._unread += 1;
       }
-      this.reportError(e);
-      void this.refreshUnreadCount().catch(() => undefined);
+      this.failAction('mark_read', e);
       throw e;
+    } finally {
+      this.optimisticStamps.delete(optimistic);
     }
   }
 
   /** Optimistically mark everything held read (up to the highest seq held). */
   async markAllRead(): Promise<void> {
     const upTo = this.highestSeq > 0 ? this.highestSeq : null;
-    const now = new Date().toISOString();
-    for (const n of this.byId.values()) if (!n.read_at && (upTo === null || n.seq <= upTo)) this.put({ ...n, read_at: now });
+    const now = this.stamp();
+    const marked: string[] = [];
+    const prevUnread = this._unread;
+    const v0 = this.version;
+    for (const n of this.byId.values())
+      if (!n.read_at && (upTo === null || n.seq <= upTo)) {
+        this.put({ ...n, read_at: now });
+        marked.push(n.id);
+      }
     this._unread = 0;
+    this.countDirty = true;
     this.changed();
     try {
       let result: MarkAllReadResult;
@@ -295,18 +383,40 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         result = await this.http<MarkAllReadResult>('POST', '/v1/notifications/read-all', body);
       }
       this.applyCount(result.unread_count, result.version);
+      if (this._actionError?.action === 'mark_all_read') this._actionError = null;
       this.changed();
     } catch (e) {
-      this.reportError(e);
-      void this.refreshUnreadCount().catch(() => undefined);
+      // Undo exactly what we changed (a `read` event meanwhile wins), say so, reconcile later.
+      for (const id of marked) {
+        const cur = this.byId.get(id);
+        if (cur && cur.read_at === now) this.put({ ...cur, read_at: null });
+      }
+      if (this.version === v0) this._unread = prevUnread;
+      this.failAction('mark_all_read', e);
       throw e;
+    } finally {
+      this.optimisticStamps.delete(now);
     }
   }
 
   /** Load the next (older) page over HTTP. */
   async loadMore(): Promise<void> {
     if (this._loading || !this._hasMore) return;
-    await this.fetchPage(this.firstPageFetched ? this.nextCursor : null, false);
+    try {
+      // Pages the client already holds (e.g. a large catch-up) add nothing: keep going (larger
+      // pages, bounded) until something older arrives or the list ends.
+      const before = this.byId.size;
+      await this.fetchPage(this.firstPageFetched ? this.nextCursor : null, false);
+      for (let i = 0; i < 20 && this.byId.size === before && this._hasMore; i++) await this.fetchPage(this.nextCursor, false, false, false, 100);
+      if (this._actionError?.action === 'load_more') {
+        this._actionError = null;
+        this.changed();
+      }
+    } catch (e) {
+      this._actionError = { action: 'load_more', ...toClientError(e) };
+      this.changed();
+      throw e;
+    }
   }
 
   /** Re-read the unread count over HTTP (version-ordered). */
@@ -355,7 +465,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     try {
       token = await this.opts.getToken();
     } catch (e) {
-      this.reportError({ code: 'token_provider', message: `token provider failed: ${errMessage(e)}` });
+      this.setError({ code: 'token_provider', message: `token provider failed: ${errMessage(e)}` });
       this.scheduleReconnect();
       return;
     }
@@ -365,7 +475,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     try {
       ws = new this.WS(this.opts.url);
     } catch (e) {
-      this.reportError({ code: 'socket', message: errMessage(e) });
+      this.setError({ code: 'socket', message: errMessage(e) });
       this.scheduleReconnect();
       return;
     }
@@ -396,6 +506,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
 
   private onSocketClosed(code: number, reason: string): void {
+    const wasAuthenticated = this.authenticated;
     this.ws = null;
     this.authenticated = false;
     if (this.drainTimer) clearTimeout(this.drainTimer);
@@ -407,6 +518,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (isTerminalClose(code)) {
       this.started = false;
       this._error = { code, message: reason || `closed with ${code}` };
+      this.errorFromLoad = false;
       this.emit('error', this._error);
       this.setState('error');
       return;
@@ -414,6 +526,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (!this.env().isOnline()) {
       this.setState('offline');
       return;
+    }
+    if (!wasAuthenticated) {
+      // The attempt failed before `connected`: unreachable, refused, or closed during auth.
+      this.setError({ code, message: reason || `could not connect to ${this.opts.url} (closed with ${code})` });
     }
     if (code === 4105) {
       // Draining: the load balancer sends us elsewhere; go now (jittered only lightly).
@@ -493,17 +609,21 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.authenticated = true;
         this.connectedAt = Date.now();
         this.everConnected = true;
-        this._error = null;
+        if (!this.errorFromLoad) this._error = null;
         this._nodeId = msg.node_id;
         if (!this._userId) {
           this._userId = msg.user_id;
           this.setupCoordinator(msg.user_id);
         }
         this.catchingUp = true;
+        // `connected` is the server's count right now: adopt it even when its version is one we
+        // have seen (an optimistic change may have moved the local count without a version).
+        this.version = -1;
         this.applyCount(msg.unread_count, msg.version);
         this.setState('open');
         this.emit('connected', { user_id: msg.user_id, node_id: msg.node_id, session_id: msg.session_id });
         if (!this.firstPageFetched) void this.fetchPage(null, true).catch(() => undefined);
+        else if (this.needsReconcile || this.errorFromLoad) void this.fetchPage(null, false, false, true).catch(() => undefined);
         this.changed();
         break;
       }
@@ -529,7 +649,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       case 'read': {
         const ids = new Set(msg.ids);
         for (const n of this.byId.values()) {
-          if (n.read_at) continue;
+          if (n.read_at && !this.optimisticStamps.has(n.read_at)) continue;
           if (ids.has(n.id) || (msg.up_to_seq !== null && n.seq <= msg.up_to_seq)) this.put({ ...n, read_at: msg.read_at });
         }
         this.applyCount(msg.unread_count, msg.version);
@@ -608,6 +728,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.coordinator = new ToastCoordinator(userId, 120, this.opts.channelFactory);
   }
 
+  /** A unique local `read_at` for an optimistic change. */
+  private stamp(): string {
+    let s = new Date().toISOString();
+    while (this.optimisticStamps.has(s)) s = new Date(Date.parse(s) + 1).toISOString();
+    this.optimisticStamps.add(s);
+    return s;
+  }
+
   private put(n: Notification): void {
     this.byId.set(n.id, n);
     this.sorted = null;
@@ -627,45 +755,70 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.emit('notification', n, { source, initial });
     // Toast: live events always; catch-up only after the first load (i.e. missed while away).
     if (!n.read_at && (source === 'live' || (source === 'catchup' && !initial))) {
+      const show = () => {
+        // Not while the list is on screen, nor once it was read meanwhile (here or elsewhere).
+        if (this._inboxOpen || this.byId.get(n.id)?.read_at) return;
+        this.emit('toast', n);
+      };
       if (this.coordinator) {
         const c = this.coordinator;
-        void c.claim(n.id).then((won) => {
-          if (won && this.started) this.emit('toast', n);
+        void c.claim(n.id, this.tabRank()).then((won) => {
+          if (won && this.started) show();
         });
       } else {
-        this.emit('toast', n);
+        show();
       }
     }
     return true;
   }
 
   private applyCount(count: number, version: number): void {
-    if (version > this.version) {
+    if (version > this.version || (version === this.version && this.countDirty)) {
       this.version = version;
       this._unread = count;
+      this.countDirty = false;
     }
   }
 
-  private async fetchPage(cursor: string | null, initial: boolean, replace = false): Promise<void> {
+  /**
+   * Fetch a page. `replace` drops the local list first (resync); `reconcile` takes the server's
+   * read state for notifications already held (after a failed optimistic change).
+   */
+  private async fetchPage(cursor: string | null, initial: boolean, replace = false, reconcile = false, limit?: number): Promise<void> {
     this._loading = true;
     this.changed();
     try {
-      const q = new URLSearchParams({ limit: String(this.opts.pageSize ?? 20) });
+      const q = new URLSearchParams({ limit: String(limit ?? this.opts.pageSize ?? 20) });
       if (cursor) q.set('before', cursor);
       const page = await this.http<NotificationPage>('GET', `/v1/notifications?${q}`);
       if (replace) {
         this.byId.clear();
         this.sorted = null;
       }
-      for (const n of page.notifications) this.add(n, 'http');
+      for (const n of page.notifications) {
+        const held = reconcile ? this.byId.get(n.id) : undefined;
+        if (held) {
+          if (held.read_at !== n.read_at) this.put({ ...held, read_at: n.read_at });
+        } else this.add(n, 'http');
+      }
+      if (reconcile) this.needsReconcile = false;
       if (!cursor) this.highestSeq = Math.max(this.highestSeq, page.latest_seq);
       if (this.version < 0) this._unread = page.unread_count;
       this.nextCursor = page.next_cursor;
       this._hasMore = page.next_cursor !== null;
       this.firstPageFetched = true;
       if (initial && !this.catchingUp) this.initialLoad = false;
+      if (!cursor && this.errorFromLoad) {
+        this._error = null;
+        this.errorFromLoad = false;
+      }
     } catch (e) {
-      this.reportError(e);
+      const err = this.reportError(e);
+      if (!cursor) {
+        // The list itself failed to load: an error state, not an empty inbox.
+        this._error = err;
+        this.errorFromLoad = true;
+      }
       throw e;
     } finally {
       this._loading = false;
@@ -674,15 +827,27 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
 
   private async http<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const token = this.token ?? (await this.opts.getToken());
+    let token = this.token;
+    if (!token) {
+      try {
+        token = await this.opts.getToken();
+      } catch (e) {
+        throw { code: 'token_provider', message: `token provider failed: ${errMessage(e)}` } satisfies ClientError;
+      }
+    }
     this.token = token;
     const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const res = await this.fetchFn(`${this.apiUrl}${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let res: Response;
+    try {
+      res = await this.fetchFn(`${this.apiUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw { code: 'network', message: `network error: ${errMessage(e)}` } satisfies ClientError;
+    }
     const text = await res.text();
     const json = text ? JSON.parse(text) : null;
     if (!res.ok) {
@@ -695,12 +860,28 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   // ---------------------------------------------------------------- notify
 
-  private reportError(e: unknown): void {
-    const err: ClientError =
-      e && typeof e === 'object' && 'code' in e && 'message' in e
-        ? (e as ClientError)
-        : { code: 'internal', message: errMessage(e) };
+  private reportError(e: unknown): ClientError {
+    const err = toClientError(e);
     this.emit('error', err);
+    return err;
+  }
+
+  /** A connection problem the UI shows (with a Retry) until the next successful connect. */
+  private setError(err: ClientError): void {
+    this._error = err;
+    this.errorFromLoad = false;
+    this.emit('error', err);
+    this.changed();
+  }
+
+  /** A user action failed after its optimistic change was undone: tell the user, re-read the truth. */
+  private failAction(action: FailedAction, e: unknown): void {
+    const err = this.reportError(e);
+    this._actionError = { action, code: err.code, message: err.message };
+    this.needsReconcile = true;
+    this.countDirty = true;
+    this.changed();
+    void this.refreshUnreadCount().catch(() => undefined);
   }
 
   private setState(s: ConnectionState): void {
@@ -721,6 +902,12 @@ export function deriveApiUrl(wsUrl: string): string {
   const u = new URL(wsUrl, typeof location !== 'undefined' ? location.href : undefined);
   u.protocol = u.protocol === 'wss:' ? 'https:' : u.protocol === 'ws:' ? 'http:' : u.protocol;
   return `${u.protocol}//${u.host}`;
+}
+
+function toClientError(e: unknown): ClientError {
+  return e && typeof e === 'object' && 'code' in e && 'message' in e
+    ? { code: (e as ClientError).code, message: (e as ClientError).message }
+    : { code: 'internal', message: errMessage(e) };
 }
 
 function errMessage(e: unknown): string {

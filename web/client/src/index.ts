@@ -5,6 +5,8 @@ export type {
   HeraldEvents,
   HeraldSnapshot,
   ClientError,
+  ActionError,
+  FailedAction,
   NotificationSource,
   WebSocketLike,
   WebSocketCtor,

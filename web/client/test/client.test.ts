@@ -348,7 +348,294 @@ describe('commands', () => {
   });
 });
 
+describe('paging after a large catch-up', () => {
+  it('Load older skips pages the client already holds', async () => {
+    const held = Array.from({ length: 150 }, (_, i) => notif(200 - i)); // seq 200..51 from catch-up
+    const { client, fetch } = make(
+      {},
+      {
+        '/v1/notifications?': (url) => {
+          const u = new URL(url);
+          const before = Number(u.searchParams.get('before') ?? 201);
+          const limit = Number(u.searchParams.get('limit'));
+          const rows = [];
+          for (let seq = before - 1; seq >= 1 && rows.length < limit; seq--) rows.push(notif(seq));
+          const last = rows[rows.length - 1]!.seq;
+          return page(rows, { next_cursor: last > 1 ? String(last) : null, latest_seq: 200 });
+        },
+      },
+    );
+    const ws = await connectAndOpen(client, { latest_seq: 200 });
+    ws.push({ type: 'notifications:batch', notifications: held.slice().reverse(), complete: true, unread_count: 200, version: 3 });
+    await flush();
+    const calls = fetch.calls.length;
+    await client.loadMore();
+    expect(client.notifications.length).toBeGreaterThan(150);
+    expect(client.notifications.at(-1)!.seq).toBeLessThan(51);
+    expect(fetch.calls.length - calls).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('failed optimistic changes', () => {
+  const offlineFail = () => {
+    throw new TypeError('Failed to fetch');
+  };
+
+  it('mark all read while offline: both HTTP calls fail, the change is rolled back and reported', async () => {
+    const { client, fetch, listeners } = make(
+      {},
+      {
+        '/v1/notifications?': () => page([notif(1), notif(2), notif(3)]),
+        '/v1/notifications/read-all': offlineFail,
+        '/v1/notifications/unread-count': offlineFail,
+      },
+    );
+    await connectAndOpen(client, { unread_count: 3, version: 7, latest_seq: 3 });
+    await flush();
+    expect(client.unreadCount).toBe(3);
+    online = false;
+    listeners.offline!();
+    expect(client.state).toBe('offline');
+    const p = client.markAllRead();
+    expect(client.unreadCount).toBe(0); // optimistic
+    await expect(p).rejects.toMatchObject({ code: 'network' });
+    await flush();
+    expect(fetch.calls.some((c) => c.url.endsWith('/v1/notifications/read-all'))).toBe(true);
+    expect(fetch.calls.some((c) => c.url.endsWith('/v1/notifications/unread-count'))).toBe(true);
+    expect(client.unreadCount).toBe(3);
+    expect(client.notifications.every((n) => n.read_at === null)).toBe(true);
+    expect(client.getSnapshot().actionError).toMatchObject({ action: 'mark_all_read', code: 'network' });
+  });
+
+  it('a rollback does not undo what a read event established meanwhile', async () => {
+    const { client } = make({}, { '/v1/notifications?': () => page([notif(1), notif(2)]) });
+    const ws = await connectAndOpen(client, { unread_count: 2, version: 3, latest_seq: 2 });
+    await flush();
+    const p = client.markAllRead();
+    const cmd = ws.sent.find((m) => m.type === 'mark_all_read');
+    ws.push({ type: 'read', ids: [notif(1).id], up_to_seq: null, read_at: '2026-01-01T00:00:00Z', unread_count: 1, version: 4 });
+    ws.push({ type: 'error', rid: cmd.rid, code: 'internal', message: 'boom' });
+    await expect(p).rejects.toMatchObject({ code: 'internal' });
+    expect(client.notifications.find((n) => n.seq === 1)!.read_at).toBe('2026-01-01T00:00:00Z');
+    expect(client.notifications.find((n) => n.seq === 2)!.read_at).toBeNull();
+    expect(client.unreadCount).toBe(1);
+  });
+
+  it('a failed single mark-read is rolled back and reported; a later success clears the report', async () => {
+    const { client } = make({}, { '/v1/notifications?': () => page([notif(1), notif(2)]) });
+    const ws = await connectAndOpen(client, { unread_count: 2, version: 3, latest_seq: 2 });
+    await flush();
+    const p = client.markRead(notif(1).id);
+    let cmd = ws.sent.find((m) => m.type === 'mark_read');
+    ws.push({ type: 'error', rid: cmd.rid, code: 'internal', message: 'database unavailable' });
+    await expect(p).rejects.toMatchObject({ code: 'internal' });
+    expect(client.unreadCount).toBe(2);
+    expect(client.getSnapshot().actionError).toEqual({ action: 'mark_read', code: 'internal', message: 'database unavailable' });
+    const q = client.markRead(notif(1).id);
+    cmd = ws.sent.filter((m) => m.type === 'mark_read')[1];
+    ws.push({
+      type: 'ack',
+      rid: cmd.rid,
+      result: { id: notif(1).id, seq: 1, read_at: '2026-01-01T00:00:00Z', changed: true, unread_count: 1, version: 4 },
+    });
+    await q;
+    expect(client.getSnapshot().actionError).toBeNull();
+  });
+
+  it('a re-read count at an unchanged version replaces an optimistic count', async () => {
+    const { client } = make(
+      {},
+      {
+        '/v1/notifications?': () => page([notif(1), notif(2)]),
+        '/v1/notifications/unread-count': () => ({ unread_count: 2, latest_seq: 2, version: 3 }),
+      },
+    );
+    const ws = await connectAndOpen(client, { unread_count: 2, version: 3, latest_seq: 2 });
+    await flush();
+    void client.markRead(notif(2).id).catch(() => undefined); // no answer yet
+    expect(client.unreadCount).toBe(1);
+    // The server has not applied it: at version 3 the count is still 2, and that is the truth.
+    await client.refreshUnreadCount();
+    expect(client.unreadCount).toBe(2);
+    const cmd = ws.sent.find((m) => m.type === 'mark_read');
+    ws.push({
+      type: 'ack',
+      rid: cmd.rid,
+      result: { id: notif(2).id, seq: 2, read_at: '2026-01-01T00:00:00Z', changed: true, unread_count: 1, version: 4 },
+    });
+    await flush();
+    expect(client.unreadCount).toBe(1);
+  });
+
+  it('on reconnect adopts the server count even at a version already seen, and re-reads read state after a failure', async () => {
+    let serverPage = page([notif(1), notif(2), notif(3)]);
+    const { client, fetch } = make(
+      {},
+      {
+        '/v1/notifications?': () => serverPage,
+        '/v1/notifications/read-all': () => {
+          throw new TypeError('Failed to fetch');
+        },
+        '/v1/notifications/unread-count': () => {
+          throw new TypeError('Failed to fetch');
+        },
+      },
+    );
+    let ws = await connectAndOpen(client, { unread_count: 3, version: 7, latest_seq: 3 });
+    await flush();
+    ws.serverClose(1006);
+    await expect(client.markAllRead()).rejects.toMatchObject({ code: 'network' });
+    // Meanwhile another device read #3 (the server is at version 8, 2 unread).
+    serverPage = page([notif(1), notif(2), notif(3, { read_at: '2026-01-01T00:00:00Z' })]);
+    const before = fetch.calls.length;
+    await vi.advanceTimersByTimeAsync(1_000);
+    ws = FakeSocket.last();
+    ws.open();
+    ws.connected({ unread_count: 2, version: 7, latest_seq: 3 });
+    await flush();
+    expect(client.unreadCount).toBe(2);
+    expect(fetch.calls.slice(before).some((c) => c.url.includes('/v1/notifications?limit='))).toBe(true);
+    expect(client.notifications.find((n) => n.seq === 3)!.read_at).toBe('2026-01-01T00:00:00Z');
+  });
+});
+
+describe('errors the UI shows', () => {
+  it('a failing token provider sets the error', async () => {
+    const { client } = make({ getToken: async () => Promise.reject(new Error('session expired')) });
+    client.connect();
+    await flush();
+    expect(client.getSnapshot().error).toEqual({ code: 'token_provider', message: 'token provider failed: session expired' });
+    expect(client.state).toBe('reconnecting');
+  });
+
+  it('a socket that closes before connected sets the error; connected clears it', async () => {
+    const { client } = make();
+    client.connect();
+    await flush();
+    FakeSocket.last().serverClose(1006);
+    expect(client.getSnapshot().error).toMatchObject({ code: 1006 });
+    expect(client.getSnapshot().error!.message).toContain('could not connect');
+    await vi.advanceTimersByTimeAsync(1_000);
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.connected();
+    await flush();
+    expect(client.getSnapshot().error).toBeNull();
+  });
+
+  it('a terminal 4001 keeps the server reason', async () => {
+    const { client } = make();
+    client.connect();
+    await flush();
+    FakeSocket.last().serverClose(4001, 'unauthorized: bad signature');
+    expect(client.state).toBe('error');
+    expect(client.getSnapshot().error).toEqual({ code: 4001, message: 'unauthorized: bad signature' });
+  });
+
+  it('a failed first page load sets the error; retry() loads it again and clears it', async () => {
+    let fail = true;
+    const { client } = make(
+      {},
+      {
+        '/v1/notifications?': () => {
+          if (fail) throw new TypeError('Failed to fetch');
+          return page([notif(1)]);
+        },
+      },
+    );
+    await connectAndOpen(client);
+    await flush();
+    expect(client.state).toBe('open');
+    expect(client.getSnapshot().error).toMatchObject({ code: 'network' });
+    fail = false;
+    client.retry();
+    await flush();
+    expect(client.getSnapshot().error).toBeNull();
+    expect(client.notifications).toHaveLength(1);
+  });
+
+  it('an HTTP error status sets the error', async () => {
+    const { client } = make({ fetch: (async () => ({ ok: false, status: 401, text: async () => JSON.stringify({ code: 'unauthorized', message: 'bad token' }) })) as any });
+    await connectAndOpen(client);
+    await flush();
+    expect(client.getSnapshot().error).toEqual({ code: 'unauthorized', message: 'bad token' });
+  });
+
+  it('retry() while waiting to reconnect connects at once', async () => {
+    const { client } = make();
+    client.connect();
+    await flush();
+    FakeSocket.last().serverClose(1006);
+    await vi.advanceTimersByTimeAsync(1_000);
+    FakeSocket.last().serverClose(1006); // backoff now ~1 s
+    const n = FakeSocket.all.length;
+    client.retry();
+    await flush();
+    expect(FakeSocket.all.length).toBe(n + 1);
+  });
+
+  it('a failed Load older is reported, not swallowed', async () => {
+    const { client } = make(
+      {},
+      {
+        '/v1/notifications?': (url) => {
+          if (url.includes('before=')) throw new TypeError('Failed to fetch');
+          return page([notif(2)], { next_cursor: 'c1' });
+        },
+      },
+    );
+    await connectAndOpen(client);
+    await flush();
+    await expect(client.loadMore()).rejects.toMatchObject({ code: 'network' });
+    expect(client.getSnapshot().actionError).toMatchObject({ action: 'load_more', code: 'network' });
+    expect(client.getSnapshot().error).toBeNull();
+    expect(client.hasMore).toBe(true);
+  });
+});
+
 describe('toasts', () => {
+  it('emits no toast while the inbox panel is open', async () => {
+    const { client } = make();
+    const toasts: number[] = [];
+    client.on('toast', (n) => toasts.push(n.seq));
+    const ws = await connectAndOpen(client);
+    await flush();
+    ws.push({ type: 'notifications:batch', notifications: [], complete: true, unread_count: 0, version: 2 });
+    client.setInboxOpen(true);
+    ws.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    client.setInboxOpen(false);
+    ws.push({ type: 'notification', notification: notif(2), unread_count: 2, version: 4 });
+    expect(toasts).toEqual([2]);
+  });
+
+  it('the cross-tab claim goes to the better-placed tab (tabRank)', async () => {
+    const members: any[] = [];
+    const channelFactory = () => {
+      const ch: any = {
+        onmessage: null,
+        postMessage(msg: unknown) {
+          for (const m of members) if (m !== ch) setTimeout(() => m.onmessage?.({ data: msg }), 5);
+        },
+        close() {},
+      };
+      members.push(ch);
+      return ch;
+    };
+    const hidden = make({ crossTab: true, channelFactory, userId: 'alice', tabRank: () => 0 }).client;
+    const focused = make({ crossTab: true, channelFactory, userId: 'alice', tabRank: () => 2 }).client;
+    const shown: string[] = [];
+    hidden.on('toast', () => shown.push('hidden'));
+    focused.on('toast', () => shown.push('focused'));
+    const wsH = await connectAndOpen(hidden);
+    const wsF = await connectAndOpen(focused);
+    for (const ws of [wsH, wsF]) ws.push({ type: 'notifications:batch', notifications: [], complete: true, unread_count: 0, version: 2 });
+    wsH.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    await vi.advanceTimersByTimeAsync(30);
+    wsF.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(shown).toEqual(['focused']);
+  });
+
   it('emits toast for live notifications but not for the first load catch-up', async () => {
     const { client } = make();
     const toasts: number[] = [];

@@ -1,7 +1,7 @@
-import { StrictMode, useEffect, useMemo, useState, type FormEvent } from 'react';
+import { StrictMode, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { createRoot } from 'react-dom/client';
 import { HeraldClient, type PublishRequest } from '@herald/client';
-import { HeraldProvider, NotificationBell, Toaster, useNotifications } from '@herald/react';
+import { HeraldProvider, NotificationBell, Toaster, connectionStateLabel, useNotifications } from '@herald/react';
 import '@herald/react/styles.css';
 import './demo.css';
 
@@ -13,6 +13,15 @@ const WS_URL = params.get('ws') || sameOriginWs;
 const API_URL = (params.get('api') || location.origin).replace(/\/+$/, '');
 
 const USER_RE = /^[A-Za-z0-9._~:@+=|-]{1,128}$/;
+
+/** Why a user id is not accepted (null when it is), said out loud instead of silently fixed. */
+function userIdProblem(user: string): string | null {
+  if (!user) return 'Enter a user id.';
+  if (/\s/.test(user)) return 'User ids can’t contain spaces.';
+  if (user.length > 128) return 'Use at most 128 characters.';
+  if (!USER_RE.test(user)) return 'Use only A–Z a–z 0–9 . _ ~ : @ + = | -';
+  return null;
+}
 
 async function devToken(userId: string): Promise<string> {
   const res = await fetch(`${API_URL}/dev/token`, {
@@ -29,7 +38,14 @@ async function devToken(userId: string): Promise<string> {
 
 function SignIn({ onSignIn }: { onSignIn: (user: string) => void }) {
   const [user, setUser] = useState('alice');
-  const valid = USER_RE.test(user);
+  const problem = userIdProblem(user);
+  const valid = problem === null;
+  const input = useRef<HTMLInputElement>(null);
+  // The suggestion is selected, so typing replaces it instead of appending to it.
+  useEffect(() => {
+    input.current?.focus();
+    input.current?.select();
+  }, []);
   return (
     <div className="signin">
       <form
@@ -47,9 +63,22 @@ function SignIn({ onSignIn }: { onSignIn: (user: string) => void }) {
         <p className="muted">Pick any user id. The local gateway mints a development token for it.</p>
         <label className="field">
           <span>User id</span>
-          <input name="user" value={user} onChange={(e) => setUser(e.target.value.trim())} autoFocus autoComplete="off" />
+          <input
+            ref={input}
+            name="user"
+            value={user}
+            onChange={(e) => setUser(e.target.value)}
+            onFocus={(e) => e.currentTarget.select()}
+            autoComplete="off"
+            aria-invalid={!valid}
+            aria-describedby={valid ? undefined : 'user-problem'}
+          />
         </label>
-        {!valid && <p className="error-text">Use 1–128 characters from A–Z a–z 0–9 . _ ~ : @ + = | -</p>}
+        {!valid && (
+          <p className="error-text" id="user-problem" data-testid="user-problem">
+            {problem}
+          </p>
+        )}
         <button className="btn btn--primary btn--block" type="submit" disabled={!valid}>
           Continue as {user || '…'}
         </button>
@@ -101,14 +130,12 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
     return () => client.close();
   }, [client]);
 
+  // The demo has no pages behind notification links: an in-app link is shown, not followed
+  // (following it would land on a path the gateway does not serve).
   const [page, setPage] = useState<string | null>(null);
   const navigate = (link: string) => {
-    if (link.startsWith('/')) {
-      history.pushState(null, '', link + location.search);
-      setPage(link);
-    } else {
-      window.open(link, '_blank', 'noopener');
-    }
+    if (link.startsWith('/')) setPage(link);
+    else window.open(link, '_blank', 'noopener');
   };
 
   return (
@@ -119,18 +146,13 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
             <Logo />
             <span>Herald</span>
           </div>
-          <nav className="topbar__nav" aria-label="Main">
-            <a className="is-active" href="#">Dashboard</a>
-            <a href="#">Projects</a>
-            <a href="#">Team</a>
-          </nav>
         </div>
         <div className="topbar__right">
-          <NotificationBell onNavigate={navigate} viewAllHref="#notifications" />
+          <NotificationBell onNavigate={navigate} />
           <div className="avatar" title={`Signed in as ${user}`} aria-hidden="true">
             {user.slice(0, 1).toUpperCase()}
           </div>
-          <button className="btn btn--ghost btn--small" onClick={onSignOut}>
+          <button className="btn btn--ghost btn--small topbar__signout" onClick={onSignOut} data-testid="sign-out">
             Sign out
           </button>
         </div>
@@ -145,7 +167,7 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
         </div>
         {page && (
           <div className="card nav-banner" data-testid="nav-banner">
-            Navigated to <code>{page}</code>
+            This demo has no page for <code>{page}</code> (the notification’s link)
             <button className="btn btn--ghost btn--small" onClick={() => setPage(null)}>
               Dismiss
             </button>
@@ -170,9 +192,9 @@ function ConnectionInfo({ user }: { user: string }) {
   }, [nodeId, state, user]);
   return (
     <div className="conn-info" data-testid="conn-info" data-node-id={nodeId ?? ''} data-state={state} data-unread={unreadCount}>
-      <span className={`pill pill--${state}`}>
+      <span className={`pill pill--${state}`} data-testid="conn-label">
         <span className="pill__dot" />
-        {state}
+        {connectionStateLabel(state)}
       </span>
       <span className="muted small">
         node <strong>{nodeId ?? '—'}</strong> · last seq <strong>{client.lastSeq}</strong>
@@ -183,6 +205,7 @@ function ConnectionInfo({ user }: { user: string }) {
 
 function SendForm({ user }: { user: string }) {
   const [recipient, setRecipient] = useState(user);
+  const recipientProblem = recipient ? userIdProblem(recipient) : null;
   const [type, setType] = useState('comment.created');
   const [title, setTitle] = useState(SAMPLES['comment.created']!.title);
   const [body, setBody] = useState(SAMPLES['comment.created']!.body);
@@ -238,7 +261,8 @@ function SendForm({ user }: { user: string }) {
       <div className="row">
         <label className="field">
           <span>Recipient</span>
-          <input name="recipient" value={recipient} onChange={(e) => setRecipient(e.target.value.trim())} />
+          <input name="recipient" value={recipient} onChange={(e) => setRecipient(e.target.value)} aria-invalid={!!recipientProblem} />
+          {recipientProblem && <span className="error-text small">{recipientProblem}</span>}
         </label>
         <label className="field">
           <span>Type</span>
@@ -264,7 +288,7 @@ function SendForm({ user }: { user: string }) {
         <input name="link" value={link} onChange={(e) => setLink(e.target.value)} placeholder="/path or https://…" />
       </label>
       <div className="form-actions">
-        <button className="btn btn--primary" type="submit" disabled={busy || !title || !recipient}>
+        <button className="btn btn--primary" type="submit" disabled={busy || !title || !recipient || !!recipientProblem}>
           {busy ? 'Sending…' : 'Send notification'}
         </button>
         {status && (
@@ -278,7 +302,7 @@ function SendForm({ user }: { user: string }) {
 }
 
 function Activity() {
-  const { notifications, unreadCount, markAllAsRead } = useNotifications();
+  const { notifications, unreadCount, markAllAsRead, actionError } = useNotifications();
   const recent = notifications.slice(0, 5);
   return (
     <section className="card">
@@ -301,6 +325,11 @@ function Activity() {
       <button className="btn btn--ghost btn--small" onClick={() => void markAllAsRead()} disabled={unreadCount === 0}>
         Mark all as read
       </button>
+      {actionError && (
+        <p className="error-text small" role="status" data-testid="activity-error">
+          Last action failed and was undone: {actionError.message}
+        </p>
+      )}
     </section>
   );
 }
@@ -323,6 +352,12 @@ function Root() {
       user={user}
       onSignOut={() => {
         sessionStorage.removeItem('herald-demo-user');
+        // `?user=` signs in on load: drop it, or a reload would sign straight back in.
+        if (params.has('user')) {
+          params.delete('user');
+          const q = params.toString();
+          history.replaceState(null, '', `${location.pathname}${q ? `?${q}` : ''}${location.hash}`);
+        }
         setUser(null);
       }}
     />

@@ -74,3 +74,38 @@ export function safeLink(link: string | null | undefined): string | null {
   }
   return link;
 }
+
+/** A short, human reason for a connection or loading error (close codes and error codes). */
+export function describeError(err: { code: number | string; message: string }): string {
+  switch (err.code) {
+    case 4001:
+    case 'unauthorized':
+    case 401:
+      return 'The server refused your sign-in (unauthorized).';
+    case 4103:
+    case 'token_expired':
+      return 'Your session has expired.';
+    case 4006:
+    case 'token_revoked':
+      return 'Your session was revoked.';
+    case 4003:
+      return 'The session changed to another user.';
+    case 4005:
+    case 'too_many_connections':
+      return 'Too many open connections for this user.';
+    case 'token_provider':
+      return 'Couldn’t get a sign-in token.';
+    case 'network':
+    case 'socket':
+    case 1006:
+      return 'Can’t reach the notification server.';
+    case 'forbidden':
+    case 403:
+      return 'Access to notifications was refused.';
+    case 'rate_limited':
+    case 429:
+      return 'Too many requests; try again in a moment.';
+    default:
+      return typeof err.code === 'number' && err.code < 4000 ? 'Can’t reach the notification server.' : 'Something went wrong loading notifications.';
+  }
+}

@@ -1,7 +1,7 @@
 export { useNotifications, useHeraldClient, HeraldProvider, useNow } from './useNotifications';
 export type { UseNotificationsOptions, UseNotificationsResult } from './useNotifications';
-export { NotificationBell, NotificationBellView, BellIcon } from './NotificationBell';
+export { NotificationBell, NotificationBellView, BellIcon, connectionStateLabel } from './NotificationBell';
 export type { NotificationBellProps, NotificationBellViewProps } from './NotificationBell';
 export { Toaster, Toast } from './Toaster';
 export type { ToasterProps, ToastItem } from './Toaster';
-export { formatRelative, badgeText, iconFor, safeLink } from './format';
+export { formatRelative, badgeText, iconFor, safeLink, describeError } from './format';

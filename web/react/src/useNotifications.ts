@@ -1,5 +1,5 @@
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore, type ReactNode } from 'react';
-import { HeraldClient, type ConnectionState, type HeraldClientOptions, type ClientError, type Notification } from '@herald/client';
+import { HeraldClient, type ActionError, type ConnectionState, type HeraldClientOptions, type ClientError, type Notification } from '@herald/client';
 
 const HeraldContext = createContext<HeraldClient | null>(null);
 
@@ -26,6 +26,11 @@ export interface UseNotificationsResult {
   state: ConnectionState;
   loading: boolean;
   error: ClientError | null;
+  /** The last user action that failed (its optimistic change was undone), until dismissed. */
+  actionError: ActionError | null;
+  dismissActionError: () => void;
+  /** Try again now (after an error, or to skip the reconnect backoff). */
+  retry: () => void;
   hasMore: boolean;
   nodeId: string | null;
   markAsRead: (id: string) => Promise<void>;
@@ -63,6 +68,8 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
   const markAsRead = useCallback((id: string) => client.markRead(id).catch(() => undefined), [client]);
   const markAllAsRead = useCallback(() => client.markAllRead().catch(() => undefined), [client]);
   const loadMore = useCallback(() => client.loadMore().catch(() => undefined), [client]);
+  const dismissActionError = useCallback(() => client.dismissActionError(), [client]);
+  const retry = useCallback(() => client.retry(), [client]);
 
   return {
     notifications: snap.notifications,
@@ -71,6 +78,9 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     state: snap.state,
     loading: snap.loading,
     error: snap.error,
+    actionError: snap.actionError,
+    dismissActionError,
+    retry,
     hasMore: snap.hasMore,
     nodeId: snap.nodeId,
     markAsRead,

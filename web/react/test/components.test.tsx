@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { useState } from 'react';
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import type { Notification } from '@herald/client';
 import { HeraldClient } from '@herald/client';
-import { NotificationBellView, Toaster, badgeText, formatRelative, iconFor } from '../src';
+import { NotificationBell, NotificationBellView, Toaster, badgeText, connectionStateLabel, formatRelative, iconFor } from '../src';
 
 afterEach(cleanup);
 
@@ -109,6 +110,56 @@ describe('<NotificationBellView />', () => {
     expect(screen.getByText('No notifications yet')).toBeTruthy();
   });
 
+  it.each(['connecting', 'reconnecting', 'offline', 'idle'] as const)('never shows the empty state while %s', (state) => {
+    bell({ notifications: [], unreadCount: 0, defaultOpen: true, state });
+    expect(screen.queryByTestId('herald-empty')).toBeNull();
+    expect(screen.queryByText('No notifications yet')).toBeNull();
+    expect(screen.getByTestId('herald-pending')).toBeTruthy();
+  });
+
+  it('an unreachable server shows the reason and a Retry action, not the empty state', () => {
+    const onRetry = vi.fn();
+    bell({
+      notifications: [],
+      unreadCount: 0,
+      defaultOpen: true,
+      state: 'reconnecting',
+      error: { code: 1006, message: 'could not connect to ws://x/v1/ws (closed with 1006)' },
+      onRetry,
+    });
+    expect(screen.queryByText('No notifications yet')).toBeNull();
+    const box = screen.getByTestId('herald-error');
+    expect(box.textContent).toContain('Can’t reach the notification server.');
+    expect(box.textContent).toContain('closed with 1006');
+    fireEvent.click(screen.getByRole('button', { name: 'Retry' }));
+    expect(onRetry).toHaveBeenCalledTimes(1);
+  });
+
+  it('a bad token (4001) shows why and offers Retry', () => {
+    const onRetry = vi.fn();
+    bell({ notifications: [], unreadCount: 0, defaultOpen: true, state: 'error', error: { code: 4001, message: 'unauthorized: bad signature' }, onRetry });
+    const box = screen.getByTestId('herald-error');
+    expect(box.textContent).toContain('The server refused your sign-in (unauthorized).');
+    expect(box.textContent).toContain('unauthorized: bad signature');
+    expect(screen.getByRole('button', { name: 'Retry' })).toBeTruthy();
+  });
+
+  it('a failed load while live is an error, not an empty inbox; with items it is a banner', () => {
+    bell({ notifications: [], unreadCount: 0, defaultOpen: true, error: { code: 'network', message: 'network error: Failed to fetch' }, onRetry: vi.fn() });
+    expect(screen.queryByText('No notifications yet')).toBeNull();
+    expect(screen.getByTestId('herald-error').textContent).toContain('Failed to fetch');
+    cleanup();
+    bell({ defaultOpen: true, error: { code: 'network', message: 'network error: Failed to fetch' }, onRetry: vi.fn() });
+    expect(screen.getByRole('alert').textContent).toContain('Can’t reach the notification server.');
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(2);
+    expect(screen.getByRole('button', { name: 'Retry' })).toBeTruthy();
+  });
+
+  it('a failed Load older is shown', () => {
+    bell({ defaultOpen: true, hasMore: true, onLoadMore: vi.fn(), actionError: { action: 'load_more', code: 'network', message: 'network error' } });
+    expect(screen.getByRole('alert').textContent).toContain('Couldn’t load older notifications.');
+  });
+
   it('Mark all as read calls the handler and is disabled with nothing unread', () => {
     const p = bell({ defaultOpen: true });
     fireEvent.click(screen.getByRole('button', { name: 'Mark all as read' }));
@@ -140,6 +191,134 @@ describe('<NotificationBellView />', () => {
     expect(onNavigate).toHaveBeenCalledWith('/posts/7');
   });
 
+  it('shows a failed action in the panel until dismissed', () => {
+    const onDismissActionError = vi.fn();
+    bell({
+      defaultOpen: true,
+      actionError: { action: 'mark_all_read', code: 'network', message: 'network error: Failed to fetch' },
+      onDismissActionError,
+    });
+    const alert = screen.getByRole('alert');
+    expect(alert.textContent).toContain('Couldn’t mark all as read');
+    expect(alert.textContent).toContain('network error: Failed to fetch');
+    fireEvent.click(screen.getByRole('button', { name: 'Dismiss' }));
+    expect(onDismissActionError).toHaveBeenCalledTimes(1);
+  });
+
+  it('activating an item with a link closes the panel and gives focus back to the bell', () => {
+    const onNavigate = vi.fn();
+    bell({ onNavigate, notifications: [{ ...notif(3), link: '/posts/7' }] });
+    const button = screen.getByTestId('herald-bell');
+    fireEvent.keyDown(button, { key: 'ArrowDown' });
+    const item = screen.getByTestId('herald-item');
+    expect(document.activeElement).toBe(item);
+    fireEvent.keyDown(item, { key: 'Enter' });
+    expect(onNavigate).toHaveBeenCalledWith('/posts/7');
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(document.activeElement).toBe(button);
+  });
+
+  it('Load older keeps keyboard focus: on the button while loading, then on the first older item', () => {
+    const older = [notif(5), notif(6)];
+    function Harness() {
+      const [list, setList] = useState([notif(1), notif(2)]);
+      const [loading, setLoading] = useState(false);
+      return (
+        <>
+          <NotificationBellView
+            notifications={list}
+            unreadCount={0}
+            state="open"
+            loading={loading}
+            hasMore={list.length < 4}
+            defaultOpen
+            onMarkRead={() => undefined}
+            onMarkAllRead={() => undefined}
+            onLoadMore={() => setLoading(true)}
+          />
+          <button onClick={() => (setList((l) => [...l, ...older]), setLoading(false))}>finish</button>
+        </>
+      );
+    }
+    render(<Harness />);
+    const more = screen.getByTestId('herald-load-more');
+    act(() => more.focus());
+    fireEvent.click(more);
+    expect(document.activeElement).toBe(screen.getByTestId('herald-load-more'));
+    fireEvent.click(screen.getByText('finish'));
+    expect(document.activeElement).toBe(screen.getAllByTestId('herald-item')[2]);
+    expect(document.activeElement?.getAttribute('data-id')).toBe('id-5');
+  });
+
+  it('tabbing out of the panel closes it', () => {
+    render(
+      <>
+        <NotificationBellView notifications={[notif(1)]} unreadCount={1} state="open" defaultOpen onMarkRead={vi.fn()} onMarkAllRead={vi.fn()} />
+        <button>elsewhere</button>
+      </>,
+    );
+    const item = screen.getByTestId('herald-item');
+    act(() => item.focus());
+    act(() => screen.getByText('elsewhere').focus());
+    expect(screen.queryByRole('dialog')).toBeNull();
+  });
+
+  it('has no View all link unless given somewhere to go', () => {
+    bell({ defaultOpen: true });
+    expect(screen.queryByRole('link', { name: 'View all notifications' })).toBeNull();
+  });
+
+  it('names connection states one way (the bell and connectionStateLabel agree)', () => {
+    bell({ defaultOpen: true, state: 'reconnecting' });
+    expect(connectionStateLabel('open')).toBe('Live');
+    expect(connectionStateLabel('reconnecting')).toBe('Reconnecting…');
+    expect(screen.getByRole('dialog').querySelector('.hn-panel__status')!.textContent).toBe(connectionStateLabel('reconnecting'));
+  });
+
+  it('caps the first render (1,000 pending → 50 rows) and reveals held rows before fetching older ones', () => {
+    const many = Array.from({ length: 1000 }, (_, i) => notif(1000 - i));
+    const onLoadMore = vi.fn();
+    bell({ notifications: many, unreadCount: 1000, defaultOpen: true, hasMore: true, onLoadMore });
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(50);
+    expect(document.querySelectorAll('.hn-panel *').length).toBeLessThan(700);
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(100);
+    expect(onLoadMore).not.toHaveBeenCalled();
+    cleanup();
+    const p = bell({ notifications: many.slice(0, 60), defaultOpen: true, hasMore: true, onLoadMore });
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(60);
+    expect(onLoadMore).not.toHaveBeenCalled();
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(onLoadMore).toHaveBeenCalledTimes(1);
+    void p;
+  });
+
+  it('keeps at most two pages in the DOM however far back the user pages; Show newer pages back', () => {
+    const many = Array.from({ length: 1000 }, (_, i) => notif(1000 - i));
+    bell({ notifications: many, unreadCount: 1000, defaultOpen: true, hasMore: true, onLoadMore: vi.fn() });
+    for (let i = 0; i < 6; i++) fireEvent.click(screen.getByTestId('herald-load-more'));
+    const rows = screen.getAllByTestId('herald-item');
+    expect(rows).toHaveLength(100);
+    // limit 350: rows 250..349, i.e. seq 750 down to 651
+    expect(rows[0]!.getAttribute('data-id')).toBe('id-750');
+    expect(rows[99]!.getAttribute('data-id')).toBe('id-651');
+    expect(document.activeElement?.getAttribute('data-id')).toBe('id-700'); // the first row just revealed
+    fireEvent.click(screen.getByTestId('herald-show-newer'));
+    expect(screen.getAllByTestId('herald-item')[0]!.getAttribute('data-id')).toBe('id-800');
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(100);
+    for (let i = 0; i < 10; i++) if (screen.queryByTestId('herald-show-newer')) fireEvent.click(screen.getByTestId('herald-show-newer'));
+    expect(screen.queryByTestId('herald-show-newer')).toBeNull();
+    expect(screen.getAllByTestId('herald-item')[0]!.getAttribute('data-id')).toBe('id-1000');
+  });
+
+  it('offers no Load older once everything is shown and the server has no more', () => {
+    bell({ notifications: Array.from({ length: 60 }, (_, i) => notif(60 - i)), defaultOpen: true, hasMore: false, onLoadMore: vi.fn() });
+    fireEvent.click(screen.getByTestId('herald-load-more'));
+    expect(screen.getAllByTestId('herald-item')).toHaveLength(60);
+    expect(screen.queryByTestId('herald-load-more')).toBeNull();
+  });
+
   it('has a View all link', () => {
     bell({ defaultOpen: true, viewAllHref: '/inbox' });
     expect(screen.getByRole('link', { name: 'View all notifications' }).getAttribute('href')).toBe('/inbox');
@@ -159,6 +338,7 @@ describe('<Toaster />', () => {
       close() {}
     }
     const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
+    vi.spyOn(client, 'markRead').mockResolvedValue();
     const onNavigate = vi.fn();
     render(<Toaster client={client} onNavigate={onNavigate} />);
     act(() => {
@@ -180,5 +360,86 @@ describe('<Toaster />', () => {
     });
     expect(screen.queryByTestId('herald-toast')).toBeNull();
     vi.useRealTimers();
+  });
+
+  function toastClient() {
+    class NoSocket {
+      readyState = 0;
+      onopen = null;
+      onmessage = null;
+      onclose = null;
+      onerror = null;
+      send() {}
+      close() {}
+    }
+    const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
+    const markRead = vi.spyOn(client, 'markRead').mockResolvedValue();
+    const toast = (seq: number, over: Partial<Notification> = {}) => act(() => void (client as any).emit('toast', { ...notif(seq), ...over }));
+    return { client, markRead, toast };
+  }
+
+  it('clicking a toast marks its notification read', () => {
+    const { client, markRead, toast } = toastClient();
+    render(<Toaster client={client} onNavigate={vi.fn()} />);
+    toast(1);
+    fireEvent.click(screen.getByTestId('herald-toast'));
+    expect(markRead).toHaveBeenCalledWith('id-1');
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+  });
+
+  it('shows no toasts while the panel is open, and opening it clears them', () => {
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} />);
+    toast(1);
+    expect(screen.getAllByTestId('herald-toast')).toHaveLength(1);
+    act(() => client.setInboxOpen(true));
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+    act(() => client.setInboxOpen(false));
+    expect(screen.queryByTestId('herald-toast')).toBeNull(); // the panel showed it: not back
+  });
+
+  it('the live bell tells the client when its panel is open', () => {
+    const { client } = toastClient();
+    render(<NotificationBell client={client} />);
+    expect(client.inboxOpen).toBe(false);
+    fireEvent.click(screen.getByTestId('herald-bell'));
+    expect(client.inboxOpen).toBe(true);
+    fireEvent.keyDown(document, { key: 'Escape' });
+    expect(client.inboxOpen).toBe(false);
+  });
+
+  it('a burst shows at most 3 plus "+N more"', () => {
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} />);
+    for (let i = 1; i <= 7; i++) toast(i);
+    expect(screen.getAllByTestId('herald-toast')).toHaveLength(3);
+    expect(screen.getByTestId('herald-toast-more').textContent).toBe('+4 more');
+  });
+
+  it('keyboard focus pauses the dismiss timer', () => {
+    vi.useFakeTimers();
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} durationMs={5000} />);
+    toast(1);
+    const el = screen.getByTestId('herald-toast');
+    act(() => el.focus());
+    act(() => void vi.advanceTimersByTime(8000));
+    expect(screen.getByTestId('herald-toast')).toBeTruthy();
+    act(() => el.blur());
+    act(() => void vi.advanceTimersByTime(5001));
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+    vi.useRealTimers();
+  });
+
+  it('a toast goes away when its notification is read elsewhere', () => {
+    const { client, toast } = toastClient();
+    render(<Toaster client={client} />);
+    toast(1);
+    toast(2);
+    toast(5);
+    act(() => void (client as any).emit('read', { ids: ['id-1'], up_to_seq: null, read_at: 'x' }));
+    expect(screen.getAllByTestId('herald-toast').map((t) => t.getAttribute('data-id'))).toEqual(['id-5', 'id-2']);
+    act(() => void (client as any).emit('read', { ids: [], up_to_seq: 5, read_at: 'x' }));
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
   });
 });
