@@ -1,4 +1,5 @@
-//! `herald serve | migrate | token`: parse the command line, load config, call the library.
+//! `herald serve | migrate | token | openapi`: parse the command line, load config, call the
+//! library.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,8 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (docs/openapi.json); needs no config.
+    Openapi,
 }
 
 /// mimalloc instead of glibc's malloc: the per-notification and per-handshake paths allocate
@@ -47,6 +50,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        print!("{}", herald_gateway::openapi::render()?);
+        return Ok(());
+    }
     telemetry::init();
     herald_store::tls::install_crypto_provider();
     let values = Config::load_values(cli.config.as_deref())?;
