@@ -33,9 +33,7 @@ use utoipa::openapi::schema::{
     AllOfBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Ref, Schema,
     SchemaFormat, Type,
 };
-use utoipa::openapi::security::{
-    Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
-};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{OpenApi, OpenApiBuilder, RefOr, Required};
 use utoipa::ToSchema;
@@ -175,7 +173,8 @@ pub const OPERATIONS: &[Operation] = &[
         id: "healthz",
         tag: "operations",
         summary: "Liveness",
-        description: "200 while the process runs. Checks no dependency: `postgres` and `redis` are \
+        description:
+            "200 while the process runs. Checks no dependency: `postgres` and `redis` are \
 always `null`. Also served by the admin listener.",
         auth: Auth::None,
         body: None,
@@ -667,7 +666,10 @@ revocation: 401 `token_revoked`.",
         .components(Some(components))
         .tags(Some([
             tag("service", "Service endpoints (service API key)."),
-            tag("user", "User endpoints (user token): only the user's own notifications."),
+            tag(
+                "user",
+                "User endpoints (user token): only the user's own notifications.",
+            ),
             tag("websocket", "The WebSocket upgrade."),
             tag("operations", "Health, readiness and this document."),
         ]))
@@ -809,7 +811,10 @@ fn responses_of(op: &Operation) -> BTreeMap<u16, utoipa::openapi::response::Resp
             )));
         }
         if let Some(s) = schema {
-            r = r.content("application/json", ContentBuilder::new().schema(Some(s)).build());
+            r = r.content(
+                "application/json",
+                ContentBuilder::new().schema(Some(s)).build(),
+            );
         } else if op.path == "/v1/openapi.json" {
             r = r.content(
                 "application/json",
@@ -875,7 +880,10 @@ mod tests {
         let mut marks: Vec<(usize, bool)> = src
             .match_indices(".route(")
             .map(|(i, _)| (i, true))
-            .chain(src.match_indices("web::resource(\"").map(|(i, _)| (i, false)))
+            .chain(
+                src.match_indices("web::resource(\"")
+                    .map(|(i, _)| (i, false)),
+            )
             .collect();
         marks.sort();
         let literal = |s: &str| -> String { s.split('"').nth(1).unwrap().to_string() };
@@ -916,9 +924,7 @@ mod tests {
         let doc = doc();
         let routes = registered_routes();
         for (method, path) in &routes {
-            let excluded = EXCLUDED
-                .iter()
-                .any(|(m, p, _)| m == method && p == path);
+            let excluded = EXCLUDED.iter().any(|(m, p, _)| m == method && p == path);
             let documented = doc["paths"][path][method.to_lowercase()].is_object();
             assert!(
                 documented != excluded,
@@ -970,7 +976,10 @@ mod tests {
                 assert!(r.is_object(), "{} {} lacks {status}", op.method, op.path);
                 for c in codes {
                     assert_eq!(c.http_status(), status);
-                    assert!(r.to_string().contains(&format!("\"{c}\"")), "{c} in {status}");
+                    assert!(
+                        r.to_string().contains(&format!("\"{c}\"")),
+                        "{c} in {status}"
+                    );
                     seen.insert(c.as_str());
                 }
             }
