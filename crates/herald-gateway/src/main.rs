@@ -50,10 +50,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Openapi = cli.command {
-        print!("{}", herald_gateway::openapi::render()?);
-        return Ok(());
-    }
     telemetry::init();
     herald_store::tls::install_crypto_provider();
     let values = Config::load_values(cli.config.as_deref())?;
@@ -80,6 +76,10 @@ fn main() -> anyhow::Result<()> {
                 println!("migrations applied: {applied:?}");
                 Ok(())
             })
+        }
+        Command::Openapi => {
+            print!("{}", herald_gateway::openapi::render()?);
+            Ok(())
         }
         Command::Token { user, ttl_secs } => {
             let jwt: JwtConfig = Config::jwt_from(&values)?;

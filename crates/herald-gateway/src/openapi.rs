@@ -36,7 +36,6 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{OpenApi, OpenApiBuilder, RefOr, Required};
-use utoipa::ToSchema;
 
 /// Where a route is served from, for the `Cache-Control` of `GET /v1/openapi.json`: the
 /// document changes only with a new build, so a client may keep it for a while.
@@ -787,7 +786,9 @@ pub fn error_codes_by_status(op: &Operation) -> BTreeMap<u16, Vec<ErrorCode>> {
 
 /// `ErrorBody` with `code` narrowed to `codes`.
 fn error_schema(codes: &[ErrorCode]) -> RefOr<Schema> {
-    let code = ObjectBuilder::new().enum_values(Some(codes.iter().map(|c| c.as_str())));
+    let code = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(codes.iter().map(|c| c.as_str())));
     RefOr::T(Schema::AllOf(
         AllOfBuilder::new()
             .item(schema_ref("ErrorBody"))
@@ -804,11 +805,11 @@ fn responses_of(op: &Operation) -> BTreeMap<u16, utoipa::openapi::response::Resp
         let mut schema = a.schema.map(schema_ref);
         if let Some(codes) = errors.get(&a.status) {
             // The same status is also an error (`/readyz`'s 503): either body.
-            schema = Some(RefOr::T(Schema::OneOf(
-                OneOfBuilder::new()
-                    .items(schema.into_iter().chain([error_schema(codes)]))
-                    .build(),
-            )));
+            let mut one_of = OneOfBuilder::new();
+            for s in schema.into_iter().chain([error_schema(codes)]) {
+                one_of = one_of.item(s);
+            }
+            schema = Some(RefOr::T(Schema::OneOf(one_of.build())));
         }
         if let Some(s) = schema {
             r = r.content(
