@@ -34,7 +34,7 @@ def spec_errors(doc: dict) -> list[str]:
         validator = OpenAPIV31SpecValidator(doc)
         return [str(e).splitlines()[0] for e in validator.iter_errors()]
     except Exception as e:  # a broken $ref raises while resolving
-        return [f"{type(e).__name__}: {e}"]
+        return [f"{type(e).__name__}: {str(e)[:300]}"]
 
 
 def own_errors(doc: dict, protocol_version: str) -> list[str]:
