@@ -37,8 +37,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{OpenApi, OpenApiBuilder, RefOr, Required};
 
-/// Where a route is served from, for the `Cache-Control` of `GET /v1/openapi.json`: the
-/// document changes only with a new build, so a client may keep it for a while.
+/// The `Cache-Control` of `GET /v1/openapi.json`: the document changes only with a new build,
+/// so a client may keep it for a while.
 pub const CACHE_CONTROL: &str = "public, max-age=3600";
 
 /// Routes of `routes/mod.rs` that are deliberately not in the document, with why (the
