@@ -10,6 +10,9 @@
 #     `kubernetes-validate`, strict (unknown fields fail), for the oldest and newest
 #     Kubernetes versions we support, plus cross-checks and a self-test that deliberately
 #     broken copies fail (scripts/lib/validate_k8s.py)
+#   * docs/openapi.json: current with the code (scripts/gen-openapi.sh --check) and valid
+#     OpenAPI 3.1 (PyPI `openapi-spec-validator`), with a self-test that deliberately broken
+#     copies fail (scripts/lib/validate_openapi.py)
 #   * the production build (no cargo features, as deploy/Dockerfile builds it) refuses the
 #     lab-only settings (HERALD_DEV_ENDPOINTS, HERALD_FAULT_*): the code is not in it
 # No Docker engine needed. Python tools live in a venv under
@@ -26,7 +29,8 @@ VENV="$TOOLS_DIR/venv"
 COMPOSE_SCHEMA="$TOOLS_DIR/compose_spec.json"
 # Pinned: the wheel that ships compose_spec.json, and the Python validators.
 COMPOSE_WHEEL_REQ="docker-compose==1.29.2"
-PY_REQS=(pyyaml==6.0.3 jsonschema==4.26.0 compose-spec==0.2.1 dockerfile==3.4.0 kubernetes-validate==1.37.0)
+PY_REQS=(pyyaml==6.0.3 jsonschema==4.26.0 compose-spec==0.2.1 dockerfile==3.4.0 kubernetes-validate==1.37.0
+    openapi-spec-validator==0.9.0)
 # The Kubernetes versions deploy/k8s must validate against: the oldest we support and the
 # newest whose schemas kubernetes-validate 1.37.0 ships.
 K8S_SCHEMA_VERSIONS=(1.30.0 1.37.0)
@@ -163,6 +167,24 @@ check_grafana_dashboard() {
     fi
 }
 
+# The HTTP API's OpenAPI document: generated from the code without drift, and valid 3.1.
+check_openapi() {
+    if bash scripts/gen-openapi.sh --check; then
+        log "ok docs/openapi.json matches the gateway's document"
+    else
+        fail "docs/openapi.json drifted from the code (run scripts/gen-openapi.sh)"
+    fi
+    if ! ensure_python_tools; then
+        fail "could not install the Python validators"
+        return 0
+    fi
+    if "$VENV/bin/python" scripts/lib/validate_openapi.py "$HERALD_ROOT"; then
+        log "ok docs/openapi.json (OpenAPI 3.1, protocol version, self-test)"
+    else
+        fail "docs/openapi.json validation"
+    fi
+}
+
 # Builds the gateway as deploy/Dockerfile does (no features; a debug build here, which shares
 # the dependencies the tests build) and checks that each lab-only setting is refused at start,
 # naming it.
@@ -191,6 +213,7 @@ main() {
     check_compose_and_dockerfile
     check_k8s
     check_grafana_dashboard
+    check_openapi
     check_production_build
     if ((FAILURES)); then
         die "${FAILURES} check(s) failed"

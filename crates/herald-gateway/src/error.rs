@@ -206,6 +206,26 @@ pub fn optional_json_body<T: serde::de::DeserializeOwned + Default>(
     from_json_value(value)
 }
 
+/// The most an optional JSON body read as bytes (`read-all`, `revoke`) may be: actix's default
+/// payload limit, which these endpoints always had.
+pub const SMALL_BODY_LIMIT: usize = 256 * 1024;
+
+/// Reads a small body whole, answering an oversized one with our 413 `payload_too_large`
+/// (actix's `Bytes` extractor answers it with a plain-text body, not the error JSON).
+pub async fn read_small_body(payload: actix_web::web::Payload) -> Result<bytes::Bytes, ApiError> {
+    match payload.to_bytes_limited(SMALL_BODY_LIMIT).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("cannot read body: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body is larger than {SMALL_BODY_LIMIT} bytes"),
+        )),
+    }
+}
+
 pub fn path_error(
     err: actix_web::error::PathError,
     _req: &actix_web::HttpRequest,

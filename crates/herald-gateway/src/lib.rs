@@ -11,6 +11,7 @@ pub mod fds;
 pub mod health;
 pub mod jwks;
 pub mod metrics;
+pub mod openapi;
 pub mod publisher;
 pub mod purge;
 pub mod read_coalescer;

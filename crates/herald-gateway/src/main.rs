@@ -1,4 +1,5 @@
-//! `herald serve | migrate | token`: parse the command line, load config, call the library.
+//! `herald serve | migrate | token | openapi`: parse the command line, load config, call the
+//! library.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,8 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (docs/openapi.json); needs no config.
+    Openapi,
 }
 
 /// mimalloc instead of glibc's malloc: the per-notification and per-handshake paths allocate
@@ -73,6 +76,10 @@ fn main() -> anyhow::Result<()> {
                 println!("migrations applied: {applied:?}");
                 Ok(())
             })
+        }
+        Command::Openapi => {
+            print!("{}", herald_gateway::openapi::render()?);
+            Ok(())
         }
         Command::Token { user, ttl_secs } => {
             let jwt: JwtConfig = Config::jwt_from(&values)?;

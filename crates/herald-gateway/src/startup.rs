@@ -96,6 +96,8 @@ impl NodeHandle {
 
 impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        // `GET /v1/openapi.json` serves this rendering; no request builds it.
+        crate::openapi::init().context("rendering the OpenAPI document")?;
         let fd_limit = crate::fds::raise_soft_limit();
         let reserve =
             crate::fds::reserved(config.database_pool_size, config.edge.max_http_connections);

@@ -1,5 +1,5 @@
 //! The `herald` binary: config errors name the variable and exit non-zero before anything
-//! starts; `migrate` and `token` need only their own settings.
+//! starts; `migrate` and `token` need only their own settings, `openapi` none.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a panic is a failed test
 
@@ -134,6 +134,22 @@ fn config_file_is_read_and_env_overrides_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_JWT_HS256_SECRET"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `herald openapi` needs no configuration and prints exactly the committed docs/openapi.json.
+#[test]
+fn openapi_prints_the_committed_document_without_config() {
+    let out = herald().arg("openapi").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        printed == include_str!("../../../docs/openapi.json"),
+        "herald openapi differs from docs/openapi.json: run scripts/gen-openapi.sh"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use crate::notification::Notification;
 /// `POST /v1/notifications` (service key). Exactly one of `recipient` / `recipients`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     #[serde(default)]
@@ -30,6 +31,7 @@ pub struct PublishRequest {
     pub avatar_url: Option<String>,
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(optional, type = "Record<string, unknown> | null"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<serde_json::Value>,
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(optional = nullable))]
@@ -39,6 +41,7 @@ pub struct PublishRequest {
 /// One created notification in a publish response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublishedItem {
     pub user_id: String,
     pub id: Uuid,
@@ -49,6 +52,7 @@ pub struct PublishedItem {
 /// `201 Created` (or `200 OK` with `Idempotent-Replayed: true` for a replay).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublishResponse {
     pub notifications: Vec<PublishedItem>,
     pub created_at: DateTime<Utc>,
@@ -57,6 +61,7 @@ pub struct PublishResponse {
 /// `POST /v1/broadcasts` (service key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastRequest {
     #[serde(rename = "type")]
@@ -69,12 +74,14 @@ pub struct BroadcastRequest {
     pub link: Option<String>,
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(optional, type = "Record<string, unknown> | null"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<serde_json::Value>,
 }
 
 /// `202 Accepted` for a broadcast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BroadcastResponse {
     pub id: Uuid,
     /// How many gateway nodes received it (Redis `PUBLISH` count; 1 in single-node mode).
@@ -85,6 +92,7 @@ pub struct BroadcastResponse {
 /// `GET /v1/notifications` response: newest first (or oldest first with `after`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationPage {
     pub notifications: Vec<Notification>,
     /// Pass as `before` (or `after` in ascending mode) to get the next page; `null` at the end.
@@ -98,6 +106,7 @@ pub struct NotificationPage {
 /// `GET /v1/notifications/unread-count` and the `get_unread_count` acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnreadCount {
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub unread_count: i64,
@@ -111,6 +120,7 @@ pub struct UnreadCount {
 /// `POST /v1/notifications/{id}/read` and the `mark_read` acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MarkReadResult {
     pub id: Uuid,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
@@ -127,6 +137,7 @@ pub struct MarkReadResult {
 /// `POST /v1/notifications/read-all` body (optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReadAllRequest {
     #[serde(default)]
@@ -137,6 +148,7 @@ pub struct ReadAllRequest {
 /// `POST /v1/notifications/read-all` and the `mark_all_read` acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MarkAllReadResult {
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub marked: i64,
@@ -153,6 +165,7 @@ pub struct MarkAllReadResult {
 /// `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub node_id: String,
@@ -164,6 +177,7 @@ pub struct Health {
 /// empty body) revokes every token issued up to the server's time of the call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// RFC 3339 time: tokens whose `iat` is earlier are refused. At most 60 s in the future.
@@ -175,6 +189,7 @@ pub struct RevokeRequest {
 /// `200 OK` for a revocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeResponse {
     pub user_id: String,
     /// The user's cut-off now in force: the later of this call's and any earlier one's.

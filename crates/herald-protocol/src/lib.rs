@@ -16,6 +16,20 @@ pub mod http;
 pub mod notification;
 pub mod ws;
 
+/// The protocol version `docs/protocol.md` documents (its "**Protocol version X.Y.**" line and
+/// changelog); the OpenAPI document's `info.version`. Bump both together.
+pub const PROTOCOL_VERSION: &str = "1.4";
+
 pub use close::CloseCode;
 pub use error::{ErrorBody, ErrorCode};
 pub use notification::{Broadcast, Notification};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn protocol_version_matches_docs_protocol_md() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let line = format!("**Protocol version {}.**", super::PROTOCOL_VERSION);
+        assert!(doc.contains(&line), "docs/protocol.md must say {line}");
+    }
+}

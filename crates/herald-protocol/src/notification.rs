@@ -5,6 +5,7 @@ use uuid::Uuid;
 /// A stored notification as clients see it (WebSocket events and HTTP responses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notification {
     pub id: Uuid,
     pub user_id: String,
@@ -18,6 +19,7 @@ pub struct Notification {
     pub link: Option<String>,
     pub avatar_url: Option<String>,
     #[cfg_attr(feature = "ts", ts(type = "Record<string, unknown> | null"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     /// First delivery to any device; `null` until then (and in live events).

@@ -30,7 +30,8 @@ pub fn cors(allowed: &[String]) -> Cors {
         .max_age(3600)
 }
 
-/// Every route, and the extractors' limits and JSON errors.
+/// Every route, and the extractors' limits and JSON errors. A route added here must be
+/// documented in `crate::openapi::OPERATIONS` (a unit test there parses this file).
 pub fn configure(cfg: &mut web::ServiceConfig, config: &Config) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -54,6 +55,7 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
     cfg.route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/v1/ws", web::get().to(crate::ws::plain_get))
+        .route("/v1/openapi.json", web::get().to(ops::openapi))
         .service(
             web::resource("/v1/notifications")
                 .route(web::post().to(publish::publish))

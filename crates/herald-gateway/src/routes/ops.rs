@@ -1,6 +1,9 @@
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{web, HttpResponse};
 use herald_protocol::http::Health;
+use herald_protocol::ErrorCode;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -41,6 +44,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// `GET /v1/openapi.json`: the OpenAPI document, rendered once at start (`crate::openapi`).
+pub async fn openapi() -> Result<HttpResponse, ApiError> {
+    let doc = crate::openapi::rendered()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the OpenAPI document is not built"))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((CACHE_CONTROL, crate::openapi::CACHE_CONTROL))
+        .body(doc))
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -12,7 +12,7 @@ use herald_protocol::http::{RevokeRequest, RevokeResponse};
 use herald_protocol::ErrorCode;
 
 use crate::auth::Scope;
-use crate::error::{optional_json_body, ApiError};
+use crate::error::{optional_json_body, read_small_body, ApiError};
 use crate::routes::extract::Service;
 use crate::state::AppState;
 
@@ -23,7 +23,7 @@ pub async fn revoke(
     service: Service,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     service.require(&state, Scope::Revoke)?;
     let user_id = path.into_inner();
@@ -34,6 +34,7 @@ pub async fn revoke(
             format!("user_id: {e}"),
         )
     })?;
+    let body = read_small_body(body).await?;
     let req: RevokeRequest = optional_json_body(&body)?;
     let before = req
         .issued_before

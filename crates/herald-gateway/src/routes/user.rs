@@ -5,7 +5,7 @@ use herald_protocol::http::{NotificationPage, ReadAllRequest, UnreadCount};
 use herald_protocol::ErrorCode;
 use serde::Deserialize;
 
-use crate::error::{optional_json_body, ApiError};
+use crate::error::{optional_json_body, read_small_body, ApiError};
 use crate::routes::extract::User;
 use crate::state::AppState;
 
@@ -144,8 +144,9 @@ pub async fn mark_read(
 pub async fn read_all(
     user: User,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_small_body(body).await?;
     let req: ReadAllRequest = optional_json_body(&body)?;
     if req.up_to_seq.is_some_and(|s| s < 0) {
         return Err(ApiError::field(

@@ -12,6 +12,7 @@ mod delivery;
 mod faults;
 mod http_api;
 mod jwks;
+mod openapi;
 mod read_sync;
 mod refusals;
 mod resilience;
