@@ -92,7 +92,8 @@ const badge = async (page) => {
   const el = page.locator('[data-testid="herald-badge"]');
   return (await el.count()) ? (await el.textContent()).trim() : '0';
 };
-const ariaLabel = (page) => page.locator('[data-testid="herald-bell"]').getAttribute('aria-label');
+// The bell's accessible name (from its own text since the a11y pass, not an aria-label).
+const ariaLabel = (page) => page.locator('[data-testid="herald-bell"] > .hn-sr').textContent();
 const toastsFor = (page, id) => page.evaluate((id) => window.__toasts.filter((t) => t === id).length, id);
 const clientIds = (page) => page.evaluate(() => window.__herald.notifications.map((n) => n.id));
 

@@ -47,7 +47,7 @@ function SignIn({ onSignIn }: { onSignIn: (user: string) => void }) {
     input.current?.select();
   }, []);
   return (
-    <div className="signin">
+    <main className="signin">
       <form
         className="card signin__card"
         onSubmit={(e) => {
@@ -83,7 +83,7 @@ function SignIn({ onSignIn }: { onSignIn: (user: string) => void }) {
           Continue as {user || '…'}
         </button>
       </form>
-    </div>
+    </main>
   );
 }
 

@@ -80,6 +80,32 @@ export function BellIcon({ size = 20 }: { size?: number }) {
   );
 }
 
+type ConnShape = 'live' | 'pending' | 'down' | 'offline';
+function connShape(state: ConnectionState): ConnShape {
+  return state === 'open' ? 'live' : state === 'error' || state === 'closed' ? 'down' : state === 'offline' ? 'offline' : 'pending';
+}
+
+/**
+ * The connection state as a shape, not only a colour: a filled dot (live), a ring (connecting),
+ * a cross (down), a struck-through ring (offline). Decorative: the words are always there too.
+ */
+export function ConnectionIcon({ state, size = 10 }: { state: ConnectionState; size?: number }) {
+  const shape = connShape(state);
+  return (
+    <svg width={size} height={size} viewBox="0 0 10 10" aria-hidden="true" focusable="false" data-shape={shape}>
+      {shape === 'live' && <circle cx="5" cy="5" r="4" fill="currentColor" />}
+      {shape === 'pending' && <circle cx="5" cy="5" r="3.2" fill="none" stroke="currentColor" strokeWidth="1.6" />}
+      {shape === 'down' && <path d="M2 2 8 8M8 2 2 8" stroke="currentColor" strokeWidth="2.2" strokeLinecap="round" />}
+      {shape === 'offline' && (
+        <>
+          <circle cx="5" cy="5" r="3.2" fill="none" stroke="currentColor" strokeWidth="1.4" />
+          <path d="M1.2 8.8 8.8 1.2" stroke="currentColor" strokeWidth="1.4" strokeLinecap="round" />
+        </>
+      )}
+    </svg>
+  );
+}
+
 /** The bell, badge and dropdown, driven entirely by props (see `NotificationBell` for the live one). */
 export function NotificationBellView(props: NotificationBellViewProps) {
   const { notifications, unreadCount, state, loading, hasMore, onMarkRead, onMarkAllRead, onLoadMore } = props;
@@ -89,6 +115,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const listRef = useRef<HTMLUListElement>(null);
   const panelId = useId();
   const titleId = useId();
+  const stateId = useId();
   const now = useNow();
   const focusFirstOnOpen = useRef(false);
   const onOpenChange = props.onOpenChange;
@@ -181,7 +208,8 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     if (open && next && rootRef.current && !rootRef.current.contains(next)) setOpen(false);
   };
 
-  const items = () => Array.from(listRef.current?.querySelectorAll<HTMLElement>('[role="menuitem"]') ?? []);
+  // The list's controls in order (rows, "Show newer", "Load older"): arrow keys move between them.
+  const items = () => Array.from(listRef.current?.querySelectorAll<HTMLElement>('[data-hn-nav]') ?? []);
 
   const onButtonKey = (e: KeyboardEvent<HTMLButtonElement>) => {
     if (e.key === 'ArrowDown' || ((e.key === 'Enter' || e.key === ' ') && !open)) {
@@ -226,7 +254,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   ) : null;
 
   const label = `Notifications (${unreadCount} unread)`;
-  const dotClass = state === 'open' ? 'is-live' : state === 'error' || state === 'closed' ? 'is-down' : state === 'offline' ? 'is-offline' : 'is-pending';
+  const dotClass = `is-${connShape(state)}`;
 
   return (
     <div className="hn-bell" ref={rootRef} data-state={state} onBlur={onRootBlur}>
@@ -234,8 +262,8 @@ export function NotificationBellView(props: NotificationBellViewProps) {
         ref={buttonRef}
         type="button"
         className={`hn-bell__button${open ? ' is-open' : ''}`}
-        aria-label={label}
         aria-haspopup="dialog"
+        aria-describedby={stateId}
         aria-expanded={open}
         aria-controls={open ? panelId : undefined}
         title={`${label} · ${STATE_LABEL[state]}`}
@@ -244,13 +272,21 @@ export function NotificationBellView(props: NotificationBellViewProps) {
         data-testid="herald-bell"
       >
         <BellIcon />
+        {/* The name comes from this text (no aria-label hiding what is on screen). */}
+        <span className="hn-sr">{label}</span>
         {unreadCount > 0 && (
           <span className="hn-badge" data-testid="herald-badge" aria-hidden="true">
             {badgeText(unreadCount)}
           </span>
         )}
-        <span className={`hn-conn ${dotClass}`} data-testid="herald-conn" aria-hidden="true" />
+        <span className={`hn-conn ${dotClass}`} data-testid="herald-conn" aria-hidden="true">
+          <ConnectionIcon state={state} />
+        </span>
       </button>
+      {/* The connection state in words: the bell's description (outside it, so not in its name). */}
+      <span className="hn-sr" id={stateId}>
+        {STATE_LABEL[state]}
+      </span>
 
       {open && (
         <div className="hn-panel" id={panelId} role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
@@ -258,8 +294,10 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             <h2 className="hn-panel__title" id={titleId}>
               Notifications
             </h2>
-            <span className={`hn-panel__status ${dotClass}`}>
-              <span className={`hn-conn-inline ${dotClass}`} aria-hidden="true" />
+            <span className={`hn-panel__status ${dotClass}`} data-testid="herald-status">
+              <span className={`hn-conn-inline ${dotClass}`} aria-hidden="true">
+                <ConnectionIcon state={state} size={8} />
+              </span>
               {STATE_LABEL[state]}
             </span>
             <button type="button" className="hn-link-button" onClick={() => onMarkAllRead()} disabled={unreadCount === 0}>
@@ -312,54 +350,50 @@ export function NotificationBellView(props: NotificationBellViewProps) {
               </div>
             )
           ) : (
-            <ul className="hn-list" role="menu" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
+            <ul className="hn-list" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
               {start > 0 && (
-                <li role="none" className="hn-more">
-                  <button type="button" role="menuitem" tabIndex={-1} className="hn-link-button" onClick={showNewer} data-testid="herald-show-newer">
+                <li className="hn-more">
+                  <button type="button" data-hn-nav className="hn-link-button" onClick={showNewer} data-testid="herald-show-newer">
                     Show newer
                   </button>
                 </li>
               )}
-              {shown.map((n) => {
+              {shown.map((n, i) => {
                 const unread = !n.read_at;
                 return (
-                  <li
-                    key={n.id}
-                    role="menuitem"
-                    tabIndex={-1}
-                    className={`hn-item${unread ? ' is-unread' : ''}`}
-                    data-testid="herald-item"
-                    data-id={n.id}
-                    data-unread={unread ? 'true' : 'false'}
-                    aria-label={`${unread ? 'Unread: ' : ''}${n.title}${n.body ? `. ${n.body}` : ''}. ${formatRelative(n.created_at, now)}`}
-                    onClick={() => activate(n)}
-                    onKeyDown={(e) => {
-                      if (e.key === 'Enter' || e.key === ' ') {
-                        e.preventDefault();
-                        activate(n);
-                      }
-                    }}
-                  >
-                    <span className="hn-item__icon" aria-hidden="true">
-                      {n.avatar_url ? <img src={n.avatar_url} alt="" /> : iconFor(n.type)}
-                    </span>
-                    <span className="hn-item__content">
-                      <span className="hn-item__title">{n.title}</span>
-                      {n.body && <span className="hn-item__body">{n.body}</span>}
-                      <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString()}>
-                        {formatRelative(n.created_at, now)}
-                      </time>
-                    </span>
-                    {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                  <li key={n.id} className="hn-row">
+                    {/* One button per row: its name is its visible text (title, body, time). */}
+                    <button
+                      type="button"
+                      data-hn-nav
+                      tabIndex={i === 0 ? 0 : -1}
+                      className={`hn-item${unread ? ' is-unread' : ''}`}
+                      data-testid="herald-item"
+                      data-id={n.id}
+                      data-unread={unread ? 'true' : 'false'}
+                      onClick={() => activate(n)}
+                    >
+                      <span className="hn-item__icon" aria-hidden="true">
+                        {n.avatar_url ? <img src={n.avatar_url} alt="" /> : iconFor(n.type)}
+                      </span>
+                      <span className="hn-item__content">
+                        {unread && <span className="hn-sr">Unread: </span>}
+                        <span className="hn-item__title">{n.title}</span>
+                        {n.body && <span className="hn-item__body">{n.body}</span>}
+                        <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString()}>
+                          {formatRelative(n.created_at, now)}
+                        </time>
+                      </span>
+                      {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                    </button>
                   </li>
                 );
               })}
               {(moreHeld || (hasMore && onLoadMore)) && (
-                <li role="none" className="hn-more">
+                <li className="hn-more">
                   <button
                     type="button"
-                    role="menuitem"
-                    tabIndex={-1}
+                    data-hn-nav
                     className="hn-link-button"
                     onClick={loadOlder}
                     aria-disabled={loading || undefined}

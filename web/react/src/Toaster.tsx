@@ -73,12 +73,13 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
   const more = inboxOpen ? 0 : toasts.length - shown.length;
 
   return (
-    <div className="hn-toaster" role="region" aria-label="Notifications" aria-live="polite">
+    // The one live region for toasts: the toasts inside are plain content (no nested status roles).
+    <section className="hn-toaster" aria-label="Notifications" aria-live="polite" aria-relevant="additions" data-testid="herald-toaster">
       {shown.map((t) => (
         <Toast key={t.id} toast={t} durationMs={durationMs} onDismiss={dismiss} onOpen={open} />
       ))}
       {more > 0 && <ToastMore count={more} durationMs={durationMs} onDismiss={dismissOverflow} />}
-    </div>
+    </section>
   );
 }
 
@@ -132,27 +133,9 @@ export function Toast({
     if (link) onNavigate?.(link);
   };
 
-  return (
-    <div
-      className={`hn-toast${link || toast.seq !== undefined ? ' is-clickable' : ''}`}
-      role="status"
-      data-testid="herald-toast"
-      data-id={toast.id}
-      tabIndex={0}
-      onMouseEnter={() => setHovered(true)}
-      onMouseLeave={() => setHovered(false)}
-      onFocus={() => setFocused(true)}
-      onBlur={(e) => {
-        if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setFocused(false);
-      }}
-      onClick={open}
-      onKeyDown={(e) => {
-        if (e.target !== e.currentTarget) return;
-        if (e.key === 'Enter') open();
-        if (e.key === 'Escape') onDismiss(toast.id);
-      }}
-      style={{ ['--hn-toast-duration' as string]: `${durationMs}ms` }}
-    >
+  const actionable = !!link || toast.seq !== undefined;
+  const inner = (
+    <>
       <span className="hn-toast__icon" aria-hidden="true">
         {iconFor(toast.type)}
       </span>
@@ -160,6 +143,37 @@ export function Toast({
         <span className="hn-toast__title">{toast.title}</span>
         {toast.body && <span className="hn-toast__body">{toast.body}</span>}
       </span>
+    </>
+  );
+
+  // The toast itself is not focusable: its actions are real buttons (open it, dismiss it).
+  // Focus or hover anywhere in it pauses the timer; Escape inside it dismisses it.
+  return (
+    <div
+      className={`hn-toast${actionable ? ' is-clickable' : ''}${focused ? ' is-focused' : ''}`}
+      data-testid="herald-toast"
+      data-id={toast.id}
+      onMouseEnter={() => setHovered(true)}
+      onMouseLeave={() => setHovered(false)}
+      onFocus={() => setFocused(true)}
+      onBlur={(e) => {
+        if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setFocused(false);
+      }}
+      onKeyDown={(e) => {
+        if (e.key === 'Escape') {
+          e.stopPropagation();
+          onDismiss(toast.id);
+        }
+      }}
+      style={{ ['--hn-toast-duration' as string]: `${durationMs}ms` }}
+    >
+      {actionable ? (
+        <button type="button" className="hn-toast__main" data-testid="herald-toast-open" onClick={open}>
+          {inner}
+        </button>
+      ) : (
+        <div className="hn-toast__main">{inner}</div>
+      )}
       <button
         type="button"
         className="hn-toast__close"
