@@ -1,6 +1,7 @@
-import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent, type ReactNode } from 'react';
 import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from '@herald/client';
-import { badgeText, describeError, formatRelative, iconFor, safeLink } from './format';
+import { badgeText, formatRelative, iconFor, safeLink } from './format';
+import { defaultLabels, resolveLabels, type HeraldLabels } from './labels';
 import { useNotifications, useNow } from './useNotifications';
 
 export interface NotificationBellViewProps {
@@ -32,37 +33,40 @@ export interface NotificationBellViewProps {
   pageSize?: number;
   /** Called when the panel opens or closes (the live bell tells the client: no toasts while open). */
   onOpenChange?: (open: boolean) => void;
+  /** Controlled open state: the panel follows this prop; ask for changes through `onOpenChange`. */
+  open?: boolean;
+  /** Where the panel hangs from the bell: under it, aligned to its end (default) or start edge. */
+  placement?: 'bottom-end' | 'bottom-start';
+  /** 'auto' (default) follows the system's light/dark preference; 'light' or 'dark' forces one. */
+  theme?: 'auto' | 'light' | 'dark';
+  /** Words (see `HeraldLabels`); missing ones fall back to English. */
+  labels?: Partial<HeraldLabels>;
+  /** BCP 47 locale for times and dates (`Intl`); default: the English short forms. */
+  locale?: string;
+  /** Custom row content (inside the row's button, which keeps activation and focus). */
+  renderItem?: (n: Notification, ctx: { unread: boolean; time: string }) => ReactNode;
+  /** Custom empty state (live, nothing to show). */
+  renderEmpty?: () => ReactNode;
+  /** Custom bell content (inside the bell button; its accessible name stays the labels' `bell`). */
+  renderBell?: (ctx: { unreadCount: number; state: ConnectionState; open: boolean }) => ReactNode;
 }
 
-const PENDING_HINT: Record<ConnectionState, string> = {
-  idle: 'Notifications will appear once connected.',
-  connecting: 'Fetching your notifications.',
-  open: 'Fetching your notifications.',
-  reconnecting: 'The connection dropped; trying again.',
-  offline: 'You are offline. Notifications will arrive when you are back online.',
-  closed: 'Not connected to notifications.',
-  error: 'Not connected to notifications.',
-};
-
-const ACTION_FAILED: Record<ActionError['action'], string> = {
-  mark_read: 'Couldn’t mark the notification as read; it is unread again.',
-  mark_all_read: 'Couldn’t mark all as read; your notifications are unread again.',
-  load_more: 'Couldn’t load older notifications.',
-};
-
-const STATE_LABEL: Readonly<Record<ConnectionState, string>> = {
-  idle: 'Not connected',
-  connecting: 'Connecting…',
-  open: 'Live',
-  reconnecting: 'Reconnecting…',
-  offline: 'Offline',
-  closed: 'Disconnected',
-  error: 'Connection error',
-};
-
 /** The words the bell uses for a connection state ("Live", "Reconnecting…", …): use them elsewhere too. */
-export function connectionStateLabel(state: ConnectionState): string {
-  return STATE_LABEL[state];
+export function connectionStateLabel(state: ConnectionState, labels?: Partial<HeraldLabels>): string {
+  return (labels?.states ?? defaultLabels.states)[state] ?? defaultLabels.states[state];
+}
+
+/** A row's picture: the avatar, or the type's icon when there is none or it fails to load. */
+function ItemIcon({ n }: { n: Notification }) {
+  const [broken, setBroken] = useState<string | null>(null);
+  const src = n.avatar_url && safeAvatar(n.avatar_url);
+  if (src && broken !== src) return <img src={src} alt="" onError={() => setBroken(src)} data-testid="herald-avatar" />;
+  return <>{iconFor(n.type)}</>;
+}
+
+/** Avatars load from http(s) or a same-origin path only (the link rule), nothing else. */
+function safeAvatar(url: string): string | null {
+  return safeLink(url);
 }
 
 export function BellIcon({ size = 20 }: { size?: number }) {
@@ -109,7 +113,23 @@ export function ConnectionIcon({ state, size = 10 }: { state: ConnectionState; s
 /** The bell, badge and dropdown, driven entirely by props (see `NotificationBell` for the live one). */
 export function NotificationBellView(props: NotificationBellViewProps) {
   const { notifications, unreadCount, state, loading, hasMore, onMarkRead, onMarkAllRead, onLoadMore } = props;
-  const [open, setOpen] = useState(!!props.defaultOpen);
+  const L = resolveLabels(props.labels);
+  const locale = props.locale;
+  const controlled = props.open !== undefined;
+  const [openState, setOpenState] = useState(!!props.defaultOpen);
+  const open = controlled ? !!props.open : openState;
+  const onOpenChangeRef = useRef(props.onOpenChange);
+  onOpenChangeRef.current = props.onOpenChange;
+  // Uncontrolled: state here (reported through the effect below). Controlled: only asks.
+  const setOpen = useCallback(
+    (next: boolean | ((o: boolean) => boolean)) => {
+      if (controlled) {
+        const v = typeof next === 'function' ? next(!!props.open) : next;
+        if (v !== !!props.open) onOpenChangeRef.current?.(v);
+      } else setOpenState(next);
+    },
+    [controlled, props.open],
+  );
   const rootRef = useRef<HTMLDivElement>(null);
   const buttonRef = useRef<HTMLButtonElement>(null);
   const listRef = useRef<HTMLUListElement>(null);
@@ -121,14 +141,24 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const onOpenChange = props.onOpenChange;
 
   useEffect(() => {
-    onOpenChange?.(open);
-  }, [open, onOpenChange]);
-  useEffect(() => () => onOpenChange?.(false), [onOpenChange]);
+    if (!controlled) onOpenChange?.(open);
+  }, [open, onOpenChange, controlled]);
+  const controlledRef = useRef(controlled);
+  controlledRef.current = controlled;
+  useEffect(
+    () => () => {
+      if (!controlledRef.current) onOpenChange?.(false);
+    },
+    [onOpenChange],
+  );
 
-  const close = useCallback((restoreFocus: boolean) => {
-    setOpen(false);
-    if (restoreFocus) buttonRef.current?.focus();
-  }, []);
+  const close = useCallback(
+    (restoreFocus: boolean) => {
+      setOpen(false);
+      if (restoreFocus) buttonRef.current?.focus();
+    },
+    [setOpen],
+  );
 
   // Click outside closes.
   useEffect(() => {
@@ -142,7 +172,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
       document.removeEventListener('mousedown', onDown);
       document.removeEventListener('touchstart', onDown);
     };
-  }, [open]);
+  }, [open, setOpen]);
 
   // Escape closes (anywhere while open).
   useEffect(() => {
@@ -249,15 +279,16 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const error = props.error ?? null;
   const retryButton = props.onRetry ? (
     <button type="button" className="hn-button" onClick={() => props.onRetry?.()} data-testid="herald-retry">
-      Retry
+      {L.retry}
     </button>
   ) : null;
 
-  const label = `Notifications (${unreadCount} unread)`;
+  const label = L.bell(unreadCount);
+  const stateLabel = L.states[state];
   const dotClass = `is-${connShape(state)}`;
 
   return (
-    <div className="hn-bell" ref={rootRef} data-state={state} onBlur={onRootBlur}>
+    <div className="hn-bell" ref={rootRef} data-state={state} data-hn-theme={props.theme ?? 'auto'} onBlur={onRootBlur}>
       <button
         ref={buttonRef}
         type="button"
@@ -266,53 +297,64 @@ export function NotificationBellView(props: NotificationBellViewProps) {
         aria-describedby={stateId}
         aria-expanded={open}
         aria-controls={open ? panelId : undefined}
-        title={`${label} · ${STATE_LABEL[state]}`}
+        title={`${label} · ${stateLabel}`}
         onClick={() => setOpen((o) => !o)}
         onKeyDown={onButtonKey}
         data-testid="herald-bell"
       >
-        <BellIcon />
         {/* The name comes from this text (no aria-label hiding what is on screen). */}
         <span className="hn-sr">{label}</span>
-        {unreadCount > 0 && (
-          <span className="hn-badge" data-testid="herald-badge" aria-hidden="true">
-            {badgeText(unreadCount)}
+        {props.renderBell ? (
+          <span className="hn-bell__custom" aria-hidden="true">
+            {props.renderBell({ unreadCount, state, open })}
           </span>
+        ) : (
+          <>
+            <BellIcon />
+            {unreadCount > 0 && (
+              <span className="hn-badge" data-testid="herald-badge" aria-hidden="true">
+                {badgeText(unreadCount)}
+              </span>
+            )}
+            <span className={`hn-conn ${dotClass}`} data-testid="herald-conn" aria-hidden="true">
+              <ConnectionIcon state={state} />
+            </span>
+          </>
         )}
-        <span className={`hn-conn ${dotClass}`} data-testid="herald-conn" aria-hidden="true">
-          <ConnectionIcon state={state} />
-        </span>
       </button>
       {/* The connection state in words: the bell's description (outside it, so not in its name). */}
       <span className="hn-sr" id={stateId}>
-        {STATE_LABEL[state]}
+        {stateLabel}
       </span>
 
       {open && (
-        <div className="hn-panel" id={panelId} role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
+        <div
+          className={`hn-panel hn-panel--${props.placement ?? 'bottom-end'}`}
+          id={panelId}
+          role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
           <div className="hn-panel__header">
             <h2 className="hn-panel__title" id={titleId}>
-              Notifications
+              {L.title}
             </h2>
             <span className={`hn-panel__status ${dotClass}`} data-testid="herald-status">
               <span className={`hn-conn-inline ${dotClass}`} aria-hidden="true">
                 <ConnectionIcon state={state} size={8} />
               </span>
-              {STATE_LABEL[state]}
+              {stateLabel}
             </span>
             <button type="button" className="hn-link-button" onClick={() => onMarkAllRead()} disabled={unreadCount === 0}>
-              Mark all as read
+              {L.markAllRead}
             </button>
           </div>
 
           {props.actionError && (
             <div className="hn-alert" role="alert" data-testid="herald-action-error">
               <span className="hn-alert__text">
-                {ACTION_FAILED[props.actionError.action]} <span className="hn-alert__reason">({props.actionError.message})</span>
+                {L.actionFailed[props.actionError.action]} <span className="hn-alert__reason">({props.actionError.message})</span>
               </span>
               {props.onDismissActionError && (
                 <button type="button" className="hn-link-button" onClick={() => props.onDismissActionError?.()}>
-                  Dismiss
+                  {L.dismiss}
                 </button>
               )}
             </div>
@@ -321,7 +363,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           {error && notifications.length > 0 && (
             <div className="hn-alert is-error" role="alert" data-testid="herald-error">
               <span className="hn-alert__text">
-                {describeError(error)} <span className="hn-alert__reason">({error.message})</span>
+                {L.describeError(error)} <span className="hn-alert__reason">({error.message})</span>
               </span>
               {retryButton}
             </div>
@@ -330,36 +372,43 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           {notifications.length === 0 ? (
             error ? (
               <div className="hn-empty hn-status is-error" role="alert" data-testid="herald-error">
-                <p className="hn-empty__title">{describeError(error)}</p>
+                <p className="hn-empty__title">{L.describeError(error)}</p>
                 <p className="hn-empty__hint hn-status__reason">{error.message}</p>
                 {retryButton}
               </div>
             ) : state === 'open' && !loading ? (
               <div className="hn-empty" data-testid="herald-empty">
-                <div className="hn-empty__icon" aria-hidden="true">
-                  <BellIcon size={28} />
-                </div>
-                <p className="hn-empty__title">No notifications yet</p>
-                <p className="hn-empty__hint">When something happens, you'll see it here.</p>
+                {props.renderEmpty ? (
+                  props.renderEmpty()
+                ) : (
+                  <>
+                    <div className="hn-empty__icon" aria-hidden="true">
+                      <BellIcon size={28} />
+                    </div>
+                    <p className="hn-empty__title">{L.emptyTitle}</p>
+                    <p className="hn-empty__hint">{L.emptyHint}</p>
+                  </>
+                )}
               </div>
             ) : (
               <div className="hn-empty hn-status" role="status" data-testid="herald-pending">
-                <p className="hn-empty__title">{state === 'open' ? 'Loading…' : STATE_LABEL[state]}</p>
-                <p className="hn-empty__hint">{PENDING_HINT[state]}</p>
+                <p className="hn-empty__title">{state === 'open' ? L.loading : stateLabel}</p>
+                <p className="hn-empty__hint">{L.pendingHints[state]}</p>
                 {(state === 'offline' || state === 'reconnecting' || state === 'closed') && retryButton}
               </div>
             )
           ) : (
-            <ul className="hn-list" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
+            <ul className="hn-list" aria-label={L.title} ref={listRef} onKeyDown={onListKey}>
               {start > 0 && (
                 <li className="hn-more">
                   <button type="button" data-hn-nav className="hn-link-button" onClick={showNewer} data-testid="herald-show-newer">
-                    Show newer
+                    {L.showNewer}
                   </button>
                 </li>
               )}
               {shown.map((n, i) => {
                 const unread = !n.read_at;
+                const time = formatRelative(n.created_at, now, locale);
                 return (
                   <li key={n.id} className="hn-row">
                     {/* One button per row: its name is its visible text (title, body, time). */}
@@ -373,18 +422,24 @@ export function NotificationBellView(props: NotificationBellViewProps) {
                       data-unread={unread ? 'true' : 'false'}
                       onClick={() => activate(n)}
                     >
-                      <span className="hn-item__icon" aria-hidden="true">
-                        {n.avatar_url ? <img src={n.avatar_url} alt="" /> : iconFor(n.type)}
-                      </span>
-                      <span className="hn-item__content">
-                        {unread && <span className="hn-sr">Unread: </span>}
-                        <span className="hn-item__title">{n.title}</span>
-                        {n.body && <span className="hn-item__body">{n.body}</span>}
-                        <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString()}>
-                          {formatRelative(n.created_at, now)}
-                        </time>
-                      </span>
-                      {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                      {unread && <span className="hn-sr">{L.unread}</span>}
+                      {props.renderItem ? (
+                        props.renderItem(n, { unread, time })
+                      ) : (
+                        <>
+                          <span className="hn-item__icon" aria-hidden="true">
+                            <ItemIcon n={n} />
+                          </span>
+                          <span className="hn-item__content">
+                            <span className="hn-item__title">{n.title}</span>
+                            {n.body && <span className="hn-item__body">{n.body}</span>}
+                            <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString(locale)}>
+                              {time}
+                            </time>
+                          </span>
+                          {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                        </>
+                      )}
                     </button>
                   </li>
                 );
@@ -399,7 +454,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
                     aria-disabled={loading || undefined}
                     data-testid="herald-load-more"
                   >
-                    {loading ? 'Loading…' : 'Load older'}
+                    {loading ? L.loading : L.loadOlder}
                   </button>
                 </li>
               )}
@@ -409,7 +464,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           {props.viewAllHref && (
             <div className="hn-panel__footer">
               <a className="hn-view-all" href={props.viewAllHref}>
-                View all notifications
+                {L.viewAll}
               </a>
             </div>
           )}
@@ -419,15 +474,48 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   );
 }
 
-export interface NotificationBellProps extends Partial<Pick<NotificationBellViewProps, 'viewAllHref' | 'onNavigate' | 'defaultOpen' | 'pageSize'>> {
+export interface NotificationBellProps
+  extends Partial<
+    Pick<
+      NotificationBellViewProps,
+      | 'viewAllHref'
+      | 'onNavigate'
+      | 'defaultOpen'
+      | 'pageSize'
+      | 'open'
+      | 'onOpenChange'
+      | 'placement'
+      | 'theme'
+      | 'labels'
+      | 'locale'
+      | 'renderItem'
+      | 'renderEmpty'
+      | 'renderBell'
+    >
+  > {
   client?: HeraldClient;
 }
 
 /** The live bell: reads the client from props or `<HeraldProvider>`. */
-export function NotificationBell({ client, ...rest }: NotificationBellProps) {
+export function NotificationBell({ client, onOpenChange: userOnOpenChange, ...rest }: NotificationBellProps) {
   const h = useNotifications({ client, autoConnect: true });
   const c = h.client;
-  const onOpenChange = useCallback((open: boolean) => c.setInboxOpen(open), [c]);
+  const userRef = useRef(userOnOpenChange);
+  userRef.current = userOnOpenChange;
+  const controlled = useRef(rest.open !== undefined);
+  controlled.current = rest.open !== undefined;
+  const onOpenChange = useCallback(
+    (open: boolean) => {
+      if (!controlled.current) c.setInboxOpen(open);
+      userRef.current?.(open);
+    },
+    [c],
+  );
+  // Controlled: the client learns the panel's state from the prop itself.
+  useEffect(() => {
+    if (rest.open !== undefined) c.setInboxOpen(rest.open);
+  }, [c, rest.open]);
+  useEffect(() => () => c.setInboxOpen(false), [c]);
   return (
     <NotificationBellView
       {...rest}

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { HeraldClient, Notification } from '@herald/client';
 import { iconFor, safeLink } from './format';
+import { resolveLabels, type HeraldLabels } from './labels';
 import { useHeraldClient } from './useNotifications';
 
 export interface ToastItem {
@@ -22,6 +23,10 @@ export interface ToasterProps {
   onNavigate?: (link: string) => void;
   /** Also toast ephemeral broadcasts (`global_notification`; default true). */
   broadcasts?: boolean;
+  /** 'auto' (default) follows the system's light/dark preference; 'light' or 'dark' forces one. */
+  theme?: 'auto' | 'light' | 'dark';
+  /** Words (`toastRegion`, `dismissToast`, `moreToasts`); missing ones fall back to English. */
+  labels?: Partial<HeraldLabels>;
 }
 
 /**
@@ -31,7 +36,8 @@ export interface ToasterProps {
  * them); broadcasts wait until it closes. A toast goes away when its notification is read
  * anywhere; clicking it marks it read.
  */
-export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNavigate, broadcasts = true }: ToasterProps) {
+export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNavigate, broadcasts = true, theme = 'auto', labels }: ToasterProps) {
+  const L = resolveLabels(labels);
   const client = useHeraldClient(explicit);
   const [toasts, setToasts] = useState<ToastItem[]>([]);
   const [inboxOpen, setInboxOpen] = useState(client.inboxOpen);
@@ -74,24 +80,31 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
 
   return (
     // The one live region for toasts: the toasts inside are plain content (no nested status roles).
-    <section className="hn-toaster" aria-label="Notifications" aria-live="polite" aria-relevant="additions" data-testid="herald-toaster">
+    <section
+      className="hn-toaster"
+      aria-label={L.toastRegion}
+      aria-live="polite"
+      aria-relevant="additions"
+      data-testid="herald-toaster"
+      data-hn-theme={theme}
+    >
       {shown.map((t) => (
-        <Toast key={t.id} toast={t} durationMs={durationMs} onDismiss={dismiss} onOpen={open} />
+        <Toast key={t.id} toast={t} durationMs={durationMs} onDismiss={dismiss} onOpen={open} dismissLabel={L.dismissToast} />
       ))}
-      {more > 0 && <ToastMore count={more} durationMs={durationMs} onDismiss={dismissOverflow} />}
+      {more > 0 && <ToastMore text={L.moreToasts(more)} durationMs={durationMs} onDismiss={dismissOverflow} />}
     </section>
   );
 }
 
 /** "+N more": the rest of a burst, cleared with the burst. */
-function ToastMore({ count, durationMs, onDismiss }: { count: number; durationMs: number; onDismiss: () => void }) {
+function ToastMore({ text, durationMs, onDismiss }: { text: string; durationMs: number; onDismiss: () => void }) {
   useEffect(() => {
     const t = setTimeout(onDismiss, durationMs);
     return () => clearTimeout(t);
   }, [onDismiss, durationMs]);
   return (
     <div className="hn-toast-more" data-testid="herald-toast-more">
-      +{count} more
+      {text}
     </div>
   );
 }
@@ -102,8 +115,10 @@ export function Toast({
   onDismiss,
   onOpen,
   onNavigate,
+  dismissLabel = 'Dismiss notification',
 }: {
   toast: ToastItem;
+  dismissLabel?: string;
   durationMs: number;
   onDismiss: (id: string) => void;
   /** Activating the toast (click, Enter); default: dismiss and follow its link with `onNavigate`. */
@@ -177,7 +192,7 @@ export function Toast({
       <button
         type="button"
         className="hn-toast__close"
-        aria-label="Dismiss notification"
+        aria-label={dismissLabel}
         onClick={(e) => {
           e.stopPropagation();
           onDismiss(toast.id);
