@@ -637,3 +637,96 @@ test('12. accessibility: no serious or critical axe violations on the demo — s
   // The contrast rule really looked at the elements this check exists for.
   assert.deepEqual(evaluated, { time: true, timeUnread: true, badge: true, toastClose: true }, 'axe color-contrast evaluated timestamps, badge and toast close');
 });
+
+test('13. themable and localisable: dark colours everywhere, right-to-left layout, Intl times, long titles clamped, line breaks kept, broken avatar falls back', async () => {
+  const user = `theme-${run}`;
+  const long = `A very long title ${'that keeps going and going '.repeat(6)}end`; // < 200 chars (the API's limit)
+  const pub = async (over) => (await cluster.publish(cluster.lbUrl, { recipient: user, type: 'order.shipped', title: 'Shipped', body: '', ...over })).notifications[0].id;
+  const idBreaks = await pub({ title: 'Two lines', body: 'line one\nline two' });
+  const idAvatar = await pub({ title: 'Broken avatar', body: '', avatar_url: '/no-such-avatar.png' });
+  const idLong = await pub({ title: long, body: 'short' });
+
+  // Dark (system preference), French times, right to left.
+  const ctx = await browser.newContext({ viewport: { width: 1200, height: 760 }, deviceScaleFactor: 1, colorScheme: 'dark' });
+  ctx.setDefaultTimeout(WAIT);
+  const page = await ctx.newPage();
+  await page.goto(`${cluster.lbUrl}/?${new URLSearchParams({ user, dir: 'rtl', lang: 'fr' })}`, { waitUntil: 'domcontentloaded' });
+  await waitOpen(page);
+  await waitBadge(page, 3);
+  await openBell(page);
+  await page.locator(`[data-testid="herald-item"][data-id="${idLong}"]`).waitFor();
+  await settle(page);
+
+  // Dark: the panel, rows, icon circles, footer and badge ring are all dark (no light leftovers).
+  const colours = await page.evaluate(() => {
+    const panel = document.querySelector('[data-testid="herald-panel"]');
+    const footer = document.createElement('div'); // the footer only shows with viewAllHref: probe its style
+    footer.className = 'hn-panel__footer';
+    panel.appendChild(footer);
+    const bg = (sel) => getComputedStyle(typeof sel === 'string' ? document.querySelector(sel) : sel).backgroundColor;
+    const out = {
+      panel: bg('[data-testid="herald-panel"]'),
+      unread: bg('[data-testid="herald-item"].is-unread'),
+      icon: bg('.hn-item__icon'),
+      footer: bg(footer),
+      fg: getComputedStyle(document.querySelector('.hn-item__title')).color,
+    };
+    footer.remove();
+    return out;
+  });
+  const lum = (c) => {
+    const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(Number);
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+  };
+  for (const k of ['panel', 'unread', 'icon', 'footer']) assert.ok(lum(colours[k]) < 0.25, `${k} is dark under the dark theme: ${colours[k]}`);
+  assert.ok(lum(colours.fg) > 0.75, `text is light under the dark theme: ${colours.fg}`);
+
+  // Intl times in the page's locale.
+  const expected = await page.evaluate(() => new Intl.RelativeTimeFormat('fr', { numeric: 'auto', style: 'short' }).format(0, 'second'));
+  assert.equal(await page.locator(`[data-testid="herald-item"][data-id="${idLong}"] time`).textContent(), expected);
+
+  // Long title: clamped to two lines; body line breaks kept (two lines for a short two-line body).
+  const lines = await page.evaluate(
+    ([idLong, idBreaks]) => {
+      const t = document.querySelector(`[data-testid="herald-item"][data-id="${idLong}"] .hn-item__title`);
+      const b = document.querySelector(`[data-testid="herald-item"][data-id="${idBreaks}"] .hn-item__body`);
+      const lh = (el) => parseFloat(getComputedStyle(el).lineHeight);
+      return { title: t.clientHeight / lh(t), titleCut: t.scrollHeight > t.clientHeight + 1, body: b.getBoundingClientRect().height / lh(b) };
+    },
+    [idLong, idBreaks],
+  );
+  assert.equal(Math.round(lines.title), 2, `long title clamped to 2 lines: ${JSON.stringify(lines)}`);
+  assert.ok(lines.titleCut, 'the long title is cut, not just short');
+  assert.equal(Math.round(lines.body), 2, `body keeps its line break: ${JSON.stringify(lines)}`);
+
+  // A broken avatar shows the type icon instead.
+  await page.waitForFunction((id) => !document.querySelector(`[data-testid="herald-item"][data-id="${id}"] img`), idAvatar, { timeout: WAIT });
+  assert.equal((await page.locator(`[data-testid="herald-item"][data-id="${idAvatar}"] .hn-item__icon`).textContent()).trim(), '📦');
+
+  // Right to left: the bar mirrors (bell on the left half), the panel hangs inward from the
+  // bell and stays on screen, its text starts at the right.
+  const bell = await page.locator('[data-testid="herald-bell"]').boundingBox();
+  const panel = await page.locator('[data-testid="herald-panel"]').boundingBox();
+  assert.ok(bell.x < 600, `bell on the left in RTL: ${JSON.stringify(bell)}`);
+  assert.ok(panel.x >= 0 && panel.x + panel.width <= 1200, `panel on screen: ${JSON.stringify(panel)}`);
+  assert.ok(Math.abs(panel.x - bell.x) < 40, `panel hangs from the bell's inline end (left in RTL): panel ${panel.x}, bell ${bell.x}`);
+  const title = await page.locator('.hn-panel__title').boundingBox();
+  assert.ok(title.x + title.width > panel.x + panel.width - 40, 'panel heading starts at the right');
+  await page.mouse.move(600, 700);
+  await page.screenshot({ path: join(ARTIFACTS, 'theme-dark-rtl-panel.png'), animations: 'disabled' });
+
+  // Toasts in RTL sit at the bottom left.
+  await page.keyboard.press('Escape');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  const idToast = await pub({ title: 'Un toast', body: 'à gauche' });
+  const toast = page.locator(`[data-testid="herald-toast"][data-id="${idToast}"]`);
+  await toast.waitFor({ state: 'visible' });
+  await toast.hover();
+  await settle(page);
+  const tb = await toast.boundingBox();
+  assert.ok(tb.x < 100, `toast at the left in RTL: ${JSON.stringify(tb)}`);
+  await page.screenshot({ path: join(ARTIFACTS, 'theme-dark-rtl-toast.png'), animations: 'disabled' });
+  const r = await axeRun(page);
+  assert.deepEqual(r.violations, [], 'no serious/critical axe violations in dark RTL');
+  await ctx.close();
+});
