@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent, type ReactNode } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent, type MouseEvent as ReactMouseEvent, type ReactNode } from 'react';
 import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from '@herald/client';
 import { badgeText, formatRelative, iconFor, safeLink } from './format';
 import { defaultLabels, resolveLabels, type HeraldLabels } from './labels';
@@ -276,6 +276,18 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     }
   };
 
+  // A row with a link: marks it read; a plain click goes through `onNavigate` (your router) when
+  // given, else the browser follows the href. Modified clicks (new tab/window) are the browser's.
+  const followRow = (e: ReactMouseEvent<HTMLAnchorElement>, n: Notification, link: string) => {
+    if (!n.read_at) onMarkRead(n.id);
+    if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    close(true);
+    if (props.onNavigate) {
+      e.preventDefault();
+      props.onNavigate(link);
+    }
+  };
+
   const error = props.error ?? null;
   const retryButton = props.onRetry ? (
     <button type="button" className="hn-button" onClick={() => props.onRetry?.()} data-testid="herald-retry">
@@ -409,38 +421,50 @@ export function NotificationBellView(props: NotificationBellViewProps) {
               {shown.map((n, i) => {
                 const unread = !n.read_at;
                 const time = formatRelative(n.created_at, now, locale);
+                const link = safeLink(n.link);
+                const rowProps = {
+                  'data-hn-nav': '',
+                  tabIndex: i === 0 ? 0 : -1,
+                  className: `hn-item${unread ? ' is-unread' : ''}`,
+                  'data-testid': 'herald-item',
+                  'data-id': n.id,
+                  'data-unread': unread ? 'true' : 'false',
+                };
+                const content = (
+                  <>
+                    {unread && <span className="hn-sr">{L.unread}</span>}
+                        {props.renderItem ? (
+                          props.renderItem(n, { unread, time })
+                        ) : (
+                          <>
+                            <span className="hn-item__icon" aria-hidden="true">
+                              <ItemIcon n={n} />
+                            </span>
+                            <span className="hn-item__content">
+                              <span className="hn-item__title">{n.title}</span>
+                              {n.body && <span className="hn-item__body">{n.body}</span>}
+                              <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString(locale)}>
+                                {time}
+                              </time>
+                            </span>
+                            {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                      </>
+                    )}
+                  </>
+                );
                 return (
                   <li key={n.id} className="hn-row">
-                    {/* One button per row: its name is its visible text (title, body, time). */}
-                    <button
-                      type="button"
-                      data-hn-nav
-                      tabIndex={i === 0 ? 0 : -1}
-                      className={`hn-item${unread ? ' is-unread' : ''}`}
-                      data-testid="herald-item"
-                      data-id={n.id}
-                      data-unread={unread ? 'true' : 'false'}
-                      onClick={() => activate(n)}
-                    >
-                      {unread && <span className="hn-sr">{L.unread}</span>}
-                      {props.renderItem ? (
-                        props.renderItem(n, { unread, time })
-                      ) : (
-                        <>
-                          <span className="hn-item__icon" aria-hidden="true">
-                            <ItemIcon n={n} />
-                          </span>
-                          <span className="hn-item__content">
-                            <span className="hn-item__title">{n.title}</span>
-                            {n.body && <span className="hn-item__body">{n.body}</span>}
-                            <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString(locale)}>
-                              {time}
-                            </time>
-                          </span>
-                          {unread && <span className="hn-item__dot" aria-hidden="true" />}
-                        </>
-                      )}
-                    </button>
+                    {/* One control per row, named by its visible text (title, body, time): a link
+                        when the notification goes somewhere (new tab, copy link, router), else a button. */}
+                    {link ? (
+                      <a href={link} {...rowProps} onClick={(e) => followRow(e, n, link)}>
+                        {content}
+                      </a>
+                    ) : (
+                      <button type="button" {...rowProps} onClick={() => activate(n)}>
+                        {content}
+                      </button>
+                    )}
                   </li>
                 );
               })}

@@ -203,3 +203,58 @@ describe('content', () => {
     expect(screen.getByTestId('herald-item').querySelector('.hn-item__body')!.textContent).toBe('line one\nline two');
   });
 });
+
+describe('router integration', () => {
+  it('a row with a safe link is a real link; a plain click goes through onNavigate (the router), not the browser', () => {
+    const onNavigate = vi.fn();
+    const onMarkRead = vi.fn();
+    view({ defaultOpen: true, onNavigate, onMarkRead, notifications: [notif(1, { link: '/orders/1' })] });
+    const row = screen.getByRole('link', { name: /Title 1/ });
+    expect(row.getAttribute('href')).toBe('/orders/1');
+    expect(row).toBe(screen.getByTestId('herald-item'));
+    const click = new MouseEvent('click', { bubbles: true, cancelable: true, button: 0 });
+    act(() => void row.dispatchEvent(click));
+    expect(click.defaultPrevented).toBe(true);
+    expect(onNavigate).toHaveBeenCalledWith('/orders/1');
+    expect(onMarkRead).toHaveBeenCalledWith('id-1');
+    expect(screen.queryByRole('dialog')).toBeNull();
+  });
+
+  it('a modified click (new tab) is left to the browser: marked read, no router call, panel stays', () => {
+    const onNavigate = vi.fn();
+    const onMarkRead = vi.fn();
+    view({ defaultOpen: true, onNavigate, onMarkRead, notifications: [notif(1, { link: '/orders/1' })] });
+    // What the component left for the browser, seen after it ran (then stopped: jsdom cannot navigate).
+    let leftToBrowser: boolean | null = null;
+    const spy = (e: Event) => {
+      leftToBrowser = !e.defaultPrevented;
+      e.preventDefault();
+    };
+    window.addEventListener('click', spy);
+    const click = new MouseEvent('click', { bubbles: true, cancelable: true, button: 0, ctrlKey: true });
+    act(() => void screen.getByTestId('herald-item').dispatchEvent(click));
+    window.removeEventListener('click', spy);
+    expect(leftToBrowser).toBe(true);
+    expect(onNavigate).not.toHaveBeenCalled();
+    expect(onMarkRead).toHaveBeenCalledWith('id-1');
+    expect(screen.getByRole('dialog')).toBeTruthy();
+  });
+
+  it('an unsafe link is never an href: the row is a button', () => {
+    view({ defaultOpen: true, notifications: [notif(1, { link: 'javascript:alert(1)' })] });
+    expect(screen.queryByRole('link')).toBeNull();
+    expect(screen.getByTestId('herald-item').tagName).toBe('BUTTON');
+  });
+});
+
+describe('every colour is a variable', () => {
+  it('styles.css has colour literals only in custom property declarations', async () => {
+    const { readFileSync } = await import('node:fs');
+    const css = readFileSync(`${process.cwd()}/react/src/styles.css`, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+    const offenders = css
+      .split(/[;{}]/)
+      .map((d) => d.trim())
+      .filter((d) => /#[0-9a-f]{3,8}\b|rgba?\(|hsla?\(|(?<![\w-])(white|black)(?![\w-])/i.test(d) && !d.startsWith('--'));
+    expect(offenders).toEqual([]);
+  });
+});
