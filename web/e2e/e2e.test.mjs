@@ -730,3 +730,12 @@ test('13. themable and localisable: dark colours everywhere, right-to-left layou
   assert.deepEqual(r.violations, [], 'no serious/critical axe violations in dark RTL');
   await ctx.close();
 });
+
+test('14. screenshots of the bell, panel and toasts in light, dark and 375 px are in test-artifacts/', async () => {
+  const { statSync } = await import('node:fs');
+  const files = [];
+  for (const scheme of ['light', 'dark'])
+    for (const width of [1200, 375]) for (const state of ['signin', 'closed-toasts', 'open']) files.push(`a11y-${state}-${scheme}-${width}.png`);
+  files.push('theme-dark-rtl-panel.png', 'theme-dark-rtl-toast.png');
+  for (const f of files) assert.ok(statSync(join(ARTIFACTS, f)).size > 5000, `${f} looks empty`);
+});
