@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useRef, useState, type MouseEvent as ReactMouseEvent } from 'react';
 import type { HeraldClient, Notification } from '@herald/client';
 import { iconFor, safeLink } from './format';
 import { resolveLabels, type HeraldLabels } from './labels';
@@ -65,11 +65,11 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
 
   const navigate = onNavigate ?? ((l: string) => window.location.assign(l));
   const open = useCallback(
-    (t: ToastItem) => {
+    (t: ToastItem, opts?: { navigate?: boolean }) => {
       dismiss(t.id);
       if (t.seq !== undefined) void client.markRead(t.id).catch(() => undefined);
       const link = safeLink(t.link);
-      if (link) navigate(link);
+      if (link && opts?.navigate !== false) navigate(link);
     },
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [client, dismiss, onNavigate],
@@ -121,8 +121,11 @@ export function Toast({
   dismissLabel?: string;
   durationMs: number;
   onDismiss: (id: string) => void;
-  /** Activating the toast (click, Enter); default: dismiss and follow its link with `onNavigate`. */
-  onOpen?: (toast: ToastItem) => void;
+  /**
+   * Activating the toast (click, Enter); default: dismiss and follow its link with `onNavigate`.
+   * `navigate: false` when the browser opens the link itself (a modified click: new tab).
+   */
+  onOpen?: (toast: ToastItem, opts?: { navigate?: boolean }) => void;
   onNavigate?: (link: string) => void;
 }) {
   const [hovered, setHovered] = useState(false);
@@ -142,10 +145,17 @@ export function Toast({
   }, [paused, toast.id, onDismiss]);
 
   const link = safeLink(toast.link);
-  const open = () => {
-    if (onOpen) return onOpen(toast);
+  const open = (opts?: { navigate?: boolean }) => {
+    if (onOpen) return onOpen(toast, opts);
     onDismiss(toast.id);
-    if (link) onNavigate?.(link);
+    if (link && opts?.navigate !== false) onNavigate?.(link);
+  };
+  // A toast with a link is a real link (new tab, copy link); a plain click is routed through
+  // `onNavigate`, a modified click is left to the browser (the toast still counts as opened).
+  const followLink = (e: ReactMouseEvent<HTMLAnchorElement>) => {
+    if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return open({ navigate: false });
+    e.preventDefault();
+    open();
   };
 
   const actionable = !!link || toast.seq !== undefined;
@@ -182,8 +192,12 @@ export function Toast({
       }}
       style={{ ['--hn-toast-duration' as string]: `${durationMs}ms` }}
     >
-      {actionable ? (
-        <button type="button" className="hn-toast__main" data-testid="herald-toast-open" onClick={open}>
+      {link ? (
+        <a href={link} className="hn-toast__main" data-testid="herald-toast-open" onClick={followLink}>
+          {inner}
+        </a>
+      ) : actionable ? (
+        <button type="button" className="hn-toast__main" data-testid="herald-toast-open" onClick={() => open()}>
           {inner}
         </button>
       ) : (

@@ -358,7 +358,7 @@ describe('<Toaster />', () => {
       (client as any).emit('toast', { ...notif(2), title: 'Second' });
     });
     expect(screen.getAllByTestId('herald-toast')).toHaveLength(2);
-    fireEvent.click(screen.getByRole('button', { name: /Shipped/ }));
+    fireEvent.click(screen.getByRole('link', { name: /Shipped/ })); // it has a link: a real one
     expect(onNavigate).toHaveBeenCalledWith('/orders/1');
     expect(screen.getAllByTestId('herald-toast')).toHaveLength(1);
     act(() => {

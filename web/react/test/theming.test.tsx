@@ -258,3 +258,32 @@ describe('every colour is a variable', () => {
     expect(offenders).toEqual([]);
   });
 });
+
+describe('toast links', () => {
+  it('a toast with a link is a real link: a plain click is routed, a modified one is left to the browser but still marks read', () => {
+    const client = noSocketClient();
+    const markRead = vi.spyOn(client, 'markRead').mockResolvedValue();
+    const onNavigate = vi.fn();
+    render(<Toaster client={client} onNavigate={onNavigate} />);
+    act(() => void (client as any).emit('toast', notif(1, { link: '/orders/1', title: 'One' })));
+    act(() => void (client as any).emit('toast', notif(2, { link: '/orders/2', title: 'Two' })));
+    const one = screen.getByRole('link', { name: /One/ });
+    expect(one.getAttribute('href')).toBe('/orders/1');
+    const plain = new MouseEvent('click', { bubbles: true, cancelable: true, button: 0 });
+    act(() => void one.dispatchEvent(plain));
+    expect(plain.defaultPrevented).toBe(true);
+    expect(onNavigate).toHaveBeenCalledWith('/orders/1');
+    let leftToBrowser: boolean | null = null;
+    const spy = (e: Event) => {
+      leftToBrowser = !e.defaultPrevented;
+      e.preventDefault(); // jsdom cannot navigate
+    };
+    window.addEventListener('click', spy);
+    act(() => void screen.getByRole('link', { name: /Two/ }).dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true, button: 0, metaKey: true })));
+    window.removeEventListener('click', spy);
+    expect(leftToBrowser).toBe(true);
+    expect(onNavigate).toHaveBeenCalledTimes(1);
+    expect(markRead.mock.calls.map((c) => c[0])).toEqual(['id-1', 'id-2']);
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+  });
+});
