@@ -6,10 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 import { startCluster, ROOT } from './cluster.mjs';
 
 const ARTIFACTS = join(ROOT, 'test-artifacts');
+const AXE_PATH = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT = 15_000; // upper bound for any single wait
 const run = randomBytes(3).toString('hex');
@@ -90,7 +92,8 @@ const badge = async (page) => {
   const el = page.locator('[data-testid="herald-badge"]');
   return (await el.count()) ? (await el.textContent()).trim() : '0';
 };
-const ariaLabel = (page) => page.locator('[data-testid="herald-bell"]').getAttribute('aria-label');
+// The bell's accessible name (from its own text since the a11y pass, not an aria-label).
+const ariaLabel = (page) => page.locator('[data-testid="herald-bell"] > .hn-sr').textContent();
 const toastsFor = (page, id) => page.evaluate((id) => window.__toasts.filter((t) => t === id).length, id);
 const clientIds = (page) => page.evaluate(() => window.__herald.notifications.map((n) => n.id));
 
@@ -490,4 +493,249 @@ test('11. a first connect with many pending notifications renders a capped page,
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="herald-item"]').length === 100, null, { timeout: WAIT });
   assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'herald-item', 'focus on the first older row');
   await ctx.close();
+});
+
+// ------------------------------------------------------------------------- accessibility
+
+/**
+ * axe-core (pinned, injected into the page) on the whole document: every rule axe runs by
+ * default (color-contrast included) plus label-content-name-mismatch. Returns the serious and
+ * critical violations, and the selectors of every node whose text contrast axe evaluated.
+ */
+async function axeRun(page) {
+  if (!(await page.evaluate(() => !!window.axe))) await page.addScriptTag({ path: AXE_PATH });
+  return page.evaluate(async () => {
+    // Short text ("3" in the badge, "×" on a toast) is skipped by default: check it too.
+    // (configure replaces a check's options wholesale: keep the defaults, flip the one flag).
+    const defaults = window.axe._audit.checks['color-contrast'].options;
+    window.axe.configure({ checks: [{ id: 'color-contrast', options: { ...defaults, ignoreLength: true } }] });
+    const r = await window.axe.run(document, {
+      rules: { 'label-content-name-mismatch': { enabled: true } },
+      resultTypes: ['violations', 'passes', 'incomplete'],
+      elementRef: true,
+    });
+    // What each node is, by the classes of it and its ancestors (axe's own selectors are terse).
+    const what = (n) => {
+      const el = n.element;
+      const cls = (e) => (e && e.className && typeof e.className === 'string' ? e.className : '');
+      return `${n.target.join(' ')} {${cls(el)} < ${cls(el?.parentElement)} < ${cls(el?.parentElement?.parentElement)} < ${cls(el?.closest('.hn-item'))}}`;
+    };
+    const nodesOf = (list, id) => (list.find((x) => x.id === id)?.nodes ?? []).map(what);
+    return {
+      violations: r.violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => `${n.target.join(' ')} — ${n.failureSummary?.split('\n').slice(1, 2).join(' ').trim()}`) })),
+      // Live regions inside live regions (screen readers announce them twice, or not at all).
+      nestedLive: [...document.querySelectorAll('[aria-live],[role=status],[role=alert],[role=log]')].filter((el) =>
+        el.parentElement?.closest('[aria-live],[role=status],[role=alert],[role=log]'),
+      ).length,
+      // Focusable non-controls standing in for buttons.
+      focusableDivs: [...document.querySelectorAll('div[tabindex],li[tabindex],span[tabindex],[role=button]:not(button)')].length,
+      contrastPassed: nodesOf(r.passes, 'color-contrast'),
+      contrastIncompleteRaw: (r.incomplete.find((x) => x.id === 'color-contrast')?.nodes ?? []).map((n) => `${n.target.join(' ')}: ${n.any.map((c) => c.message).join('; ')}`),
+      contrastFailed: nodesOf(r.violations, 'color-contrast'),
+    };
+  });
+}
+
+/** Waits out entry animations (a half-faded toast is not what users read). */
+const settle = (page) => page.waitForTimeout(450);
+
+/** WCAG relative luminance contrast of two `rgb()/rgba()` colours (alpha ignored: opaque in practice). */
+function contrast(a, b) {
+  const lum = (c) => {
+    const [r, g, bl] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
+test('12. accessibility: no serious or critical axe violations on the demo — sign-in and signed-in, panel open and closed, toasts, light and dark, desktop and 375 px', async () => {
+  const user = `axe-${run}`;
+  const report = [];
+  const evaluated = { time: false, timeUnread: false, badge: false, toastClose: false };
+  for (const colorScheme of ['light', 'dark']) {
+    for (const width of [1200, 375]) {
+      const tag = `${colorScheme}-${width}`;
+      const ctx = await browser.newContext({ viewport: { width, height: 760 }, deviceScaleFactor: 1, colorScheme });
+      ctx.setDefaultTimeout(WAIT);
+      const check = async (page, state) => {
+        await settle(page);
+        const r = await axeRun(page);
+        for (const v of r.violations) report.push(`[${state} ${tag}] ${v.id} (${v.impact}): ${v.help}\n      ${v.nodes.join('\n      ')}`);
+        const all = [...r.contrastPassed, ...r.contrastFailed];
+        if (all.some((t) => t.includes('{hn-item__time'))) evaluated.time = true;
+        if (all.some((t) => t.includes('{hn-item__time') && t.includes('is-unread}'))) evaluated.timeUnread = true;
+        if (all.some((t) => t.includes('{hn-badge'))) evaluated.badge = true;
+        if (all.some((t) => t.includes('{hn-toast__close'))) evaluated.toastClose = true;
+        if (r.nestedLive) report.push(`[${state} ${tag}] ${r.nestedLive} live region(s) nested in another`);
+        if (r.focusableDivs) report.push(`[${state} ${tag}] ${r.focusableDivs} focusable non-button element(s) acting as buttons`);
+        const hn = r.contrastIncompleteRaw.filter((t) => t.includes('hn-'));
+        if (hn.length) console.error(`[${state} ${tag}] contrast not decided by axe:\n  ${hn.join('\n  ')}`);
+        await page.screenshot({ path: join(ARTIFACTS, `a11y-${state}-${tag}.png`), animations: 'disabled' });
+      };
+
+      // Sign-in page.
+      const page = await ctx.newPage();
+      page.on('pageerror', (e) => console.error(`[page ${user}] error:`, e.message));
+      await page.goto(`${cluster.lbUrl}/`, { waitUntil: 'domcontentloaded' });
+      await page.locator('input[name="user"]').waitFor({ state: 'visible' });
+      await check(page, 'signin');
+
+      // Signed in, panel closed, two toasts on screen (hovered: paused, so they stay for the check).
+      await page.locator('input[name="user"]').fill(`${user}-${tag}`);
+      await page.keyboard.press('Enter');
+      await waitOpen(page);
+      await page.evaluate(() => document.body.dataset.state);
+      const sent = [];
+      for (const [type, title, body, link] of [
+        ['comment.created', 'Bob commented on your post', 'Looks great! Ship it', '/posts/7'],
+        ['order.shipped', 'Order #1042 has shipped', 'Arriving Thursday via UPS.', '/orders/1042'],
+        ['task.assigned', 'New task: Update billing docs', 'Assigned to you by Dana', '/tasks/88'],
+      ]) {
+        const r = await cluster.publish(cluster.lbUrl, { recipient: `${user}-${tag}`, type, title, body, link });
+        sent.push(r.notifications[0].id);
+      }
+      await waitBadge(page, 3);
+      const toast = page.locator('[data-testid="herald-toast"]').first();
+      await toast.waitFor({ state: 'visible' });
+      await toast.hover();
+      await check(page, 'closed-toasts');
+
+      // Panel open, with unread and read rows.
+      await page.evaluate((id) => window.__herald.markRead(id), sent[0]);
+      await waitBadge(page, 2);
+      await page.mouse.move(1, 400);
+      await openBell(page);
+      await page.locator(`[data-testid="herald-item"][data-id="${sent[0]}"][data-unread="false"]`).waitFor();
+      await check(page, 'open');
+
+      // The bell's keyboard focus ring stands out from the bar it sits on (WCAG 1.4.11, 3:1).
+      await page.keyboard.press('Escape');
+      await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+      const ring = await page.evaluate(() => {
+        const b = document.querySelector('[data-testid="herald-bell"]');
+        const cs = getComputedStyle(b);
+        let el = b.parentElement;
+        while (el && getComputedStyle(el).backgroundColor.replace(/\s/g, '').match(/rgba\(0,0,0,0\)|transparent/)) el = el.parentElement;
+        return { visible: b.matches(':focus-visible'), style: cs.outlineStyle, width: cs.outlineWidth, color: cs.outlineColor, bg: el ? getComputedStyle(el).backgroundColor : 'rgb(255, 255, 255)' };
+      });
+      assert.ok(ring.visible, 'Escape leaves keyboard focus (focus-visible) on the bell');
+      assert.notEqual(ring.style, 'none');
+      const ratio = contrast(ring.color, ring.bg);
+      if (ratio < 3) report.push(`[focus ${tag}] bell focus ring ${ring.color} on ${ring.bg}: ${ratio.toFixed(2)}:1 (< 3:1)`);
+      await ctx.close();
+    }
+  }
+  console.error('contrast evaluated:', JSON.stringify(evaluated));
+  if (report.length) console.error(`axe: ${report.length} serious/critical finding(s):\n  ${report.join('\n  ')}`);
+  assert.deepEqual(report, [], 'serious/critical accessibility violations (printed above)');
+  // The contrast rule really looked at the elements this check exists for.
+  assert.deepEqual(evaluated, { time: true, timeUnread: true, badge: true, toastClose: true }, 'axe color-contrast evaluated timestamps, badge and toast close');
+});
+
+test('13. themable and localisable: dark colours everywhere, right-to-left layout, Intl times, long titles clamped, line breaks kept, broken avatar falls back', async () => {
+  const user = `theme-${run}`;
+  const long = `A very long title ${'that keeps going and going '.repeat(6)}end`; // < 200 chars (the API's limit)
+  const pub = async (over) => (await cluster.publish(cluster.lbUrl, { recipient: user, type: 'order.shipped', title: 'Shipped', body: '', ...over })).notifications[0].id;
+  const idBreaks = await pub({ title: 'Two lines', body: 'line one\nline two' });
+  const idAvatar = await pub({ title: 'Broken avatar', body: '', avatar_url: '/no-such-avatar.png' });
+  const idLong = await pub({ title: long, body: 'short' });
+
+  // Dark (system preference), French times, right to left.
+  const ctx = await browser.newContext({ viewport: { width: 1200, height: 760 }, deviceScaleFactor: 1, colorScheme: 'dark' });
+  ctx.setDefaultTimeout(WAIT);
+  const page = await ctx.newPage();
+  await page.goto(`${cluster.lbUrl}/?${new URLSearchParams({ user, dir: 'rtl', lang: 'fr' })}`, { waitUntil: 'domcontentloaded' });
+  await waitOpen(page);
+  await waitBadge(page, 3);
+  await openBell(page);
+  await page.locator(`[data-testid="herald-item"][data-id="${idLong}"]`).waitFor();
+  await settle(page);
+
+  // Dark: the panel, rows, icon circles, footer and badge ring are all dark (no light leftovers).
+  const colours = await page.evaluate(() => {
+    const panel = document.querySelector('[data-testid="herald-panel"]');
+    const footer = document.createElement('div'); // the footer only shows with viewAllHref: probe its style
+    footer.className = 'hn-panel__footer';
+    panel.appendChild(footer);
+    const bg = (sel) => getComputedStyle(typeof sel === 'string' ? document.querySelector(sel) : sel).backgroundColor;
+    const out = {
+      panel: bg('[data-testid="herald-panel"]'),
+      unread: bg('[data-testid="herald-item"].is-unread'),
+      icon: bg('.hn-item__icon'),
+      footer: bg(footer),
+      fg: getComputedStyle(document.querySelector('.hn-item__title')).color,
+    };
+    footer.remove();
+    return out;
+  });
+  const lum = (c) => {
+    const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(Number);
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+  };
+  for (const k of ['panel', 'unread', 'icon', 'footer']) assert.ok(lum(colours[k]) < 0.25, `${k} is dark under the dark theme: ${colours[k]}`);
+  assert.ok(lum(colours.fg) > 0.75, `text is light under the dark theme: ${colours.fg}`);
+
+  // Intl times in the page's locale.
+  const expected = await page.evaluate(() => new Intl.RelativeTimeFormat('fr', { numeric: 'auto', style: 'short' }).format(0, 'second'));
+  assert.equal(await page.locator(`[data-testid="herald-item"][data-id="${idLong}"] time`).textContent(), expected);
+
+  // Long title: clamped to two lines; body line breaks kept (two lines for a short two-line body).
+  const lines = await page.evaluate(
+    ([idLong, idBreaks]) => {
+      const t = document.querySelector(`[data-testid="herald-item"][data-id="${idLong}"] .hn-item__title`);
+      const b = document.querySelector(`[data-testid="herald-item"][data-id="${idBreaks}"] .hn-item__body`);
+      const lh = (el) => parseFloat(getComputedStyle(el).lineHeight);
+      return { title: t.clientHeight / lh(t), titleCut: t.scrollHeight > t.clientHeight + 1, body: b.getBoundingClientRect().height / lh(b) };
+    },
+    [idLong, idBreaks],
+  );
+  assert.equal(Math.round(lines.title), 2, `long title clamped to 2 lines: ${JSON.stringify(lines)}`);
+  assert.ok(lines.titleCut, 'the long title is cut, not just short');
+  assert.equal(Math.round(lines.body), 2, `body keeps its line break: ${JSON.stringify(lines)}`);
+
+  // A broken avatar shows the type icon instead.
+  await page.waitForFunction((id) => !document.querySelector(`[data-testid="herald-item"][data-id="${id}"] img`), idAvatar, { timeout: WAIT });
+  assert.equal((await page.locator(`[data-testid="herald-item"][data-id="${idAvatar}"] .hn-item__icon`).textContent()).trim(), '📦');
+
+  // Right to left: the bar mirrors (bell on the left half), the panel hangs inward from the
+  // bell and stays on screen, its text starts at the right.
+  const bell = await page.locator('[data-testid="herald-bell"]').boundingBox();
+  const panel = await page.locator('[data-testid="herald-panel"]').boundingBox();
+  assert.ok(bell.x < 600, `bell on the left in RTL: ${JSON.stringify(bell)}`);
+  assert.ok(panel.x >= 0 && panel.x + panel.width <= 1200, `panel on screen: ${JSON.stringify(panel)}`);
+  assert.ok(Math.abs(panel.x - bell.x) < 40, `panel hangs from the bell's inline end (left in RTL): panel ${panel.x}, bell ${bell.x}`);
+  const title = await page.locator('.hn-panel__title').boundingBox();
+  assert.ok(title.x + title.width > panel.x + panel.width - 40, 'panel heading starts at the right');
+  await page.mouse.move(600, 700);
+  await page.screenshot({ path: join(ARTIFACTS, 'theme-dark-rtl-panel.png'), animations: 'disabled' });
+
+  // Toasts in RTL sit at the bottom left.
+  await page.keyboard.press('Escape');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  const idToast = await pub({ title: 'Un toast', body: 'à gauche' });
+  const toast = page.locator(`[data-testid="herald-toast"][data-id="${idToast}"]`);
+  await toast.waitFor({ state: 'visible' });
+  await toast.hover();
+  await settle(page);
+  const tb = await toast.boundingBox();
+  assert.ok(tb.x < 100, `toast at the left in RTL: ${JSON.stringify(tb)}`);
+  await page.screenshot({ path: join(ARTIFACTS, 'theme-dark-rtl-toast.png'), animations: 'disabled' });
+  const r = await axeRun(page);
+  assert.deepEqual(r.violations, [], 'no serious/critical axe violations in dark RTL');
+  await ctx.close();
+});
+
+test('14. screenshots of the bell, panel and toasts in light, dark and 375 px are in test-artifacts/', async () => {
+  const { statSync } = await import('node:fs');
+  const files = [];
+  for (const scheme of ['light', 'dark'])
+    for (const width of [1200, 375]) for (const state of ['signin', 'closed-toasts', 'open']) files.push(`a11y-${state}-${scheme}-${width}.png`);
+  files.push('theme-dark-rtl-panel.png', 'theme-dark-rtl-toast.png');
+  for (const f of files) assert.ok(statSync(join(ARTIFACTS, f)).size > 5000, `${f} looks empty`);
 });

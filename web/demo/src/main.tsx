@@ -12,6 +12,11 @@ const sameOriginWs = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${loca
 const WS_URL = params.get('ws') || sameOriginWs;
 const API_URL = (params.get('api') || location.origin).replace(/\/+$/, '');
 
+// `?dir=rtl` lays the page out right to left; `?lang=fr` formats the bell's times in French.
+const LANG = params.get('lang') || undefined;
+if (params.get('dir') === 'rtl') document.documentElement.dir = 'rtl';
+if (LANG) document.documentElement.lang = LANG;
+
 const USER_RE = /^[A-Za-z0-9._~:@+=|-]{1,128}$/;
 
 /** Why a user id is not accepted (null when it is), said out loud instead of silently fixed. */
@@ -47,7 +52,7 @@ function SignIn({ onSignIn }: { onSignIn: (user: string) => void }) {
     input.current?.select();
   }, []);
   return (
-    <div className="signin">
+    <main className="signin">
       <form
         className="card signin__card"
         onSubmit={(e) => {
@@ -83,7 +88,7 @@ function SignIn({ onSignIn }: { onSignIn: (user: string) => void }) {
           Continue as {user || '…'}
         </button>
       </form>
-    </div>
+    </main>
   );
 }
 
@@ -148,7 +153,7 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
           </div>
         </div>
         <div className="topbar__right">
-          <NotificationBell onNavigate={navigate} />
+          <NotificationBell onNavigate={navigate} locale={LANG} />
           <div className="avatar" title={`Signed in as ${user}`} aria-hidden="true">
             {user.slice(0, 1).toUpperCase()}
           </div>

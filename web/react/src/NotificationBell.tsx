@@ -1,6 +1,7 @@
-import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent, type MouseEvent as ReactMouseEvent, type ReactNode } from 'react';
 import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from '@herald/client';
-import { badgeText, describeError, formatRelative, iconFor, safeLink } from './format';
+import { badgeText, formatRelative, iconFor, safeLink } from './format';
+import { defaultLabels, resolveLabels, type HeraldLabels } from './labels';
 import { useNotifications, useNow } from './useNotifications';
 
 export interface NotificationBellViewProps {
@@ -32,37 +33,40 @@ export interface NotificationBellViewProps {
   pageSize?: number;
   /** Called when the panel opens or closes (the live bell tells the client: no toasts while open). */
   onOpenChange?: (open: boolean) => void;
+  /** Controlled open state: the panel follows this prop; ask for changes through `onOpenChange`. */
+  open?: boolean;
+  /** Where the panel hangs from the bell: under it, aligned to its end (default) or start edge. */
+  placement?: 'bottom-end' | 'bottom-start';
+  /** 'auto' (default) follows the system's light/dark preference; 'light' or 'dark' forces one. */
+  theme?: 'auto' | 'light' | 'dark';
+  /** Words (see `HeraldLabels`); missing ones fall back to English. */
+  labels?: Partial<HeraldLabels>;
+  /** BCP 47 locale for times and dates (`Intl`); default: the English short forms. */
+  locale?: string;
+  /** Custom row content (inside the row's button, which keeps activation and focus). */
+  renderItem?: (n: Notification, ctx: { unread: boolean; time: string }) => ReactNode;
+  /** Custom empty state (live, nothing to show). */
+  renderEmpty?: () => ReactNode;
+  /** Custom bell content (inside the bell button; its accessible name stays the labels' `bell`). */
+  renderBell?: (ctx: { unreadCount: number; state: ConnectionState; open: boolean }) => ReactNode;
 }
 
-const PENDING_HINT: Record<ConnectionState, string> = {
-  idle: 'Notifications will appear once connected.',
-  connecting: 'Fetching your notifications.',
-  open: 'Fetching your notifications.',
-  reconnecting: 'The connection dropped; trying again.',
-  offline: 'You are offline. Notifications will arrive when you are back online.',
-  closed: 'Not connected to notifications.',
-  error: 'Not connected to notifications.',
-};
-
-const ACTION_FAILED: Record<ActionError['action'], string> = {
-  mark_read: 'Couldn’t mark the notification as read; it is unread again.',
-  mark_all_read: 'Couldn’t mark all as read; your notifications are unread again.',
-  load_more: 'Couldn’t load older notifications.',
-};
-
-const STATE_LABEL: Readonly<Record<ConnectionState, string>> = {
-  idle: 'Not connected',
-  connecting: 'Connecting…',
-  open: 'Live',
-  reconnecting: 'Reconnecting…',
-  offline: 'Offline',
-  closed: 'Disconnected',
-  error: 'Connection error',
-};
-
 /** The words the bell uses for a connection state ("Live", "Reconnecting…", …): use them elsewhere too. */
-export function connectionStateLabel(state: ConnectionState): string {
-  return STATE_LABEL[state];
+export function connectionStateLabel(state: ConnectionState, labels?: Partial<HeraldLabels>): string {
+  return (labels?.states ?? defaultLabels.states)[state] ?? defaultLabels.states[state];
+}
+
+/** A row's picture: the avatar, or the type's icon when there is none or it fails to load. */
+function ItemIcon({ n }: { n: Notification }) {
+  const [broken, setBroken] = useState<string | null>(null);
+  const src = n.avatar_url && safeAvatar(n.avatar_url);
+  if (src && broken !== src) return <img src={src} alt="" onError={() => setBroken(src)} data-testid="herald-avatar" />;
+  return <>{iconFor(n.type)}</>;
+}
+
+/** Avatars load from http(s) or a same-origin path only (the link rule), nothing else. */
+function safeAvatar(url: string): string | null {
+  return safeLink(url);
 }
 
 export function BellIcon({ size = 20 }: { size?: number }) {
@@ -80,28 +84,81 @@ export function BellIcon({ size = 20 }: { size?: number }) {
   );
 }
 
+type ConnShape = 'live' | 'pending' | 'down' | 'offline';
+function connShape(state: ConnectionState): ConnShape {
+  return state === 'open' ? 'live' : state === 'error' || state === 'closed' ? 'down' : state === 'offline' ? 'offline' : 'pending';
+}
+
+/**
+ * The connection state as a shape, not only a colour: a filled dot (live), a ring (connecting),
+ * a cross (down), a struck-through ring (offline). Decorative: the words are always there too.
+ */
+export function ConnectionIcon({ state, size = 10 }: { state: ConnectionState; size?: number }) {
+  const shape = connShape(state);
+  return (
+    <svg width={size} height={size} viewBox="0 0 10 10" aria-hidden="true" focusable="false" data-shape={shape}>
+      {shape === 'live' && <circle cx="5" cy="5" r="4" fill="currentColor" />}
+      {shape === 'pending' && <circle cx="5" cy="5" r="3.2" fill="none" stroke="currentColor" strokeWidth="1.6" />}
+      {shape === 'down' && <path d="M2 2 8 8M8 2 2 8" stroke="currentColor" strokeWidth="2.2" strokeLinecap="round" />}
+      {shape === 'offline' && (
+        <>
+          <circle cx="5" cy="5" r="3.2" fill="none" stroke="currentColor" strokeWidth="1.4" />
+          <path d="M1.2 8.8 8.8 1.2" stroke="currentColor" strokeWidth="1.4" strokeLinecap="round" />
+        </>
+      )}
+    </svg>
+  );
+}
+
 /** The bell, badge and dropdown, driven entirely by props (see `NotificationBell` for the live one). */
 export function NotificationBellView(props: NotificationBellViewProps) {
   const { notifications, unreadCount, state, loading, hasMore, onMarkRead, onMarkAllRead, onLoadMore } = props;
-  const [open, setOpen] = useState(!!props.defaultOpen);
+  const L = resolveLabels(props.labels);
+  const locale = props.locale;
+  const controlled = props.open !== undefined;
+  const [openState, setOpenState] = useState(!!props.defaultOpen);
+  const open = controlled ? !!props.open : openState;
+  const onOpenChangeRef = useRef(props.onOpenChange);
+  onOpenChangeRef.current = props.onOpenChange;
+  // Uncontrolled: state here (reported through the effect below). Controlled: only asks.
+  const setOpen = useCallback(
+    (next: boolean | ((o: boolean) => boolean)) => {
+      if (controlled) {
+        const v = typeof next === 'function' ? next(!!props.open) : next;
+        if (v !== !!props.open) onOpenChangeRef.current?.(v);
+      } else setOpenState(next);
+    },
+    [controlled, props.open],
+  );
   const rootRef = useRef<HTMLDivElement>(null);
   const buttonRef = useRef<HTMLButtonElement>(null);
   const listRef = useRef<HTMLUListElement>(null);
   const panelId = useId();
   const titleId = useId();
+  const stateId = useId();
   const now = useNow();
   const focusFirstOnOpen = useRef(false);
   const onOpenChange = props.onOpenChange;
 
   useEffect(() => {
-    onOpenChange?.(open);
-  }, [open, onOpenChange]);
-  useEffect(() => () => onOpenChange?.(false), [onOpenChange]);
+    if (!controlled) onOpenChange?.(open);
+  }, [open, onOpenChange, controlled]);
+  const controlledRef = useRef(controlled);
+  controlledRef.current = controlled;
+  useEffect(
+    () => () => {
+      if (!controlledRef.current) onOpenChange?.(false);
+    },
+    [onOpenChange],
+  );
 
-  const close = useCallback((restoreFocus: boolean) => {
-    setOpen(false);
-    if (restoreFocus) buttonRef.current?.focus();
-  }, []);
+  const close = useCallback(
+    (restoreFocus: boolean) => {
+      setOpen(false);
+      if (restoreFocus) buttonRef.current?.focus();
+    },
+    [setOpen],
+  );
 
   // Click outside closes.
   useEffect(() => {
@@ -115,7 +172,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
       document.removeEventListener('mousedown', onDown);
       document.removeEventListener('touchstart', onDown);
     };
-  }, [open]);
+  }, [open, setOpen]);
 
   // Escape closes (anywhere while open).
   useEffect(() => {
@@ -181,7 +238,8 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     if (open && next && rootRef.current && !rootRef.current.contains(next)) setOpen(false);
   };
 
-  const items = () => Array.from(listRef.current?.querySelectorAll<HTMLElement>('[role="menuitem"]') ?? []);
+  // The list's controls in order (rows, "Show newer", "Load older"): arrow keys move between them.
+  const items = () => Array.from(listRef.current?.querySelectorAll<HTMLElement>('[data-hn-nav]') ?? []);
 
   const onButtonKey = (e: KeyboardEvent<HTMLButtonElement>) => {
     if (e.key === 'ArrowDown' || ((e.key === 'Enter' || e.key === ' ') && !open)) {
@@ -218,63 +276,97 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     }
   };
 
+  // A row with a link: marks it read; a plain click goes through `onNavigate` (your router) when
+  // given, else the browser follows the href. Modified clicks (new tab/window) are the browser's.
+  const followRow = (e: ReactMouseEvent<HTMLAnchorElement>, n: Notification, link: string) => {
+    if (!n.read_at) onMarkRead(n.id);
+    if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    close(true);
+    if (props.onNavigate) {
+      e.preventDefault();
+      props.onNavigate(link);
+    }
+  };
+
   const error = props.error ?? null;
   const retryButton = props.onRetry ? (
     <button type="button" className="hn-button" onClick={() => props.onRetry?.()} data-testid="herald-retry">
-      Retry
+      {L.retry}
     </button>
   ) : null;
 
-  const label = `Notifications (${unreadCount} unread)`;
-  const dotClass = state === 'open' ? 'is-live' : state === 'error' || state === 'closed' ? 'is-down' : state === 'offline' ? 'is-offline' : 'is-pending';
+  const label = L.bell(unreadCount);
+  const stateLabel = L.states[state];
+  const dotClass = `is-${connShape(state)}`;
 
   return (
-    <div className="hn-bell" ref={rootRef} data-state={state} onBlur={onRootBlur}>
+    <div className="hn-bell" ref={rootRef} data-state={state} data-hn-theme={props.theme ?? 'auto'} onBlur={onRootBlur}>
       <button
         ref={buttonRef}
         type="button"
         className={`hn-bell__button${open ? ' is-open' : ''}`}
-        aria-label={label}
         aria-haspopup="dialog"
+        aria-describedby={stateId}
         aria-expanded={open}
         aria-controls={open ? panelId : undefined}
-        title={`${label} · ${STATE_LABEL[state]}`}
+        title={`${label} · ${stateLabel}`}
         onClick={() => setOpen((o) => !o)}
         onKeyDown={onButtonKey}
         data-testid="herald-bell"
       >
-        <BellIcon />
-        {unreadCount > 0 && (
-          <span className="hn-badge" data-testid="herald-badge" aria-hidden="true">
-            {badgeText(unreadCount)}
+        {/* The name comes from this text (no aria-label hiding what is on screen). */}
+        <span className="hn-sr">{label}</span>
+        {props.renderBell ? (
+          <span className="hn-bell__custom" aria-hidden="true">
+            {props.renderBell({ unreadCount, state, open })}
           </span>
+        ) : (
+          <>
+            <BellIcon />
+            {unreadCount > 0 && (
+              <span className="hn-badge" data-testid="herald-badge" aria-hidden="true">
+                {badgeText(unreadCount)}
+              </span>
+            )}
+            <span className={`hn-conn ${dotClass}`} data-testid="herald-conn" aria-hidden="true">
+              <ConnectionIcon state={state} />
+            </span>
+          </>
         )}
-        <span className={`hn-conn ${dotClass}`} data-testid="herald-conn" aria-hidden="true" />
       </button>
+      {/* The connection state in words: the bell's description (outside it, so not in its name). */}
+      <span className="hn-sr" id={stateId}>
+        {stateLabel}
+      </span>
 
       {open && (
-        <div className="hn-panel" id={panelId} role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
+        <div
+          className={`hn-panel hn-panel--${props.placement ?? 'bottom-end'}`}
+          id={panelId}
+          role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
           <div className="hn-panel__header">
             <h2 className="hn-panel__title" id={titleId}>
-              Notifications
+              {L.title}
             </h2>
-            <span className={`hn-panel__status ${dotClass}`}>
-              <span className={`hn-conn-inline ${dotClass}`} aria-hidden="true" />
-              {STATE_LABEL[state]}
+            <span className={`hn-panel__status ${dotClass}`} data-testid="herald-status">
+              <span className={`hn-conn-inline ${dotClass}`} aria-hidden="true">
+                <ConnectionIcon state={state} size={8} />
+              </span>
+              {stateLabel}
             </span>
             <button type="button" className="hn-link-button" onClick={() => onMarkAllRead()} disabled={unreadCount === 0}>
-              Mark all as read
+              {L.markAllRead}
             </button>
           </div>
 
           {props.actionError && (
             <div className="hn-alert" role="alert" data-testid="herald-action-error">
               <span className="hn-alert__text">
-                {ACTION_FAILED[props.actionError.action]} <span className="hn-alert__reason">({props.actionError.message})</span>
+                {L.actionFailed[props.actionError.action]} <span className="hn-alert__reason">({props.actionError.message})</span>
               </span>
               {props.onDismissActionError && (
                 <button type="button" className="hn-link-button" onClick={() => props.onDismissActionError?.()}>
-                  Dismiss
+                  {L.dismiss}
                 </button>
               )}
             </div>
@@ -283,7 +375,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           {error && notifications.length > 0 && (
             <div className="hn-alert is-error" role="alert" data-testid="herald-error">
               <span className="hn-alert__text">
-                {describeError(error)} <span className="hn-alert__reason">({error.message})</span>
+                {L.describeError(error)} <span className="hn-alert__reason">({error.message})</span>
               </span>
               {retryButton}
             </div>
@@ -292,80 +384,101 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           {notifications.length === 0 ? (
             error ? (
               <div className="hn-empty hn-status is-error" role="alert" data-testid="herald-error">
-                <p className="hn-empty__title">{describeError(error)}</p>
+                <p className="hn-empty__title">{L.describeError(error)}</p>
                 <p className="hn-empty__hint hn-status__reason">{error.message}</p>
                 {retryButton}
               </div>
             ) : state === 'open' && !loading ? (
               <div className="hn-empty" data-testid="herald-empty">
-                <div className="hn-empty__icon" aria-hidden="true">
-                  <BellIcon size={28} />
-                </div>
-                <p className="hn-empty__title">No notifications yet</p>
-                <p className="hn-empty__hint">When something happens, you'll see it here.</p>
+                {props.renderEmpty ? (
+                  props.renderEmpty()
+                ) : (
+                  <>
+                    <div className="hn-empty__icon" aria-hidden="true">
+                      <BellIcon size={28} />
+                    </div>
+                    <p className="hn-empty__title">{L.emptyTitle}</p>
+                    <p className="hn-empty__hint">{L.emptyHint}</p>
+                  </>
+                )}
               </div>
             ) : (
               <div className="hn-empty hn-status" role="status" data-testid="herald-pending">
-                <p className="hn-empty__title">{state === 'open' ? 'Loading…' : STATE_LABEL[state]}</p>
-                <p className="hn-empty__hint">{PENDING_HINT[state]}</p>
+                <p className="hn-empty__title">{state === 'open' ? L.loading : stateLabel}</p>
+                <p className="hn-empty__hint">{L.pendingHints[state]}</p>
                 {(state === 'offline' || state === 'reconnecting' || state === 'closed') && retryButton}
               </div>
             )
           ) : (
-            <ul className="hn-list" role="menu" aria-label="Notifications" ref={listRef} onKeyDown={onListKey}>
+            <ul className="hn-list" aria-label={L.title} ref={listRef} onKeyDown={onListKey}>
               {start > 0 && (
-                <li role="none" className="hn-more">
-                  <button type="button" role="menuitem" tabIndex={-1} className="hn-link-button" onClick={showNewer} data-testid="herald-show-newer">
-                    Show newer
+                <li className="hn-more">
+                  <button type="button" data-hn-nav className="hn-link-button" onClick={showNewer} data-testid="herald-show-newer">
+                    {L.showNewer}
                   </button>
                 </li>
               )}
-              {shown.map((n) => {
+              {shown.map((n, i) => {
                 const unread = !n.read_at;
+                const time = formatRelative(n.created_at, now, locale);
+                const link = safeLink(n.link);
+                const rowProps = {
+                  'data-hn-nav': '',
+                  tabIndex: i === 0 ? 0 : -1,
+                  className: `hn-item${unread ? ' is-unread' : ''}`,
+                  'data-testid': 'herald-item',
+                  'data-id': n.id,
+                  'data-unread': unread ? 'true' : 'false',
+                };
+                const content = (
+                  <>
+                    {unread && <span className="hn-sr">{L.unread}</span>}
+                        {props.renderItem ? (
+                          props.renderItem(n, { unread, time })
+                        ) : (
+                          <>
+                            <span className="hn-item__icon" aria-hidden="true">
+                              <ItemIcon n={n} />
+                            </span>
+                            <span className="hn-item__content">
+                              <span className="hn-item__title">{n.title}</span>
+                              {n.body && <span className="hn-item__body">{n.body}</span>}
+                              <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString(locale)}>
+                                {time}
+                              </time>
+                            </span>
+                            {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                      </>
+                    )}
+                  </>
+                );
                 return (
-                  <li
-                    key={n.id}
-                    role="menuitem"
-                    tabIndex={-1}
-                    className={`hn-item${unread ? ' is-unread' : ''}`}
-                    data-testid="herald-item"
-                    data-id={n.id}
-                    data-unread={unread ? 'true' : 'false'}
-                    aria-label={`${unread ? 'Unread: ' : ''}${n.title}${n.body ? `. ${n.body}` : ''}. ${formatRelative(n.created_at, now)}`}
-                    onClick={() => activate(n)}
-                    onKeyDown={(e) => {
-                      if (e.key === 'Enter' || e.key === ' ') {
-                        e.preventDefault();
-                        activate(n);
-                      }
-                    }}
-                  >
-                    <span className="hn-item__icon" aria-hidden="true">
-                      {n.avatar_url ? <img src={n.avatar_url} alt="" /> : iconFor(n.type)}
-                    </span>
-                    <span className="hn-item__content">
-                      <span className="hn-item__title">{n.title}</span>
-                      {n.body && <span className="hn-item__body">{n.body}</span>}
-                      <time className="hn-item__time" dateTime={n.created_at} title={new Date(n.created_at).toLocaleString()}>
-                        {formatRelative(n.created_at, now)}
-                      </time>
-                    </span>
-                    {unread && <span className="hn-item__dot" aria-hidden="true" />}
+                  <li key={n.id} className="hn-row">
+                    {/* One control per row, named by its visible text (title, body, time): a link
+                        when the notification goes somewhere (new tab, copy link, router), else a button. */}
+                    {link ? (
+                      <a href={link} {...rowProps} onClick={(e) => followRow(e, n, link)}>
+                        {content}
+                      </a>
+                    ) : (
+                      <button type="button" {...rowProps} onClick={() => activate(n)}>
+                        {content}
+                      </button>
+                    )}
                   </li>
                 );
               })}
               {(moreHeld || (hasMore && onLoadMore)) && (
-                <li role="none" className="hn-more">
+                <li className="hn-more">
                   <button
                     type="button"
-                    role="menuitem"
-                    tabIndex={-1}
+                    data-hn-nav
                     className="hn-link-button"
                     onClick={loadOlder}
                     aria-disabled={loading || undefined}
                     data-testid="herald-load-more"
                   >
-                    {loading ? 'Loading…' : 'Load older'}
+                    {loading ? L.loading : L.loadOlder}
                   </button>
                 </li>
               )}
@@ -375,7 +488,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           {props.viewAllHref && (
             <div className="hn-panel__footer">
               <a className="hn-view-all" href={props.viewAllHref}>
-                View all notifications
+                {L.viewAll}
               </a>
             </div>
           )}
@@ -385,15 +498,48 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   );
 }
 
-export interface NotificationBellProps extends Partial<Pick<NotificationBellViewProps, 'viewAllHref' | 'onNavigate' | 'defaultOpen' | 'pageSize'>> {
+export interface NotificationBellProps
+  extends Partial<
+    Pick<
+      NotificationBellViewProps,
+      | 'viewAllHref'
+      | 'onNavigate'
+      | 'defaultOpen'
+      | 'pageSize'
+      | 'open'
+      | 'onOpenChange'
+      | 'placement'
+      | 'theme'
+      | 'labels'
+      | 'locale'
+      | 'renderItem'
+      | 'renderEmpty'
+      | 'renderBell'
+    >
+  > {
   client?: HeraldClient;
 }
 
 /** The live bell: reads the client from props or `<HeraldProvider>`. */
-export function NotificationBell({ client, ...rest }: NotificationBellProps) {
+export function NotificationBell({ client, onOpenChange: userOnOpenChange, ...rest }: NotificationBellProps) {
   const h = useNotifications({ client, autoConnect: true });
   const c = h.client;
-  const onOpenChange = useCallback((open: boolean) => c.setInboxOpen(open), [c]);
+  const userRef = useRef(userOnOpenChange);
+  userRef.current = userOnOpenChange;
+  const controlled = useRef(rest.open !== undefined);
+  controlled.current = rest.open !== undefined;
+  const onOpenChange = useCallback(
+    (open: boolean) => {
+      if (!controlled.current) c.setInboxOpen(open);
+      userRef.current?.(open);
+    },
+    [c],
+  );
+  // Controlled: the client learns the panel's state from the prop itself.
+  useEffect(() => {
+    if (rest.open !== undefined) c.setInboxOpen(rest.open);
+  }, [c, rest.open]);
+  useEffect(() => () => c.setInboxOpen(false), [c]);
   return (
     <NotificationBellView
       {...rest}

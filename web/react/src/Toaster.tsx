@@ -1,6 +1,7 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useRef, useState, type MouseEvent as ReactMouseEvent } from 'react';
 import type { HeraldClient, Notification } from '@herald/client';
 import { iconFor, safeLink } from './format';
+import { resolveLabels, type HeraldLabels } from './labels';
 import { useHeraldClient } from './useNotifications';
 
 export interface ToastItem {
@@ -22,6 +23,10 @@ export interface ToasterProps {
   onNavigate?: (link: string) => void;
   /** Also toast ephemeral broadcasts (`global_notification`; default true). */
   broadcasts?: boolean;
+  /** 'auto' (default) follows the system's light/dark preference; 'light' or 'dark' forces one. */
+  theme?: 'auto' | 'light' | 'dark';
+  /** Words (`toastRegion`, `dismissToast`, `moreToasts`); missing ones fall back to English. */
+  labels?: Partial<HeraldLabels>;
 }
 
 /**
@@ -31,7 +36,8 @@ export interface ToasterProps {
  * them); broadcasts wait until it closes. A toast goes away when its notification is read
  * anywhere; clicking it marks it read.
  */
-export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNavigate, broadcasts = true }: ToasterProps) {
+export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNavigate, broadcasts = true, theme = 'auto', labels }: ToasterProps) {
+  const L = resolveLabels(labels);
   const client = useHeraldClient(explicit);
   const [toasts, setToasts] = useState<ToastItem[]>([]);
   const [inboxOpen, setInboxOpen] = useState(client.inboxOpen);
@@ -59,11 +65,11 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
 
   const navigate = onNavigate ?? ((l: string) => window.location.assign(l));
   const open = useCallback(
-    (t: ToastItem) => {
+    (t: ToastItem, opts?: { navigate?: boolean }) => {
       dismiss(t.id);
       if (t.seq !== undefined) void client.markRead(t.id).catch(() => undefined);
       const link = safeLink(t.link);
-      if (link) navigate(link);
+      if (link && opts?.navigate !== false) navigate(link);
     },
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [client, dismiss, onNavigate],
@@ -73,24 +79,32 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
   const more = inboxOpen ? 0 : toasts.length - shown.length;
 
   return (
-    <div className="hn-toaster" role="region" aria-label="Notifications" aria-live="polite">
+    // The one live region for toasts: the toasts inside are plain content (no nested status roles).
+    <section
+      className="hn-toaster"
+      aria-label={L.toastRegion}
+      aria-live="polite"
+      aria-relevant="additions"
+      data-testid="herald-toaster"
+      data-hn-theme={theme}
+    >
       {shown.map((t) => (
-        <Toast key={t.id} toast={t} durationMs={durationMs} onDismiss={dismiss} onOpen={open} />
+        <Toast key={t.id} toast={t} durationMs={durationMs} onDismiss={dismiss} onOpen={open} dismissLabel={L.dismissToast} />
       ))}
-      {more > 0 && <ToastMore count={more} durationMs={durationMs} onDismiss={dismissOverflow} />}
-    </div>
+      {more > 0 && <ToastMore text={L.moreToasts(more)} durationMs={durationMs} onDismiss={dismissOverflow} />}
+    </section>
   );
 }
 
 /** "+N more": the rest of a burst, cleared with the burst. */
-function ToastMore({ count, durationMs, onDismiss }: { count: number; durationMs: number; onDismiss: () => void }) {
+function ToastMore({ text, durationMs, onDismiss }: { text: string; durationMs: number; onDismiss: () => void }) {
   useEffect(() => {
     const t = setTimeout(onDismiss, durationMs);
     return () => clearTimeout(t);
   }, [onDismiss, durationMs]);
   return (
     <div className="hn-toast-more" data-testid="herald-toast-more">
-      +{count} more
+      {text}
     </div>
   );
 }
@@ -101,12 +115,17 @@ export function Toast({
   onDismiss,
   onOpen,
   onNavigate,
+  dismissLabel = 'Dismiss notification',
 }: {
   toast: ToastItem;
+  dismissLabel?: string;
   durationMs: number;
   onDismiss: (id: string) => void;
-  /** Activating the toast (click, Enter); default: dismiss and follow its link with `onNavigate`. */
-  onOpen?: (toast: ToastItem) => void;
+  /**
+   * Activating the toast (click, Enter); default: dismiss and follow its link with `onNavigate`.
+   * `navigate: false` when the browser opens the link itself (a modified click: new tab).
+   */
+  onOpen?: (toast: ToastItem, opts?: { navigate?: boolean }) => void;
   onNavigate?: (link: string) => void;
 }) {
   const [hovered, setHovered] = useState(false);
@@ -126,33 +145,22 @@ export function Toast({
   }, [paused, toast.id, onDismiss]);
 
   const link = safeLink(toast.link);
-  const open = () => {
-    if (onOpen) return onOpen(toast);
+  const open = (opts?: { navigate?: boolean }) => {
+    if (onOpen) return onOpen(toast, opts);
     onDismiss(toast.id);
-    if (link) onNavigate?.(link);
+    if (link && opts?.navigate !== false) onNavigate?.(link);
+  };
+  // A toast with a link is a real link (new tab, copy link); a plain click is routed through
+  // `onNavigate`, a modified click is left to the browser (the toast still counts as opened).
+  const followLink = (e: ReactMouseEvent<HTMLAnchorElement>) => {
+    if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return open({ navigate: false });
+    e.preventDefault();
+    open();
   };
 
-  return (
-    <div
-      className={`hn-toast${link || toast.seq !== undefined ? ' is-clickable' : ''}`}
-      role="status"
-      data-testid="herald-toast"
-      data-id={toast.id}
-      tabIndex={0}
-      onMouseEnter={() => setHovered(true)}
-      onMouseLeave={() => setHovered(false)}
-      onFocus={() => setFocused(true)}
-      onBlur={(e) => {
-        if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setFocused(false);
-      }}
-      onClick={open}
-      onKeyDown={(e) => {
-        if (e.target !== e.currentTarget) return;
-        if (e.key === 'Enter') open();
-        if (e.key === 'Escape') onDismiss(toast.id);
-      }}
-      style={{ ['--hn-toast-duration' as string]: `${durationMs}ms` }}
-    >
+  const actionable = !!link || toast.seq !== undefined;
+  const inner = (
+    <>
       <span className="hn-toast__icon" aria-hidden="true">
         {iconFor(toast.type)}
       </span>
@@ -160,10 +168,45 @@ export function Toast({
         <span className="hn-toast__title">{toast.title}</span>
         {toast.body && <span className="hn-toast__body">{toast.body}</span>}
       </span>
+    </>
+  );
+
+  // The toast itself is not focusable: its actions are real buttons (open it, dismiss it).
+  // Focus or hover anywhere in it pauses the timer; Escape inside it dismisses it.
+  return (
+    <div
+      className={`hn-toast${actionable ? ' is-clickable' : ''}${focused ? ' is-focused' : ''}`}
+      data-testid="herald-toast"
+      data-id={toast.id}
+      onMouseEnter={() => setHovered(true)}
+      onMouseLeave={() => setHovered(false)}
+      onFocus={() => setFocused(true)}
+      onBlur={(e) => {
+        if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setFocused(false);
+      }}
+      onKeyDown={(e) => {
+        if (e.key === 'Escape') {
+          e.stopPropagation();
+          onDismiss(toast.id);
+        }
+      }}
+      style={{ ['--hn-toast-duration' as string]: `${durationMs}ms` }}
+    >
+      {link ? (
+        <a href={link} className="hn-toast__main" data-testid="herald-toast-open" onClick={followLink}>
+          {inner}
+        </a>
+      ) : actionable ? (
+        <button type="button" className="hn-toast__main" data-testid="herald-toast-open" onClick={() => open()}>
+          {inner}
+        </button>
+      ) : (
+        <div className="hn-toast__main">{inner}</div>
+      )}
       <button
         type="button"
         className="hn-toast__close"
-        aria-label="Dismiss notification"
+        aria-label={dismissLabel}
         onClick={(e) => {
           e.stopPropagation();
           onDismiss(toast.id);

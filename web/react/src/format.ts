@@ -1,19 +1,32 @@
-/** "just now", "5m ago", "3h ago", "2d ago", then a short date ("Mar 4", or "Mar 4, 2025" for other years). */
-export function formatRelative(date: string | number | Date, now: number | Date = Date.now()): string {
+/**
+ * A short relative time. Without `locale`: "just now", "5m ago", "3h ago", "yesterday", "2d ago",
+ * then a short date ("Mar 4", or "Mar 4, 2025" for other years). With `locale`, the same steps in
+ * that language through `Intl.RelativeTimeFormat` and `Intl.DateTimeFormat` ("il y a 5 min").
+ */
+export function formatRelative(date: string | number | Date, now: number | Date = Date.now(), locale?: string): string {
   const t = new Date(date).getTime();
   const n = new Date(now).getTime();
   if (!Number.isFinite(t)) return '';
   const s = Math.round((n - t) / 1000);
-  if (s < 45) return 'just now';
   const m = Math.round(s / 60);
-  if (m < 60) return `${m}m ago`;
   const h = Math.round(s / 3600);
-  if (h < 24) return `${h}h ago`;
   const d = Math.round(s / 86400);
-  if (d < 7) return d === 1 ? 'yesterday' : `${d}d ago`;
   const dt = new Date(t);
   const sameYear = dt.getFullYear() === new Date(n).getFullYear();
-  return dt.toLocaleDateString('en-US', sameYear ? { month: 'short', day: 'numeric' } : { month: 'short', day: 'numeric', year: 'numeric' });
+  const dateOpts: Intl.DateTimeFormatOptions = sameYear ? { month: 'short', day: 'numeric' } : { month: 'short', day: 'numeric', year: 'numeric' };
+  if (locale) {
+    const rtf = new Intl.RelativeTimeFormat(locale, { numeric: 'auto', style: 'short' });
+    if (s < 45) return rtf.format(0, 'second');
+    if (m < 60) return rtf.format(-m, 'minute');
+    if (h < 24) return rtf.format(-h, 'hour');
+    if (d < 7) return rtf.format(-d, 'day');
+    return dt.toLocaleDateString(locale, dateOpts);
+  }
+  if (s < 45) return 'just now';
+  if (m < 60) return `${m}m ago`;
+  if (h < 24) return `${h}h ago`;
+  if (d < 7) return d === 1 ? 'yesterday' : `${d}d ago`;
+  return dt.toLocaleDateString('en-US', dateOpts);
 }
 
 /** Badge text: the count, or "99+" above 99. */
