@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent } from 'react';
-import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from '@herald/client';
+import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from 'herald-notify-client';
 import { badgeText, describeError, formatRelative, iconFor, safeLink } from './format';
 import { useNotifications, useNow } from './useNotifications';
 

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import type { HeraldClient, Notification } from '@herald/client';
+import type { HeraldClient, Notification } from 'herald-notify-client';
 import { iconFor, safeLink } from './format';
 import { useHeraldClient } from './useNotifications';
 
