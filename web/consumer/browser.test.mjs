@@ -14,6 +14,7 @@ const DIST = process.env.CONSUMER_DIST;
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT = 15_000;
+const LABEL = process.env.CONSUMER_LABEL || 'app';
 
 let cluster;
 let browser;
@@ -35,7 +36,7 @@ after(async () => {
   await cluster?.stop();
 });
 
-test('the packed packages render a live bell in a fresh Vite + React app', async () => {
+test(`the packed packages render a live bell in a fresh Vite + React app (${LABEL})`, async () => {
   const user = `consumer-${randomBytes(4).toString('hex')}`;
   const node = cluster.nodeUrls['node-a'];
   const ctx = await browser.newContext({ viewport: { width: 900, height: 600 } });
@@ -66,10 +67,10 @@ test('the packed packages render a live bell in a fresh Vite + React app', async
     await page.locator('[data-testid="herald-toast"]', { hasText: title }).waitFor();
     await page.locator('[data-testid="herald-bell"]').click();
     await page.locator('[data-testid="herald-item"]', { hasText: title }).waitFor();
-    await page.screenshot({ path: join(ARTIFACTS, 'consumer-bell.png'), animations: 'disabled' });
+    await page.screenshot({ path: join(ARTIFACTS, `consumer-bell-${LABEL}.png`), animations: 'disabled' });
     assert.deepEqual(errors, []);
   } catch (e) {
-    await page.screenshot({ path: join(ARTIFACTS, 'consumer-bell-failure.png') }).catch(() => {});
+    await page.screenshot({ path: join(ARTIFACTS, `consumer-bell-${LABEL}-failure.png`) }).catch(() => {});
     console.error('[consumer] node-a log tail:\n' + cluster.logTail('node-a'));
     throw e;
   } finally {
