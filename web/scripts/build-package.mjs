@@ -53,5 +53,12 @@ for (const file of walk(dist).filter((f) => f.endsWith('.d.ts'))) {
   if (out !== src) writeFileSync(file, out);
 }
 
+// The packages were once called @herald/client and @herald/react (a scope nobody here owns);
+// a leftover import of those names would send consumers to whoever claims the scope.
+for (const file of walk(dist).filter((f) => /\.(js|d\.ts)$/.test(f))) {
+  if (/['"]@herald\//.test(readFileSync(file, 'utf8')))
+    throw new Error(`${file} imports an @herald/* package: use herald-notify-client / herald-notify-react`);
+}
+
 if (css) copyFileSync(join(pkgDir, css), join(dist, basename(css)));
 console.log(`built ${basename(pkgDir)} -> dist/`);
