@@ -42,7 +42,7 @@ fail() {
 }
 
 shell_files() {
-    printf '%s\n' .ci/run scripts/*.sh scripts/lib/*.sh deploy/podman/*.sh deploy/podman/images/*/*.sh
+    printf '%s\n' .ci/run scripts/*.sh scripts/lib/*.sh deploy/podman/*.sh deploy/podman/images/*/*.sh web/consumer/*.sh
 }
 
 check_bash_syntax() {

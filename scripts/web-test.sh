@@ -3,8 +3,11 @@
 #   chromium + emoji font (apt, only when missing) -> Postgres/Redis (scripts/services.sh)
 #   -> npm ci in web/ -> TS types drift check (scripts/gen-ts.sh --check) -> tsc --noEmit
 #   -> vitest -> vite build of web/demo -> cargo build of the gateway -> e2e (playwright-core
-#   + Debian chromium against a private two-node cluster behind HAProxy; see web/e2e/cluster.mjs).
-# Exit status non-zero if any step fails. Tunables: WEB_TEST_SKIP_E2E=1, CLUSTER_NO_BUILD=1.
+#   + Debian chromium against a private two-node cluster behind HAProxy; see web/e2e/cluster.mjs)
+#   -> installable packages (web/consumer/run.sh: npm pack both packages, install the tarballs
+#   into a fresh Vite + React app outside the repo, tsc, SSR check, sizes, vite build, Chromium).
+# Exit status non-zero if any step fails. Tunables: WEB_TEST_SKIP_E2E=1 (also skips the
+# consumer app's browser check, not its build), CLUSTER_NO_BUILD=1, HERALD_BIN.
 set -euo pipefail
 LOG_TAG=web-test
 # shellcheck source=lib/common.sh
@@ -45,6 +48,8 @@ step "build demo (vite)"
 (cd web && npm run build --silent)
 
 if [[ "${WEB_TEST_SKIP_E2E:-0}" == "1" ]]; then
+    step "installable packages (web/consumer/run.sh, no browser)"
+    CONSUMER_SKIP_BROWSER=1 bash web/consumer/run.sh
     log "WEB_TEST_SKIP_E2E=1: skipping browser e2e"
     exit 0
 fi
@@ -56,4 +61,7 @@ fi
 
 step "browser e2e (private 2-node cluster + haproxy)"
 (cd web/e2e && timeout 300 node --test --test-concurrency=1 --test-reporter=spec e2e.test.mjs)
+
+step "installable packages: npm pack -> fresh Vite + React app -> Chromium (web/consumer/run.sh)"
+timeout 600 bash web/consumer/run.sh
 log "web tests passed (screenshots: test-artifacts/)"

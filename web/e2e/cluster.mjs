@@ -86,14 +86,19 @@ function hookExit() {
   }
 }
 
-export async function startCluster({ build = !existsSync(BIN) } = {}) {
+/**
+ * Options: `build` (cargo build first; default when the binary is missing) and `staticDir`
+ * (what the nodes serve at `/`; default the demo's `web/demo/dist`; web/consumer serves the
+ * consumer app it built).
+ */
+export async function startCluster({ build = !existsSync(BIN), staticDir = STATIC_DIR } = {}) {
   hookExit();
   if (build) {
     log('cargo build --release -p herald-gateway --features lab');
     execFileSync('cargo', ['build', '--release', '-p', 'herald-gateway', '--features', 'lab'], { cwd: ROOT, stdio: 'inherit' });
   }
   if (!existsSync(BIN)) throw new Error(`missing ${BIN} (cargo build --release -p herald-gateway --features lab)`);
-  if (!existsSync(join(STATIC_DIR, 'index.html'))) throw new Error(`missing ${STATIC_DIR}/index.html (npm run build in web/)`);
+  if (!existsSync(join(staticDir, 'index.html'))) throw new Error(`missing ${staticDir}/index.html (npm run build in web/)`);
   if (!have('haproxy')) {
     log('installing haproxy (apt)');
     execFileSync('sh', ['-c', 'apt-get install -y haproxy >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y haproxy >/dev/null)'], {
@@ -144,7 +149,7 @@ export async function startCluster({ build = !existsSync(BIN) } = {}) {
     HERALD_USER_API_RATE_BURST: '100000',
     HERALD_BROADCAST_RATE_PER_SEC: '1000',
     HERALD_BROADCAST_RATE_BURST: '1000',
-    HERALD_STATIC_DIR: STATIC_DIR,
+    HERALD_STATIC_DIR: staticDir,
     HERALD_MIGRATE_ON_START: 'false',
     HERALD_DRAIN_GRACE_MS: '1000',
     HERALD_WORKERS: '1',
@@ -226,6 +231,8 @@ export async function startCluster({ build = !existsSync(BIN) } = {}) {
     db,
     dir,
     logs,
+    /** A service key for the HTTP publish API (`POST /v1/notifications`). */
+    serviceKey: env.HERALD_SERVICE_KEYS,
     pid: (name) => procs[name]?.pid,
     /** SIGKILL a node (no drain) and wait until it is gone. */
     async killNode(name) {

@@ -1,8 +1,8 @@
 import { StrictMode, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { createRoot } from 'react-dom/client';
-import { HeraldClient, type PublishRequest } from '@herald/client';
-import { HeraldProvider, NotificationBell, Toaster, connectionStateLabel, useNotifications } from '@herald/react';
-import '@herald/react/styles.css';
+import { HeraldClient, type PublishRequest } from 'herald-notify-client';
+import { HeraldProvider, NotificationBell, Toaster, connectionStateLabel, useNotifications } from 'herald-notify-react';
+import 'herald-notify-react/styles.css';
 import './demo.css';
 
 // ---------------------------------------------------------------- configuration

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent, type MouseEvent as ReactMouseEvent, type ReactNode } from 'react';
-import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from '@herald/client';
+import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from 'herald-notify-client';
 import { badgeText, formatRelative, iconFor, safeLink } from './format';
 import { defaultLabels, resolveLabels, type HeraldLabels } from './labels';
 import { useNotifications, useNow } from './useNotifications';

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef, useState, type MouseEvent as ReactMouseEvent } from 'react';
-import type { HeraldClient, Notification } from '@herald/client';
+import type { HeraldClient, Notification } from 'herald-notify-client';
 import { iconFor, safeLink } from './format';
 import { resolveLabels, type HeraldLabels } from './labels';
 import { useHeraldClient } from './useNotifications';

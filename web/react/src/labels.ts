@@ -1,4 +1,4 @@
-import type { ActionError, ConnectionState } from '@herald/client';
+import type { ActionError, ConnectionState } from 'herald-notify-client';
 import { describeError } from './format';
 
 /**

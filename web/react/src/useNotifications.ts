@@ -1,5 +1,5 @@
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore, type ReactNode } from 'react';
-import { HeraldClient, type ActionError, type ConnectionState, type HeraldClientOptions, type ClientError, type Notification } from '@herald/client';
+import { HeraldClient, type ActionError, type ConnectionState, type HeraldClientOptions, type ClientError, type Notification } from 'herald-notify-client';
 
 const HeraldContext = createContext<HeraldClient | null>(null);
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { act, cleanup, fireEvent, render, screen, within } from '@testing-library/react';
-import type { ConnectionState, Notification } from '@herald/client';
-import { HeraldClient } from '@herald/client';
+import type { ConnectionState, Notification } from 'herald-notify-client';
+import { HeraldClient } from 'herald-notify-client';
 import { NotificationBellView, Toaster } from '../src';
 
 afterEach(cleanup);

@@ -3,7 +3,7 @@
 // or `document`.
 import { describe, expect, it } from 'vitest';
 import { renderToString } from 'react-dom/server';
-import { HeraldClient } from '@herald/client';
+import { HeraldClient } from 'herald-notify-client';
 import { HeraldProvider, NotificationBell, Toaster } from '../src';
 
 describe('server-side rendering', () => {

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { useState } from 'react';
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
-import type { Notification } from '@herald/client';
-import { HeraldClient } from '@herald/client';
+import type { Notification } from 'herald-notify-client';
+import { HeraldClient } from 'herald-notify-client';
 import { NotificationBell, NotificationBellView, Toaster, formatRelative, type HeraldLabels } from '../src';
 
 afterEach(cleanup);
