@@ -347,17 +347,7 @@ impl Bus {
             )));
         }
         let cancel = CancellationToken::new();
-        let started = cluster::start(
-            cfg.cluster_nodes.clone(),
-            conn::subscriber_name(&cfg.node_id),
-            cfg.node_id.clone(),
-            channels.clone(),
-            cfg.probe_interval,
-            cfg.probe_timeout,
-            shared.clone(),
-            cancel.clone(),
-        )
-        .await;
+        let started = cluster::start(&cfg, channels.clone(), shared.clone(), cancel.clone()).await;
         Ok(Bus {
             inner: Arc::new(Inner {
                 channels,

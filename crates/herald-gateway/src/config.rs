@@ -1088,7 +1088,10 @@ mod tests {
         );
         let _ = std::fs::remove_file(&ca);
         refused(&[("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1")], "host:port");
-        refused(&[("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1:0")], "host:port");
+        refused(
+            &[("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1:0")],
+            "host:port",
+        );
         let many: Vec<String> = (0..65).map(|i| format!("10.0.0.{i}:6379")).collect();
         refused(
             &[("HERALD_REDIS_CLUSTER_NODES", many.join(",").as_str())],

@@ -57,15 +57,13 @@ pub(crate) struct Started {
 
 /// Starts the cluster actor; waits (bounded) until every shard is subscribed.
 pub(crate) async fn start(
-    seeds: Vec<String>,
-    conn_name: String,
-    node_id: String,
+    cfg: &crate::BusConfig,
     channels: Channels,
-    probe_interval: Duration,
-    probe_timeout: Duration,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) -> Started {
+    let node_id = cfg.node_id.clone();
+    let seeds = cfg.cluster_nodes.clone();
     let topo = Arc::new(Topology::new(seeds));
     let map = match topo.refresh().await {
         Ok(m) => m,
@@ -81,10 +79,10 @@ pub(crate) async fn start(
         topo: topo.clone(),
         map,
         channels,
-        conn_name,
+        conn_name: crate::conn::subscriber_name(&cfg.node_id),
         node_id: node_id.clone(),
-        ping_interval: probe_interval.max(Duration::from_millis(10)),
-        ping_timeout: probe_timeout.max(Duration::from_millis(10)),
+        ping_interval: cfg.probe_interval.max(Duration::from_millis(10)),
+        ping_timeout: cfg.probe_timeout.max(Duration::from_millis(10)),
         shared,
         rx,
         events_tx,

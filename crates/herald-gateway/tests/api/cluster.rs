@@ -19,7 +19,9 @@ const USERS: usize = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_during_publishing_loses_and_repeats_nothing() {
-    let Some(seeds) = cluster::seeds() else { return };
+    let Some(seeds) = cluster::seeds() else {
+        return;
+    };
     assert!(
         cluster::wait_healthy(&seeds, Duration::from_secs(60)).await,
         "cluster healthy"
@@ -67,16 +69,23 @@ async fn cluster_failover_during_publishing_loses_and_repeats_nothing() {
     };
     let total = PER_USER * USERS as i64;
     assert!(
-        eventually(WAIT, || async { published.load(Ordering::Relaxed) >= total / 4 }).await,
+        eventually(WAIT, || async {
+            published.load(Ordering::Relaxed) >= total / 4
+        })
+        .await,
         "publishing started"
     );
     let victim = cluster::masters(&seeds)[0].clone();
     let killed = cluster::kill(&victim);
-    let replaced = eventually(Duration::from_secs(30), || async { killed.replaced(&seeds) }).await;
+    let replaced = eventually(Duration::from_secs(30), || async {
+        killed.replaced(&seeds)
+    })
+    .await;
     let done = tokio::time::timeout(Duration::from_secs(60), publisher).await;
     killed.restart();
     assert!(replaced, "a replica took over {victim}");
-    done.expect("publishing finished in time").expect("publisher");
+    done.expect("publishing finished in time")
+        .expect("publisher");
 
     // Every socket gets every seq of its user exactly once, in order.
     let (mut lost, mut duplicated, mut out_of_order) = (0i64, 0i64, 0i64);
