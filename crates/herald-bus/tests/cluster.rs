@@ -270,6 +270,69 @@ async fn cluster_failover_of_a_killed_master_resubscribes_and_resyncs() {
     sub.shutdown();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_slot_migration_resubscribes_at_the_new_owner() {
+    let Some(seeds) = cluster::seeds() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    assert!(
+        cluster::wait_healthy(&seeds, Duration::from_secs(60)).await,
+        "cluster healthy"
+    );
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let (publisher, _) = node(&seeds, &prefix).await;
+    let (sub, sink) = node(&seeds, &prefix).await;
+    let user = format!("mover-{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(sub.subscribe(&user).await, SubscribeOutcome::Confirmed);
+    let slot = cluster::keyslot(&seeds, &format!("{prefix}user:{user}"));
+    let (from, _) = cluster::owner(&seeds, slot);
+    let to = cluster::masters(&seeds)
+        .into_iter()
+        .find(|m| *m != from)
+        .expect("another master");
+
+    // The server unsubscribes the channel on the old owner; the bus refreshes the slot map,
+    // subscribes at the new owner and resyncs.
+    cluster::move_slot(&seeds, slot, &to);
+    assert!(
+        eventually(WAIT, || async {
+            sink.resyncs.load(Ordering::Relaxed) >= 1 && sub.is_connected()
+        })
+        .await,
+        "the bus re-subscribed after the slot moved"
+    );
+    assert!(
+        eventually(WAIT, || async { cluster::owner(&seeds, slot).0 == to }).await,
+        "every master agrees on the new owner"
+    );
+    publisher
+        .publish(vec![(user.clone(), read_msg(7))])
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || async { sink.got(&user, 7) }).await,
+        "delivered through the new owner"
+    );
+
+    // And back, so the layout is as the script made it.
+    cluster::move_slot(&seeds, slot, &from);
+    assert!(
+        eventually(WAIT, || async {
+            sink.resyncs.load(Ordering::Relaxed) >= 2 && sub.is_connected()
+        })
+        .await
+    );
+    publisher
+        .publish(vec![(user.clone(), read_msg(8))])
+        .await
+        .unwrap();
+    assert!(eventually(WAIT, || async { sink.got(&user, 8) }).await);
+    assert!(cluster::wait_healthy(&seeds, Duration::from_secs(30)).await);
+    publisher.shutdown();
+    sub.shutdown();
+}
+
 #[tokio::test]
 async fn cluster_seeds_must_be_host_and_port() {
     for bad in [

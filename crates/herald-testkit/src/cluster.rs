@@ -118,3 +118,65 @@ impl Killed {
         assert!(status.success(), "redis-server {}", self.conf);
     }
 }
+
+/// The slot of `key` (`CLUSTER KEYSLOT`).
+pub fn keyslot(seeds: &[String], key: &str) -> u16 {
+    seeds
+        .iter()
+        .find_map(|s| cli(s, &["cluster", "keyslot", key]))
+        .and_then(|o| o.trim().parse().ok())
+        .expect("CLUSTER KEYSLOT")
+}
+
+/// The healthy master that serves `slot`, and its node id.
+pub fn owner(seeds: &[String], slot: u16) -> (String, String) {
+    for seed in seeds {
+        let Some(nodes) = cli(seed, &["cluster", "nodes"]) else {
+            continue;
+        };
+        for l in nodes.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let serves = f[8..].iter().any(|r| {
+                let (a, b) = r.split_once('-').unwrap_or((r, r));
+                matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+            });
+            if serves {
+                let addr = f[1].split('@').next().unwrap_or(f[1]).to_owned();
+                return (addr, f[0].to_owned());
+            }
+        }
+    }
+    panic!("no master serves slot {slot}");
+}
+
+/// The node id of the node at `addr`.
+pub fn node_id(addr: &str) -> String {
+    cli(addr, &["cluster", "myid"])
+        .expect("CLUSTER MYID")
+        .trim()
+        .to_owned()
+}
+
+/// Moves an empty `slot` (sharded pub/sub channels hold no keys) to the master at `to`:
+/// IMPORTING on the target, MIGRATING on the source, then NODE on both and every other master.
+pub fn move_slot(seeds: &[String], slot: u16, to: &str) {
+    let (from, from_id) = owner(seeds, slot);
+    let to_id = node_id(to);
+    let s = slot.to_string();
+    let ok = |addr: &str, args: &[&str]| {
+        let out = cli(addr, args).unwrap_or_default();
+        assert!(out.trim() == "OK", "{addr} {args:?}: {out}");
+    };
+    ok(to, &["cluster", "setslot", &s, "importing", &from_id]);
+    ok(&from, &["cluster", "setslot", &s, "migrating", &to_id]);
+    ok(to, &["cluster", "setslot", &s, "node", &to_id]);
+    ok(&from, &["cluster", "setslot", &s, "node", &to_id]);
+    for m in masters(seeds) {
+        if m != from && m != to {
+            let _ = cli(&m, &["cluster", "setslot", &s, "node", &to_id]);
+        }
+    }
+}

@@ -244,10 +244,7 @@ mod tests {
             parse(b"*5\r\n", &SUBSCRIBER),
             Err(RespError::ArrayTooLong(5))
         );
-        assert_eq!(
-            parse(b"*1\r\n*1\r\n", &SUBSCRIBER),
-            Err(RespError::TooDeep)
-        );
+        assert_eq!(parse(b"*1\r\n*1\r\n", &SUBSCRIBER), Err(RespError::TooDeep));
         assert_eq!(
             parse(b"$-2\r\n", &SUBSCRIBER),
             Err(RespError::BulkTooLong(-2))
