@@ -19,6 +19,8 @@
 #   LT_RATES="500 1000 2000" LT_SCENARIOS=fanout-rate loadtest/bench.sh   # p99 vs fixed rate
 #   LT_SCENARIOS="fanout-max fanout-max-batch100" LT_SYSTEMS=herald loadtest/bench.sh   # a subset
 #   LT_MAX_CONCS="16 64 256 1024" LT_SCENARIOS=fanout-max loadtest/bench.sh   # max rate vs publishes in flight
+#   LT_REDIS_CLUSTER=$(scripts/redis-cluster.sh seeds) LT_SYSTEMS=herald loadtest/bench.sh   # Herald on a Redis Cluster
+#   loadtest/cluster-vs-single.sh           # Herald on a Redis Cluster vs a single Redis, interleaved
 #
 # Scenarios per system: idle (RSS per connection), fanout at LT_RATE/s (latency at the same
 # rate), fanout at max rate (LT_MAX_CONCS publishes in flight), fanout at half of that max,
@@ -34,6 +36,9 @@ ROOT=$PWD
 
 PG="${LT_PG:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL="${LT_REDIS:-redis://127.0.0.1:6379}"
+# Redis Cluster seeds (host:port,...): Herald's nodes use the cluster bus (sharded pub/sub)
+# instead of LT_REDIS. The baselines keep LT_REDIS.
+REDIS_CLUSTER="${LT_REDIS_CLUSTER:-}"
 USERS="${LT_USERS:-5000}"
 WORKERS="${LT_WORKERS:-1}"
 HOLD="${LT_HOLD:-10}"
@@ -119,9 +124,14 @@ mkdir -p "$OUT"
 HERALD_PIDS=()
 if has herald; then
     read -r H_A H_B < <(ports)
+    if [[ -n "$REDIS_CLUSTER" ]]; then
+        BUS_ENV=(HERALD_REDIS_CLUSTER_NODES="$REDIS_CLUSTER")
+    else
+        BUS_ENV=(HERALD_REDIS_URL="$REDIS_URL")
+    fi
     start_herald() {
-        HERALD_LISTEN="127.0.0.1:$2" HERALD_ADMIN_LISTEN=127.0.0.1:0 HERALD_NODE_ID="lt-$1" HERALD_DATABASE_URL="$PG/$DB" \
-        HERALD_REDIS_URL="$REDIS_URL" HERALD_REDIS_PREFIX="$RUN_ID:" HERALD_SERVICE_KEYS="$SERVICE_KEY" \
+        env "${BUS_ENV[@]}" HERALD_LISTEN="127.0.0.1:$2" HERALD_ADMIN_LISTEN=127.0.0.1:0 HERALD_NODE_ID="lt-$1" HERALD_DATABASE_URL="$PG/$DB" \
+        HERALD_REDIS_PREFIX="$RUN_ID:" HERALD_SERVICE_KEYS="$SERVICE_KEY" \
         HERALD_JWT_HS256_SECRET="$JWT_SECRET" HERALD_MIGRATE_ON_START=true HERALD_MAX_CONNECTIONS=25000 HERALD_MAX_HTTP_CONNECTIONS=2048 HERALD_WORKERS="$HERALD_WORKERS" \
         HERALD_ALLOWED_ORIGINS=http://127.0.0.1 HERALD_LOG=warn "$HERALD" serve >"$WORK/herald-$1.log" 2>&1 &
         PIDS+=($!); HERALD_PIDS+=($!)
@@ -129,7 +139,7 @@ if has herald; then
     }
     start_herald a "$H_A"
     start_herald b "$H_B"
-    log "herald nodes a=:$H_A b=:$H_B"
+    log "herald nodes a=:$H_A b=:$H_B (bus: ${REDIS_CLUSTER:+redis cluster }${REDIS_CLUSTER:-$REDIS_URL})"
 fi
 declare -A BASE_PORTS BASE_PIDS
 for b in $BASELINE_NAMES; do

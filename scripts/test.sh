@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh
 #
-# Stages: services (Postgres + Redis up) -> cleanup of leftover test databases
+# Stages: services (Postgres + Redis + the local Redis Cluster up) -> cleanup of leftover test databases
 # -> cargo fmt --check -> clippy -D warnings -> deploy file validation
 # -> containers (the image and the compose stack run with podman)
 # -> nextest (or cargo test) -> web/browser tests (scripts/web-test.sh).
@@ -21,6 +21,10 @@ cd "$HERALD_ROOT"
 
 export HERALD_TEST_DATABASE_URL="${HERALD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export HERALD_TEST_REDIS_URL="${HERALD_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+# The local Redis Cluster (scripts/redis-cluster.sh, started by the services stage): the bus
+# crate's cluster tests, the gateway's failover check and the delivery suite's second run.
+HERALD_TEST_REDIS_CLUSTER="${HERALD_TEST_REDIS_CLUSTER:-$(bash "$HERALD_ROOT/scripts/redis-cluster.sh" seeds)}"
+export HERALD_TEST_REDIS_CLUSTER
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-$([[ -n "${CI:-}" ]] && echo never || echo auto)}"
 
 RESULTS=()
@@ -58,6 +62,7 @@ run_stage() {
 
 stage_services() {
     bash scripts/services.sh
+    bash scripts/redis-cluster.sh up
 }
 
 # Drop databases that earlier (possibly killed) test runs left behind. Ones
@@ -104,12 +109,20 @@ stage_tests() {
     # The process-level fault suite (crates/herald-chaos, smoke sizes) needs haproxy and a
     # fresh release binary.
     bash scripts/chaos.sh --prepare
+    local rc=0
     if cargo nextest --version >/dev/null 2>&1; then
-        cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG"
+        cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG" || rc=$?
+        # The delivery suite again, every node on the Redis Cluster (sharded pub/sub).
+        log "delivery suite on the Redis Cluster (HERALD_TEST_BUS=cluster)"
+        HERALD_TEST_BUS=cluster cargo nextest run -p herald-gateway --test api --no-fail-fast \
+            -E 'test(/^delivery::/)' 2>&1 | tee -a "$TEST_LOG" || rc=$?
     else
         warn "cargo-nextest not installed: falling back to cargo test"
-        cargo test --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG"
+        cargo test --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG" || rc=$?
+        HERALD_TEST_BUS=cluster cargo test -p herald-gateway --test api --no-fail-fast \
+            -- delivery:: 2>&1 | tee -a "$TEST_LOG" || rc=$?
     fi
+    return "$rc"
 }
 
 # The load-test harness, every scenario at a tiny size with --check (zero lost/duplicated).

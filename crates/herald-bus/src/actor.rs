@@ -141,18 +141,18 @@ enum Exit {
     Lost(String),
 }
 
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
 }
 
 impl Backoff {
-    fn new() -> Backoff {
+    pub(crate) fn new() -> Backoff {
         Backoff { next: BACKOFF_MIN }
     }
 
     /// Next delay: the current step with jitter in [step/2, step], then the step doubles up to
     /// the cap.
-    fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let step = self.next;
         self.next = (self.next * 2).min(BACKOFF_MAX);
         let half = step / 2;
@@ -160,7 +160,7 @@ impl Backoff {
         half + Duration::from_millis(jitter_ms)
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = BACKOFF_MIN;
     }
 }
@@ -390,18 +390,6 @@ impl Actor {
         });
     }
 
-    /// Drops a payload received on `channel`: counted here and reported to the sink, which
-    /// counts it by reason and logs sparingly.
-    fn reject(&self, reason: Reject, channel: &str) {
-        if reason == Reject::Malformed {
-            self.shared
-                .metrics
-                .decode_errors
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        self.shared.sink.rejected(reason, channel);
-    }
-
     /// Checks and routes one message. Every check is cheap (a tag, a prefix comparison); the
     /// check that a far-ahead seq exists is the socket's, against PostgreSQL.
     fn handle_msg(&mut self, msg: &redis::Msg, probe: &mut Option<(u64, Instant)>) {
@@ -410,45 +398,20 @@ impl Actor {
         if let Some(key) = &self.shared.key {
             match key.open(channel, payload) {
                 Ok(message) => payload = message,
-                Err(reason) => return self.reject(reason, channel),
+                Err(reason) => return reject(&self.shared, reason, channel),
             }
         }
-        let metrics = &self.shared.metrics;
-        if let Some(user_id) = channel.strip_prefix(self.channels.user_prefix.as_str()) {
-            match BusMessage::decode(payload) {
-                Ok(BusMessage::Live(live)) => match live.check(user_id) {
-                    Ok(()) => {
-                        metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-                        self.shared.sink.user_event(user_id, BusMessage::Live(live));
-                    }
-                    Err(reason) => self.reject(reason, channel),
-                },
-                Ok(m @ BusMessage::Read { .. }) => {
-                    metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-                    self.shared.sink.user_event(user_id, m);
-                }
-                Ok(_) | Err(_) => self.reject(Reject::Malformed, channel),
-            }
-        } else if channel == self.channels.broadcast {
-            match BusMessage::decode(payload) {
-                Ok(BusMessage::Broadcast { broadcast }) => {
-                    metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-                    self.shared.sink.broadcast(Arc::new(broadcast));
-                }
-                Ok(BusMessage::Revoked { user_id }) => {
-                    metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-                    self.shared.sink.revoked(&user_id);
-                }
-                Ok(_) | Err(_) => self.reject(Reject::Malformed, channel),
-            }
-        } else if channel == self.channels.probe {
+        if route(&self.shared, &self.channels, channel, payload) {
+            return;
+        }
+        if channel == self.channels.probe {
             match BusMessage::decode(payload) {
                 Ok(BusMessage::Probe { node_id, nonce }) => {
                     if node_id == self.node_id && probe.is_some_and(|(n, _)| n == nonce) {
                         *probe = None;
                     }
                 }
-                Ok(_) | Err(_) => self.reject(Reject::Malformed, channel),
+                Ok(_) | Err(_) => reject(&self.shared, Reject::Malformed, channel),
             }
         } else {
             tracing::debug!(%channel, "bus message on an unknown channel; dropped");
@@ -513,6 +476,54 @@ impl Actor {
                 }
             }
         }
+    }
+}
+
+/// Drops a payload received on `channel`: counted here and reported to the sink, which
+/// counts it by reason and logs sparingly.
+pub(crate) fn reject(shared: &Shared, reason: Reject, channel: &str) {
+    if reason == Reject::Malformed {
+        shared.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.sink.rejected(reason, channel);
+}
+
+/// Checks and hands to the sink one (opened) payload received on a user channel or the
+/// broadcast channel; false when `channel` is neither. Shared by the single-Redis actor and
+/// the cluster's shard connections.
+pub(crate) fn route(shared: &Shared, channels: &Channels, channel: &str, payload: &[u8]) -> bool {
+    let metrics = &shared.metrics;
+    if let Some(user_id) = channel.strip_prefix(channels.user_prefix.as_str()) {
+        match BusMessage::decode(payload) {
+            Ok(BusMessage::Live(live)) => match live.check(user_id) {
+                Ok(()) => {
+                    metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                    shared.sink.user_event(user_id, BusMessage::Live(live));
+                }
+                Err(reason) => reject(shared, reason, channel),
+            },
+            Ok(m @ BusMessage::Read { .. }) => {
+                metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                shared.sink.user_event(user_id, m);
+            }
+            Ok(_) | Err(_) => reject(shared, Reject::Malformed, channel),
+        }
+        true
+    } else if channel == channels.broadcast {
+        match BusMessage::decode(payload) {
+            Ok(BusMessage::Broadcast { broadcast }) => {
+                metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                shared.sink.broadcast(Arc::new(broadcast));
+            }
+            Ok(BusMessage::Revoked { user_id }) => {
+                metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                shared.sink.revoked(&user_id);
+            }
+            Ok(_) | Err(_) => reject(shared, Reject::Malformed, channel),
+        }
+        true
+    } else {
+        false
     }
 }
 

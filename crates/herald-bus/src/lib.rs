@@ -15,6 +15,7 @@
 //! subscriber connection.
 
 mod actor;
+mod cluster;
 mod conn;
 pub mod tls;
 
@@ -30,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use actor::{Actor, Channels, Command};
 
+/// Most Redis Cluster seed nodes a bus takes.
+pub const MAX_CLUSTER_SEEDS: usize = cluster::publish::MAX_SEEDS;
+
 /// How long `subscribe` waits for its SUBSCRIBE confirmation before answering `Degraded`.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// Bound on one publish / broadcast (pool checkout + round trip).
@@ -40,8 +44,13 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bus settings.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// `redis://…` URL; `None` selects the in-process bus (single node).
+    /// `redis://…` URL; `None` (and no `cluster_nodes`) selects the in-process bus (single
+    /// node).
     pub redis_url: Option<String>,
+    /// Redis Cluster seed nodes (`host:port`, at most [`MAX_CLUSTER_SEEDS`]); when not empty
+    /// the bus uses the cluster with sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`) and
+    /// `redis_url` must be `None`. No TLS, no password.
+    pub cluster_nodes: Vec<String>,
     /// PEM CA certificates that a `rediss://` server's certificate must lead to; `None`: the
     /// operating system's store.
     pub tls_ca_file: Option<std::path::PathBuf>,
@@ -65,6 +74,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             redis_url: None,
+            cluster_nodes: Vec::new(),
             tls_ca_file: None,
             prefix: "herald:".to_owned(),
             node_id: uuid::Uuid::new_v4().to_string(),
@@ -168,6 +178,12 @@ enum Mode {
         pool: deadpool_redis::Pool,
         cancel: CancellationToken,
     },
+    /// Redis Cluster, sharded pub/sub (`cluster/`). Same command queue as `Redis`.
+    Cluster {
+        tx: mpsc::UnboundedSender<Command>,
+        publisher: Arc<cluster::publish::Publisher>,
+        cancel: CancellationToken,
+    },
 }
 
 struct Inner {
@@ -178,8 +194,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Mode::Redis { cancel, .. } = &self.mode {
-            cancel.cancel();
+        match &self.mode {
+            Mode::Redis { cancel, .. } | Mode::Cluster { cancel, .. } => cancel.cancel(),
+            Mode::InProcess { .. } => {}
         }
     }
 }
@@ -199,6 +216,7 @@ impl std::fmt::Debug for Bus {
                 &match self.inner.mode {
                     Mode::InProcess { .. } => "in-process",
                     Mode::Redis { .. } => "redis",
+                    Mode::Cluster { .. } => "redis-cluster",
                 },
             )
             .field("connected", &self.is_connected())
@@ -221,6 +239,9 @@ impl Bus {
             subscribed_users: AtomicUsize::new(0),
             metrics: Counters::default(),
         });
+        if !cfg.cluster_nodes.is_empty() {
+            return Bus::start_cluster(cfg, channels, shared).await;
+        }
         let Some(url) = cfg.redis_url.as_deref() else {
             shared.connected.store(true, Ordering::Release);
             return Ok(Bus {
@@ -305,6 +326,41 @@ impl Bus {
         })
     }
 
+    async fn start_cluster(
+        cfg: BusConfig,
+        channels: Channels,
+        shared: Arc<Shared>,
+    ) -> Result<Bus, BusError> {
+        if cfg.redis_url.is_some() {
+            return Err(BusError::Internal(
+                "a Redis URL and cluster nodes are exclusive".to_owned(),
+            ));
+        }
+        if cfg.cluster_nodes.len() > MAX_CLUSTER_SEEDS {
+            return Err(BusError::Internal(format!(
+                "at most {MAX_CLUSTER_SEEDS} cluster seed nodes"
+            )));
+        }
+        if let Some(bad) = cfg.cluster_nodes.iter().find(|n| !valid_seed(n)) {
+            return Err(BusError::Internal(format!(
+                "cluster node {bad:?} is not host:port"
+            )));
+        }
+        let cancel = CancellationToken::new();
+        let started = cluster::start(&cfg, channels.clone(), shared.clone(), cancel.clone()).await;
+        Ok(Bus {
+            inner: Arc::new(Inner {
+                channels,
+                shared,
+                mode: Mode::Cluster {
+                    tx: started.tx,
+                    publisher: started.publisher,
+                    cancel,
+                },
+            }),
+        })
+    }
+
     /// Adds one reference (one socket) for `user_id`. Resolves once the user's channel is
     /// subscribed (immediately if it already was), or `Degraded` if Redis is down or does not
     /// confirm within 2 s. Every call that was polled must be matched by one
@@ -320,7 +376,7 @@ impl Bus {
                     .store(map.len(), Ordering::Relaxed);
                 SubscribeOutcome::Confirmed
             }
-            Mode::Redis { tx, .. } => {
+            Mode::Redis { tx, .. } | Mode::Cluster { tx, .. } => {
                 let (reply, rx) = oneshot::channel();
                 let cmd = Command::Subscribe {
                     user_id: user_id.to_owned(),
@@ -357,7 +413,7 @@ impl Bus {
                     .subscribed_users
                     .store(map.len(), Ordering::Relaxed);
             }
-            Mode::Redis { tx, .. } => {
+            Mode::Redis { tx, .. } | Mode::Cluster { tx, .. } => {
                 let _ = tx.send(Command::Unsubscribe {
                     user_id: user_id.to_owned(),
                 });
@@ -379,6 +435,23 @@ impl Bus {
                 return Ok(());
             }
             Mode::Redis { pool, .. } => (pool, &self.inner.shared),
+            Mode::Cluster { publisher, .. } => {
+                let shared = &self.inner.shared;
+                let key = shared.key.as_ref();
+                let items = items
+                    .iter()
+                    .map(|(user_id, msg)| {
+                        let channel = self.inner.channels.user(user_id);
+                        let payload = msg.encode_for(&channel, key);
+                        (channel, payload)
+                    })
+                    .collect();
+                return publisher
+                    .publish(items)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| publish_error(shared, e));
+            }
         };
         let mut pipe = redis::pipe();
         let key = shared.key.as_ref();
@@ -429,6 +502,15 @@ impl Bus {
                 return Ok(1);
             }
             Mode::Redis { pool, .. } => (pool, &self.inner.shared),
+            Mode::Cluster { publisher, .. } => {
+                let shared = &self.inner.shared;
+                let channel = self.inner.channels.broadcast.clone();
+                let payload = msg.encode_for(&channel, shared.key.as_ref());
+                return publisher
+                    .publish(vec![(channel, payload)])
+                    .await
+                    .map_err(|e| publish_error(shared, e));
+            }
         };
         let fut = async {
             let mut conn = pool.get().await.map_err(|e| format!("publish pool: {e}"))?;
@@ -452,8 +534,17 @@ impl Bus {
 
     /// PING over the publish pool (for readiness checks). Always Ok in-process.
     pub async fn ping(&self) -> Result<(), BusError> {
-        let Mode::Redis { pool, .. } = &self.inner.mode else {
-            return Ok(());
+        let pool = match &self.inner.mode {
+            Mode::InProcess { .. } => return Ok(()),
+            Mode::Cluster { publisher, .. } => {
+                return match tokio::time::timeout(PING_TIMEOUT, publisher.ping()).await {
+                    Ok(r) => r.map_err(BusError::Unavailable),
+                    Err(_) => Err(BusError::Unavailable(format!(
+                        "PING timed out after {PING_TIMEOUT:?}"
+                    ))),
+                };
+            }
+            Mode::Redis { pool, .. } => pool,
         };
         let fut = async {
             let mut conn = pool.get().await.map_err(|e| format!("publish pool: {e}"))?;
@@ -499,8 +590,9 @@ impl Bus {
     /// Stops the subscriber actor (its connection closes; pending subscribes resolve
     /// `Degraded`). Publishing keeps working. Idempotent.
     pub fn shutdown(&self) {
-        if let Mode::Redis { cancel, .. } = &self.inner.mode {
-            cancel.cancel();
+        match &self.inner.mode {
+            Mode::Redis { cancel, .. } | Mode::Cluster { cancel, .. } => cancel.cancel(),
+            Mode::InProcess { .. } => {}
         }
     }
 }
@@ -539,6 +631,19 @@ async fn check_publish(
             tracing::warn!(node_id = %cfg.node_id, "bus publish check at start timed out");
             Ok(())
         }
+    }
+}
+
+/// `host:port` with a port in 1..=65535 and a host without spaces, `@` or `/` (no scheme, no
+/// credentials).
+pub fn valid_seed(seed: &str) -> bool {
+    match seed.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.contains(|c: char| c.is_whitespace() || "@/".contains(c))
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
     }
 }
 

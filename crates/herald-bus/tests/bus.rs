@@ -135,6 +135,7 @@ fn prefix() -> String {
 fn config(url: &str, prefix: &str) -> BusConfig {
     BusConfig {
         redis_url: Some(url.to_owned()),
+        cluster_nodes: Vec::new(),
         tls_ca_file: None,
         prefix: prefix.to_owned(),
         node_id: uuid::Uuid::new_v4().to_string(),

@@ -60,6 +60,10 @@ pub struct Config {
     pub database_pool_size: usize,
     pub database_timeout: Duration,
     pub redis_url: Option<SecretString>,
+    /// `HERALD_REDIS_CLUSTER_NODES`: Redis Cluster seed nodes (`host:port`, at most 64); when
+    /// set the bus uses sharded pub/sub on the cluster. Exclusive with `HERALD_REDIS_URL`; no
+    /// TLS, no password.
+    pub redis_cluster_nodes: Vec<String>,
     /// `HERALD_REDIS_CA_FILE`: PEM CA certificates for a `rediss://` URL (default: the system
     /// store).
     pub redis_ca_file: Option<PathBuf>,
@@ -512,6 +516,41 @@ impl Config {
                 ));
             }
         }
+        let redis_cluster_nodes = src.list("HERALD_REDIS_CLUSTER_NODES");
+        if !redis_cluster_nodes.is_empty() {
+            if redis_url.is_some() {
+                return Err(invalid(
+                    "HERALD_REDIS_CLUSTER_NODES",
+                    "is set together with HERALD_REDIS_URL: choose one (a single Redis, or the cluster's seed nodes)",
+                ));
+            }
+            if src.get("HERALD_REDIS_CA_FILE").is_some() {
+                return Err(invalid(
+                    "HERALD_REDIS_CLUSTER_NODES",
+                    "TLS (HERALD_REDIS_CA_FILE) is not supported in cluster mode",
+                ));
+            }
+            if redis_cluster_nodes.len() > herald_bus::MAX_CLUSTER_SEEDS {
+                return Err(invalid(
+                    "HERALD_REDIS_CLUSTER_NODES",
+                    format!("at most {} seed nodes", herald_bus::MAX_CLUSTER_SEEDS),
+                ));
+            }
+            for n in &redis_cluster_nodes {
+                if n.starts_with("rediss://") || n.contains('@') {
+                    return Err(invalid(
+                        "HERALD_REDIS_CLUSTER_NODES",
+                        "TLS and passwords are not supported in cluster mode: give plain host:port seeds",
+                    ));
+                }
+                if !herald_bus::valid_seed(n) {
+                    return Err(invalid(
+                        "HERALD_REDIS_CLUSTER_NODES",
+                        format!("{n:?} is not host:port"),
+                    ));
+                }
+            }
+        }
         let redis_ca_file = src.get("HERALD_REDIS_CA_FILE").map(PathBuf::from);
         match (&redis_url, &redis_ca_file) {
             (Some(u), Some(path)) if u.starts_with("rediss://") => {
@@ -635,6 +674,7 @@ impl Config {
             database_pool_size: src.ranged("HERALD_DATABASE_POOL_SIZE", 16, 1, 1000)?,
             database_timeout: src.millis("HERALD_DATABASE_TIMEOUT_MS", 3_000, 50, 120_000)?,
             redis_url: redis_url.map(SecretString::from),
+            redis_cluster_nodes,
             redis_ca_file,
             redis_prefix,
             bus_hmac_key: bus_hmac_key.map(SecretString::from),
@@ -789,6 +829,7 @@ impl Config {
             .map_err(|e| invalid("HERALD_BUS_HMAC_KEY", e.to_string()))?;
         Ok(herald_bus::BusConfig {
             redis_url: self.redis_url().map(str::to_string),
+            cluster_nodes: self.redis_cluster_nodes.clone(),
             tls_ca_file: self.redis_ca_file.clone(),
             prefix: self.redis_prefix.clone(),
             node_id: self.node_id.clone(),
@@ -921,6 +962,7 @@ mod tests {
             ("HERALD_DATABASE_URL", "postgres://db/h?sslcert=/c.pem"),
             ("HERALD_REDIS_CA_FILE", "/nonexistent/ca.pem"),
             ("HERALD_REDIS_URL", "rediss://cache:6380/#insecure"),
+            ("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1"),
         ];
         for (var, value) in cases {
             assert_eq!(var_of(with(var, value)), var, "{var}={value}");
@@ -994,6 +1036,67 @@ mod tests {
         assert_eq!(var_of(Config::from_values(m)), "HERALD_REDIS_CA_FILE");
         let c = with("HERALD_REDIS_URL", "rediss://cache:6380").unwrap();
         assert!(c.redis_ca_file.is_none(), "no CA file: the system store");
+    }
+
+    #[test]
+    fn redis_cluster_nodes_are_checked_and_exclusive() {
+        let c = with(
+            "HERALD_REDIS_CLUSTER_NODES",
+            "127.0.0.1:7001, 127.0.0.1:7002,redis-0.redis:6379",
+        )
+        .unwrap();
+        assert_eq!(c.redis_cluster_nodes.len(), 3);
+        assert_eq!(c.bus().unwrap().cluster_nodes, c.redis_cluster_nodes);
+        let refused = |extra: &[(&str, &str)], needle: &str| {
+            let mut m = base();
+            for (k, v) in extra {
+                m.insert(k.to_string(), v.to_string());
+            }
+            match Config::from_values(m) {
+                Err(ConfigError::Invalid { var, message }) => {
+                    assert_eq!(var, "HERALD_REDIS_CLUSTER_NODES", "{extra:?}");
+                    assert!(message.contains(needle), "{message}");
+                }
+                other => panic!("{extra:?}: expected a refusal, got {other:?}"),
+            }
+        };
+        // Both settings: refused, naming both.
+        refused(
+            &[
+                ("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1:7001"),
+                ("HERALD_REDIS_URL", "redis://127.0.0.1:6379"),
+            ],
+            "HERALD_REDIS_URL",
+        );
+        // TLS and passwords are not supported in cluster mode.
+        refused(
+            &[("HERALD_REDIS_CLUSTER_NODES", "rediss://127.0.0.1:7001")],
+            "not supported in cluster mode",
+        );
+        refused(
+            &[("HERALD_REDIS_CLUSTER_NODES", "user:secret@127.0.0.1:7001")],
+            "not supported in cluster mode",
+        );
+        let ca = std::env::temp_dir().join(format!("herald-ca-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&ca, "not used").unwrap();
+        refused(
+            &[
+                ("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1:7001"),
+                ("HERALD_REDIS_CA_FILE", ca.to_str().unwrap()),
+            ],
+            "not supported in cluster mode",
+        );
+        let _ = std::fs::remove_file(&ca);
+        refused(&[("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1")], "host:port");
+        refused(
+            &[("HERALD_REDIS_CLUSTER_NODES", "127.0.0.1:0")],
+            "host:port",
+        );
+        let many: Vec<String> = (0..65).map(|i| format!("10.0.0.{i}:6379")).collect();
+        refused(
+            &[("HERALD_REDIS_CLUSTER_NODES", many.join(",").as_str())],
+            "at most 64",
+        );
     }
 
     /// Audience and issuer are required; "any" only by an explicit opt-out, which cannot be

@@ -336,7 +336,7 @@ impl Application {
                 .and_then(http)
             })?
             .run();
-        tracing::info!(node = %config.node_id, port, admin_port, redis = config.redis_url.is_some(), "node listening");
+        tracing::info!(node = %config.node_id, port, admin_port, redis = config.redis_url.is_some(), redis_cluster = !config.redis_cluster_nodes.is_empty(), "node listening");
         Ok(Application {
             port,
             admin_port,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub mod cluster;
 pub mod tls;
 
 /// The PostgreSQL database tests create theirs from (`HERALD_TEST_DATABASE_URL`).

@@ -37,14 +37,30 @@ pub struct TestEnv {
     pub db_url: String,
     pub prefix: String,
     pub redis_url: Option<String>,
+    /// Redis Cluster seeds (`HERALD_REDIS_CLUSTER_NODES`) instead of `redis_url`.
+    pub cluster_nodes: Option<String>,
     /// Dropped (with the database) when the test ends.
     _db: herald_testkit::Database,
 }
 
 impl TestEnv {
-    /// A database and prefix of its own, joined to the shared Redis.
+    /// A database and prefix of its own, joined to the shared Redis; or, with
+    /// `HERALD_TEST_BUS=cluster`, to the local Redis Cluster (`HERALD_TEST_REDIS_CLUSTER`), so
+    /// the same suite runs against either bus.
     pub async fn new() -> TestEnv {
+        if std::env::var("HERALD_TEST_BUS").as_deref() == Ok("cluster") {
+            let seeds = std::env::var("HERALD_TEST_REDIS_CLUSTER")
+                .expect("HERALD_TEST_BUS=cluster needs HERALD_TEST_REDIS_CLUSTER (scripts/redis-cluster.sh seeds)");
+            return TestEnv::with_cluster(seeds).await;
+        }
         TestEnv::with_redis(Some(redis_url())).await
+    }
+
+    /// Nodes on the Redis Cluster with these seeds (comma-separated `host:port`).
+    pub async fn with_cluster(seeds: String) -> TestEnv {
+        let mut env = TestEnv::with_redis(None).await;
+        env.cluster_nodes = Some(seeds);
+        env
     }
 
     pub async fn with_redis(redis_url: Option<String>) -> TestEnv {
@@ -63,6 +79,7 @@ impl TestEnv {
             db_url: db.url.clone(),
             prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
             redis_url,
+            cluster_nodes: None,
             _db: db,
         }
     }
@@ -105,6 +122,9 @@ impl TestEnv {
         }
         if let Some(r) = &self.redis_url {
             set("HERALD_REDIS_URL", r);
+        }
+        if let Some(seeds) = &self.cluster_nodes {
+            set("HERALD_REDIS_CLUSTER_NODES", seeds);
         }
         Config::from_values(v).expect("test config")
     }

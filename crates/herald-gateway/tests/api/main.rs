@@ -7,6 +7,7 @@ mod helpers;
 
 mod abuse;
 mod bus_trust;
+mod cluster;
 mod contract;
 mod delivery;
 mod faults;
