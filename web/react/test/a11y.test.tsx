@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { act, cleanup, fireEvent, render, screen, within } from '@testing-library/react';
+import { cleanup, fireEvent, render, screen, within } from '@testing-library/react';
 import type { ConnectionState, Notification } from 'herald-notify-client';
-import { HeraldClient } from 'herald-notify-client';
+import { toastClient as fixtureToastClient } from './fixtures';
 import { NotificationBellView, Toaster } from '../src';
 
 afterEach(cleanup);
@@ -86,21 +86,7 @@ describe('panel semantics', () => {
 });
 
 describe('toasts', () => {
-  function toastClient() {
-    class NoSocket {
-      readyState = 0;
-      onopen = null;
-      onmessage = null;
-      onclose = null;
-      onerror = null;
-      send() {}
-      close() {}
-    }
-    const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
-    const markRead = vi.spyOn(client, 'markRead').mockResolvedValue();
-    const toast = (seq: number, over: Partial<Notification> = {}) => act(() => void (client as any).emit('toast', { ...notif(seq), ...over }));
-    return { client, markRead, toast };
-  }
+  const toastClient = () => fixtureToastClient(notif);
 
   it('one live region, with no live regions inside it; toasts are not focusable divs', () => {
     const { client, toast } = toastClient();

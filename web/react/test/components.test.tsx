@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { useState } from 'react';
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import type { Notification } from 'herald-notify-client';
-import { HeraldClient } from 'herald-notify-client';
+import { noSocketClient, toastClient as fixtureToastClient } from './fixtures';
 import { NotificationBell, NotificationBellView, Toaster, badgeText, connectionStateLabel, formatRelative, iconFor } from '../src';
 
 afterEach(cleanup);
@@ -334,16 +334,7 @@ describe('<NotificationBellView />', () => {
 describe('<Toaster />', () => {
   it('shows a toast with icon, title and body on the toast event, navigates on click, auto-dismisses after 5 s', () => {
     vi.useFakeTimers();
-    class NoSocket {
-      readyState = 0;
-      onopen = null;
-      onmessage = null;
-      onclose = null;
-      onerror = null;
-      send() {}
-      close() {}
-    }
-    const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
+    const client = noSocketClient();
     vi.spyOn(client, 'markRead').mockResolvedValue();
     const onNavigate = vi.fn();
     render(<Toaster client={client} onNavigate={onNavigate} />);
@@ -368,21 +359,7 @@ describe('<Toaster />', () => {
     vi.useRealTimers();
   });
 
-  function toastClient() {
-    class NoSocket {
-      readyState = 0;
-      onopen = null;
-      onmessage = null;
-      onclose = null;
-      onerror = null;
-      send() {}
-      close() {}
-    }
-    const client = new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
-    const markRead = vi.spyOn(client, 'markRead').mockResolvedValue();
-    const toast = (seq: number, over: Partial<Notification> = {}) => act(() => void (client as any).emit('toast', { ...notif(seq), ...over }));
-    return { client, markRead, toast };
-  }
+  const toastClient = () => fixtureToastClient(notif);
 
   it('clicking a toast marks its notification read', () => {
     const { client, markRead, toast } = toastClient();

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { useState } from 'react';
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import type { Notification } from 'herald-notify-client';
-import { HeraldClient } from 'herald-notify-client';
+import { noSocketClient } from './fixtures';
 import { NotificationBell, NotificationBellView, Toaster, formatRelative, type HeraldLabels } from '../src';
 
 afterEach(cleanup);
@@ -30,18 +30,6 @@ function view(over: Partial<ViewProps> = {}) {
   return render(<NotificationBellView notifications={[notif(1)]} unreadCount={1} state="open" onMarkRead={vi.fn()} onMarkAllRead={vi.fn()} {...over} />);
 }
 
-function noSocketClient() {
-  class NoSocket {
-    readyState = 0;
-    onopen = null;
-    onmessage = null;
-    onclose = null;
-    onerror = null;
-    send() {}
-    close() {}
-  }
-  return new HeraldClient({ url: 'ws://x.test/v1/ws', getToken: async () => 't', WebSocket: NoSocket as any, crossTab: false });
-}
 
 const fr: Partial<HeraldLabels> = {
   bell: (n) => `Notifications (${n} non lues)`,
