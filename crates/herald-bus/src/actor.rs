@@ -112,6 +112,20 @@ async fn unsubscribe_chunked(sink: &mut PubSubSink, channels: &[String]) -> Resu
     Ok(())
 }
 
+/// Drops one reference to `user_id`'s channel; the last one removes the user. An unsubscribe
+/// without a subscribe is logged and ignored.
+pub(crate) fn release(refcounts: &mut HashMap<String, u64>, user_id: &str) {
+    match refcounts.get_mut(user_id) {
+        Some(n) if *n > 1 => *n -= 1,
+        Some(_) => {
+            refcounts.remove(user_id);
+        }
+        None => {
+            tracing::warn!(user_id = %user_id, "bus unsubscribe without a matching subscribe; ignored");
+        }
+    }
+}
+
 /// Which user channels to add and remove, given the refcounts and the currently subscribed
 /// set, looking only at `touched` users. Pure; sorted for determinism.
 pub(crate) fn plan(
@@ -253,15 +267,7 @@ impl Actor {
                 self.touched.insert(user_id);
             }
             Command::Unsubscribe { user_id } => {
-                match self.refcounts.get_mut(&user_id) {
-                    Some(n) if *n > 1 => *n -= 1,
-                    Some(_) => {
-                        self.refcounts.remove(&user_id);
-                    }
-                    None => {
-                        tracing::warn!(user_id = %user_id, "bus unsubscribe without a matching subscribe; ignored");
-                    }
-                }
+                release(&mut self.refcounts, &user_id);
                 self.publish_gauge();
                 self.touched.insert(user_id);
             }

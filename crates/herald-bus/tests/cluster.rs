@@ -98,6 +98,18 @@ async fn node(seeds: &[String], prefix: &str) -> (Bus, Arc<Sink>) {
     (bus, sink)
 }
 
+/// Waits for a healthy cluster, then starts two bus nodes on a fresh channel prefix.
+async fn two_nodes(seeds: &[String]) -> (String, (Bus, Arc<Sink>), (Bus, Arc<Sink>)) {
+    assert!(
+        cluster::wait_healthy(seeds, Duration::from_secs(60)).await,
+        "cluster healthy"
+    );
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let first = node(seeds, &prefix).await;
+    let second = node(seeds, &prefix).await;
+    (prefix, first, second)
+}
+
 fn users(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| format!("u{i}-{}", uuid::Uuid::new_v4().simple()))
@@ -112,13 +124,7 @@ async fn cluster_delivers_to_many_users_across_slots() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    assert!(
-        cluster::wait_healthy(&seeds, Duration::from_secs(60)).await,
-        "cluster healthy"
-    );
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let (a, sink_a) = node(&seeds, &prefix).await;
-    let (b, sink_b) = node(&seeds, &prefix).await;
+    let (_, (a, sink_a), (b, sink_b)) = two_nodes(&seeds).await;
     assert!(a.is_connected() && b.is_connected());
     let users = users(300);
     for u in &users {
@@ -184,13 +190,7 @@ async fn cluster_failover_of_a_killed_master_resubscribes_and_resyncs() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    assert!(
-        cluster::wait_healthy(&seeds, Duration::from_secs(60)).await,
-        "cluster healthy"
-    );
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let (publisher, _) = node(&seeds, &prefix).await;
-    let (sub, sink) = node(&seeds, &prefix).await;
+    let (_, (publisher, _), (sub, sink)) = two_nodes(&seeds).await;
     let users = users(200);
     for u in &users {
         assert_eq!(sub.subscribe(u).await, SubscribeOutcome::Confirmed);
@@ -276,13 +276,7 @@ async fn cluster_slot_migration_resubscribes_at_the_new_owner() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    assert!(
-        cluster::wait_healthy(&seeds, Duration::from_secs(60)).await,
-        "cluster healthy"
-    );
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let (publisher, _) = node(&seeds, &prefix).await;
-    let (sub, sink) = node(&seeds, &prefix).await;
+    let (prefix, (publisher, _), (sub, sink)) = two_nodes(&seeds).await;
     let user = format!("mover-{}", uuid::Uuid::new_v4().simple());
     assert_eq!(sub.subscribe(&user).await, SubscribeOutcome::Confirmed);
     let slot = cluster::keyslot(&seeds, &format!("{prefix}user:{user}"));

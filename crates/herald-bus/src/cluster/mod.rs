@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::actor::{Channels, Command};
+use crate::actor::{release, Channels, Command};
 use crate::{Shared, SubscribeOutcome};
 use publish::{Publisher, Topology};
 use shard::{ShardCmd, ShardEvent, ShardSpec};
@@ -213,15 +213,7 @@ impl ClusterActor {
                 self.touched.insert(user_id);
             }
             Command::Unsubscribe { user_id } => {
-                match self.refcounts.get_mut(&user_id) {
-                    Some(n) if *n > 1 => *n -= 1,
-                    Some(_) => {
-                        self.refcounts.remove(&user_id);
-                    }
-                    None => {
-                        tracing::warn!(user_id = %user_id, "bus unsubscribe without a matching subscribe; ignored");
-                    }
-                }
+                release(&mut self.refcounts, &user_id);
                 self.touched.insert(user_id);
             }
         }
