@@ -51,8 +51,8 @@ export interface HeraldClientOptions {
   channelFactory?: (name: string) => ChannelLike | null;
   /**
    * How well placed this tab is to show a toast, for the cross-tab claim (higher wins): default
-   * 3 while the inbox panel is open here, 2 when the page is visible and focused, 1 when visible,
-   * 0 when hidden.
+   * 3 while the page is visible with the inbox panel open, 2 when visible and focused, 1 when
+   * visible, 0 when hidden (an open panel in a hidden tab counts for nothing).
    */
   tabRank?: () => number;
   /** `window`-like target for online/offline events and `navigator.onLine` (default: globals). */
@@ -224,11 +224,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   private tabRank(): number {
     if (this.opts.tabRank) return this.opts.tabRank();
-    if (this._inboxOpen) return 3;
     if (typeof document === 'undefined') return 0;
     const visible = document.visibilityState === 'visible';
     const focused = typeof document.hasFocus === 'function' && document.hasFocus();
-    return visible ? (focused ? 2 : 1) : 0;
+    return defaultTabRank({ inboxOpen: this._inboxOpen, visible, focused });
   }
 
   /** Forget the last failed action (the user dismissed its message). */
@@ -896,6 +895,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.snapshot = null;
     this.emit('change');
   }
+}
+
+/**
+ * The default cross-tab rank: an open panel counts only in a visible tab (a panel left open in
+ * a hidden tab must not swallow the toasts of the tab the user is looking at).
+ */
+export function defaultTabRank(t: { inboxOpen: boolean; visible: boolean; focused: boolean }): number {
+  if (!t.visible) return 0;
+  if (t.inboxOpen) return 3;
+  return t.focused ? 2 : 1;
 }
 
 export function deriveApiUrl(wsUrl: string): string {

@@ -636,6 +636,43 @@ describe('toasts', () => {
     expect(shown).toEqual(['focused']);
   });
 
+  it('a panel left open in a hidden tab does not take toasts from the visible, focused tab (default tabRank)', async () => {
+    const members: any[] = [];
+    const channelFactory = () => {
+      const ch: any = {
+        onmessage: null,
+        postMessage(msg: unknown) {
+          for (const m of members) if (m !== ch) setTimeout(() => m.onmessage?.({ data: msg }), 5);
+        },
+        close() {},
+      };
+      members.push(ch);
+      return ch;
+    };
+    let visibility: DocumentVisibilityState = 'hidden';
+    let focus = false;
+    vi.spyOn(document, 'visibilityState', 'get').mockImplementation(() => visibility);
+    vi.spyOn(document, 'hasFocus').mockImplementation(() => focus);
+    const hiddenWithPanel = make({ crossTab: true, channelFactory, userId: 'alice' }).client;
+    const focused = make({ crossTab: true, channelFactory, userId: 'alice' }).client;
+    const shown: string[] = [];
+    hiddenWithPanel.on('toast', () => shown.push('hidden'));
+    focused.on('toast', () => shown.push('focused'));
+    const wsH = await connectAndOpen(hiddenWithPanel);
+    const wsF = await connectAndOpen(focused);
+    for (const ws of [wsH, wsF]) ws.push({ type: 'notifications:batch', notifications: [], complete: true, unread_count: 0, version: 2 });
+    hiddenWithPanel.setInboxOpen(true);
+    // The hidden tab (panel open) hears the notification first…
+    wsH.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    await vi.advanceTimersByTimeAsync(30);
+    // …then the tab the user is looking at.
+    visibility = 'visible';
+    focus = true;
+    wsF.push({ type: 'notification', notification: notif(1), unread_count: 1, version: 3 });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(shown).toEqual(['focused']);
+  });
+
   it('emits toast for live notifications but not for the first load catch-up', async () => {
     const { client } = make();
     const toasts: number[] = [];
