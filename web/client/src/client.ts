@@ -617,12 +617,18 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.catchingUp = true;
         // `connected` is the server's count right now: adopt it even when its version is one we
         // have seen (an optimistic change may have moved the local count without a version).
+        const seenVersion = this.version;
+        const heldUnread = this.heldUnread();
         this.version = -1;
         this.applyCount(msg.unread_count, msg.version);
         this.setState('open');
         this.emit('connected', { user_id: msg.user_id, node_id: msg.node_id, session_id: msg.session_id });
         if (!this.firstPageFetched) void this.fetchPage(null, true).catch(() => undefined);
-        else if (this.needsReconcile || this.errorFromLoad) void this.fetchPage(null, false, false, true).catch(() => undefined);
+        else if (this.needsReconcile || this.errorFromLoad || msg.version !== seenVersion || heldUnread > msg.unread_count)
+          // Something changed while we were away (e.g. reads made elsewhere, which catch-up does
+          // not replay): re-read the read state of the rows held, newest first, so that the
+          // badge and the list agree.
+          void this.fetchPage(null, false, false, true, Math.min(100, Math.max(this.opts.pageSize ?? 20, this.byId.size))).catch(() => undefined);
         this.changed();
         break;
       }
@@ -771,6 +777,12 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     return true;
   }
 
+  private heldUnread(): number {
+    let k = 0;
+    for (const n of this.byId.values()) if (!n.read_at) k++;
+    return k;
+  }
+
   private applyCount(count: number, version: number): void {
     if (version > this.version || (version === this.version && this.countDirty)) {
       this.version = version;
@@ -803,8 +815,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       if (reconcile) this.needsReconcile = false;
       if (!cursor) this.highestSeq = Math.max(this.highestSeq, page.latest_seq);
       if (this.version < 0) this._unread = page.unread_count;
-      this.nextCursor = page.next_cursor;
-      this._hasMore = page.next_cursor !== null;
+      if (!reconcile || !this.firstPageFetched) {
+        // A reconcile re-reads rows already held: the paging cursor stays where it was.
+        this.nextCursor = page.next_cursor;
+        this._hasMore = page.next_cursor !== null;
+      }
       this.firstPageFetched = true;
       if (initial && !this.catchingUp) this.initialLoad = false;
       if (!cursor && this.errorFromLoad) {

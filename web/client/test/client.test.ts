@@ -499,6 +499,28 @@ describe('failed optimistic changes', () => {
   });
 });
 
+describe('reads made elsewhere while away', () => {
+  it('on reconnect re-reads the held rows when the server count/version moved, so badge and list agree', async () => {
+    let serverPage = page([notif(1), notif(2), notif(3)]);
+    const { client } = make({}, { '/v1/notifications?': () => serverPage });
+    let ws = await connectAndOpen(client, { unread_count: 3, version: 7, latest_seq: 3 });
+    await flush();
+    expect(client.notifications.filter((n) => !n.read_at)).toHaveLength(3);
+    ws.serverClose(1006);
+    // Meanwhile another session marked everything read (no failed action here).
+    const readAt = '2026-01-01T00:00:00Z';
+    serverPage = page([notif(1, { read_at: readAt }), notif(2, { read_at: readAt }), notif(3, { read_at: readAt })]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    ws = FakeSocket.last();
+    ws.open();
+    ws.connected({ unread_count: 0, version: 8, latest_seq: 3 });
+    ws.push({ type: 'notifications:batch', notifications: [], complete: true, unread_count: 0, version: 8 });
+    await flush();
+    expect(client.unreadCount).toBe(0);
+    expect(client.notifications.filter((n) => !n.read_at)).toEqual([]);
+  });
+});
+
 describe('errors the UI shows', () => {
   it('a failing token provider sets the error', async () => {
     const { client } = make({ getToken: async () => Promise.reject(new Error('session expired')) });
