@@ -118,7 +118,8 @@ const STABLE_MS = 5_000;
 export class HeraldClient extends Emitter<HeraldEvents> {
   private readonly opts: HeraldClientOptions;
   private readonly apiUrl: string;
-  private readonly WS: WebSocketCtor;
+  /** Resolved when connecting (not at construction: server rendering has no WebSocket). */
+  private readonly WS: WebSocketCtor | undefined;
   private readonly fetchFn: typeof fetch;
   private readonly random: () => number;
 
@@ -166,9 +167,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     super();
     this.opts = opts;
     this.apiUrl = (opts.apiUrl ?? deriveApiUrl(opts.url)).replace(/\/+$/, '');
-    const WS = opts.WebSocket ?? (globalThis as any).WebSocket;
-    if (!WS) throw new Error('HeraldClient: no WebSocket implementation available');
-    this.WS = WS;
+    this.WS = opts.WebSocket;
     this.fetchFn = opts.fetch ?? ((...a: Parameters<typeof fetch>) => globalThis.fetch(...a));
     this.random = opts.random ?? Math.random;
     this._userId = opts.userId ?? null;
@@ -262,6 +261,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   /** Start connecting (idempotent). Reconnects forever until `close()` or a terminal close. */
   connect(): void {
     if (this.started) return;
+    if (!this.socketCtor()) throw new Error('HeraldClient: no WebSocket implementation available (pass the WebSocket option outside browsers)');
     this.started = true;
     this._error = null;
     if (this._userId) this.setupCoordinator(this._userId);
@@ -427,6 +427,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   // ---------------------------------------------------------------- connection internals
 
+  private socketCtor(): WebSocketCtor | undefined {
+    return this.WS ?? (globalThis as any).WebSocket;
+  }
+
   private env() {
     const w: any = typeof window !== 'undefined' ? window : undefined;
     const e = this.opts.env;
@@ -472,7 +476,9 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.token = token;
     let ws: WebSocketLike;
     try {
-      ws = new this.WS(this.opts.url);
+      const WS = this.socketCtor();
+      if (!WS) throw new Error('no WebSocket implementation available');
+      ws = new WS(this.opts.url);
     } catch (e) {
       this.setError({ code: 'socket', message: errMessage(e) });
       this.scheduleReconnect();
