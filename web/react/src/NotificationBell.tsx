@@ -212,8 +212,28 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     if (idx === null || loading) return;
     focusAfterLoad.current = null;
     const rows = Array.from(listRef.current?.querySelectorAll<HTMLElement>('[data-testid="herald-item"]') ?? []);
-    rows[idx - start]?.focus();
+    const target = rows[idx - start];
+    if (target) target.focus();
+    // Nothing older came (the end of the list: the button went away): the last row, not <body>.
+    else if (!rootRef.current?.contains(document.activeElement)) (rows[rows.length - 1] ?? listRef.current)?.focus();
   }, [notifications, loading, limit, start]);
+
+  // Focus inside the panel whose element went away or became disabled (Retry replaced by the
+  // loading state, "Mark all as read" disabled once done, …): keep it in the panel — the first
+  // row, else the Retry button, else the panel itself — instead of losing it to <body>.
+  const focusInside = useRef(false);
+  const panelRef = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!open || !focusInside.current || typeof document === 'undefined') return;
+    const a = document.activeElement as (HTMLElement & { disabled?: boolean }) | null;
+    const lost = !a || a === document.body || !a.isConnected || !!a.disabled;
+    if (!lost) return;
+    const panel = panelRef.current;
+    if (!panel) return;
+    const target =
+      panel.querySelector<HTMLElement>('[data-testid="herald-item"]') ?? panel.querySelector<HTMLElement>('[data-testid="herald-retry"]') ?? panel;
+    target.focus();
+  });
   const showNewer = () => {
     const next = Math.max(pageSize, limit - pageSize);
     focusAfterLoad.current = Math.max(0, Math.min(next, notifications.length) - 2 * pageSize);
@@ -235,7 +255,22 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   // Focus leaving the bell and its panel (Tab / Shift+Tab out) closes the panel.
   const onRootBlur = (e: FocusEvent<HTMLDivElement>) => {
     const next = e.relatedTarget as Node | null;
-    if (open && next && rootRef.current && !rootRef.current.contains(next)) setOpen(false);
+    if (next && rootRef.current && !rootRef.current.contains(next)) {
+      focusInside.current = false;
+      if (open) setOpen(false);
+    }
+  };
+  // Tab / Shift+Tab out of the page itself (no element gets focus: e.g. Shift+Tab from a bell
+  // that is the page's first control): close too, once the browser has moved focus.
+  const onRootKeyDown = (e: KeyboardEvent<HTMLDivElement>) => {
+    if (e.key !== 'Tab' || !open) return;
+    setTimeout(() => {
+      const a = document.activeElement;
+      if (!rootRef.current?.contains(a) || !document.hasFocus()) {
+        focusInside.current = false;
+        setOpen(false);
+      }
+    }, 0);
   };
 
   // The list's controls in order (rows, "Show newer", "Load older"): arrow keys move between them.
@@ -300,7 +335,16 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const dotClass = `is-${connShape(state)}`;
 
   return (
-    <div className="hn-bell" ref={rootRef} data-state={state} data-hn-theme={props.theme ?? 'auto'} onBlur={onRootBlur}>
+    <div
+      className="hn-bell"
+      ref={rootRef}
+      data-state={state}
+      data-hn-theme={props.theme ?? 'auto'}
+      onBlur={onRootBlur}
+      onFocus={() => (focusInside.current = true)}
+      onMouseDown={() => (focusInside.current = false)}
+      onKeyDown={onRootKeyDown}
+    >
       <button
         ref={buttonRef}
         type="button"
@@ -343,6 +387,8 @@ export function NotificationBellView(props: NotificationBellViewProps) {
         <div
           className={`hn-panel hn-panel--${props.placement ?? 'bottom-end'}`}
           id={panelId}
+          ref={panelRef}
+          tabIndex={-1}
           role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
           <div className="hn-panel__header">
             <h2 className="hn-panel__title" id={titleId}>

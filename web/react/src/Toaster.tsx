@@ -43,7 +43,33 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
   const [inboxOpen, setInboxOpen] = useState(client.inboxOpen);
 
   const push = useCallback((t: ToastItem) => setToasts((cur) => (cur.some((x) => x.id === t.id) ? cur : [t, ...cur].slice(0, 100))), []);
-  const dismiss = useCallback((id: string) => setToasts((cur) => cur.filter((t) => t.id !== id)), []);
+  const regionRef = useRef<HTMLElement>(null);
+  /** Where focus was before it entered the toasts (to give it back when the last one goes). */
+  const focusBefore = useRef<HTMLElement | null>(null);
+  /** A focused toast went away: its position, to move focus to the next one (or back). */
+  const refocusAt = useRef<number | null>(null);
+  const dismiss = useCallback((id: string) => {
+    const region = regionRef.current;
+    if (region && typeof document !== 'undefined' && region.contains(document.activeElement)) {
+      const els = Array.from(region.querySelectorAll<HTMLElement>('[data-testid="herald-toast"]'));
+      refocusAt.current = Math.max(0, els.findIndex((el) => el.getAttribute('data-id') === id));
+    }
+    setToasts((cur) => cur.filter((t) => t.id !== id));
+  }, []);
+  useEffect(() => {
+    const at = refocusAt.current;
+    if (at === null) return;
+    refocusAt.current = null;
+    const region = regionRef.current;
+    if (region?.contains(document.activeElement)) return;
+    const els = Array.from(region?.querySelectorAll<HTMLElement>('[data-testid="herald-toast"]') ?? []);
+    const next = els[Math.min(at, els.length - 1)];
+    const target =
+      next?.querySelector<HTMLElement>('[data-testid="herald-toast-open"], .hn-toast__close') ??
+      (focusBefore.current?.isConnected ? focusBefore.current : null) ??
+      document.querySelector<HTMLElement>('[data-testid="herald-bell"]');
+    target?.focus();
+  }, [toasts]);
   const dismissOverflow = useCallback(() => setToasts((cur) => cur.slice(0, max)), [max]);
 
   useEffect(() => {
@@ -87,6 +113,11 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
       aria-relevant="additions"
       data-testid="herald-toaster"
       data-hn-theme={theme}
+      ref={regionRef}
+      onFocus={(e) => {
+        const from = e.relatedTarget as HTMLElement | null;
+        if (from && !e.currentTarget.contains(from)) focusBefore.current = from;
+      }}
     >
       {shown.map((t) => (
         <Toast key={t.id} toast={t} durationMs={durationMs} onDismiss={dismiss} onOpen={open} dismissLabel={L.dismissToast} />

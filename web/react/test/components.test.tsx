@@ -256,6 +256,83 @@ describe('<NotificationBellView />', () => {
     expect(document.activeElement?.getAttribute('data-id')).toBe('id-5');
   });
 
+  it('the last Load older (nothing older on the server) puts focus on the last row, not <body>', () => {
+    function Harness() {
+      const [hasMore, setHasMore] = useState(true);
+      const [loading, setLoading] = useState(false);
+      return (
+        <>
+          <NotificationBellView
+            notifications={[notif(1), notif(2)]}
+            unreadCount={0}
+            state="open"
+            loading={loading}
+            hasMore={hasMore}
+            defaultOpen
+            onMarkRead={() => undefined}
+            onMarkAllRead={() => undefined}
+            onLoadMore={() => setLoading(true)}
+          />
+          <button onClick={() => (setHasMore(false), setLoading(false))}>finish</button>
+        </>
+      );
+    }
+    render(<Harness />);
+    const more = screen.getByTestId('herald-load-more');
+    act(() => more.focus());
+    fireEvent.click(more);
+    fireEvent.click(screen.getByText('finish'));
+    expect(screen.queryByTestId('herald-load-more')).toBeNull();
+    expect(document.activeElement?.getAttribute('data-id')).toBe('id-2');
+  });
+
+  it('Retry after a failed list load keeps focus in the panel', () => {
+    function Harness() {
+      const [failed, setFailed] = useState(true);
+      return (
+        <NotificationBellView
+          notifications={[]}
+          unreadCount={0}
+          state="open"
+          loading={!failed}
+          error={failed ? { code: 'network', message: 'network error: Failed to fetch' } : null}
+          onRetry={() => setFailed(false)}
+          defaultOpen
+          onMarkRead={() => undefined}
+          onMarkAllRead={() => undefined}
+        />
+      );
+    }
+    render(<Harness />);
+    const retry = screen.getByTestId('herald-retry');
+    act(() => retry.focus());
+    fireEvent.click(retry);
+    expect(screen.queryByTestId('herald-retry')).toBeNull();
+    expect(screen.getByTestId('herald-panel').contains(document.activeElement)).toBe(true);
+  });
+
+  it('Mark all as read from the keyboard keeps focus in the panel (the button becomes disabled)', () => {
+    function Harness() {
+      const [read, setRead] = useState(false);
+      return (
+        <NotificationBellView
+          notifications={[notif(2, read), notif(1, read)]}
+          unreadCount={read ? 0 : 2}
+          state="open"
+          defaultOpen
+          onMarkRead={() => undefined}
+          onMarkAllRead={() => setRead(true)}
+        />
+      );
+    }
+    render(<Harness />);
+    const all = screen.getByRole('button', { name: 'Mark all as read' });
+    act(() => all.focus());
+    fireEvent.click(all);
+    expect((all as HTMLButtonElement).disabled).toBe(true);
+    expect(document.activeElement).toBe(screen.getAllByTestId('herald-item')[0]);
+  });
+
   it('tabbing out of the panel closes it', () => {
     render(
       <>
@@ -360,6 +437,25 @@ describe('<Toaster />', () => {
   });
 
   const toastClient = () => fixtureToastClient(notif);
+
+  it('activating a focused toast moves focus to the next toast, then to the bell — not <body>', () => {
+    const { client, toast } = toastClient();
+    render(
+      <>
+        <button data-testid="herald-bell">bell</button>
+        <Toaster client={client} onNavigate={vi.fn()} />
+      </>,
+    );
+    toast(1);
+    toast(2);
+    const [first] = screen.getAllByTestId('herald-toast-open');
+    act(() => first.focus());
+    fireEvent.click(first);
+    expect(document.activeElement).toBe(screen.getByTestId('herald-toast-open'));
+    fireEvent.click(screen.getByTestId('herald-toast-open'));
+    expect(screen.queryByTestId('herald-toast')).toBeNull();
+    expect(document.activeElement).toBe(screen.getByTestId('herald-bell'));
+  });
 
   it('clicking a toast marks its notification read', () => {
     const { client, markRead, toast } = toastClient();
