@@ -210,9 +210,13 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   useEffect(() => {
     const idx = focusAfterLoad.current;
     if (idx === null || loading) return;
-    focusAfterLoad.current = null;
     const rows = Array.from(listRef.current?.querySelectorAll<HTMLElement>('[data-testid="herald-item"]') ?? []);
     const target = rows[idx - start];
+    const more = listRef.current?.querySelector<HTMLElement>('[data-testid="herald-load-more"]');
+    // Nothing new yet and focus still on "Load older": the client may still be paging (it skips
+    // pages it already holds), or it failed (the button stays, and so does focus). Wait.
+    if (!target && more && document.activeElement === more) return;
+    focusAfterLoad.current = null;
     if (target) target.focus();
     // Nothing older came (the end of the list: the button went away): the last row, not <body>.
     else if (!rootRef.current?.contains(document.activeElement)) (rows[rows.length - 1] ?? listRef.current)?.focus();
@@ -220,7 +224,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
 
   // Focus inside the panel whose element went away or became disabled (Retry replaced by the
   // loading state, "Mark all as read" disabled once done, …): keep it in the panel — the first
-  // row, else the Retry button, else the panel itself — instead of losing it to <body>.
+  // row, else the Retry button, else the panel's title — instead of losing it to <body>.
   const focusInside = useRef(false);
   const panelRef = useRef<HTMLDivElement>(null);
   useEffect(() => {
@@ -231,8 +235,10 @@ export function NotificationBellView(props: NotificationBellViewProps) {
     const panel = panelRef.current;
     if (!panel) return;
     const target =
-      panel.querySelector<HTMLElement>('[data-testid="herald-item"]') ?? panel.querySelector<HTMLElement>('[data-testid="herald-retry"]') ?? panel;
-    target.focus();
+      panel.querySelector<HTMLElement>('[data-testid="herald-item"]') ??
+      panel.querySelector<HTMLElement>('[data-testid="herald-retry"]') ??
+      panel.querySelector<HTMLElement>('[data-testid="herald-panel-title"]');
+    target?.focus();
   });
   const showNewer = () => {
     const next = Math.max(pageSize, limit - pageSize);
@@ -388,10 +394,10 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           className={`hn-panel hn-panel--${props.placement ?? 'bottom-end'}`}
           id={panelId}
           ref={panelRef}
-          tabIndex={-1}
           role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
           <div className="hn-panel__header">
-            <h2 className="hn-panel__title" id={titleId}>
+            {/* Focusable from script only: where focus goes when what had it went away. */}
+            <h2 className="hn-panel__title" id={titleId} tabIndex={-1} data-testid="herald-panel-title">
               {L.title}
             </h2>
             <span className={`hn-panel__status ${dotClass}`} data-testid="herald-status">

@@ -273,6 +273,8 @@ describe('<NotificationBellView />', () => {
             onMarkAllRead={() => undefined}
             onLoadMore={() => setLoading(true)}
           />
+          <button onClick={() => setLoading(false)}>between pages</button>
+          <button onClick={() => setLoading(true)}>next page</button>
           <button onClick={() => (setHasMore(false), setLoading(false))}>finish</button>
         </>
       );
@@ -281,6 +283,11 @@ describe('<NotificationBellView />', () => {
     const more = screen.getByTestId('herald-load-more');
     act(() => more.focus());
     fireEvent.click(more);
+    // The client pages on through what it already holds: loading drops between pages.
+    act(() => void screen.getByText('between pages').click());
+    act(() => more.focus()); // (clicking the harness's button moved focus; a real client does not)
+    act(() => void screen.getByText('next page').click());
+    act(() => more.focus());
     fireEvent.click(screen.getByText('finish'));
     expect(screen.queryByTestId('herald-load-more')).toBeNull();
     expect(document.activeElement?.getAttribute('data-id')).toBe('id-2');
