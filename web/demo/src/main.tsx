@@ -115,12 +115,12 @@ const TYPES = [
 ];
 
 const SAMPLES: Record<string, { title: string; body: string; link: string }> = {
-  'comment.created': { title: 'Bob commented on your post', body: 'Looks great! Ship it 🚀', link: '/posts/7#comment-3' },
-  'mention.created': { title: 'Carol mentioned you in #design', body: '@you can you review the new onboarding flow?', link: '/channels/design' },
-  'order.shipped': { title: 'Order #1042 has shipped', body: 'Arriving Thursday via UPS.', link: '/orders/1042' },
-  'task.assigned': { title: 'New task: Update billing docs', body: 'Assigned to you by Dana · due Friday', link: '/tasks/88' },
-  'payment.processed': { title: 'Payment received', body: '$249.00 from Acme Corp for invoice INV-2031', link: '/billing/INV-2031' },
-  'system.alert': { title: 'Scheduled maintenance tonight', body: 'The API will be read-only from 02:00 to 02:30 UTC.', link: '/status' },
+  'comment.created': { title: 'Bob commented on your post', body: 'Looks great! Ship it 🚀', link: '/#/posts/7' },
+  'mention.created': { title: 'Carol mentioned you in #design', body: '@you can you review the new onboarding flow?', link: '/#/channels/design' },
+  'order.shipped': { title: 'Order #1042 has shipped', body: 'Arriving Thursday via UPS.', link: '/#/orders/1042' },
+  'task.assigned': { title: 'New task: Update billing docs', body: 'Assigned to you by Dana · due Friday', link: '/#/tasks/88' },
+  'payment.processed': { title: 'Payment received', body: '$249.00 from Acme Corp for invoice INV-2031', link: '/#/billing/INV-2031' },
+  'system.alert': { title: 'Scheduled maintenance tonight', body: 'The API will be read-only from 02:00 to 02:30 UTC.', link: '/#/status' },
   generic: { title: 'Hello from Herald', body: 'This is a test notification.', link: '' },
 };
 
@@ -135,12 +135,24 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
     return () => client.close();
   }, [client]);
 
-  // The demo has no pages behind notification links: an in-app link is shown, not followed
-  // (following it would land on a path the gateway does not serve).
-  const [page, setPage] = useState<string | null>(null);
+  // The demo's notification links are in-page routes (`/#/orders/1042`): the gateway serves
+  // this page at `/`, so such a link works in a new tab too, and the page shows which route it
+  // was opened at. Links are still checked by the bell's `safeLink` (same-origin path: allowed).
+  // Any other same-origin path is shown, not followed (the gateway has no page there).
+  const [page, setPage] = useState<string | null>(() => hashRoute());
+  useEffect(() => {
+    const onHash = () => setPage(hashRoute());
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
   const navigate = (link: string) => {
-    if (link.startsWith('/')) setPage(link);
+    if (link.startsWith('/#/')) location.hash = link.slice(1);
+    else if (link.startsWith('/')) setPage(link);
     else window.open(link, '_blank', 'noopener');
+  };
+  const dismissPage = () => {
+    if (hashRoute()) history.replaceState(null, '', `${location.pathname}${location.search}`);
+    setPage(null);
   };
 
   return (
@@ -172,8 +184,16 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
         </div>
         {page && (
           <div className="card nav-banner" data-testid="nav-banner">
-            This demo has no page for <code>{page}</code> (the notification’s link)
-            <button className="btn btn--ghost btn--small" onClick={() => setPage(null)}>
+            {page.startsWith('#/') ? (
+              <>
+                Opened <code>{page}</code>, the demo’s stand-in for the notification’s page
+              </>
+            ) : (
+              <>
+                This demo has no page for <code>{page}</code> (the notification’s link)
+              </>
+            )}
+            <button className="btn btn--ghost btn--small" onClick={dismissPage}>
               Dismiss
             </button>
           </div>
@@ -206,6 +226,11 @@ function ConnectionInfo({ user }: { user: string }) {
       </span>
     </div>
   );
+}
+
+/** The in-page route in the URL (`#/orders/1042`), if any. */
+function hashRoute(): string | null {
+  return location.hash.startsWith('#/') ? location.hash : null;
 }
 
 function SendForm({ user }: { user: string }) {
