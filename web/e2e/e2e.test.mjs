@@ -450,6 +450,36 @@ test('10. demo page: sign-in replaces the suggestion and explains spaces; sign-o
   // No links that lead nowhere.
   const dead = await page.evaluate(() => [...document.querySelectorAll('a')].filter((a) => !a.getAttribute('href') || a.getAttribute('href').startsWith('#')).length);
   assert.equal(dead, 0);
+  // Notification links sent from the demo's own form lead somewhere when opened in a new tab
+  // (they used to be /orders/1042 etc.: a 404 from the gateway).
+  await page.keyboard.press('Escape');
+  const types = await page.locator('select[name="type"] option').evaluateAll((os) => os.map((o) => o.value));
+  let sent = 0;
+  for (const t of types) {
+    await page.locator('select[name="type"]').selectOption(t);
+    if (!(await page.locator('input[name="link"]').inputValue())) continue;
+    await page.getByRole('button', { name: 'Send notification' }).click();
+    await page.waitForFunction((n) => document.querySelector('[data-testid="send-status"]')?.textContent.includes(`seq ${n}`), ++sent);
+  }
+  assert.ok(sent >= 5, `sent ${sent} notifications with links`);
+  await page.waitForFunction((n) => window.__herald.notifications.length >= n, sent);
+  await openBell(page);
+  const hrefs = await page.locator('a[data-testid="herald-item"]').evaluateAll((as) => as.map((a) => a.href));
+  assert.equal(hrefs.length, sent, 'every demo notification is a link');
+  for (const href of hrefs) {
+    const res = await page.request.get(href);
+    assert.notEqual(res.status(), 404, `${href} exists`);
+    assert.match(res.headers()['content-type'] ?? '', /text\/html/, `${href} is a page`);
+  }
+  // Opened in a new tab (signed in), it shows the route; clicked in place, the banner says so too.
+  const tab = await ctx.newPage();
+  await tab.goto(`${hrefs[0].replace('/#/', `/?user=ivan-${run}#/`)}`, { waitUntil: 'domcontentloaded' });
+  await tab.locator('[data-testid="nav-banner"]').waitFor({ state: 'visible' });
+  assert.match(await tab.locator('[data-testid="nav-banner"]').textContent(), /#\/\w+/);
+  await tab.close();
+  await page.locator('a[data-testid="herald-item"]').first().click();
+  await page.locator('[data-testid="nav-banner"]').waitFor({ state: 'visible' });
+  assert.ok(new URL(page.url()).hash.startsWith('#/'), 'an in-page route');
   await ctx.close();
 
   // Signed in through ?user=: signing out and reloading stays signed out.
@@ -492,6 +522,137 @@ test('11. a first connect with many pending notifications renders a capped page,
   await page.locator('[data-testid="herald-load-more"]').click();
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="herald-item"]').length === 100, null, { timeout: WAIT });
   assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'herald-item', 'focus on the first older row');
+  // Keep pressing Load older from the keyboard to the end: the last press asks the server, nothing
+  // older exists, the button goes away — and focus lands on the last row, not <body>.
+  const more = page.locator('[data-testid="herald-load-more"]');
+  for (let i = 0; i < 10 && (await more.count()); i++) {
+    await more.focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => {
+      const b = document.querySelector('[data-testid="herald-load-more"]');
+      return !b || b.getAttribute('aria-disabled') !== 'true';
+    }, null, { timeout: WAIT });
+  }
+  assert.equal(await more.count(), 0, 'Load older gone at the end of the list');
+  const focus = await page.evaluate(() => {
+    const rows = [...document.querySelectorAll('[data-testid="herald-item"]')];
+    return { testid: document.activeElement?.getAttribute('data-testid') ?? document.activeElement?.tagName, last: document.activeElement === rows[rows.length - 1] };
+  });
+  assert.deepEqual(focus, { testid: 'herald-item', last: true }, 'focus on the last row after the final Load older');
+  await ctx.close();
+});
+
+test('11b. focus stays in place: Mark all as read from the keyboard, Enter on toasts, Retry after a failed load, Shift+Tab out', async () => {
+  const user = `mona-${run}`;
+  for (let i = 1; i <= 2; i++) await cluster.publish(cluster.lbUrl, { recipient: user, type: 'task.assigned', title: `Focus ${i}`, body: '' });
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await waitBadge(page, 2);
+  const active = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid') || document.activeElement?.tagName);
+  const inPanel = () => page.evaluate(() => !!document.querySelector('[data-testid="herald-panel"]')?.contains(document.activeElement));
+
+  // Mark all as read: the button becomes disabled; focus stays in the panel.
+  await openBell(page);
+  await page.locator('.hn-panel__header .hn-link-button').focus();
+  await page.keyboard.press('Enter');
+  await waitBadge(page, 0);
+  await page.waitForFunction(() => document.querySelector('.hn-panel__header .hn-link-button')?.disabled);
+  assert.equal(await inPanel(), true, `focus inside the panel after Mark all as read (on ${await active()})`);
+
+  // Shift+Tab from the bell: focus goes before it (or out of the page); the panel closes.
+  await page.locator('[data-testid="herald-bell"]').focus();
+  await page.keyboard.press('Shift+Tab');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+
+  // Enter on a toast: it is read and goes away; focus moves to the next toast, then to the bell.
+  const ids = [];
+  for (let i = 3; i <= 4; i++) ids.push((await cluster.publish(cluster.lbUrl, { recipient: user, type: 'comment.created', title: `Toast ${i}`, body: '' })).notifications[0].id);
+  for (const id of ids) await page.locator(`[data-testid="herald-toast"][data-id="${id}"]`).waitFor({ state: 'visible' });
+  await page.locator('[data-testid="herald-bell"]').focus();
+  await page.locator('[data-testid="herald-toast-open"]').first().focus();
+  await page.keyboard.press('Enter');
+  await waitBadge(page, 1);
+  assert.equal(await active(), 'herald-toast-open', 'focus on the next toast');
+  await page.keyboard.press('Enter');
+  await waitBadge(page, 0);
+  assert.equal(await active(), 'herald-bell', 'focus back on the bell after the last toast');
+  await ctx.close();
+
+  // Retry after a failed list load: focus stays in the panel.
+  const ctx2 = await newContext();
+  const failList = (route) => route.abort();
+  await ctx2.route(/\/v1\/notifications\?/, failList);
+  const p2 = await openDemo(ctx2, user, null);
+  await openBell(p2);
+  await p2.locator('[data-testid="herald-retry"]').waitFor({ state: 'visible' });
+  await ctx2.unroute(/\/v1\/notifications\?/, failList);
+  await p2.locator('[data-testid="herald-retry"]').focus();
+  await p2.keyboard.press('Enter');
+  await p2.locator('[data-testid="herald-item"]').first().waitFor({ state: 'visible' });
+  const where = await p2.evaluate(() => ({
+    inPanel: !!document.querySelector('[data-testid="herald-panel"]')?.contains(document.activeElement),
+    on: document.activeElement?.getAttribute('data-testid') || document.activeElement?.tagName,
+  }));
+  assert.equal(where.inPanel, true, `focus inside the panel after Retry (on ${where.on})`);
+  await ctx2.close();
+});
+
+test('11c. reads made elsewhere while offline show after reconnecting: badge and rows agree', async () => {
+  const user = `nina-${run}`;
+  const ids = [];
+  for (let i = 1; i <= 3; i++) ids.push((await cluster.publish(cluster.lbUrl, { recipient: user, type: 'task.assigned', title: `Read elsewhere ${i}`, body: '' })).notifications[0].id);
+  const ctxA = await newContext();
+  const a = await openDemo(ctxA, user, 'node-a');
+  await waitBadge(a, 3);
+  await openBell(a);
+  await ctxA.setOffline(true);
+  await a.waitForFunction(() => document.body.dataset.state === 'offline', null, { timeout: WAIT });
+
+  const ctxB = await newContext();
+  const b = await openDemo(ctxB, user, 'node-b');
+  await waitBadge(b, 3);
+  await openBell(b);
+  await b.locator('.hn-panel__header .hn-link-button').click();
+  await waitBadge(b, 0);
+  await ctxB.close();
+
+  await ctxA.setOffline(false);
+  await waitOpen(a);
+  await waitBadge(a, 0);
+  await a.waitForFunction(
+    (ids) => ids.every((id) => document.querySelector(`[data-testid="herald-item"][data-id="${id}"]`)?.getAttribute('data-unread') === 'false'),
+    ids,
+    { timeout: WAIT },
+  );
+  assert.equal(await a.evaluate(() => window.__herald.notifications.filter((n) => !n.read_at).length), 0);
+  await ctxA.close();
+});
+
+test('11d. colours set on :root apply under theme light, dark, and auto with a dark system', async () => {
+  const ctx = await newContext();
+  const page = await openDemo(ctx, `olga-${run}`, null);
+  await openBell(page);
+  await page.addStyleTag({ content: ':root { --hn-bg: rgb(1, 2, 3); --hn-fg: rgb(250, 240, 230); }' });
+  const look = () =>
+    page.evaluate(() => ({
+      panel: getComputedStyle(document.querySelector('[data-testid="herald-panel"]')).backgroundColor,
+      title: getComputedStyle(document.querySelector('.hn-panel__title')).color,
+    }));
+  const setTheme = (t) =>
+    page.evaluate((t) => {
+      for (const el of document.querySelectorAll('[data-hn-theme]')) el.setAttribute('data-hn-theme', t);
+    }, t);
+  for (const [theme, scheme] of [['light', 'light'], ['dark', 'light'], ['auto', 'dark'], ['auto', 'light']]) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await setTheme(theme);
+    assert.deepEqual(await look(), { panel: 'rgb(1, 2, 3)', title: 'rgb(250, 240, 230)' }, `override applies: theme=${theme}, system ${scheme}`);
+  }
+  // A per-theme override (documented in styles.css) beats the :root one for that theme only.
+  await page.addStyleTag({ content: '[data-hn-theme="dark"] { --hn-bg: rgb(9, 9, 9); }' });
+  await setTheme('dark');
+  assert.equal((await look()).panel, 'rgb(9, 9, 9)');
+  await setTheme('light');
+  assert.equal((await look()).panel, 'rgb(1, 2, 3)');
   await ctx.close();
 });
 
