@@ -77,3 +77,133 @@ test(`the packed packages render a live bell in a fresh Vite + React app (${LABE
     await ctx.close();
   }
 });
+
+// ----------------------------------------------------------------- the public API, configured
+// The app's `?variant=` pages (app/src/main.tsx) configure the bell as another team would.
+
+async function withPage(name, fn) {
+  const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  ctx.setDefaultTimeout(WAIT);
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await fn(page);
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await page.screenshot({ path: join(ARTIFACTS, `consumer-${name}-${LABEL}-failure.png`) }).catch(() => {});
+    throw e;
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function publish(user, fields) {
+  const res = await fetch(`${cluster.nodeUrls['node-a']}/v1/notifications`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${cluster.serviceKey}` },
+    body: JSON.stringify({ recipient: user, type: 'comment.created', body: '', ...fields }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 201, `publish: HTTP ${res.status} ${text}`);
+  return JSON.parse(text).notifications[0].id;
+}
+
+const box = (page, sel) => page.locator(sel).boundingBox();
+
+test(`labels + locale (German words, Intl times), placement, and onNavigate routing (${LABEL})`, async () => {
+  const user = `consumer-de-${randomBytes(4).toString('hex')}`;
+  const node = cluster.nodeUrls['node-a'];
+  await publish(user, { title: 'Bestellung versandt', link: '/orders/42' });
+
+  // Default placement (bottom-end) first: the panel's end (right) edge lines up with the bell's.
+  await withPage('placement-end', async (page) => {
+    await page.goto(`${node}/?user=${user}`, { waitUntil: 'domcontentloaded' });
+    await page.locator('.hn-bell[data-state="open"]').waitFor();
+    await page.locator('[data-testid="herald-bell"]').click();
+    await page.locator('[data-testid="herald-item"]').first().waitFor({ state: 'visible' });
+    const b = await box(page, '[data-testid="herald-bell"]');
+    const p = await box(page, '[data-testid="herald-panel"]');
+    assert.ok(Math.abs(p.x + p.width - (b.x + b.width)) <= 2, `bottom-end: panel right ${p.x + p.width} vs bell right ${b.x + b.width}`);
+    assert.ok(p.x < b.x - 50, `bottom-end: the panel extends to the bell's left (${p.x} vs ${b.x})`);
+    assert.ok(p.y >= b.y + b.height - 1, 'below the bell');
+  });
+
+  await withPage('de', async (page) => {
+    await page.goto(`${node}/?user=${user}&variant=de`, { waitUntil: 'domcontentloaded' });
+    await page.locator('.hn-bell[data-state="open"]').waitFor();
+    // The bell's accessible name comes from `labels.bell`.
+    await page.waitForFunction(() => document.querySelector('[data-testid="herald-bell"] > .hn-sr')?.textContent === 'Benachrichtigungen (1 ungelesen)');
+    await page.locator('[data-testid="herald-bell"]').click();
+    const panel = page.locator('[data-testid="herald-panel"]');
+    await panel.waitFor({ state: 'visible' });
+    assert.equal((await page.locator('[data-testid="herald-panel-title"]').textContent()).trim(), 'Benachrichtigungen');
+    await panel.getByText('Alle als gelesen markieren').waitFor();
+    // placement="bottom-start": the panel's start (left) edge lines up with the bell's, and it
+    // extends to the right.
+    const b = await box(page, '[data-testid="herald-bell"]');
+    const p = await box(page, '[data-testid="herald-panel"]');
+    assert.ok(Math.abs(p.x - b.x) <= 2, `bottom-start: panel left ${p.x} vs bell left ${b.x}`);
+    assert.ok(p.x + p.width > b.x + b.width + 50, 'bottom-start: the panel extends to the bell\'s right');
+    // The time, through Intl in German (what RelativeTimeFormat('de') says for "now"), not "just now".
+    const row = page.locator('[data-testid="herald-item"]').first();
+    const time = (await row.locator('.hn-item__time').textContent()).trim();
+    const expected = await page.evaluate(() => new Intl.RelativeTimeFormat('de', { numeric: 'auto', style: 'short' }).format(0, 'second'));
+    assert.equal(time, expected, `German relative time: ${time}`);
+    assert.notEqual(time, 'just now');
+    await page.screenshot({ path: join(ARTIFACTS, `consumer-de-${LABEL}.png`), animations: 'disabled' });
+
+    // Router integration: a plain click on a linked row goes to onNavigate, with no page load.
+    await page.evaluate(() => (window.__noReload = true));
+    await row.click();
+    await page.locator('[data-testid="route"]', { hasText: '/orders/42' }).waitFor();
+    const after = await page.evaluate(() => ({ nav: window.__consumer.navigated, same: window.__noReload === true, path: location.pathname }));
+    assert.deepEqual(after.nav, ['/orders/42']);
+    assert.equal(after.same, true, 'the page did not reload');
+    assert.equal(after.path, '/orders/42');
+  });
+});
+
+test(`renderBell, renderEmpty, renderItem, and a controlled open with onOpenChange (${LABEL})`, async () => {
+  const user = `consumer-custom-${randomBytes(4).toString('hex')}`;
+  const node = cluster.nodeUrls['node-a'];
+  await withPage('custom', async (page) => {
+    await page.goto(`${node}/?user=${user}&variant=custom`, { waitUntil: 'domcontentloaded' });
+    const bell = page.locator('[data-testid="herald-bell"]');
+    // renderBell: the app's content inside the bell button (no default icon or badge).
+    await page.locator('[data-testid="custom-bell"]', { hasText: 'Inbox 0 shut' }).waitFor();
+    await page.locator('.hn-bell[data-state="open"]').waitFor();
+    assert.equal(await page.locator('[data-testid="herald-bell"] [data-testid="custom-bell"]').count(), 1);
+    assert.equal(await page.locator('[data-testid="herald-badge"]').count(), 0);
+
+    // Controlled: the app's own button opens the panel (the bell follows the prop)...
+    await page.locator('[data-testid="app-toggle"]').click();
+    await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'visible' });
+    await page.locator('[data-testid="custom-bell"]', { hasText: 'open' }).waitFor();
+    // renderEmpty: the app's empty state once the (empty) list has loaded.
+    await page.locator('[data-testid="custom-empty"]', { hasText: 'Inbox zero' }).waitFor({ state: 'visible' });
+
+    // renderItem: a live notification is drawn by the app, with its unread flag and time.
+    await publish(user, { type: 'task.assigned', title: 'Rendered by the app' });
+    const item = page.locator('[data-testid="custom-item"]', { hasText: 'Rendered by the app' });
+    await item.waitFor({ state: 'visible' });
+    assert.match(await item.textContent(), /^\[task\.assigned\] Rendered by the app · just now$/);
+    assert.equal(await item.getAttribute('data-unread'), 'true');
+    await page.locator('[data-testid="custom-bell"]', { hasText: 'Inbox 1 open' }).waitFor();
+    assert.equal(await page.locator('[data-testid="custom-empty"]').count(), 0);
+
+    // ...and the bell asks through onOpenChange: clicking it reports `false` and closes (the app agrees).
+    await bell.click();
+    await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+    // With the app vetoing, the bell's click is only a request: onOpenChange(true), panel stays shut.
+    await page.locator('[data-testid="app-veto"]').check();
+    await page.evaluate(() => (window.__consumer.openChanges.length = 0));
+    await bell.click();
+    await page.waitForFunction(() => window.__consumer.openChanges.includes(true));
+    await page.waitForTimeout(300); // a render that would wrongly open the panel has happened by now
+    assert.equal(await page.locator('[data-testid="herald-panel"]').count(), 0, 'a controlled bell stays shut when the app says no');
+    assert.equal(await bell.getAttribute('aria-expanded'), 'false');
+    await page.screenshot({ path: join(ARTIFACTS, `consumer-custom-${LABEL}.png`), animations: 'disabled' });
+  });
+});
