@@ -64,11 +64,15 @@ async function newContext() {
   return ctx;
 }
 
-/** Open the demo as `user`; `pin` = node name to pin WS + API to, or null for the load balancer. */
-async function openDemo(ctx, user, pin = null) {
+/**
+ * Open the demo as `user`; `pin` = node name to pin WS + API to, or null for the load balancer.
+ * `query`: more demo parameters (e.g. `toastMs`); `init`: a script run in this page before the demo's.
+ */
+async function openDemo(ctx, user, pin = null, { query = {}, init = null } = {}) {
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[page ${user}] error:`, e.message));
-  const q = new URLSearchParams({ user });
+  if (init) await page.addInitScript(init);
+  const q = new URLSearchParams({ user, ...query });
   if (pin) {
     const base = cluster.nodeUrls[pin];
     q.set('ws', `${base.replace('http:', 'ws:')}/v1/ws`);
@@ -899,4 +903,96 @@ test('14. screenshots of the bell, panel and toasts in light, dark and 375 px ar
     for (const width of [1200, 375]) for (const state of ['signin', 'closed-toasts', 'open']) files.push(`a11y-${state}-${scheme}-${width}.png`);
   files.push('theme-dark-rtl-panel.png', 'theme-dark-rtl-toast.png');
   for (const f of files) assert.ok(statSync(join(ARTIFACTS, f)).size > 5000, `${f} looks empty`);
+});
+
+const toast = (page, id) => page.locator(`[data-testid="herald-toast"][data-id="${id}"]`);
+const pubTo = async (base, user, title) => (await cluster.publish(base, { recipient: user, type: 'comment.created', title, body: '' })).notifications[0].id;
+
+test('15. toasts: a burst shows at most 3 plus "+N more"', async () => {
+  const user = `olga-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null, { query: { toastMs: 60_000 } }); // (nothing times out mid-check)
+  const ids = [];
+  for (let i = 1; i <= 5; i++) ids.push(await pubTo(cluster.lbUrl, user, `Burst ${i}`));
+  await waitBadge(page, 5);
+  await page.locator('[data-testid="herald-toast-more"]', { hasText: '+2 more' }).waitFor({ state: 'visible' });
+  // Three are on screen, the newest first.
+  const shown = await page.locator('[data-testid="herald-toast"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-id')));
+  assert.deepEqual(shown, ids.slice(2).reverse(), 'the three newest toasts, newest first');
+  assert.equal((await page.locator('[data-testid="herald-toast-more"]').textContent()).trim(), '+2 more');
+  await page.screenshot({ path: join(ARTIFACTS, 'toast-burst.png'), animations: 'disabled' });
+  await ctx.close();
+});
+
+test('16. toasts: keyboard focus pauses one past its timeout; it goes once focus leaves', async () => {
+  const user = `pablo-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null, { query: { toastMs: 2000 } });
+  await page.mouse.move(0, 0); // (hovering also pauses: keep the pointer away from the toasts)
+  const idA = await pubTo(cluster.lbUrl, user, 'Focused');
+  await toast(page, idA).waitFor({ state: 'visible' });
+  await toast(page, idA).locator('[data-testid="herald-toast-open"]').focus();
+  // B arrives after A and is not focused: once its 2 s are up, A's (which began earlier) are too.
+  const idB = await pubTo(cluster.lbUrl, user, 'Not focused');
+  await toast(page, idB).waitFor({ state: 'visible' });
+  await toast(page, idB).waitFor({ state: 'detached' });
+  await page.waitForTimeout(300);
+  assert.equal(await toast(page, idA).isVisible(), true, 'the focused toast is still there after its timeout');
+  assert.equal(await page.evaluate(() => document.activeElement?.closest('[data-testid="herald-toast"]')?.getAttribute('data-id')), idA);
+  // Focus leaves: the timer runs again and the toast goes (bounded by WAIT).
+  await page.locator('[data-testid="herald-bell"]').focus();
+  await toast(page, idA).waitFor({ state: 'detached' });
+  await ctx.close();
+});
+
+test('17. toasts: one goes away when its notification is read in another session', async () => {
+  const user = `quinn-${run}`;
+  const ctx1 = await newContext();
+  const ctx2 = await newContext(); // another browser session: its own tabs, its own toasts
+  const page1 = await openDemo(ctx1, user, 'node-a', { query: { toastMs: 600_000 } }); // (only a read can remove it)
+  const page2 = await openDemo(ctx2, user, 'node-b');
+  const idRead = await pubTo(cluster.lbUrl, user, 'Read on the other device');
+  const idKept = await pubTo(cluster.lbUrl, user, 'Still unread');
+  for (const id of [idRead, idKept]) await toast(page1, id).waitFor({ state: 'visible' });
+  await openBell(page2);
+  await page2.locator(`[data-testid="herald-item"][data-id="${idRead}"]`).click();
+  await waitBadge(page2, 1);
+  await toast(page1, idRead).waitFor({ state: 'detached' });
+  await waitBadge(page1, 1);
+  assert.equal(await toast(page1, idKept).isVisible(), true, 'the unread one stays');
+  await ctx1.close();
+  await ctx2.close();
+});
+
+test('18. cross-tab toast claim: of two tabs of one user, the visible, focused one toasts, the hidden one does not', async () => {
+  // Headless Chromium reports every page as visible, and focus follows whichever page acted
+  // last, so each tab's visibility and focus is set by an init script before the demo runs
+  // (document.visibilityState / hidden / hasFocus, what HeraldClient's tab rank reads).
+  const setVisible = (v) => {
+    Object.defineProperty(Document.prototype, 'visibilityState', { configurable: true, get: () => (v ? 'visible' : 'hidden') });
+    Object.defineProperty(Document.prototype, 'hidden', { configurable: true, get: () => !v });
+    Document.prototype.hasFocus = () => v;
+  };
+  const as = (v) => `(${setVisible})(${v})`;
+  const user = `rosa-${run}`;
+  const ctx = await newContext();
+  // The hidden tab is on the node the notifications are published to, so it hears them first:
+  // only the rank can make it give way.
+  const hidden = await openDemo(ctx, user, 'node-a', { init: as(false) });
+  const shown = await openDemo(ctx, user, 'node-b', { init: as(true) });
+  assert.deepEqual(await hidden.evaluate(() => [document.visibilityState, document.hasFocus()]), ['hidden', false]);
+  assert.deepEqual(await shown.evaluate(() => [document.visibilityState, document.hasFocus()]), ['visible', true]);
+  const ids = [];
+  for (let i = 1; i <= 3; i++) {
+    const id = await pubTo(cluster.nodeUrls['node-a'], user, `Claim ${i}`);
+    ids.push(id);
+    await toast(shown, id).waitFor({ state: 'visible' });
+  }
+  await waitHolds(hidden, ids[2]);
+  await hidden.waitForTimeout(1000); // past the hidden tab's claim window (4 × 120 ms)
+  for (const id of ids) {
+    assert.equal(await toastsFor(shown, id), 1, `visible tab toasted ${id}`);
+    assert.equal(await toastsFor(hidden, id), 0, `hidden tab did not toast ${id}`);
+  }
+  await ctx.close();
 });

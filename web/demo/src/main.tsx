@@ -14,6 +14,8 @@ const API_URL = (params.get('api') || location.origin).replace(/\/+$/, '');
 
 // `?dir=rtl` lays the page out right to left; `?lang=fr` formats the bell's times in French.
 const LANG = params.get('lang') || undefined;
+// How long toasts stay (ms; default the Toaster's 5 s): the e2e test shortens it to check pausing.
+const TOAST_MS = Number(params.get('toastMs')) || undefined;
 if (params.get('dir') === 'rtl') document.documentElement.dir = 'rtl';
 if (LANG) document.documentElement.lang = LANG;
 
@@ -203,7 +205,7 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
           <Activity />
         </div>
       </main>
-      <Toaster onNavigate={navigate} />
+      <Toaster onNavigate={navigate} durationMs={TOAST_MS} />
     </HeraldProvider>
   );
 }
