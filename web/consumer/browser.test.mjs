@@ -1,7 +1,11 @@
 // The consumer app built by run.sh (CONSUMER_DIST) in Chromium against real gateway nodes
 // (web/e2e/cluster.mjs, with the app as the nodes' static dir): the bell renders with the
 // package's stylesheet, connects, and a notification published through the HTTP API
-// (`POST /v1/notifications` with a service key) shows up as badge, toast and panel row.
+// (`POST /v1/notifications` with a service key) shows up as badge, toast and panel row. Then the
+// public API as another team configures it (the app's `?variant=` pages): German `labels` and
+// `locale` (Intl times), `placement` (bottom-end vs bottom-start, measured against the bell),
+// `onNavigate` (a plain click on a linked row routes without a page load), `renderBell`,
+// `renderEmpty`, `renderItem`, and a controlled `open` with `onOpenChange`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
