@@ -400,13 +400,9 @@ impl Actor {
     /// check that a far-ahead seq exists is the socket's, against PostgreSQL.
     fn handle_msg(&mut self, msg: &redis::Msg, probe: &mut Option<(u64, Instant)>) {
         let channel = msg.get_channel_name();
-        let mut payload = msg.get_payload_bytes();
-        if let Some(key) = &self.shared.key {
-            match key.open(channel, payload) {
-                Ok(message) => payload = message,
-                Err(reason) => return reject(&self.shared, reason, channel),
-            }
-        }
+        let Some(payload) = open(&self.shared, channel, msg.get_payload_bytes()) else {
+            return;
+        };
         if route(&self.shared, &self.channels, channel, payload) {
             return;
         }
@@ -492,6 +488,21 @@ pub(crate) fn reject(shared: &Shared, reason: Reject, channel: &str) {
         shared.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
     }
     shared.sink.rejected(reason, channel);
+}
+
+/// The message in a payload received on `channel`: opened when the bus is sealed, as is
+/// otherwise. `None` when it does not open (counted and reported by `reject`).
+pub(crate) fn open<'a>(shared: &Shared, channel: &str, payload: &'a [u8]) -> Option<&'a [u8]> {
+    match &shared.key {
+        None => Some(payload),
+        Some(key) => match key.open(channel, payload) {
+            Ok(message) => Some(message),
+            Err(reason) => {
+                reject(shared, reason, channel);
+                None
+            }
+        },
+    }
 }
 
 /// Checks and hands to the sink one (opened) payload received on a user channel or the

@@ -398,13 +398,9 @@ impl Conn<'_> {
 
 /// Opens (when sealed) and routes one shard message on a user or the broadcast channel.
 fn deliver(shared: &Shared, channels: &Channels, channel: &str, payload: &[u8]) {
-    let mut payload = payload;
-    if let Some(key) = &shared.key {
-        match key.open(channel, payload) {
-            Ok(message) => payload = message,
-            Err(reason) => return crate::actor::reject(shared, reason, channel),
-        }
-    }
+    let Some(payload) = crate::actor::open(shared, channel, payload) else {
+        return;
+    };
     if !crate::actor::route(shared, channels, channel, payload) {
         tracing::debug!(%channel, "cluster bus message on an unknown channel; dropped");
     }
