@@ -53,6 +53,10 @@ pub struct Metrics {
     /// Interval flushes of the delivery tracker (tests wait on it instead of sleeping).
     pub delivery_flushes: IntCounter,
     pub idempotency_purged: IntCounter,
+    /// `herald_inbox_changes_total{action}`: notifications changed by inbox actions.
+    pub inbox_changes: IntCounterVec,
+    /// `herald_notifications_purged_total`: notifications deleted by the retention purge.
+    pub notifications_purged: IntCounter,
     pub bus_subscribed_users: IntGauge,
     pub revocations_known: IntGauge,
     pub bus_connected: IntGauge,
@@ -304,6 +308,17 @@ impl Metrics {
                 &r,
                 "herald_idempotency_keys_purged_total",
                 "Idempotency keys forgotten after HERALD_IDEMPOTENCY_TTL_HOURS",
+            ),
+            inbox_changes: counter_vec(
+                &r,
+                "herald_inbox_changes_total",
+                "Notifications changed by inbox actions (archive, unarchive, read, unread, delete)",
+                &["action"],
+            ),
+            notifications_purged: counter(
+                &r,
+                "herald_notifications_purged_total",
+                "Notifications deleted by the retention purge (HERALD_RETENTION)",
             ),
             revocations_known: gauge(
                 &r,
