@@ -101,7 +101,10 @@ pub async fn purge_notifications_loop(state: web::Data<AppState>, stop: Cancella
                     Ok(purged) if purged.is_empty() => break,
                     Ok(purged) => {
                         for p in purged {
-                            state.metrics.notifications_purged.inc_by(p.ids.len() as u64);
+                            state
+                                .metrics
+                                .notifications_purged
+                                .inc_by(p.ids.len() as u64);
                             state
                                 .announce_inbox(
                                     &p.user_id,

@@ -12,7 +12,9 @@ use crate::state::AppState;
 pub enum SeenRefused {
     Negative,
     /// Above the user's latest seq.
-    Ahead { latest: i64 },
+    Ahead {
+        latest: i64,
+    },
 }
 
 impl SeenRefused {

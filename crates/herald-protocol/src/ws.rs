@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ErrorCode;
-use crate::inbox::{InboxAction, InboxFilter, InboxResult};
 use crate::http::{MarkAllReadResult, MarkReadResult, SeenResult, UnreadCount};
+use crate::inbox::{InboxAction, InboxFilter, InboxResult};
 use crate::notification::{Broadcast, Notification};
 
 /// Largest request id (`rid`) string accepted, in bytes.

@@ -4,8 +4,7 @@
 //! `unread_count` and `version` in the same transaction.
 
 use herald_protocol::inbox::{
-    InboxAction, InboxCounts, InboxFilter, InboxResult, TypeCounts, MAX_BULK_ROWS,
-    MAX_COUNT_TYPES,
+    InboxAction, InboxCounts, InboxFilter, InboxResult, TypeCounts, MAX_BULK_ROWS, MAX_COUNT_TYPES,
 };
 use herald_protocol::Notification;
 use uuid::Uuid;
@@ -320,12 +319,20 @@ mod tests {
     fn the_v7_ceiling_bounds_every_id_of_that_millisecond() {
         let ms = 1_764_000_000_123u64;
         let c = uuid_v7_ceiling(ms);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            ((ms % 1000) * 1_000_000) as u32,
+        );
         for _ in 0..100 {
             let id = Uuid::new_v7(ts);
             assert!(id <= c);
         }
-        let later = uuid::Timestamp::from_unix(uuid::NoContext, (ms + 1) / 1000, (((ms + 1) % 1000) * 1_000_000) as u32);
+        let later = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (ms + 1) / 1000,
+            (((ms + 1) % 1000) * 1_000_000) as u32,
+        );
         assert!(Uuid::new_v7(later) > c);
     }
 }

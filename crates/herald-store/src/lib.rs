@@ -68,8 +68,8 @@ pub mod sql;
 pub mod tls;
 
 pub use error::StoreError;
-pub use migrate::{checksum as migrate_checksum, SchemaStatus, BREAKS_OLDER_NODES, MIGRATIONS};
 pub use inbox::{uuid_v7_ceiling, ListFilter, PurgeScope, Purged, Target};
+pub use migrate::{checksum as migrate_checksum, SchemaStatus, BREAKS_OLDER_NODES, MIGRATIONS};
 pub use pool::{Store, StoreConfig};
 pub use publish::{Committed, IdempotencyRecord, PublishOutcome, Published};
 pub use read_state::UserState;

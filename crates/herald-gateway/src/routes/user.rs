@@ -74,9 +74,8 @@ pub async fn list(
             kind: Some(kind.clone()),
             ..Default::default()
         };
-        herald_core::inbox::validate_filter(&filter).map_err(|e| {
-            ApiError::field(ErrorCode::InvalidParameter, "type", e.message)
-        })?;
+        herald_core::inbox::validate_filter(&filter)
+            .map_err(|e| ApiError::field(ErrorCode::InvalidParameter, "type", e.message))?;
     }
     let filtered = archived.is_some() || q.kind.is_some();
     if before.is_some() && after.is_some() {
@@ -96,7 +95,11 @@ pub async fn list(
     if after.is_some() && filtered {
         return Err(ApiError::field(
             ErrorCode::InvalidParameter,
-            if archived.is_some() { "archived" } else { "type" },
+            if archived.is_some() {
+                "archived"
+            } else {
+                "type"
+            },
             "archived and type cannot be combined with after",
         ));
     }

@@ -612,7 +612,7 @@ async fn unknown_paths_and_wrong_methods() {
         (reqwest::Method::POST, url("/v1/notifications/unread-count")),
         (reqwest::Method::GET, url("/v1/notifications/read-all")),
         (
-            reqwest::Method::DELETE,
+            reqwest::Method::PUT,
             url(&format!("/v1/notifications/{id}")),
         ),
         (

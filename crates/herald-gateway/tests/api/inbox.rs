@@ -77,7 +77,11 @@ async fn publish_typed(node: &TestNode, user: &str, kind: &str, title: &str) -> 
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.unwrap();
     (
-        v["notifications"][0]["id"].as_str().unwrap().parse().unwrap(),
+        v["notifications"][0]["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
         v["notifications"][0]["seq"].as_i64().unwrap(),
     )
 }
@@ -93,7 +97,11 @@ async fn per_item_actions_sync_to_every_socket_and_keep_the_unread_count() {
     t2.handshake().await;
     let mut ids = vec![];
     for i in 1..=4 {
-        ids.push(publish_typed(&a, "ann", "comment.created", &format!("{i}")).await.0);
+        ids.push(
+            publish_typed(&a, "ann", "comment.created", &format!("{i}"))
+                .await
+                .0,
+        );
     }
     t1.notifications_until(4).await;
     t2.notifications_until(4).await;
@@ -122,7 +130,10 @@ async fn per_item_actions_sync_to_every_socket_and_keep_the_unread_count() {
         .json()
         .await
         .unwrap();
-    assert!(n["archived_at"].is_string() && n["read_at"].is_string(), "{n}");
+    assert!(
+        n["archived_at"].is_string() && n["read_at"].is_string(),
+        "{n}"
+    );
 
     // Again: idempotent, no version bump.
     let body: Value = a
@@ -145,12 +156,19 @@ async fn per_item_actions_sync_to_every_socket_and_keep_the_unread_count() {
 
     // Unarchive: stays read. Then unread: counted again.
     let body: Value = a
-        .post(&format!("/v1/notifications/{}/unarchive", ids[0]), &tok, None)
+        .post(
+            &format!("/v1/notifications/{}/unarchive", ids[0]),
+            &tok,
+            None,
+        )
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!((body["ids"].clone(), body["unread_count"].clone()), (json!([ids[0]]), json!(3)));
+    assert_eq!(
+        (body["ids"].clone(), body["unread_count"].clone()),
+        (json!([ids[0]]), json!(3))
+    );
     assert_eq!(
         next_inbox(&mut t2).await,
         (InboxAction::Unarchive, vec![ids[0]], 3, v0 + 2)
@@ -231,7 +249,11 @@ async fn per_item_actions_sync_to_every_socket_and_keep_the_unread_count() {
     let other = token("mallory", 3600);
     for path in ["archive", "unarchive", "unread"] {
         let r = a
-            .post(&format!("/v1/notifications/{}/{path}", ids[2]), &other, None)
+            .post(
+                &format!("/v1/notifications/{}/{path}", ids[2]),
+                &other,
+                None,
+            )
             .await;
         assert_eq!(r.status(), 404, "{path}");
     }
@@ -243,9 +265,14 @@ async fn per_item_actions_sync_to_every_socket_and_keep_the_unread_count() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let r = a.post("/v1/notifications/not-a-uuid/archive", &tok, None).await;
+    let r = a
+        .post("/v1/notifications/not-a-uuid/archive", &tok, None)
+        .await;
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_parameter");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "invalid_parameter"
+    );
     assert_eq!(snapshot(&env, "ann").await, before);
 }
 
@@ -256,16 +283,32 @@ async fn filters_counts_and_bulk_actions() {
     let tok = token("flo", 3600);
     let mut comments = vec![];
     for i in 0..3 {
-        comments.push(publish_typed(&a, "flo", "comment.created", &format!("c{i}")).await.0);
+        comments.push(
+            publish_typed(&a, "flo", "comment.created", &format!("c{i}"))
+                .await
+                .0,
+        );
     }
     let mut mentions = vec![];
     for i in 0..2 {
-        mentions.push(publish_typed(&a, "flo", "mention", &format!("m{i}")).await.0);
+        mentions.push(
+            publish_typed(&a, "flo", "mention", &format!("m{i}"))
+                .await
+                .0,
+        );
     }
-    a.post(&format!("/v1/notifications/{}/archive", comments[0]), &tok, None)
-        .await;
-    a.post(&format!("/v1/notifications/{}/read", mentions[0]), &tok, None)
-        .await;
+    a.post(
+        &format!("/v1/notifications/{}/archive", comments[0]),
+        &tok,
+        None,
+    )
+    .await;
+    a.post(
+        &format!("/v1/notifications/{}/read", mentions[0]),
+        &tok,
+        None,
+    )
+    .await;
 
     let list = |q: &'static str| {
         let a = &a;
@@ -284,11 +327,20 @@ async fn filters_counts_and_bulk_actions() {
     };
     assert_eq!(list("archived=true").await, vec!["c0"]);
     assert_eq!(list("archived=false").await, vec!["m1", "m0", "c2", "c1"]);
-    assert_eq!(list("archived=false&type=comment.created").await, vec!["c2", "c1"]);
+    assert_eq!(
+        list("archived=false&type=comment.created").await,
+        vec!["c2", "c1"]
+    );
     assert_eq!(list("type=comment.created").await, vec!["c2", "c1", "c0"]);
-    assert_eq!(list("archived=false&unread_only=true").await, vec!["m1", "c2", "c1"]);
+    assert_eq!(
+        list("archived=false&unread_only=true").await,
+        vec!["m1", "c2", "c1"]
+    );
     assert_eq!(list("type=mention&unread_only=true").await, vec!["m1"]);
-    assert_eq!(list("archived=false&limit=2&before=4").await, vec!["c2", "c1"]);
+    assert_eq!(
+        list("archived=false&limit=2&before=4").await,
+        vec!["c2", "c1"]
+    );
 
     let c: Value = a
         .get("/v1/notifications/counts", &tok)
@@ -297,7 +349,12 @@ async fn filters_counts_and_bulk_actions() {
         .await
         .unwrap();
     assert_eq!(
-        (c["total"].clone(), c["inbox"].clone(), c["unread"].clone(), c["archived"].clone()),
+        (
+            c["total"].clone(),
+            c["inbox"].clone(),
+            c["unread"].clone(),
+            c["archived"].clone()
+        ),
         (json!(5), json!(4), json!(3), json!(1))
     );
     assert_eq!(
@@ -353,7 +410,10 @@ async fn filters_counts_and_bulk_actions() {
         .json()
         .await
         .unwrap();
-    assert_eq!((c["total"].clone(), c["archived"].clone()), (json!(2), json!(0)));
+    assert_eq!(
+        (c["total"].clone(), c["archived"].clone()),
+        (json!(2), json!(0))
+    );
     let (stored, real, _) = counters(&env, "flo").await;
     assert_eq!(stored, real);
 }
@@ -373,7 +433,11 @@ async fn a_filter_action_is_bounded_and_resumable_with_its_watermark() {
     .unwrap();
     let tok = token("big", 3600);
     let v: Value = a
-        .post("/v1/notifications/bulk", &tok, Some(json!({ "action": "archive", "filter": {} })))
+        .post(
+            "/v1/notifications/bulk",
+            &tok,
+            Some(json!({ "action": "archive", "filter": {} })),
+        )
         .await
         .json()
         .await
@@ -412,19 +476,61 @@ async fn bad_inbox_requests_are_refused_and_change_nothing() {
     let many: Vec<String> = (0..101).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     for (body, code, field) in [
         (json!({ "action": "archive" }), "validation_failed", "ids"),
-        (json!({ "action": "archive", "ids": [] }), "validation_failed", "ids"),
-        (json!({ "action": "archive", "ids": many }), "validation_failed", "ids"),
-        (json!({ "action": "archive", "ids": [id], "filter": {} }), "validation_failed", "ids"),
-        (json!({ "action": "archive", "ids": [id], "up_to_seq": 1 }), "validation_failed", "up_to_seq"),
-        (json!({ "action": "archive", "filter": {}, "up_to_seq": -1 }), "validation_failed", "up_to_seq"),
-        (json!({ "action": "explode", "ids": [id] }), "validation_failed", "action"),
+        (
+            json!({ "action": "archive", "ids": [] }),
+            "validation_failed",
+            "ids",
+        ),
+        (
+            json!({ "action": "archive", "ids": many }),
+            "validation_failed",
+            "ids",
+        ),
+        (
+            json!({ "action": "archive", "ids": [id], "filter": {} }),
+            "validation_failed",
+            "ids",
+        ),
+        (
+            json!({ "action": "archive", "ids": [id], "up_to_seq": 1 }),
+            "validation_failed",
+            "up_to_seq",
+        ),
+        (
+            json!({ "action": "archive", "filter": {}, "up_to_seq": -1 }),
+            "validation_failed",
+            "up_to_seq",
+        ),
+        (
+            json!({ "action": "explode", "ids": [id] }),
+            "validation_failed",
+            "action",
+        ),
         (json!({ "ids": [id] }), "validation_failed", "action"),
-        (json!({ "action": "delete", "ids": ["nope"] }), "validation_failed", "ids[0]"),
-        (json!({ "action": "delete", "filter": { "type": "bad type" } }), "validation_failed", "filter.type"),
-        (json!({ "action": "delete", "filter": { "colour": "red" } }), "validation_failed", "filter.colour"),
-        (json!({ "action": "delete", "filter": {}, "extra": 1 }), "validation_failed", "extra"),
+        (
+            json!({ "action": "delete", "ids": ["nope"] }),
+            "validation_failed",
+            "ids[0]",
+        ),
+        (
+            json!({ "action": "delete", "filter": { "type": "bad type" } }),
+            "validation_failed",
+            "filter.type",
+        ),
+        (
+            json!({ "action": "delete", "filter": { "colour": "red" } }),
+            "validation_failed",
+            "filter.colour",
+        ),
+        (
+            json!({ "action": "delete", "filter": {}, "extra": 1 }),
+            "validation_failed",
+            "extra",
+        ),
     ] {
-        let r = a.post("/v1/notifications/bulk", &tok, Some(body.clone())).await;
+        let r = a
+            .post("/v1/notifications/bulk", &tok, Some(body.clone()))
+            .await;
         assert_eq!(r.status(), 400, "{body}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["code"], code, "{body}: {v}");
@@ -449,11 +555,20 @@ async fn bad_inbox_requests_are_refused_and_change_nothing() {
         let r = a.get(&format!("/v1/notifications?{q}"), &tok).await;
         assert_eq!(r.status(), 400, "{q}");
         let v: Value = r.json().await.unwrap();
-        assert_eq!((v["code"].as_str(), v["field"].as_str()), (Some("invalid_parameter"), Some(field)), "{q}");
+        assert_eq!(
+            (v["code"].as_str(), v["field"].as_str()),
+            (Some("invalid_parameter"), Some(field)),
+            "{q}"
+        );
     }
     // Wrong methods, no token.
     assert_eq!(a.get("/v1/notifications/bulk", &tok).await.status(), 405);
-    assert_eq!(a.post("/v1/notifications/counts", &tok, None).await.status(), 405);
+    assert_eq!(
+        a.post("/v1/notifications/counts", &tok, None)
+            .await
+            .status(),
+        405
+    );
     let r = a
         .http
         .post(format!("{}/v1/notifications/bulk", a.base))
@@ -493,7 +608,11 @@ async fn catch_up_skips_deleted_seqs_and_live_delivery_continues_without_a_gap_r
     let a = env.node().await;
     let mut ids = vec![];
     for i in 1..=5 {
-        ids.push(publish_typed(&a, "cat", "comment.created", &format!("{i}")).await.0);
+        ids.push(
+            publish_typed(&a, "cat", "comment.created", &format!("{i}"))
+                .await
+                .0,
+        );
     }
     let tok = token("cat", 3600);
     // Delete seq 3 and the latest, seq 5.
@@ -510,7 +629,10 @@ async fn catch_up_skips_deleted_seqs_and_live_delivery_continues_without_a_gap_r
     // Resume from seq 1: 2 and 4 come back, complete; 3 and 5 are skipped.
     let mut ws = a.connect_browser(&tok, Some(1)).await;
     let (connected, got) = ws.handshake().await;
-    assert!(matches!(connected, ServerMessage::Connected { latest_seq: 5, .. }));
+    assert!(matches!(
+        connected,
+        ServerMessage::Connected { latest_seq: 5, .. }
+    ));
     assert_eq!(got.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![2, 4]);
     // The cursor moved past the deleted seq 5: seq 6 is written live, with no gap read.
     let gaps = a.metric("herald_gap_fills_total").await;
@@ -556,8 +678,18 @@ async fn retention_purges_old_notifications_of_a_type_in_batches() {
     let (action, ids, unread, _) = next_inbox(&mut ws).await;
     assert_eq!((action, ids, unread), (InboxAction::Delete, vec![old], 1));
     let tok = token("ret", 3600);
-    assert_eq!(a.get(&format!("/v1/notifications/{old}"), &tok).await.status(), 404);
-    assert_eq!(a.get(&format!("/v1/notifications/{keep}"), &tok).await.status(), 200);
+    assert_eq!(
+        a.get(&format!("/v1/notifications/{old}"), &tok)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        a.get(&format!("/v1/notifications/{keep}"), &tok)
+            .await
+            .status(),
+        200
+    );
     let (stored, real, _) = counters(&env, "ret").await;
     assert_eq!((stored, real), (1, 1));
     assert!(a.metric("herald_notifications_purged_total").await >= 1);

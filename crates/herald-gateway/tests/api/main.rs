@@ -19,6 +19,6 @@ mod read_sync;
 mod refusals;
 mod resilience;
 mod revocation;
-mod seen;
 mod schema;
+mod seen;
 mod tls;

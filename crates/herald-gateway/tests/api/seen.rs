@@ -63,7 +63,8 @@ async fn seen_from_any_tab_or_http_reaches_every_socket_and_only_rises() {
     let (_, v0) = state_row(&env, "sam").await;
 
     // Over the socket, acknowledged, and pushed to the other tab on the other node.
-    t1.send(json!({ "type": "seen", "rid": "s1", "seq": 2 })).await;
+    t1.send(json!({ "type": "seen", "rid": "s1", "seq": 2 }))
+        .await;
     let (mut acked, mut pushed) = (false, false);
     while !(acked && pushed) {
         match t1.event().await {
@@ -92,7 +93,10 @@ async fn seen_from_any_tab_or_http_reaches_every_socket_and_only_rises() {
         .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v, json!({ "seen_seq": 2, "changed": false, "version": v0 + 1 }));
+    assert_eq!(
+        v,
+        json!({ "seen_seq": 2, "changed": false, "version": v0 + 1 })
+    );
     assert_eq!(state_row(&env, "sam").await, (2, v0 + 1));
 
     // Over HTTP on the other node: pushed to both sockets.
@@ -142,7 +146,9 @@ async fn seen_out_of_range_is_refused_and_changes_nothing() {
         (json!({ "seq": 1, "extra": true }), "validation_failed"),
         (json!([1]), "validation_failed"),
     ] {
-        let r = a.post("/v1/notifications/seen", &tok, Some(body.clone())).await;
+        let r = a
+            .post("/v1/notifications/seen", &tok, Some(body.clone()))
+            .await;
         assert_eq!(r.status(), 400, "{body}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["code"], code, "{body}: {v}");
@@ -177,7 +183,8 @@ async fn seen_out_of_range_is_refused_and_changes_nothing() {
     ws.handshake().await;
     for (i, seq) in [3i64, -1].into_iter().enumerate() {
         let rid = i as u64 + 10;
-        ws.send(json!({ "type": "seen", "rid": rid, "seq": seq })).await;
+        ws.send(json!({ "type": "seen", "rid": rid, "seq": seq }))
+            .await;
         match answer(&mut ws, Rid::Num(rid)).await {
             ServerMessage::Error { code, message, .. } => {
                 assert_eq!(code, herald_protocol::ErrorCode::InvalidMessage);
@@ -186,14 +193,16 @@ async fn seen_out_of_range_is_refused_and_changes_nothing() {
             other => panic!("{other:?}"),
         }
     }
-    ws.send(json!({ "type": "seen", "rid": 20, "seq": "x" })).await;
+    ws.send(json!({ "type": "seen", "rid": 20, "seq": "x" }))
+        .await;
     assert!(matches!(
         answer(&mut ws, Rid::Num(20)).await,
         ServerMessage::Error { .. }
     ));
     assert_eq!(state_row(&env, "rita").await, before);
     // In range: accepted.
-    ws.send(json!({ "type": "seen", "rid": 21, "seq": 2 })).await;
+    ws.send(json!({ "type": "seen", "rid": 21, "seq": 2 }))
+        .await;
     match answer(&mut ws, Rid::Num(21)).await {
         ServerMessage::Ack {
             result: AckResult::Seen(r),
