@@ -84,10 +84,26 @@ pub struct VerifiedToken {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
+    #[serde(deserialize_with = "sub_as_string")]
     sub: String,
     exp: i64,
     #[serde(default)]
     iat: Option<i64>,
+}
+
+/// `sub` as a string; a non-negative integer `sub` (the NestJS seed signs `{ sub: user.id }`
+/// with a numeric id) as its decimal string, so `7` and `"7"` name the same user.
+fn sub_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Sub {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Sub::deserialize(d)? {
+        Sub::Text(s) => s,
+        Sub::Number(n) => n.to_string(),
+    })
 }
 
 struct KeyEntry {

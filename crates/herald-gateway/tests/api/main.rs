@@ -19,4 +19,5 @@ mod refusals;
 mod resilience;
 mod revocation;
 mod schema;
+mod socketio;
 mod tls;
