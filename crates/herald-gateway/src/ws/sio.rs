@@ -41,13 +41,16 @@ pub fn check_query(query: &str) -> Result<(), ApiError> {
     }
     match transport.as_deref() {
         Some("websocket") => {}
-        Some("polling") => {
+        Some("polling") => return refuse(
+            "transport",
+            "HTTP long-polling is not served: connect with io(url, { transports: ['websocket'] })",
+        ),
+        _ => {
             return refuse(
                 "transport",
-                "HTTP long-polling is not served: connect with io(url, { transports: ['websocket'] })",
+                "unknown transport: only transport=websocket is served",
             )
         }
-        _ => return refuse("transport", "unknown transport: only transport=websocket is served"),
     }
     if sid {
         return refuse(

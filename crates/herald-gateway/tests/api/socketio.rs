@@ -51,7 +51,10 @@ async fn open(node: &TestNode) -> (Sio, Value) {
         .await
         .expect("socket.io upgrade");
     let first = s.text().await;
-    assert!(first.starts_with('0'), "expected the open packet, got {first}");
+    assert!(
+        first.starts_with('0'),
+        "expected the open packet, got {first}"
+    );
     let open: Value = serde_json::from_str(&first[1..]).unwrap();
     (s, open)
 }
@@ -151,11 +154,15 @@ async fn ack(s: &mut Sio, id: u64) -> Value {
 async fn the_seed_flow_with_a_numeric_sub_acks_and_recovery() {
     let env = TestEnv::new().await;
     let node = env.node().await;
-    let (mut s, open) = open(&node).await;
-    assert_eq!(open["maxPayload"], 16 * 1024, "maxPayload is the frame limit");
-    assert_eq!(open["upgrades"], json!([]));
-    assert!(open["pingInterval"].as_u64().unwrap() > 0);
-    assert!(open["sid"].as_str().unwrap().len() > 8);
+    let (mut s, hello) = open(&node).await;
+    assert_eq!(
+        hello["maxPayload"],
+        16 * 1024,
+        "maxPayload is the frame limit"
+    );
+    assert_eq!(hello["upgrades"], json!([]));
+    assert!(hello["pingInterval"].as_u64().unwrap() > 0);
+    assert!(hello["sid"].as_str().unwrap().len() > 8);
     // The seed signs `{ sub: user.id }` with a number.
     let seed_token =
         token_claims(json!({ "sub": 42, "exp": chrono::Utc::now().timestamp() + 3600 }));
@@ -188,8 +195,10 @@ async fn the_seed_flow_with_a_numeric_sub_acks_and_recovery() {
     s.send(&format!(r#"42{NSP},2["get_unread_count"]"#)).await;
     assert_eq!(ack(&mut s, 2).await["unreadCount"], 0);
     // A refused command changes nothing and is answered on its ack.
-    s.send(&format!(r#"42{NSP},3["mark_read",{{"notificationId":"7"}}]"#))
-        .await;
+    s.send(&format!(
+        r#"42{NSP},3["mark_read",{{"notificationId":"7"}}]"#
+    ))
+    .await;
     let bad = ack(&mut s, 3).await;
     assert_eq!(bad["success"], false);
     assert_eq!(bad["code"], "invalid_message");
@@ -223,9 +232,9 @@ async fn heartbeats_are_engine_io_pings_and_a_silent_client_is_closed() {
             c.idle_timeout = Duration::from_millis(700);
         })
         .await;
-    let (mut s, open) = open(&node).await;
-    assert_eq!(open["pingInterval"], 200);
-    assert_eq!(open["pingTimeout"], 500);
+    let (mut s, hello) = open(&node).await;
+    assert_eq!(hello["pingInterval"], 200);
+    assert_eq!(hello["pingTimeout"], 500);
     s.connect(json!({ "token": token("hb", 3600) })).await;
     // Answering pings keeps it open past several idle timeouts.
     let started = tokio::time::Instant::now();
@@ -288,7 +297,11 @@ async fn read_sync_reaches_native_and_socket_io_sockets_alike() {
     native.notifications_until(seq).await;
     let id = n[0]["id"].as_str().unwrap().to_string();
     let r = node
-        .post(&format!("/v1/notifications/{id}/read"), &token("rs", 60), None)
+        .post(
+            &format!("/v1/notifications/{id}/read"),
+            &token("rs", 60),
+            None,
+        )
         .await;
     assert_eq!(r.status(), 200);
     let read = s.event_named("notifications:read").await;
@@ -350,22 +363,29 @@ async fn refusals_are_clear() {
     }
     // A browser's Origin is checked.
     let (st, _) = status(
-        open_raw(&node, "EIO=4&transport=websocket", &[("origin", "http://evil.test")])
-            .await
-            .err()
-            .expect("bad origin"),
+        open_raw(
+            &node,
+            "EIO=4&transport=websocket",
+            &[("origin", "http://evil.test")],
+        )
+        .await
+        .err()
+        .expect("bad origin"),
     );
     assert_eq!(st, 403);
-    assert!(open_raw(&node, "EIO=4&transport=websocket", &[("origin", ORIGIN)])
-        .await
-        .is_ok());
+    assert!(
+        open_raw(&node, "EIO=4&transport=websocket", &[("origin", ORIGIN)])
+            .await
+            .is_ok()
+    );
 
     // A bad token: CONNECT_ERROR with a message, then the close.
     let (mut s, _) = open(&node).await;
     s.send(&format!(r#"40{NSP},{{"token":"nope"}}"#)).await;
     let (seen, code, _) = s.until_close().await;
     assert!(
-        seen.iter().any(|t| t.starts_with(&format!("44{NSP},")) && t.contains("\"message\"")),
+        seen.iter()
+            .any(|t| t.starts_with(&format!("44{NSP},")) && t.contains("\"message\"")),
         "{seen:?}"
     );
     assert_eq!(code, 4001);
@@ -384,7 +404,10 @@ async fn refusals_are_clear() {
     // Another namespace: refused as socket.io does; then no CONNECT in time.
     let (mut s, _) = open(&node).await;
     s.send(r#"40/admin,{"token":"x"}"#).await;
-    assert_eq!(s.text().await, r#"44/admin,{"message":"Invalid namespace"}"#);
+    assert_eq!(
+        s.text().await,
+        r#"44/admin,{"message":"Invalid namespace"}"#
+    );
     let (seen, code, _) = s.until_close().await;
     assert_eq!(code, 4102);
     assert!(seen.iter().any(|t| t.starts_with("44")), "{seen:?}");
@@ -392,8 +415,10 @@ async fn refusals_are_clear() {
     // Binary packets: a BINARY_EVENT, and a binary frame.
     let (mut s, _) = open(&node).await;
     s.connect(json!({ "token": token("bin", 3600) })).await;
-    s.send(&format!(r#"451-{NSP},["x",{{"_placeholder":true,"num":0}}]"#))
-        .await;
+    s.send(&format!(
+        r#"451-{NSP},["x",{{"_placeholder":true,"num":0}}]"#
+    ))
+    .await;
     let (_, code, reason) = s.until_close().await;
     assert_eq!(code, 1003);
     assert!(reason.contains("binary"), "{reason}");
@@ -410,7 +435,9 @@ async fn refusals_are_clear() {
     assert_eq!(open_pkt["maxPayload"], 1024);
     s.connect(json!({ "token": token("big", 3600) })).await;
     let big = "x".repeat(2_000);
-    s.send(&format!(r#"42{NSP},["mark_read",{{"notificationId":"{big}"}}]"#))
-        .await;
+    s.send(&format!(
+        r#"42{NSP},["mark_read",{{"notificationId":"{big}"}}]"#
+    ))
+    .await;
     assert_eq!(s.until_close().await.1, 1009);
 }

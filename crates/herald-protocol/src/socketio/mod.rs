@@ -264,7 +264,10 @@ mod tests {
         assert_eq!(parse_engine("2probe"), Ok(EnginePacket::Ping("probe")));
         assert_eq!(parse_engine("40"), Ok(EnginePacket::Message("0")));
         assert_eq!(parse_engine("1"), Ok(EnginePacket::Close));
-        assert_eq!(parse_engine(""), Err(PacketError::Malformed("empty Engine.IO packet")));
+        assert_eq!(
+            parse_engine(""),
+            Err(PacketError::Malformed("empty Engine.IO packet"))
+        );
         assert_eq!(parse_engine("bAAA"), Err(PacketError::Binary));
         assert!(parse_engine("9").is_err());
         assert!(parse_engine("é").is_err());

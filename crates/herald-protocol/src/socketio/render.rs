@@ -186,9 +186,8 @@ pub fn render(d: &Dialect<'_>, msg: &ServerMessage) -> Vec<String> {
             unread_count,
             ..
         } => {
-            let as_array = d.names == EventNames::NotificationNew
-                && !d.recovering
-                && unread_count.is_some();
+            let as_array =
+                d.names == EventNames::NotificationNew && !d.recovering && unread_count.is_some();
             match notifications.last() {
                 None => Vec::new(),
                 Some(last) if as_array => {
@@ -279,11 +278,17 @@ pub fn render_json(d: &Dialect<'_>, frame: &str) -> Vec<String> {
 }
 
 fn field<'a>(args: &'a [Value], name: &str) -> Option<&'a Value> {
-    args.first().and_then(Value::as_object).and_then(|o: &Map<String, Value>| o.get(name))
+    args.first()
+        .and_then(Value::as_object)
+        .and_then(|o: &Map<String, Value>| o.get(name))
 }
 
 /// A client EVENT as a Herald command; `id` (the client's ack id) becomes its `rid`.
-pub fn command(name: &str, id: Option<u64>, args: &[Value]) -> Result<ClientMessage, (ErrorCode, String)> {
+pub fn command(
+    name: &str,
+    id: Option<u64>,
+    args: &[Value],
+) -> Result<ClientMessage, (ErrorCode, String)> {
     let rid = id.map(Rid::Num);
     let bad = |m: &str| (ErrorCode::InvalidMessage, m.to_string());
     match name {
@@ -379,8 +384,19 @@ mod tests {
         assert_eq!(name, "notification");
         let o = &args[0];
         for k in [
-            "id", "type", "title", "message", "body", "link", "actionUrl", "avatar", "data",
-            "createdAt", "read", "readAt", "seq",
+            "id",
+            "type",
+            "title",
+            "message",
+            "body",
+            "link",
+            "actionUrl",
+            "avatar",
+            "data",
+            "createdAt",
+            "read",
+            "readAt",
+            "seq",
         ] {
             assert!(o.get(k).is_some(), "missing {k}");
         }
@@ -464,7 +480,10 @@ mod tests {
                 }),
             },
         );
-        assert_eq!(f[0], r#"43/notifications,5[{"latestSeq":9,"unreadCount":3,"version":4}]"#);
+        assert_eq!(
+            f[0],
+            r#"43/notifications,5[{"latestSeq":9,"unreadCount":3,"version":4}]"#
+        );
         assert_eq!(args_of(&f[1]).0, "unread_count");
         let e = render(
             &D,
@@ -483,7 +502,11 @@ mod tests {
     fn maps_the_seed_commands() {
         let id = Uuid::from_u128(9);
         assert_eq!(
-            command("mark_read", Some(3), &[json!({"notificationId": id.to_string()})]),
+            command(
+                "mark_read",
+                Some(3),
+                &[json!({"notificationId": id.to_string()})]
+            ),
             Ok(ClientMessage::MarkRead {
                 rid: Some(Rid::Num(3)),
                 id

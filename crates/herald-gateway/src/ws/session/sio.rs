@@ -178,10 +178,7 @@ impl Socket {
                 Ok(_) => {
                     return Err(End::Close(
                         CloseCode::BadRequest,
-                        Some(format!(
-                            "send CONNECT to {} first",
-                            cfg.socketio.namespace
-                        )),
+                        Some(format!("send CONNECT to {} first", cfg.socketio.namespace)),
                     ))
                 }
                 Err(e) => return Err(packet_end(&e)),
@@ -232,7 +229,11 @@ impl Socket {
     }
 
     /// An inbound text frame of an authenticated Socket.IO socket (already counted).
-    pub(super) async fn on_sio_text(&mut self, session: &mut Session, text: &str) -> Result<(), End> {
+    pub(super) async fn on_sio_text(
+        &mut self,
+        session: &mut Session,
+        text: &str,
+    ) -> Result<(), End> {
         let packet = match sio::parse_engine(text) {
             Ok(EnginePacket::Message(p)) => sio::parse_socket(p).map_err(|e| packet_end(&e))?,
             Ok(EnginePacket::Ping(p)) => {
@@ -255,9 +256,7 @@ impl Socket {
                 args,
             } if n == *nsp => match render::command(&name, id, &args) {
                 Ok(cmd) => self.command(session, cmd).await,
-                Err((code, message)) => {
-                    self.error(session, id.map(Rid::Num), code, message).await
-                }
+                Err((code, message)) => self.error(session, id.map(Rid::Num), code, message).await,
             },
             SocketPacket::Disconnect { nsp: n } if n == *nsp => Err(End::ClientClosed),
             // Acks of events we never asked acks for, and packets for other namespaces.
