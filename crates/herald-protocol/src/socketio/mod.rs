@@ -109,6 +109,10 @@ pub fn parse_socket(p: &str) -> Result<SocketPacket, PacketError> {
     if t == b'5' || t == b'6' {
         return Err(PacketError::Binary);
     }
+    if !(b'0'..=b'4').contains(&t) {
+        // Checked before slicing: a multi-byte first character has no boundary at 1.
+        return Err(PacketError::Malformed("unknown Socket.IO packet type"));
+    }
     let mut rest = &p[1..];
     // Namespace: `/name,` (the main namespace `/` is written without one).
     let nsp = if rest.starts_with('/') {
@@ -350,6 +354,7 @@ mod tests {
         );
         assert!(parse_socket("").is_err());
         assert!(parse_socket("9").is_err());
+        assert!(parse_socket("🕴x").is_err());
     }
 
     #[test]
