@@ -361,6 +361,30 @@ async fn refusals_are_clear() {
         assert_eq!(st, code, "{q}: {body}");
         assert!(body.contains(needle), "{q}: {body}");
     }
+    // A long-polling client's plain GET (socket.io-client's default transports).
+    let r = node
+        .http
+        .get(format!(
+            "{}/socket.io/?EIO=4&transport=polling&t=x",
+            node.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_parameter");
+    assert!(
+        body["message"].as_str().unwrap().contains("long-polling"),
+        "{body}"
+    );
+    let r = node
+        .http
+        .get(format!("{}/nowhere", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "other paths are still 404");
     // A browser's Origin is checked.
     let (st, _) = status(
         open_raw(
