@@ -946,6 +946,29 @@ mod tests {
     }
 
     #[test]
+    fn socketio_settings_are_checked() {
+        let c = Config::from_values(base()).unwrap();
+        assert!(c.socketio.enabled);
+        assert_eq!(c.socketio.path, "/socket.io");
+        assert_eq!(c.socketio.namespace, "/notifications");
+        assert_eq!(
+            with("HERALD_SOCKETIO_PATH", "/rt/").unwrap().socketio.path,
+            "/rt"
+        );
+        for (k, v) in [
+            ("HERALD_SOCKETIO_PATH", "rt"),
+            ("HERALD_SOCKETIO_PATH", "/v1/ws"),
+            ("HERALD_SOCKETIO_PATH", "/a?b"),
+            ("HERALD_SOCKETIO_NAMESPACE", "bell"),
+            ("HERALD_SOCKETIO_NAMESPACE", "/a,b"),
+            ("HERALD_SOCKETIO_EVENTS", "notifications"),
+            ("HERALD_SOCKETIO_ENABLED", "maybe"),
+        ] {
+            assert_eq!(var_of(with(k, v)), k, "{k}={v}");
+        }
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let c = Config::from_values(base()).unwrap();
         assert_eq!(c.listen.port(), 8080);

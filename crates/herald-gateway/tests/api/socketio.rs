@@ -465,3 +465,44 @@ async fn refusals_are_clear() {
     .await;
     assert_eq!(s.until_close().await.1, 1009);
 }
+
+#[tokio::test]
+async fn a_configured_path_and_namespace_and_the_endpoint_turned_off() {
+    let env = TestEnv::new().await;
+    let node = env
+        .node_with(|c| {
+            c.socketio.path = "/rt".into();
+            c.socketio.namespace = "/bell".into();
+        })
+        .await;
+    let url = format!(
+        "{}/rt/?EIO=4&transport=websocket",
+        node.base.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("configured path");
+    let Some(Ok(Message::Text(open))) = ws.next().await else {
+        panic!("no open packet")
+    };
+    assert!(open.starts_with('0'));
+    ws.send(Message::Text(
+        format!(r#"40/bell,{{"token":"{}"}}"#, token("cfg", 3600)).into(),
+    ))
+    .await
+    .unwrap();
+    let Some(Ok(Message::Text(ok))) = ws.next().await else {
+        panic!("no CONNECT answer")
+    };
+    assert!(ok.starts_with("40/bell,{"), "{ok}");
+    // The default path is not served then; nor anything when the endpoint is off.
+    assert!(open_raw(&node, "EIO=4&transport=websocket", &[])
+        .await
+        .is_err());
+    let off = env.node_with(|c| c.socketio.enabled = false).await;
+    match open_raw(&off, "EIO=4&transport=websocket", &[]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        Err(e) => panic!("expected a 404, got {e}"),
+        Ok(_) => panic!("the endpoint is off"),
+    }
+}
