@@ -15,6 +15,7 @@
 #   LT_SYSTEMS=herald LT_SKIP_BUILD=1 loadtest/bench.sh
 #   LT_HERALD_BIN=/path/to/old/herald LT_SYSTEMS=herald LT_SCENARIOS=... loadtest/bench.sh   # before/after
 #   LT_SYSTEMS="herald nestjs" loadtest/bench.sh                   # one baseline
+#   LT_SYSTEMS="herald-sio socketio" loadtest/bench.sh             # Herald's Socket.IO endpoint vs the baseline
 #   LT_SYSTEMS="herald nestjs nestjs-prisma" loadtest/bench.sh     # NestJS through pg and Prisma
 #   LT_RATES="500 1000 2000" LT_SCENARIOS=fanout-rate loadtest/bench.sh   # p99 vs fixed rate
 #   LT_SCENARIOS="fanout-max fanout-max-batch100" LT_SYSTEMS=herald loadtest/bench.sh   # a subset
@@ -27,6 +28,10 @@
 # broadcast, storm (Herald: drop + publish while down + resume; Socket.IO: drop + reconnect
 # only, it has no resume). Herald also runs fanout-max with 100 recipients per call
 # (LT_BATCH=0 to skip; the baseline's API has one recipient per call).
+# System `herald-sio`: the same two Herald nodes, the sockets on their Socket.IO endpoint
+# (/socket.io/, namespace /notifications, auth.token), publishing through Herald's API; its
+# storm publishes while down and recovers with Socket.IO's pid + offset. The report puts it
+# beside the Socket.IO baseline.
 #
 # Every process is limited to 20,000 open files here: keep LT_USERS / 2 below ~19,000 per
 # gateway node and LT_USERS / LT_WORKERS below 19,000 per harness worker.
@@ -66,7 +71,7 @@ SCENARIOS="${LT_SCENARIOS:-idle fanout-rate fanout-max fanout-half-max fanout-ma
 # shellcheck source=baselines/lib.sh
 source "$ROOT/loadtest/baselines/lib.sh"
 for s in $SYSTEMS; do
-    [[ "$s" == herald ]] || is_baseline "$s" || { echo "LT_SYSTEMS: unknown system '$s' (herald, $BASELINE_NAMES)" >&2; exit 2; }
+    [[ "$s" == herald || "$s" == herald-sio ]] || is_baseline "$s" || { echo "LT_SYSTEMS: unknown system '$s' (herald, herald-sio, $BASELINE_NAMES)" >&2; exit 2; }
 done
 RUN_ID="lt_bench_$$_$RANDOM"
 DB="herald_${RUN_ID}"
@@ -96,8 +101,9 @@ if [[ -z "${LT_SKIP_BUILD:-}" ]]; then
     cargo build --release -p herald-gateway -p herald-loadtest --features lab
 fi
 # LT_HERALD_BIN: another Herald binary (e.g. an earlier commit's, for a before/after run).
-HERALD="${LT_HERALD_BIN:-$ROOT/target/release/herald}"
-LT="$ROOT/target/release/herald-loadtest"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+HERALD="${LT_HERALD_BIN:-$TARGET/release/herald}"
+LT="$TARGET/release/herald-loadtest"
 for bin in "$HERALD" "$LT"; do
     [[ -x "$bin" ]] || { echo "bench: $bin is missing (build it, or drop LT_SKIP_BUILD)" >&2; exit 2; }
 done
@@ -122,7 +128,7 @@ psql "$PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
 mkdir -p "$OUT"
 
 HERALD_PIDS=()
-if has herald; then
+if has herald || has herald-sio; then
     read -r H_A H_B < <(ports)
     if [[ -n "$REDIS_CLUSTER" ]]; then
         BUS_ENV=(HERALD_REDIS_CLUSTER_NODES="$REDIS_CLUSTER")
@@ -178,6 +184,9 @@ bench_system() {
     if [[ "$sys" == herald ]]; then
         targets="ws://127.0.0.1:$H_A/v1/ws,ws://127.0.0.1:$H_B/v1/ws"; pub="http://127.0.0.1:$H_A"
         pids="${HERALD_PIDS[0]},${HERALD_PIDS[1]}"
+    elif [[ "$sys" == herald-sio ]]; then
+        targets="ws://127.0.0.1:$H_A,ws://127.0.0.1:$H_B"; pub="http://127.0.0.1:$H_A"
+        pids="${HERALD_PIDS[0]},${HERALD_PIDS[1]}"; proto=(--protocol herald-sio)
     else
         local p_a p_b
         read -r p_a p_b <<<"${BASE_PORTS[$sys]}"
@@ -205,7 +214,7 @@ bench_system() {
         run "$dir" fanout-max-batch100 fanout "${common[@]}" "${p[@]}" --rate max --duration "$SECS" --recipients-per-publish 100 --publish-concurrency 16 --grace "$GRACE"
     fi
     run "$dir" broadcast broadcast "${common[@]}" "${p[@]}" --count 3
-    if [[ "$sys" == herald ]]; then
+    if [[ "$sys" == herald || "$sys" == herald-sio ]]; then
         run "$dir" storm storm "${common[@]}" "${p[@]}" --publish-while-down 2000 --rounds 2 --connect-concurrency 512
     else
         run "$dir" storm storm "${common[@]}" "${p[@]}" --publish-while-down 0 --rounds 2 --connect-concurrency 512

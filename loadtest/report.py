@@ -4,25 +4,26 @@
     report.py <bench-dir> [--plot <path-without-extension>]
     report.py --half-max <system-dir>     # half the best max rate there (bench.sh's half max)
 
-<bench-dir> holds one sub-directory per system (`herald/`, `socketio/`, `nestjs/`) of herald-loadtest
+<bench-dir> holds one sub-directory per system (`herald/`, `herald-sio/`, `socketio/`, `nestjs/`) of herald-loadtest
 JSON results (named idle, fanout-rate, fanout-max, fanout-half-max, fanout-max-batch100,
 broadcast, storm; fanout-rate-<r> and fanout-max-c<n> for sweeps over rates and publishes in
 flight), or — older layout — the JSON files directly (Herald only). Prints the
-Markdown to stdout: a side-by-side table with ratios for Herald against each baseline, then
+Markdown to stdout: a side-by-side table with ratios for Herald against each baseline (and for
+Herald's Socket.IO endpoint, `herald-sio`, against the Socket.IO baseline), then
 every run's key figures. With
 --plot, writes a latency-percentile plot: <path>.png with matplotlib, else <path>.svg drawn by
 hand (no dependencies).
 """
 import json, math, pathlib, sys
 
-NAMES = {"herald": "Herald", "socketio": "Socket.IO baseline", "nestjs": "NestJS baseline",
+NAMES = {"herald": "Herald", "herald-sio": "Herald (Socket.IO endpoint)", "socketio": "Socket.IO baseline", "nestjs": "NestJS baseline",
          "nestjs-prisma": "NestJS + Prisma baseline"}
 BASELINES = ("socketio", "nestjs", "nestjs-prisma")
 PCTS = [("p50", "p50_ms"), ("p90", "p90_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"), ("max", "max_ms")]
 
 
 def load(d):
-    subs = [s for s in ("herald",) + BASELINES if (d / s).is_dir()]
+    subs = [s for s in ("herald", "herald-sio") + BASELINES if (d / s).is_dir()]
     out = {}
     if subs:
         for s in subs:
@@ -134,6 +135,7 @@ def metrics(runs):
         m["storm_all_s"] = mean([x.get("time_to_all_complete_s") for x in rounds])
         m["storm_down"] = s["params"].get("publish_while_down")
         m["storm_lost"] = sum(x.get("lost", 0) for x in rounds)
+        m["storm_dup"] = sum(x.get("duplicates", 0) for x in rounds)
     return m
 
 
@@ -182,11 +184,13 @@ def main():
           f"{users:,} users (one socket each) connected in every run"
           + (f"; fixed rate {rates}/s for {fr['params']['duration_s']:g} s" if fr else "") + ".\n")
 
-    for base in [b for b in BASELINES if b in systems and "herald" in systems]:
-        H, B = (ms["herald"], ms[base])
-        bn = NAMES[base]
-        print(f"## Side by side: Herald vs the {bn}\n")
-        print(f"| metric | Herald | {bn} | Herald advantage |")
+    # Herald against each baseline; Herald's Socket.IO endpoint against the Socket.IO one.
+    pairs = [("herald", b) for b in BASELINES] + [("herald-sio", "socketio")]
+    for hs_name, base in [(h, b) for h, b in pairs if h in systems and b in systems]:
+        H, B = (ms[hs_name], ms[base])
+        bn, hn = NAMES[base], NAMES[hs_name]
+        print(f"## Side by side: {hn} vs the {bn}\n")
+        print(f"| metric | {hn} | {bn} | Herald advantage |")
         print("|---|---|---|---|")
 
         def row(label, hv, bv, fmt, higher):
@@ -196,7 +200,7 @@ def main():
 
         row("idle: server RSS per connection, KiB", H.get("rss_kib_per_conn"), B.get("rss_kib_per_conn"), f1, False)
         row("idle: connects/s (all sockets, from empty)", H.get("connect_per_s"), B.get("connect_per_s"), f0, True)
-        fixed = [(n, "fanout at fixed rate") for n in rate_runs(data["herald"])]
+        fixed = [(n, "fanout at fixed rate") for n in rate_runs(data[hs_name])]
         for name, label in fixed + [("fanout-half-max", "fanout at half own max"), ("fanout-max", "fanout at max rate")]:
             h, b = H.get(name), B.get(name)
             if not h or not b:
@@ -236,7 +240,8 @@ def main():
         row("storm: reconnect handshakes/s (all sockets at once)", H.get("storm_hs_per_s"), B.get("storm_hs_per_s"), f0, True)
         row("storm: s until every socket is back (Herald: and caught up)", H.get("storm_all_s"), B.get("storm_all_s"), f2, False)
         if "storm_down" in H:
-            print(f"| storm: notifications published while down → lost | {H.get('storm_down')} → {H.get('storm_lost')} | "
+            print(f"| storm: notifications published while down → lost / duplicated | "
+                  f"{H.get('storm_down')} → {H.get('storm_lost')} / {H.get('storm_dup')} | "
                   f"{B.get('storm_down')} (no resume in the seed design) | |")
         print()
         print("Ratios are Herald's advantage (baseline ÷ Herald for memory, time and latency; Herald ÷ baseline "
@@ -291,7 +296,7 @@ def main():
             print("End-to-end latency (publish call start → event parsed by the receiving socket) by percentile, log scale.")
 
 
-COLORS = {"herald": "#1f77b4", "socketio": "#d62728", "nestjs": "#2ca02c", "nestjs-prisma": "#9467bd"}
+COLORS = {"herald": "#1f77b4", "herald-sio": "#17becf", "socketio": "#d62728", "nestjs": "#2ca02c", "nestjs-prisma": "#9467bd"}
 
 
 def write_plot(base, series):

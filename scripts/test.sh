@@ -125,6 +125,11 @@ stage_tests() {
     return "$rc"
 }
 
+# The official socket.io-client running the first seed's hook logic against two nodes behind
+# HAProxy (conformance/socketio; the lab release binary is built by the containers stage).
+stage_socketio() {
+    bash conformance/socketio/run.sh
+}
 # The load-test harness, every scenario at a tiny size with --check (zero lost/duplicated).
 stage_loadtest_smoke() {
     bash loadtest/smoke.sh
@@ -175,6 +180,7 @@ main() {
     run_stage containers stage_containers
     rm -f "$TEST_LOG"
     run_stage tests stage_tests
+    run_stage socketio stage_socketio
     run_stage loadtest-smoke stage_loadtest_smoke
     run_stage web stage_web
 

@@ -106,7 +106,9 @@ impl Workers {
                 sockets_per_user: c.sockets_per_user.max(1),
                 targets: match c.protocol {
                     Protocol::Herald => c.targets.clone(),
-                    Protocol::Socketio => c.targets.iter().map(|t| crate::sio::ws_url(t)).collect(),
+                    Protocol::Socketio | Protocol::HeraldSio => {
+                        c.targets.iter().map(|t| crate::sio::ws_url(t)).collect()
+                    }
                 },
                 source_ips: (1..=c.ips_per_worker.clamp(1, 254))
                     .map(|i| format!("127.0.{}.{}", 10 + w, i))
@@ -435,7 +437,7 @@ impl Publisher {
         }
         // The Herald API lives under /v1; the baseline's at the root.
         let api = match c.protocol {
-            Protocol::Herald => "/v1",
+            Protocol::Herald | Protocol::HeraldSio => "/v1",
             Protocol::Socketio => "",
         };
         let notifications = format!("{api}/notifications");

@@ -47,6 +47,17 @@ pub enum Protocol {
     /// `auth.token` at the namespace connect, events `notification` / `global_notification`,
     /// `POST /notifications` with `{recipient, type, title, body, data}`.
     Socketio,
+    /// Herald's own Socket.IO endpoint (`/socket.io/`, namespace `/notifications`, `auth.token`):
+    /// the Socket.IO wire with Herald's seq (duplicates and gaps by seq, recovery by `pid` and
+    /// `offset` on reconnect) and Herald's HTTP API (`POST /v1/notifications`).
+    HeraldSio,
+}
+
+impl Protocol {
+    /// The sockets speak Socket.IO (Engine.IO v4 over a websocket).
+    pub fn socketio_wire(self) -> bool {
+        matches!(self, Protocol::Socketio | Protocol::HeraldSio)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

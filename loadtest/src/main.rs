@@ -102,7 +102,8 @@ pub struct Common {
     /// e.g. the baseline in loadtest/baselines/socketio; targets `ws://host:port` get
     /// `/socket.io/?EIO=4&transport=websocket` appended). Not every scenario applies: storm
     /// with socketio measures reconnects only (Socket.IO has no resume: use
-    /// --publish-while-down 0).
+    /// --publish-while-down 0). `herald-sio`: Herald's own Socket.IO endpoint (targets
+    /// `ws://host:port`), publishing through Herald's API; storm recovers with `pid` + `offset`.
     #[arg(long, value_enum, default_value_t = crate::ctl::Protocol::Herald)]
     pub protocol: crate::ctl::Protocol,
     /// Socket.IO namespace (with --protocol socketio); the seed design uses /notifications.

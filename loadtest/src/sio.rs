@@ -14,6 +14,11 @@
 //!
 //! The default namespace `/` has no `/nsp,` part (`40{"token":…}`, `42["notification",…]`).
 //! Binary packets, polling and acks are not needed and not supported.
+//!
+//! Herald's endpoint (`--protocol herald-sio`) adds what Socket.IO's connection state recovery
+//! uses: the CONNECT answer carries a `pid`, every notification event ends with its offset
+//! (Herald's seq as a string) and carries `seq`, `connected` carries `latestSeq`; a
+//! reconnecting client sends `40/notifications,{"token":…,"pid":…,"offset":"<seq>"}`.
 
 use serde::Deserialize;
 
@@ -26,8 +31,8 @@ pub enum Packet<'a> {
     Ping,
     /// Engine.IO close (`1`) or Socket.IO disconnect (`41`) of our namespace.
     Close,
-    /// Socket.IO CONNECT acknowledged for our namespace (`40…{"sid":…}`).
-    Connected,
+    /// Socket.IO CONNECT acknowledged for our namespace (`40…{"sid":…}`): the JSON body.
+    Connected(&'a str),
     /// Socket.IO CONNECT_ERROR (`44…{"message":…}`), e.g. the JWT was refused.
     ConnectError(&'a str),
     /// Socket.IO EVENT (`42…[name, payload, …]`) in our namespace: the raw JSON array.
@@ -47,9 +52,15 @@ pub fn ws_url(target: &str) -> String {
     }
 }
 
-/// `40{"token":…}` (default namespace) or `40/nsp,{"token":…}`.
-pub fn connect_packet(nsp: &str, token: &str) -> String {
-    let auth = serde_json::json!({ "token": token });
+/// `40{"token":…}` (default namespace) or `40/nsp,{"token":…}`; with `recover` (pid, offset)
+/// also `"pid"` and `"offset"`, as `socket.io-client` ≥ 4.6 sends them when it reconnects.
+pub fn connect_packet(nsp: &str, token: &str, recover: Option<(&str, i64)>) -> String {
+    let auth = match recover {
+        None => serde_json::json!({ "token": token }),
+        Some((pid, offset)) => {
+            serde_json::json!({ "token": token, "pid": pid, "offset": offset.to_string() })
+        }
+    };
     if nsp.is_empty() || nsp == "/" {
         format!("40{auth}")
     } else {
@@ -84,7 +95,7 @@ pub fn parse<'a>(text: &'a str, nsp: &str) -> Packet<'a> {
                 return Packet::Other;
             };
             match kind {
-                b'0' => Packet::Connected,
+                b'0' => Packet::Connected(body),
                 b'1' => Packet::Close,
                 b'4' => Packet::ConnectError(body),
                 b'2' => {
@@ -99,9 +110,24 @@ pub fn parse<'a>(text: &'a str, nsp: &str) -> Packet<'a> {
     }
 }
 
+/// The recovery `pid` of a CONNECT answer's body (`{"sid":…,"pid":…}`; Herald sends one).
+pub fn pid_of(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Ack {
+        pid: Option<String>,
+    }
+    serde_json::from_str::<Ack>(body).ok()?.pid
+}
+
 /// The parts of a `notification` / `global_notification` payload the harness measures.
 #[derive(Deserialize)]
 pub struct SioNotification {
+    /// Herald's per-user seq (absent from the baselines' payloads).
+    #[serde(default)]
+    pub seq: Option<i64>,
+    /// Herald's `connected` event: the user's latest seq at connect.
+    #[serde(default, rename = "latestSeq")]
+    pub latest_seq: Option<i64>,
     /// The baseline's row id (a UUID): Socket.IO has no seq, so duplicates are found by id.
     #[serde(default)]
     pub id: Option<String>,
@@ -119,8 +145,8 @@ pub struct SioData {
 /// Decodes an event array `["name", payload, …]` into its name and payload (payload None
 /// when absent or not an object of the expected shape).
 pub fn event(array: &str) -> Option<(String, Option<SioNotification>)> {
-    // Fast path: exactly [name, object].
-    if let Ok((name, p)) = serde_json::from_str::<(String, SioNotification)>(array) {
+    // Fast path: [name, object, …] (Herald appends the recovery offset).
+    if let Ok(NameObject(name, p)) = serde_json::from_str::<NameObject>(array) {
         return Some((name, Some(p)));
     }
     let v: Vec<serde_json::Value> = serde_json::from_str(array).ok()?;
@@ -128,6 +154,36 @@ pub fn event(array: &str) -> Option<(String, Option<SioNotification>)> {
     let name = it.next()?.as_str()?.to_string();
     let payload = it.next().and_then(|p| serde_json::from_value(p).ok());
     Some((name, payload))
+}
+
+/// `[name, object, ignored…]` without building a `Value`.
+struct NameObject(String, SioNotification);
+
+impl<'de> Deserialize<'de> for NameObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NameObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("[name, object, …]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NameObject, A::Error> {
+                use serde::de::Error;
+                let name: String = a
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let p: SioNotification = a
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(NameObject(name, p))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// A 64-bit key for an id string (for a per-socket duplicate set).
@@ -151,11 +207,16 @@ mod tests {
         );
         assert_eq!(parse("2", n), Packet::Ping);
         assert_eq!(
-            parse(r#"40/notifications,{"sid":"x"}"#, n),
-            Packet::Connected
+            parse(r#"40/notifications,{"sid":"x","pid":"p1"}"#, n),
+            Packet::Connected(r#"{"sid":"x","pid":"p1"}"#)
         );
+        assert_eq!(pid_of(r#"{"sid":"x","pid":"p1"}"#).as_deref(), Some("p1"));
+        assert_eq!(pid_of(r#"{"sid":"x"}"#), None);
         assert_eq!(parse(r#"40{"sid":"x"}"#, n), Packet::Other);
-        assert_eq!(parse(r#"40{"sid":"x"}"#, "/"), Packet::Connected);
+        assert_eq!(
+            parse(r#"40{"sid":"x"}"#, "/"),
+            Packet::Connected(r#"{"sid":"x"}"#)
+        );
         assert_eq!(
             parse(r#"44/notifications,{"message":"no"}"#, n),
             Packet::ConnectError(r#"{"message":"no"}"#)
@@ -174,11 +235,24 @@ mod tests {
         let p = p.unwrap();
         assert_eq!(p.id.as_deref(), Some("u1"));
         assert_eq!(p.data.unwrap().t, Some(5));
+        // Herald: seq in the payload and the offset as a trailing argument.
+        let (name, p) = event(r#"["notification",{"id":"a","seq":7,"data":{"t":9}},"7"]"#).unwrap();
+        assert_eq!(name, "notification");
+        let p = p.unwrap();
+        assert_eq!((p.seq, p.data.unwrap().t), (Some(7), Some(9)));
+        let (_, p) = event(r#"["connected",{"userId":"u","latestSeq":3},"3"]"#).unwrap();
+        assert_eq!(p.unwrap().latest_seq, Some(3));
+        let (name, p) = event(r#"["notifications:batch",[{"seq":1}],"1"]"#).unwrap();
+        assert_eq!((name.as_str(), p.is_none()), ("notifications:batch", true));
         assert_eq!(
-            connect_packet(n, "tok"),
+            connect_packet(n, "tok", None),
             r#"40/notifications,{"token":"tok"}"#
         );
-        assert_eq!(connect_packet("/", "tok"), r#"40{"token":"tok"}"#);
+        assert_eq!(connect_packet("/", "tok", None), r#"40{"token":"tok"}"#);
+        assert_eq!(
+            connect_packet(n, "tok", Some(("p1", 12))),
+            r#"40/notifications,{"offset":"12","pid":"p1","token":"tok"}"#
+        );
         assert_eq!(
             ws_url("ws://127.0.0.1:1"),
             "ws://127.0.0.1:1/socket.io/?EIO=4&transport=websocket"

@@ -43,6 +43,9 @@ struct Slot {
     /// Distinct notifications received above the baseline.
     unique: AtomicU32,
     globals: AtomicU32,
+    /// Herald's Socket.IO endpoint: the recovery `pid` of the first CONNECT answer, sent back
+    /// with the offset (`last_seq`) on every reconnect.
+    pid: std::sync::OnceLock<Box<str>>,
 }
 
 #[derive(Default)]
@@ -266,6 +269,7 @@ async fn main_loop(spec: WorkerSpec, mut rx: mpsc::UnboundedReceiver<Cmd>) -> Re
                 last_seq: AtomicI64::new(-1),
                 unique: AtomicU32::new(0),
                 globals: AtomicU32::new(0),
+                pid: std::sync::OnceLock::new(),
             })
             .collect(),
         spec,
@@ -567,7 +571,7 @@ async fn session(
     };
     let _ = tcp.set_nodelay(true);
     let resumed = slot.baseline.load(Relaxed) >= 0;
-    let socketio = sh.spec.protocol == Protocol::Socketio;
+    let socketio = sh.spec.protocol.socketio_wire();
     let url = if resumed && !socketio {
         format!("{}?last_seq={}", tgt.url, slot.last_seq.load(Relaxed))
     } else {
@@ -677,6 +681,10 @@ async fn session(
 /// The Socket.IO v4 session after the WebSocket upgrade (see `sio`): namespace connect with
 /// `auth.token`, pong every ping, `connected` event = ready (Socket.IO has no catch-up),
 /// `notification` events deduplicated by id (no seq), `global_notification` counted.
+/// Herald's endpoint (`Protocol::HeraldSio`) has a seq: its notifications go through
+/// `on_notification` (duplicates, gaps and the resume cursor by seq, as the native protocol),
+/// and a reconnect sends the `pid` and the offset (last seq held), Socket.IO's recovery;
+/// notifications published before a recovering session began count as caught up.
 async fn sio_loop<S>(
     sh: &Shared,
     slot: &Slot,
@@ -695,7 +703,10 @@ where
     let mut permit = Some(permit);
     let mut ready = false;
     let mut seen: std::collections::HashSet<u64> = Default::default();
-    if slot.baseline.load(Relaxed) < 0 {
+    let herald = sh.spec.protocol == Protocol::HeraldSio;
+    let first_session = slot.baseline.load(Relaxed) < 0;
+    let began = now_ns();
+    if first_session && !herald {
         slot.baseline.store(0, Relaxed);
     }
     let end = loop {
@@ -715,7 +726,11 @@ where
                     let now = now_ns();
                     match sio::parse(t.as_str(), nsp) {
                         sio::Packet::Open => {
-                            let p = sio::connect_packet(nsp, token);
+                            let recover = match (herald && !first_session, slot.pid.get()) {
+                                (true, Some(pid)) => Some((&**pid, slot.last_seq.load(Relaxed))),
+                                _ => None,
+                            };
+                            let p = sio::connect_packet(nsp, token, recover);
                             if let Err(e) = ws.send(Message::Text(p.into())).await {
                                 break End::Closed(classify(&e));
                             }
@@ -727,11 +742,25 @@ where
                         }
                         sio::Packet::Close => break End::Closed("sio disconnect".into()),
                         sio::Packet::ConnectError(_) => break End::Closed("sio connect_error".into()),
-                        sio::Packet::Connected | sio::Packet::Other => {}
+                        sio::Packet::Connected(body) => {
+                            if herald && slot.pid.get().is_none() {
+                                if let Some(pid) = sio::pid_of(body) {
+                                    let _ = slot.pid.set(pid.into());
+                                }
+                            }
+                        }
+                        sio::Packet::Other => {}
                         sio::Packet::Event(arr) => {
                             let Some((name, payload)) = sio::event(arr) else { continue };
                             match name.as_str() {
                                 "connected" if !ready => {
+                                    if herald && slot.baseline.load(Relaxed) < 0 {
+                                        let Some(latest) = payload.and_then(|p| p.latest_seq) else {
+                                            break End::Closed("bad connected".into());
+                                        };
+                                        slot.baseline.store(latest, Relaxed);
+                                        slot.last_seq.store(latest, Relaxed);
+                                    }
                                     sh.handshakes.fetch_add(1, Relaxed);
                                     max_store(&sh.last_handshake_ns, now);
                                     rec(&mut sh.hists.lock().unwrap().handshake, t0.elapsed().as_micros() as u64);
@@ -742,6 +771,16 @@ where
                                 }
                                 "notification" => {
                                     let Some(n) = payload else { continue };
+                                    if herald {
+                                        let catchup = !first_session
+                                            && n.data.as_ref().and_then(|d| d.t).is_some_and(|t| t < began);
+                                        let lean = LeanNotification {
+                                            seq: n.seq,
+                                            data: n.data.map(|d| LeanData { t: d.t }),
+                                        };
+                                        on_notification(sh, slot, lean, now, catchup, first_session);
+                                        continue;
+                                    }
                                     if let Some(id) = n.id.as_deref() {
                                         if !seen.insert(sio::id_key(id)) {
                                             sh.duplicates.fetch_add(1, Relaxed);

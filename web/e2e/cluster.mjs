@@ -89,9 +89,9 @@ function hookExit() {
 /**
  * Options: `build` (cargo build first; default when the binary is missing) and `staticDir`
  * (what the nodes serve at `/`; default the demo's `web/demo/dist`; web/consumer serves the
- * consumer app it built).
+ * consumer app it built) and `env` (extra HERALD_* settings for both nodes).
  */
-export async function startCluster({ build = !existsSync(BIN), staticDir = STATIC_DIR } = {}) {
+export async function startCluster({ build = !existsSync(BIN), staticDir = STATIC_DIR, env: extraEnv = {} } = {}) {
   hookExit();
   if (build) {
     log('cargo build --release -p herald-gateway --features lab');
@@ -154,6 +154,8 @@ export async function startCluster({ build = !existsSync(BIN), staticDir = STATI
     HERALD_DRAIN_GRACE_MS: '1000',
     HERALD_WORKERS: '1',
     HERALD_LOG: process.env.HERALD_LOG || 'info',
+    // A caller's settings win (conformance/socketio: the seed's tokens, without aud/iss).
+    ...extraEnv,
   };
   execFileSync(BIN, ['migrate'], { env: { ...env, HERALD_NODE_ID: 'migrate', HERALD_LISTEN: '127.0.0.1:0', HERALD_ADMIN_LISTEN: 'off' }, stdio: 'pipe' });
 

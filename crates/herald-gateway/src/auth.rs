@@ -84,10 +84,26 @@ pub struct VerifiedToken {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
+    #[serde(deserialize_with = "sub_as_string")]
     sub: String,
     exp: i64,
     #[serde(default)]
     iat: Option<i64>,
+}
+
+/// `sub` as a string; a non-negative integer `sub` (the NestJS seed signs `{ sub: user.id }`
+/// with a numeric id) as its decimal string, so `7` and `"7"` name the same user.
+fn sub_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Sub {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Sub::deserialize(d)? {
+        Sub::Text(s) => s,
+        Sub::Number(n) => n.to_string(),
+    })
 }
 
 struct KeyEntry {
@@ -193,7 +209,9 @@ impl TokenVerifier {
         v.leeway = self.leeway;
         v.validate_exp = true;
         v.validate_nbf = true;
-        let mut required: HashSet<String> = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
+        // `sub` is required by `Claims` itself (a missing one is reported as such): the
+        // library's own check would refuse a numeric `sub`, which `sub_as_string` accepts.
+        let mut required: HashSet<String> = ["exp"].iter().map(|s| s.to_string()).collect();
         match &self.audience {
             Some(a) => {
                 v.set_audience(&[a]);

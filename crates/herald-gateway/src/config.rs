@@ -137,6 +137,22 @@ pub struct Config {
     /// Limits at the edge: connections, requests and handshakes per client, the client
     /// address behind a balancer ([`crate::edge`]).
     pub edge: EdgeConfig,
+    /// The Socket.IO endpoint (`HERALD_SOCKETIO_*`, docs/socketio.md).
+    pub socketio: SocketIoConfig,
+}
+
+/// `HERALD_SOCKETIO_*`: the Socket.IO v4 endpoint beside `/v1/ws`.
+#[derive(Debug, Clone)]
+pub struct SocketIoConfig {
+    /// `HERALD_SOCKETIO_ENABLED` (default true).
+    pub enabled: bool,
+    /// `HERALD_SOCKETIO_PATH` (default `/socket.io`), without its trailing slash; both forms
+    /// are served.
+    pub path: String,
+    /// `HERALD_SOCKETIO_NAMESPACE` (default `/notifications`).
+    pub namespace: String,
+    /// `HERALD_SOCKETIO_EVENTS`: `notification` (default) or `notification:new`.
+    pub events: herald_protocol::socketio::render::EventNames,
 }
 
 /// Raw key/value source: file values overridden by environment values.
@@ -754,6 +770,50 @@ impl Config {
                 |s| s.millis("HERALD_FAULT_CATCH_UP_DELAY_MS", 0, 0, 60_000),
             )?,
             edge: Config::edge_from(&src)?,
+            socketio: Config::socketio_from(&src)?,
+        })
+    }
+
+    fn socketio_from(src: &Source) -> Result<SocketIoConfig, ConfigError> {
+        use herald_protocol::socketio::{render::EventNames, MAX_NAMESPACE_LEN};
+        let path = src.string("HERALD_SOCKETIO_PATH", "/socket.io");
+        let path = path.trim_end_matches('/').to_string();
+        let plain = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b))
+        };
+        if !path.starts_with('/') || path.len() < 2 || path.len() > 128 || !plain(&path) {
+            return Err(invalid(
+                "HERALD_SOCKETIO_PATH",
+                "must be a path such as /socket.io (letters, digits, / . _ - ~)",
+            ));
+        }
+        if path == "/v1" || path.starts_with("/v1/") || path.starts_with("/dev/") {
+            return Err(invalid(
+                "HERALD_SOCKETIO_PATH",
+                "must not lie under /v1/ or /dev/, which Herald's own API uses",
+            ));
+        }
+        let namespace = src.string("HERALD_SOCKETIO_NAMESPACE", "/notifications");
+        if !namespace.starts_with('/') || namespace.len() > MAX_NAMESPACE_LEN || !plain(&namespace)
+        {
+            return Err(invalid(
+                "HERALD_SOCKETIO_NAMESPACE",
+                format!("must start with / and have at most {MAX_NAMESPACE_LEN} letters, digits, / . _ - ~"),
+            ));
+        }
+        let events_raw = src.string("HERALD_SOCKETIO_EVENTS", "notification");
+        let events = EventNames::parse(&events_raw).ok_or_else(|| {
+            invalid(
+                "HERALD_SOCKETIO_EVENTS",
+                "must be `notification` (one `notification` event each) or `notification:new` (`notification:new`, and `notifications:batch` at connect)",
+            )
+        })?;
+        Ok(SocketIoConfig {
+            enabled: src.boolean("HERALD_SOCKETIO_ENABLED", true)?,
+            path,
+            namespace,
+            events,
         })
     }
 
@@ -895,6 +955,29 @@ mod tests {
         match r {
             Err(ConfigError::Invalid { var, .. }) => var,
             other => panic!("expected an invalid-config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn socketio_settings_are_checked() {
+        let c = Config::from_values(base()).unwrap();
+        assert!(c.socketio.enabled);
+        assert_eq!(c.socketio.path, "/socket.io");
+        assert_eq!(c.socketio.namespace, "/notifications");
+        assert_eq!(
+            with("HERALD_SOCKETIO_PATH", "/rt/").unwrap().socketio.path,
+            "/rt"
+        );
+        for (k, v) in [
+            ("HERALD_SOCKETIO_PATH", "rt"),
+            ("HERALD_SOCKETIO_PATH", "/v1/ws"),
+            ("HERALD_SOCKETIO_PATH", "/a?b"),
+            ("HERALD_SOCKETIO_NAMESPACE", "bell"),
+            ("HERALD_SOCKETIO_NAMESPACE", "/a,b"),
+            ("HERALD_SOCKETIO_EVENTS", "notifications"),
+            ("HERALD_SOCKETIO_ENABLED", "maybe"),
+        ] {
+            assert_eq!(var_of(with(k, v)), k, "{k}={v}");
         }
     }
 

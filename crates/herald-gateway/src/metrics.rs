@@ -28,6 +28,9 @@ pub struct Metrics {
     registry: Registry,
     pub connections: IntGauge,
     pub connections_total: IntCounter,
+    /// The Socket.IO part of `connections` / `connections_total` (transport `socketio`).
+    pub socketio_connections: IntGauge,
+    pub socketio_connections_total: IntCounter,
     pub closes: IntCounterVec,
     pub handshake_refusals: IntCounterVec,
     pub deliveries: IntCounterVec,
@@ -209,6 +212,16 @@ impl Metrics {
                 &r,
                 "herald_connections_total",
                 "Authenticated WebSocket connections accepted",
+            ),
+            socketio_connections: gauge(
+                &r,
+                "herald_socketio_connections",
+                "Open authenticated Socket.IO connections (included in herald_connections)",
+            ),
+            socketio_connections_total: counter(
+                &r,
+                "herald_socketio_connections_total",
+                "Authenticated Socket.IO connections accepted (included in herald_connections_total)",
             ),
             closes: counter_vec(
                 &r,

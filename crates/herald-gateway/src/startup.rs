@@ -312,7 +312,7 @@ impl Application {
                     app = app.service(actix_files::Files::new("/", dir).index_file("index.html"));
                 }
                 let app = app
-                    .default_service(web::to(crate::routes::not_found))
+                    .default_service(web::to(crate::ws::sio::fallback))
                     .into_factory()
                     .map_err(|err: actix_web::Error| err.error_response());
                 let http = HttpService::build()

@@ -6,6 +6,7 @@
 //! * [`error`] — error codes shared by HTTP responses and WebSocket `error` events.
 //! * [`close`] — WebSocket close codes, split into terminal and reconnect ranges.
 //! * [`bus`] — messages between gateway nodes over Redis pub/sub.
+//! * [`socketio`] — Engine.IO v4 / Socket.IO v5 packets and the Socket.IO rendering of events.
 //!
 //! This is the only crate that derives `Serialize`/`Deserialize` for the outside world;
 //! `docs/protocol.md` documents exactly these types.
@@ -16,11 +17,12 @@ pub mod error;
 pub mod http;
 pub mod inbox;
 pub mod notification;
+pub mod socketio;
 pub mod ws;
 
 /// The protocol version `docs/protocol.md` documents (its "**Protocol version X.Y.**" line and
 /// changelog); the OpenAPI document's `info.version`. Bump both together.
-pub const PROTOCOL_VERSION: &str = "1.4";
+pub const PROTOCOL_VERSION: &str = "1.5";
 
 pub use close::CloseCode;
 pub use error::{ErrorBody, ErrorCode};

@@ -236,6 +236,18 @@ impl WsConn {
         self.queue_frame(0x1, text.as_bytes());
     }
 
+    /// Writes what [`WsConn::queue_text`] queued, if anything (a Socket.IO `connected` that no
+    /// frame follows).
+    pub async fn flush_queued(&mut self) -> Result<(), Closed> {
+        if self.broken {
+            return Err(Closed);
+        }
+        if self.pending.is_empty() || self.try_flush()? {
+            return Ok(());
+        }
+        self.flush().await
+    }
+
     fn queue_frame(&mut self, opcode: u8, payload: &[u8]) {
         let (h, hlen) = header(opcode, payload.len());
         self.pending.extend_from_slice(&h[..hlen]);

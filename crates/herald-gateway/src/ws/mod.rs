@@ -10,6 +10,7 @@
 mod conn;
 pub mod frames;
 mod session;
+pub mod sio;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -117,9 +118,15 @@ fn admit(
     headers: &HeaderMap,
     query: &str,
     client: Option<std::net::IpAddr>,
+    socketio: bool,
 ) -> Result<Admitted, ApiError> {
     let refuse = |e: ApiError| refused(state, e);
-    check_origin(headers, &state.config.allowed_origins).map_err(refuse)?;
+    // Socket.IO: a browser always sends Origin, and it is checked; a request without one is
+    // not a browser's, and its token travels in the CONNECT packet (no cookie is ever read),
+    // so it proves nothing a missing Origin could forge (docs/socketio.md).
+    if !(socketio && headers.get(ORIGIN).is_none()) {
+        check_origin(headers, &state.config.allowed_origins).map_err(refuse)?;
+    }
     if state.is_draining() {
         return Err(refuse(ApiError::new(
             ErrorCode::ServiceUnavailable,
@@ -178,7 +185,7 @@ fn not_a_handshake(state: &AppState, e: actix_http::ws::HandshakeError) -> ApiEr
 /// `Connection: upgrade`.
 pub async fn plain_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     refresh_keys_for(&state, req.headers()).await;
-    let e = match admit(&state, req.headers(), req.query_string(), None) {
+    let e = match admit(&state, req.headers(), req.query_string(), None, false) {
         Err(e) => e,
         Ok(_) => {
             let why = actix_http::ws::verify_handshake(req.head())
@@ -205,11 +212,12 @@ pub async fn on_upgrade(
     let client_log = crate::edge::addr::ClientLog(client);
     let echo =
         cfg!(feature = "dev-endpoints") && req.path() == "/dev/echo" && state.config.dev_endpoints;
+    let socketio = sio::is_sio_path(&state.config.socketio, req.path());
     refresh_keys_for(&state, req.headers()).await;
     let decision = if has_token_param(query) {
         tracing::warn!(method = %req.method(), path = %req.path(), client = %client_log, "refused a token in the URL");
         Err(token_in_url())
-    } else if req.path() != "/v1/ws" && !echo {
+    } else if req.path() != "/v1/ws" && !echo && !socketio {
         Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     } else if req.method() != Method::GET {
         Err(ApiError::new(
@@ -218,8 +226,13 @@ pub async fn on_upgrade(
         ))
     } else if echo {
         Ok(None)
+    } else if socketio {
+        sio::check_query(query)
+            .map_err(|e| refused(&state, e))
+            .and_then(|()| admit(&state, req.headers(), query, client, true))
+            .map(Some)
     } else {
-        admit(&state, req.headers(), query, client).map(Some)
+        admit(&state, req.headers(), query, client, false).map(Some)
     }
     .and_then(|admitted| match actix_http::ws::handshake(req.head()) {
         Ok(res) => Ok((admitted, res)),
@@ -243,7 +256,8 @@ pub async fn on_upgrade(
     // A socket authenticated by its header writes `connected` before it reads anything: its
     // 101 is only encoded here and goes out in the same write as `connected` (and the first
     // batch). Every other socket waits for the client, so its 101 is sent now.
-    let writes_first = matches!(&admitted, Some(a) if a.pre_auth.is_some());
+    // A Socket.IO socket writes Engine.IO's open packet first.
+    let writes_first = socketio || matches!(&admitted, Some(a) if a.pre_auth.is_some());
     let item = h1::Message::Item((switching, BodySize::None));
     let sent = if writes_first {
         framed.feed(item).await
@@ -281,7 +295,7 @@ pub async fn on_upgrade(
                 _guard: guard,
                 _addr: a.addr,
             };
-            let task = session::run(state, held, ws, auth, a.last_seq);
+            let task = session::run(state, held, ws, auth, a.last_seq, socketio);
             metrics
                 .socket_task_bytes
                 .set(std::mem::size_of_val(&task) as i64);

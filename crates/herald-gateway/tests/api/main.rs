@@ -21,4 +21,5 @@ mod resilience;
 mod revocation;
 mod schema;
 mod seen;
+mod socketio;
 mod tls;

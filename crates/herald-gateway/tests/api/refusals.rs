@@ -91,9 +91,27 @@ async fn token_with_invalid_user_id_is_refused_everywhere() {
         let tok = token_claims(json!({ "sub": sub, "exp": now() + 3600 }));
         refused_everywhere(&env, &node, &tok, "unauthorized", 4001).await;
     }
-    // `sub` of the wrong JSON type.
+    // `sub` of the wrong JSON type (a non-negative integer is its decimal string: below).
+    for sub in [
+        json!(4.2),
+        json!(-1),
+        json!(true),
+        json!({ "id": 1 }),
+        json!(["a"]),
+    ] {
+        let tok = token_claims(json!({ "sub": sub, "exp": now() + 3600 }));
+        refused_everywhere(&env, &node, &tok, "unauthorized", 4001).await;
+    }
+}
+
+/// The NestJS seed signs `{ sub: user.id }` with a numeric id: `42` is the user `"42"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numeric_sub_is_the_user_of_its_decimal_string() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    node.publish_one("42", "hello").await;
     let tok = token_claims(json!({ "sub": 42, "exp": now() + 3600 }));
-    refused_everywhere(&env, &node, &tok, "unauthorized", 4001).await;
+    accepted_everywhere(&node, &tok, "42").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,9 @@ impl Socket {
         auth: Auth,
         query_last_seq: Option<i64>,
     ) -> Result<(VerifiedToken, Option<i64>), End> {
+        if self.sio.is_some() {
+            return Box::pin(self.authenticate_sio(auth)).await;
+        }
         // The ticket is dropped (the socket leaves the pre-auth budget) when this returns.
         let ticket = match auth {
             Auth::Header(t) => return Ok((t, query_last_seq)),

@@ -36,6 +36,10 @@ impl Socket {
         }
         state.metrics.connections.inc();
         state.metrics.connections_total.inc();
+        if self.sio.is_some() {
+            state.metrics.socketio_connections.inc();
+            state.metrics.socketio_connections_total.inc();
+        }
         let outcome = Box::pin(state.bus.subscribe(&user)).await;
         tracing::debug!(user = %user, conn = conn_id, ?outcome, "socket subscribed");
         let mut session = Session {
@@ -57,6 +61,9 @@ impl Socket {
         state.registry.unregister(&user, conn_id);
         state.bus.unsubscribe(&user);
         state.metrics.connections.dec();
+        if self.sio.is_some() {
+            state.metrics.socketio_connections.dec();
+        }
         end
     }
 
@@ -103,7 +110,7 @@ impl Socket {
         };
         // Queued: it goes out with the first frame that follows (resync or batch), in one
         // write together with the 101 when the socket authenticated by header.
-        self.ws.queue_text(&connected.to_json());
+        self.queue_message(&connected);
         match start.resync {
             Some(why) => {
                 let reason = match why {

@@ -39,6 +39,7 @@ mod auth;
 mod commands;
 mod connect;
 mod serve;
+mod sio;
 mod write;
 
 /// Why a session ended.
@@ -116,8 +117,10 @@ pub(super) async fn run(
     ws: WsConn,
     auth: Auth,
     query_last_seq: Option<i64>,
+    socketio: bool,
 ) {
     let mut s = Socket {
+        sio: socketio.then(Box::default),
         bucket: TokenBucket::full(&frame_rate(&state), Instant::now().into_std()),
         state,
         ws,
@@ -144,6 +147,8 @@ struct Socket {
     ws: WsConn,
     last_seen: Instant,
     bucket: TokenBucket,
+    /// Set for a Socket.IO socket (`/socket.io/`): its frames are rendered as Socket.IO packets.
+    sio: Option<Box<crate::ws::sio::SioState>>,
 }
 
 /// State of an authenticated session.

@@ -262,6 +262,9 @@ impl Socket {
             Some(Ok(Message::Close(_))) => Err(End::ClientClosed),
             Some(Ok(Message::Text(text))) => {
                 self.admit()?;
+                if self.sio.is_some() {
+                    return Box::pin(self.on_sio_text(session, &text)).await;
+                }
                 let parsed = parse_client_message(&text);
                 drop(text);
                 // Commands and error replies are boxed: the idle event loop stays small.

@@ -8,13 +8,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close handshake may take before the connection is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-const OP_TEXT: u8 = 0x1;
+pub(super) const OP_TEXT: u8 = 0x1;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// Runs one write to the socket, bounded: a client that does not read within
 /// [`WRITE_TIMEOUT`], or whose queue overflowed meanwhile (`kill`), is a slow consumer.
-async fn guarded(
+pub(super) async fn guarded(
     kill: Option<&ConnHandle>,
     write: impl std::future::Future<Output = Result<(), Closed>>,
 ) -> Result<(), End> {
@@ -47,15 +47,17 @@ impl Socket {
                     Some(m) => format!("{}: {m}", code.reason()),
                     None => code.reason().to_string(),
                 };
+                self.sio_farewell(code, &text);
                 (code, text)
             }
-            End::Evicted => (
-                CloseCode::AuthTimeout,
-                format!(
+            End::Evicted => {
+                let text = format!(
                     "{}: evicted unauthenticated to make room; send auth at once",
                     CloseCode::AuthTimeout.reason()
-                ),
-            ),
+                );
+                self.sio_farewell(CloseCode::AuthTimeout, &text);
+                (CloseCode::AuthTimeout, text)
+            }
         };
 
         if self.ws.is_broken() {
@@ -92,6 +94,9 @@ impl Socket {
         text: ByteString,
         kill: Option<&ConnHandle>,
     ) -> Result<(), End> {
+        if self.sio.is_some() {
+            return Box::pin(self.send_sio(&text, kill)).await;
+        }
         self.write(OP_TEXT, text.as_bytes(), kill).await
     }
 
@@ -118,6 +123,12 @@ impl Socket {
         payload: &[u8],
         kill: Option<&ConnHandle>,
     ) -> Result<(), End> {
+        if !pong && self.sio.is_some() {
+            // Engine.IO's heartbeat is its own ping packet, answered by a `3` (pong).
+            return self
+                .write(OP_TEXT, herald_protocol::socketio::PING.as_bytes(), kill)
+                .await;
+        }
         self.write(if pong { OP_PONG } else { OP_PING }, payload, kill)
             .await
     }
