@@ -227,6 +227,10 @@ impl Application {
             state.clone(),
             background.clone(),
         ));
+        tasks.spawn(crate::fallback::worker::worker_loop(
+            state.clone(),
+            background.clone(),
+        ));
 
         let listener = listen(config.listen, LISTEN_BACKLOG)
             .with_context(|| format!("binding HERALD_LISTEN={}", config.listen))?;

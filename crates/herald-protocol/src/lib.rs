@@ -14,6 +14,7 @@ pub mod close;
 pub mod error;
 pub mod http;
 pub mod notification;
+pub mod prefs;
 pub mod ws;
 
 /// The protocol version `docs/protocol.md` documents (its "**Protocol version X.Y.**" line and

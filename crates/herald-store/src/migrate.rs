@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_revocations.sql",
         include_str!("../../../migrations/0003_revocations.sql"),
     ),
+    (
+        5,
+        "0005_fallback.sql",
+        include_str!("../../../migrations/0005_fallback.sql"),
+    ),
 ];
 
 /// The marker, in a migration's leading comment lines, of a schema change older nodes cannot

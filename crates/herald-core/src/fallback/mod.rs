@@ -7,8 +7,10 @@ pub mod plan;
 pub mod prefs;
 pub mod retry;
 pub mod rules;
+pub mod send;
 
 pub use plan::{plan_user, Pending, UserPlan};
-pub use prefs::{Preferences, QuietHours};
+pub use prefs::{Preferences, PreferencesExt, PrefsError, QuietHours};
 pub use retry::{after_failure, retry_delay, RetryPolicy, Verdict};
 pub use rules::{Channel, Rules, TypeRule};
+pub use send::{decide_send, delivery_key, SendDecision};

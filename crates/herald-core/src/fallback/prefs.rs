@@ -11,11 +11,8 @@
 //! rules chose it). Preferences only ever remove fallback channels: the in-app inbox always
 //! stores the notification.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 
 use super::rules::Channel;
 
@@ -24,29 +21,7 @@ pub const MAX_TYPES: usize = 256;
 /// The digest window: one email per user per window, between 1 minute and 1 day.
 pub const DIGEST_WINDOW_SECS: (u32, u32) = (60, 86_400);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Preferences {
-    /// type (or `*`) → channel (`webhook`, `email`, `push`) → on/off.
-    #[serde(default)]
-    pub channels: BTreeMap<String, BTreeMap<String, bool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quiet_hours: Option<QuietHours>,
-    /// Email digest: at most one email per this many seconds; `None`: the server's default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest_window_secs: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuietHours {
-    /// `HH:MM`, local time: quiet from here...
-    pub start: String,
-    /// ...to here (exclusive); wraps past midnight when earlier than `start`.
-    pub end: String,
-    /// An IANA time zone name, e.g. `Europe/Berlin`.
-    pub time_zone: String,
-}
+pub use herald_protocol::prefs::{Preferences, QuietHours};
 
 /// A refused preference: the field and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +44,18 @@ fn parse_hhmm(field: &str, s: &str) -> Result<NaiveTime, PrefsError> {
         .ok_or_else(|| perr(field, "must be HH:MM (00:00 to 23:59)"))
 }
 
-impl Preferences {
+/// What the fallback makes of [`Preferences`].
+pub trait PreferencesExt {
     /// Checks everything a `PUT` may set.
-    pub fn validate(&self) -> Result<(), PrefsError> {
+    fn validate(&self) -> Result<(), PrefsError>;
+    /// Whether the user lets `kind` fall back to `channel`.
+    fn allows(&self, kind: &str, channel: Channel) -> bool;
+    /// If `now` is within the user's quiet hours, when they end; else `None`.
+    fn quiet_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>>;
+}
+
+impl PreferencesExt for Preferences {
+    fn validate(&self) -> Result<(), PrefsError> {
         if self.channels.len() > MAX_TYPES {
             return Err(perr("channels", format!("at most {MAX_TYPES} types")));
         }
@@ -89,7 +73,7 @@ impl Preferences {
             }
         }
         if let Some(q) = &self.quiet_hours {
-            q.parsed()?;
+            parse_quiet(q)?;
         }
         if let Some(w) = self.digest_window_secs {
             let (lo, hi) = DIGEST_WINDOW_SECS;
@@ -103,8 +87,7 @@ impl Preferences {
         Ok(())
     }
 
-    /// Whether the user lets `kind` fall back to `channel`.
-    pub fn allows(&self, kind: &str, channel: Channel) -> bool {
+    fn allows(&self, kind: &str, channel: Channel) -> bool {
         let of = |k: &str| {
             self.channels
                 .get(k)
@@ -114,28 +97,26 @@ impl Preferences {
         of(kind).or_else(|| of("*")).unwrap_or(true)
     }
 
-    /// If `now` is within the user's quiet hours, when they end; else `None`.
-    pub fn quiet_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let (start, end, tz) = self.quiet_hours.as_ref()?.parsed().ok()?;
+    fn quiet_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (start, end, tz) = parse_quiet(self.quiet_hours.as_ref()?).ok()?;
         quiet_until(start, end, tz, now)
     }
 }
 
-impl QuietHours {
-    pub fn parsed(&self) -> Result<(NaiveTime, NaiveTime, Tz), PrefsError> {
-        let start = parse_hhmm("quiet_hours.start", &self.start)?;
-        let end = parse_hhmm("quiet_hours.end", &self.end)?;
-        if start == end {
-            return Err(perr("quiet_hours.end", "must differ from start"));
-        }
-        let tz: Tz = self.time_zone.parse().map_err(|_| {
-            perr(
-                "quiet_hours.time_zone",
-                format!("{:?} is not an IANA time zone name", self.time_zone),
-            )
-        })?;
-        Ok((start, end, tz))
+/// The start, end and zone of quiet hours, checked.
+pub fn parse_quiet(q: &QuietHours) -> Result<(NaiveTime, NaiveTime, Tz), PrefsError> {
+    let start = parse_hhmm("quiet_hours.start", &q.start)?;
+    let end = parse_hhmm("quiet_hours.end", &q.end)?;
+    if start == end {
+        return Err(perr("quiet_hours.end", "must differ from start"));
     }
+    let tz: Tz = q.time_zone.parse().map_err(|_| {
+        perr(
+            "quiet_hours.time_zone",
+            format!("{:?} is not an IANA time zone name", q.time_zone),
+        )
+    })?;
+    Ok((start, end, tz))
 }
 
 fn in_window(t: NaiveTime, start: NaiveTime, end: NaiveTime) -> bool {
