@@ -519,7 +519,9 @@ pub(crate) fn route(shared: &Shared, channels: &Channels, channel: &str, payload
                 }
                 Err(reason) => reject(shared, reason, channel),
             },
-            Ok(m @ BusMessage::Read { .. }) => {
+            Ok(
+                m @ (BusMessage::Read { .. } | BusMessage::Seen { .. } | BusMessage::Inbox { .. }),
+            ) => {
                 metrics.messages_received.fetch_add(1, Ordering::Relaxed);
                 shared.sink.user_event(user_id, m);
             }

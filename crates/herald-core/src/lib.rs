@@ -3,6 +3,7 @@
 
 pub mod cursor;
 pub mod fallback;
+pub mod inbox;
 pub mod rate;
 pub mod validate;
 

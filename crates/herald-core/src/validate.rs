@@ -60,7 +60,7 @@ pub fn validate_user_id(id: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn validate_kind(kind: &str) -> Result<(), ValidationError> {
+pub(crate) fn validate_kind(kind: &str) -> Result<(), ValidationError> {
     let ok_len = !kind.is_empty() && kind.len() <= MAX_TYPE_LEN;
     let mut bytes = kind.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric());

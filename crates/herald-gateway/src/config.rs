@@ -119,6 +119,11 @@ pub struct Config {
     /// How long a revocation is kept (in PostgreSQL and in every node's memory) after it was
     /// last made.
     pub revocation_retention: Duration,
+    /// How long notifications are kept, per type (`HERALD_RETENTION`); off by default. Older
+    /// ones are purged in the background, in batches.
+    pub retention: herald_core::inbox::Retention,
+    /// How often the retention purge runs (`HERALD_RETENTION_INTERVAL_MS`).
+    pub retention_interval: Duration,
     /// Development endpoints (`/dev/*`: mint tokens, publish without the service key) for
     /// the local demo. Never enable in production.
     pub dev_endpoints: bool,
@@ -730,6 +735,14 @@ impl Config {
             revocation_retention: Duration::from_secs(
                 3600 * src.ranged::<u64>("HERALD_REVOCATION_RETENTION_HOURS", 720, 1, 87_600)?,
             ),
+            retention: herald_core::inbox::parse_retention(&src.string("HERALD_RETENTION", ""))
+                .map_err(|e| invalid("HERALD_RETENTION", e))?,
+            retention_interval: src.millis(
+                "HERALD_RETENTION_INTERVAL_MS",
+                60_000,
+                100,
+                86_400_000,
+            )?,
             dev_endpoints: lab_only(&src, "HERALD_DEV_ENDPOINTS", DEV_ENDPOINTS, |s| {
                 s.boolean("HERALD_DEV_ENDPOINTS", false)
             })?,

@@ -59,6 +59,10 @@ pub struct Metrics {
     /// `herald_fallback_jobs_planned_total`: fallback jobs created (one per notification and
     /// channel that fell due unseen).
     pub fallback_jobs_planned: IntCounter,
+    /// `herald_inbox_changes_total{action}`: notifications changed by inbox actions.
+    pub inbox_changes: IntCounterVec,
+    /// `herald_notifications_purged_total`: notifications deleted by the retention purge.
+    pub notifications_purged: IntCounter,
     pub bus_subscribed_users: IntGauge,
     pub revocations_known: IntGauge,
     pub bus_connected: IntGauge,
@@ -321,6 +325,17 @@ impl Metrics {
                 &r,
                 "herald_fallback_jobs_planned_total",
                 "Offline fallback jobs created: a notification and channel that fell due unseen",
+            ),
+            inbox_changes: counter_vec(
+                &r,
+                "herald_inbox_changes_total",
+                "Notifications changed by inbox actions (archive, unarchive, read, unread, delete)",
+                &["action"],
+            ),
+            notifications_purged: counter(
+                &r,
+                "herald_notifications_purged_total",
+                "Notifications deleted by the retention purge (HERALD_RETENTION)",
             ),
             revocations_known: gauge(
                 &r,

@@ -18,7 +18,10 @@ use std::sync::OnceLock;
 use herald_protocol::http::{
     BroadcastRequest, BroadcastResponse, Health, MarkAllReadResult, MarkReadResult,
     NotificationPage, PublishRequest, PublishResponse, PublishedItem, ReadAllRequest,
-    RevokeRequest, RevokeResponse, UnreadCount,
+    RevokeRequest, RevokeResponse, SeenRequest, SeenResult, UnreadCount,
+};
+use herald_protocol::inbox::{
+    BulkRequest, InboxAction, InboxCounts, InboxFilter, InboxResult, TypeCounts,
 };
 use herald_protocol::prefs::{Contact, ContactResponse, Preferences, QuietHours};
 use herald_protocol::{ErrorBody, ErrorCode, Notification, PROTOCOL_VERSION};
@@ -148,6 +151,10 @@ const USER_AUTH_ERRORS: [ErrorCode; 3] = [
 const PUBLISH_BODY: &str = "JSON (`Content-Type: application/json`), at most \
 `HERALD_MAX_PUBLISH_BODY_BYTES` (default 1 MiB; larger: 413 `payload_too_large`). Unknown fields \
 are refused (400 `validation_failed` naming the field).";
+
+const REQUIRED_SMALL_BODY: &str = "A JSON object (required). Any content type. At most 256 KiB \
+(larger: 413 `payload_too_large`). Not JSON: 400 `invalid_json`; a missing, mistyped or unknown \
+field: 400 `validation_failed` naming the field.";
 
 const SMALL_BODY: &str = "Optional JSON: an empty body is `{}`. Any content type. At most \
 256 KiB (larger: 413 `payload_too_large`). Unknown fields are refused (400 \
@@ -327,6 +334,19 @@ with `before` or `unread_only`.",
                 ty: ParamType::Boolean,
                 description: "Only unread notifications (`true`/`false`/`1`/`0`).",
             },
+            Param {
+                name: "archived",
+                location: ParamLocation::Query,
+                ty: ParamType::Boolean,
+                description: "`true`: only archived; `false`: only the inbox (not archived); \
+absent: both. Not with `after`.",
+            },
+            Param {
+                name: "type",
+                location: ParamLocation::Query,
+                ty: ParamType::String,
+                description: "Only this notification type (exact). Not with `after`.",
+            },
         ],
         answers: &[Answer {
             status: 200,
@@ -401,6 +421,179 @@ at the time of the call). Every socket of the user gets a `read` event.",
     },
     Operation {
         method: "POST",
+        path: "/v1/notifications/seen",
+        id: "markSeen",
+        tag: "user",
+        summary: "Raise the seen watermark",
+        description: "Every notification with `seq <= seq` was shown in a visible tab. The \
+watermark only rises: a lower or equal `seq` answers `changed: false`. Every socket of the user \
+gets a `seen` event when it rose. A `seq` below 0 or above the user's latest seq answers 400 \
+`validation_failed` (field `seq`) and changes nothing.",
+        auth: Auth::User,
+        body: Some(Body {
+            schema: "SeenRequest",
+            required: true,
+            description: REQUIRED_SMALL_BODY,
+        }),
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The watermark in force.",
+            schema: Some("SeenResult"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidJson,
+            ErrorCode::ValidationFailed,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "POST",
+        path: "/v1/notifications/bulk",
+        id: "bulkAction",
+        tag: "user",
+        summary: "Archive, unarchive, read, unread or delete many",
+        description: "Exactly one of `ids` (1 to 100; ids that are not the user's are ignored) and `filter` (every \
+notification matching it with `seq <= up_to_seq`, default the latest seq at the call; at most \
+1000 per call, newest first: `has_more` says to call again with the answer's `up_to_seq`). \
+`ids` in the answer are those changed. Every socket of the user gets an `inbox` event.",
+        auth: Auth::User,
+        body: Some(Body {
+            schema: "BulkRequest",
+            required: true,
+            description: REQUIRED_SMALL_BODY,
+        }),
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The notifications changed and the counters.",
+            schema: Some("InboxResult"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidJson,
+            ErrorCode::ValidationFailed,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "GET",
+        path: "/v1/notifications/counts",
+        id: "inboxCounts",
+        tag: "user",
+        summary: "The count behind each filter",
+        description: "Total, inbox, unread and archived, and per type (at most 100 types). Reads every stored \
+notification of the user: fetch it when a panel opens, not per event.",
+        auth: Auth::User,
+        body: None,
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The counts.",
+            schema: Some("InboxCounts"),
+            headers: &[],
+        }],
+        errors: &[
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "POST",
+        path: "/v1/notifications/{id}/archive",
+        id: "archiveNotification",
+        tag: "user",
+        summary: "Archive one notification",
+        description: "Archives it and reads it (archived notifications are never unread). \
+Idempotent: `ids` is empty when it already was.",
+        auth: Auth::User,
+        body: None,
+        params: &[ID],
+        answers: &[Answer {
+            status: 200,
+            description: "The result.",
+            schema: Some("InboxResult"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "POST",
+        path: "/v1/notifications/{id}/unarchive",
+        id: "unarchiveNotification",
+        tag: "user",
+        summary: "Unarchive one notification",
+        description: "Back to the inbox; it stays read. Idempotent.",
+        auth: Auth::User,
+        body: None,
+        params: &[ID],
+        answers: &[Answer {
+            status: 200,
+            description: "The result.",
+            schema: Some("InboxResult"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "POST",
+        path: "/v1/notifications/{id}/unread",
+        id: "unreadNotification",
+        tag: "user",
+        summary: "Mark one notification unread",
+        description: "An archived notification is left as it is (`ids` empty). \
+Idempotent.",
+        auth: Auth::User,
+        body: None,
+        params: &[ID],
+        answers: &[Answer {
+            status: 200,
+            description: "The result.",
+            schema: Some("InboxResult"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "POST",
         path: "/v1/notifications/{id}/read",
         id: "markRead",
         tag: "user",
@@ -440,6 +633,33 @@ answers 404 like an unknown one.",
             status: 200,
             description: "The notification.",
             schema: Some("Notification"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "DELETE",
+        path: "/v1/notifications/{id}",
+        id: "deleteNotification",
+        tag: "user",
+        summary: "Delete one notification",
+        description: "Deleted for good: its seq is never reused and catch-up skips it. Deleting it again (or another \
+user's id) answers 404.",
+        auth: Auth::User,
+        body: None,
+        params: &[ID],
+        answers: &[Answer {
+            status: 200,
+            description: "Deleted.",
+            schema: Some("InboxResult"),
             headers: &[],
         }],
         errors: &[
@@ -713,6 +933,14 @@ pub fn document() -> OpenApi {
         .schema_from::<MarkReadResult>()
         .schema_from::<ReadAllRequest>()
         .schema_from::<MarkAllReadResult>()
+        .schema_from::<SeenRequest>()
+        .schema_from::<SeenResult>()
+        .schema_from::<InboxAction>()
+        .schema_from::<InboxFilter>()
+        .schema_from::<BulkRequest>()
+        .schema_from::<InboxResult>()
+        .schema_from::<InboxCounts>()
+        .schema_from::<TypeCounts>()
         .schema_from::<RevokeRequest>()
         .schema_from::<RevokeResponse>()
         .schema_from::<Health>()
@@ -787,6 +1015,7 @@ fn http_method(m: &str) -> HttpMethod {
     match m {
         "POST" => HttpMethod::Post,
         "PUT" => HttpMethod::Put,
+        "DELETE" => HttpMethod::Delete,
         _ => HttpMethod::Get,
     }
 }

@@ -1,8 +1,11 @@
-//! Forgetting idempotency keys past their retention.
+//! Background purges: idempotency keys past their retention, and notifications past theirs
+//! (`HERALD_RETENTION`, per type; off by default).
 
 use std::time::Duration;
 
 use actix_web::web;
+use herald_protocol::inbox::InboxAction;
+use herald_store::PurgeScope;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -40,6 +43,89 @@ pub async fn purge_idempotency_loop(state: web::Data<AppState>, stop: Cancellati
                         .inc();
                     tracing::warn!(error = %e, "idempotency purge skipped");
                     break;
+                }
+            }
+        }
+    }
+}
+
+/// Rows per retention transaction: it locks only the users of these rows, for a few
+/// milliseconds, so publishes to other users never wait and those to these users wait at most
+/// one batch.
+pub const RETENTION_BATCH: i64 = 500;
+/// Pause between two batches of one pass, so a large backlog never monopolises the pool.
+const RETENTION_PAUSE: Duration = Duration::from_millis(20);
+/// Batches per pass at most (overflow policy: the rest waits for the next pass).
+const RETENTION_MAX_BATCHES: usize = 200;
+
+/// The purge scopes of a retention setting: one per listed type, then every other type.
+pub fn retention_scopes(r: &herald_core::inbox::Retention) -> Vec<(PurgeScope, Duration)> {
+    let mut out: Vec<(PurgeScope, Duration)> = r
+        .per_type
+        .iter()
+        .map(|(k, age)| (PurgeScope::Type(k.clone()), *age))
+        .collect();
+    if let Some(age) = r.other {
+        let listed = r.per_type.iter().map(|(k, _)| k.clone()).collect();
+        out.push((PurgeScope::AllExcept(listed), age));
+    }
+    out
+}
+
+/// Deletes notifications older than their type's retention, every
+/// `HERALD_RETENTION_INTERVAL_MS`, in batches of [`RETENTION_BATCH`]; the users concerned
+/// get an `inbox` event (`delete`) with the new counts. Every node runs it; concurrent passes
+/// delete disjoint or already-deleted rows (harmless). Not started when retention is off.
+pub async fn purge_notifications_loop(state: web::Data<AppState>, stop: CancellationToken) {
+    let scopes = retention_scopes(&state.config.retention);
+    if scopes.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(state.config.retention_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (scope, age) in &scopes {
+            for _ in 0..RETENTION_MAX_BATCHES {
+                if stop.is_cancelled() {
+                    return;
+                }
+                match state
+                    .store
+                    .purge_notifications(scope, *age, RETENTION_BATCH)
+                    .await
+                {
+                    Ok(purged) if purged.is_empty() => break,
+                    Ok(purged) => {
+                        for p in purged {
+                            state
+                                .metrics
+                                .notifications_purged
+                                .inc_by(p.ids.len() as u64);
+                            state
+                                .announce_inbox(
+                                    &p.user_id,
+                                    InboxAction::Delete,
+                                    p.ids,
+                                    p.unread_count,
+                                    p.version,
+                                )
+                                .await;
+                        }
+                        tokio::time::sleep(RETENTION_PAUSE).await;
+                    }
+                    Err(e) => {
+                        state
+                            .metrics
+                            .store_errors
+                            .with_label_values(&["purge_notifications"])
+                            .inc();
+                        tracing::warn!(error = %e, ?scope, "notification purge skipped");
+                        break;
+                    }
                 }
             }
         }

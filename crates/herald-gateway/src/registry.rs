@@ -435,6 +435,24 @@ impl FanoutSink for Registry {
                 .to_json()
                 .into(),
             ),
+            BusMessage::Inbox {
+                action,
+                ids,
+                unread_count,
+                version,
+            } => SocketEvent::Frame(
+                ServerMessage::Inbox {
+                    action,
+                    ids,
+                    unread_count,
+                    version,
+                }
+                .to_json()
+                .into(),
+            ),
+            BusMessage::Seen { seen_seq, version } => {
+                SocketEvent::Frame(ServerMessage::Seen { seen_seq, version }.to_json().into())
+            }
             BusMessage::Broadcast { .. }
             | BusMessage::Probe { .. }
             | BusMessage::Revoked { .. } => return,

@@ -231,6 +231,10 @@ impl Application {
             state.clone(),
             background.clone(),
         ));
+        tasks.spawn(crate::purge::purge_notifications_loop(
+            state.clone(),
+            background.clone(),
+        ));
 
         let listener = listen(config.listen, LISTEN_BACKLOG)
             .with_context(|| format!("binding HERALD_LISTEN={}", config.listen))?;

@@ -251,6 +251,15 @@ pub enum BusMessage {
         unread_count: i64,
         version: i64,
     },
+    /// Inbox rows of the channel's user changed (see `ServerMessage::Inbox`).
+    Inbox {
+        action: crate::inbox::InboxAction,
+        ids: Vec<Uuid>,
+        unread_count: i64,
+        version: i64,
+    },
+    /// The seen watermark of the channel's user rose.
+    Seen { seen_seq: i64, version: i64 },
     /// A broadcast to every connected socket.
     Broadcast { broadcast: Broadcast },
     /// A node's liveness probe of its own subscriber connection.
@@ -357,6 +366,7 @@ mod tests {
                 .expect("valid timestamp"),
             delivered_at: None,
             read_at: None,
+            archived_at: None,
         }
     }
 

@@ -162,6 +162,31 @@ pub struct MarkAllReadResult {
     pub version: i64,
 }
 
+/// `POST /v1/notifications/seen` body: raise the seen watermark to `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SeenRequest {
+    /// From 0 to the user's latest seq.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub seq: i64,
+}
+
+/// `POST /v1/notifications/seen` and the `seen` acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SeenResult {
+    /// The watermark now in force: every notification with `seq <= seen_seq` is seen.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub seen_seq: i64,
+    /// False when the watermark was already at or above the request (the call is idempotent).
+    pub changed: bool,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub version: i64,
+}
+
 /// `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]

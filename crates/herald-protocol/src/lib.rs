@@ -2,6 +2,7 @@
 //!
 //! * [`ws`] — WebSocket client commands and server events (JSON text frames).
 //! * [`http`] — HTTP request and response bodies.
+//! * [`inbox`] — the inbox lifecycle's requests, answers and counts.
 //! * [`error`] — error codes shared by HTTP responses and WebSocket `error` events.
 //! * [`close`] — WebSocket close codes, split into terminal and reconnect ranges.
 //! * [`bus`] — messages between gateway nodes over Redis pub/sub.
@@ -13,6 +14,7 @@ pub mod bus;
 pub mod close;
 pub mod error;
 pub mod http;
+pub mod inbox;
 pub mod notification;
 pub mod prefs;
 pub mod ws;

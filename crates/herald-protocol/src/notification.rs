@@ -25,6 +25,10 @@ pub struct Notification {
     /// First delivery to any device; `null` until then (and in live events).
     pub delivered_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
+    /// When it was archived; absent while it is not (never set in live events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub archived_at: Option<DateTime<Utc>>,
 }
 
 /// An ephemeral message to every connected user (`global_notification`); never stored.

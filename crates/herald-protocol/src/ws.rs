@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ErrorCode;
-use crate::http::{MarkAllReadResult, MarkReadResult, UnreadCount};
+use crate::http::{MarkAllReadResult, MarkReadResult, SeenResult, UnreadCount};
+use crate::inbox::{InboxAction, InboxFilter, InboxResult};
 use crate::notification::{Broadcast, Notification};
 
 /// Largest request id (`rid`) string accepted, in bytes.
@@ -56,6 +57,32 @@ pub enum ClientMessage {
         #[cfg_attr(feature = "ts", ts(optional = nullable))]
         rid: Option<Rid>,
     },
+    /// Raise the seen watermark: every notification with `seq <= seq` was shown in a visible
+    /// tab. From 0 to the user's latest seq; never lowers it.
+    Seen {
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
+        rid: Option<Rid>,
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        seq: i64,
+    },
+    /// An inbox action (archive, unarchive, read, unread, delete) on `ids` (1 to 100) or on
+    /// everything matching `filter` up to `up_to_seq`; the fields of `POST /v1/notifications/bulk`.
+    Inbox {
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
+        rid: Option<Rid>,
+        action: InboxAction,
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
+        ids: Option<Vec<Uuid>>,
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional = nullable))]
+        filter: Option<InboxFilter>,
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(optional, type = "number | null"))]
+        up_to_seq: Option<i64>,
+    },
     /// Extend the session with a new token for the same user.
     Refresh {
         #[serde(default)]
@@ -78,6 +105,8 @@ impl ClientMessage {
             | ClientMessage::MarkRead { rid, .. }
             | ClientMessage::MarkAllRead { rid, .. }
             | ClientMessage::GetUnreadCount { rid }
+            | ClientMessage::Seen { rid, .. }
+            | ClientMessage::Inbox { rid, .. }
             | ClientMessage::Refresh { rid, .. }
             | ClientMessage::Ping { rid } => rid.as_ref(),
         }
@@ -92,11 +121,13 @@ pub struct ParseError {
     pub message: String,
 }
 
-const COMMANDS: [&str; 6] = [
+const COMMANDS: [&str; 8] = [
+    "inbox",
     "auth",
     "mark_read",
     "mark_all_read",
     "get_unread_count",
+    "seen",
     "refresh",
     "ping",
 ];
@@ -194,6 +225,8 @@ pub enum AckResult {
     MarkRead(MarkReadResult),
     MarkAllRead(MarkAllReadResult),
     UnreadCount(UnreadCount),
+    Seen(SeenResult),
+    Inbox(InboxResult),
     Refresh {
         /// Unix seconds.
         #[cfg_attr(feature = "ts", ts(type = "number"))]
@@ -221,6 +254,9 @@ pub enum ServerMessage {
         unread_count: i64,
         #[cfg_attr(feature = "ts", ts(type = "number"))]
         version: i64,
+        /// The user's seen watermark: notifications with `seq <= seen_seq` are seen.
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        seen_seq: i64,
         /// Catch-up starts after this seq: the client's `last_seq`, or the user's
         /// delivered watermark when the client sent none ("pending on connect").
         #[cfg_attr(feature = "ts", ts(type = "number"))]
@@ -263,6 +299,26 @@ pub enum ServerMessage {
         #[cfg_attr(feature = "ts", ts(type = "number | null"))]
         up_to_seq: Option<i64>,
         read_at: DateTime<Utc>,
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        unread_count: i64,
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        version: i64,
+    },
+    /// The seen watermark rose (by any tab, device or the HTTP API).
+    #[serde(rename = "seen")]
+    Seen {
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        seen_seq: i64,
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        version: i64,
+    },
+    /// Notifications were archived, unarchived, read, unread or deleted (by any tab, device,
+    /// the HTTP API, or the retention purge for `delete`).
+    #[serde(rename = "inbox")]
+    Inbox {
+        action: InboxAction,
+        /// The notifications changed, ascending by seq.
+        ids: Vec<Uuid>,
         #[cfg_attr(feature = "ts", ts(type = "number"))]
         unread_count: i64,
         #[cfg_attr(feature = "ts", ts(type = "number"))]
@@ -320,6 +376,16 @@ mod tests {
         );
         let m = parse_client_message(r#"{"type":"get_unread_count","rid":7}"#).unwrap();
         assert_eq!(m.rid(), Some(&Rid::Num(7)));
+        let m = parse_client_message(r#"{"type":"seen","rid":2,"seq":9}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Seen {
+                rid: Some(Rid::Num(2)),
+                seq: 9
+            }
+        );
+        let e = parse_client_message(r#"{"type":"seen","rid":2}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidMessage);
         let m = parse_client_message(r#"{"type":"mark_all_read","rid":"a"}"#).unwrap();
         assert_eq!(
             m,

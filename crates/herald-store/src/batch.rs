@@ -37,6 +37,7 @@ fn created_from_rows(
                 created_at: get(row, OP, "created_at")?,
                 delivered_at: None,
                 read_at: None,
+                archived_at: None,
             },
             unread_count: get(row, OP, "unread_count")?,
             version: get(row, OP, "version")?,

@@ -6,7 +6,7 @@
 /// user's `user_state` row, `n` the notification).
 macro_rules! seen {
     () => {
-        "(n.read_at IS NOT NULL)"
+        "(n.read_at IS NOT NULL OR n.seq <= us.seen_seq)"
     };
 }
 
@@ -71,7 +71,7 @@ pub const JOBS_CLAIM: &str = "WITH c AS ( \
 /// `$1` notification ids: each with its seen state, the user's preferences and contact.
 pub const JOB_DETAILS: &str = concat!(
     "SELECT n.id, n.user_id, n.seq, n.type, n.title, n.body, n.link, n.avatar_url, n.data, \
-       n.created_at, n.read_at, NULL::timestamptz AS delivered_at, ",
+       n.created_at, n.read_at, n.archived_at, NULL::timestamptz AS delivered_at, ",
     seen!(),
     " AS seen, p.prefs, ct.email, ct.locale \
      FROM notifications n JOIN user_state us ON us.user_id = n.user_id \

@@ -43,6 +43,9 @@
 //!   idempotency request hash);
 //! * `queries`: reading notifications ([`Store::after_seqs`], [`Store::list`], [`Store::get`]);
 //! * `read_state`: [`UserState`] counters, [`Store::mark_read`], [`Store::mark_all_read`];
+//! * `seen`: the seen watermark ([`Store::mark_seen`]);
+//! * `inbox` (statements in [`inbox_sql`]): archive, unarchive, read, unread, delete by ids or
+//!   filter ([`Store::inbox_apply`]), filtered pages, counts per filter, the retention purge;
 //! * `revocation`: session revocations ([`Store::revoke`], [`Store::revocations_since`]);
 //! * `delivery`: delivery marks ([`Store::mark_delivered`], [`Store::users_behind`]);
 //! * `fallback`: the offline fallback's cursor, jobs and leases, preferences and contacts
@@ -56,6 +59,8 @@ mod error;
 mod fallback;
 pub mod fallback_sql;
 mod hash;
+mod inbox;
+pub mod inbox_sql;
 mod migrate;
 mod pool;
 mod publish;
@@ -63,13 +68,16 @@ mod queries;
 mod read_state;
 mod revocation;
 mod rows;
+mod seen;
 pub mod sql;
 pub mod tls;
 
 pub use error::StoreError;
 pub use fallback::{ClaimedJob, JobDetails, JobEnd, PlanInput};
+pub use inbox::{uuid_v7_ceiling, ListFilter, PurgeScope, Purged, Target};
 pub use migrate::{checksum as migrate_checksum, SchemaStatus, BREAKS_OLDER_NODES, MIGRATIONS};
 pub use pool::{Store, StoreConfig};
 pub use publish::{Committed, IdempotencyRecord, PublishOutcome, Published};
 pub use read_state::UserState;
 pub use revocation::Revocation;
+pub use seen::{seen_seq_valid, SeenOutcome};

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0003_revocations.sql"),
     ),
     (
+        4,
+        "0004_inbox.sql",
+        include_str!("../../../migrations/0004_inbox.sql"),
+    ),
+    (
         5,
         "0005_fallback.sql",
         include_str!("../../../migrations/0005_fallback.sql"),

@@ -17,12 +17,14 @@ pub struct UserState {
     pub delivered_seq: i64,
     pub unread_count: i64,
     pub version: i64,
+    /// The seen watermark (`migrations/0004_inbox.sql`).
+    pub seen_seq: i64,
 }
 
 /// Locks the user's `user_state` row before touching their notifications — the same lock
 /// order as publish, so mark-read and publish never deadlock. `None`: the user has no
 /// notifications at all.
-async fn lock_user_state(
+pub(crate) async fn lock_user_state(
     tx: &deadpool_postgres::Transaction<'_>,
     user_id: &str,
     op: &str,
@@ -66,6 +68,7 @@ impl Store {
                         delivered_seq: get(row, OP, "delivered_seq")?,
                         unread_count: get(row, OP, "unread_count")?,
                         version: get(row, OP, "version")?,
+                        seen_seq: get(row, OP, "seen_seq")?,
                     },
                 ))
             })

@@ -21,6 +21,7 @@ pub(crate) fn row_to_notification(row: &Row) -> Result<Notification, StoreError>
         created_at: row.try_get("created_at").map_err(map)?,
         delivered_at: row.try_get("delivered_at").map_err(map)?,
         read_at: row.try_get("read_at").map_err(map)?,
+        archived_at: row.try_get("archived_at").map_err(map)?,
     })
 }
 

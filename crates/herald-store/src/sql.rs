@@ -7,7 +7,7 @@
 /// [`crate`]'s row mapping reads by name.
 macro_rules! stored_columns {
     () => {
-        "id, user_id, seq, type, title, body, link, avatar_url, data, created_at, read_at"
+        "id, user_id, seq, type, title, body, link, avatar_url, data, created_at, read_at, archived_at"
     };
 }
 
@@ -17,13 +17,16 @@ macro_rules! stored_columns {
 macro_rules! notification_columns {
     () => {
         concat!(
-            stored_columns!(),
+            $crate::sql::stored_columns!(),
             ", (SELECT d.delivered_at FROM delivery_marks d \
              WHERE d.user_id = notifications.user_id AND d.seq >= notifications.seq \
              ORDER BY d.seq LIMIT 1) AS delivered_at"
         )
     };
 }
+
+pub(crate) use notification_columns;
+pub(crate) use stored_columns;
 
 pub const NOTIFICATION_COLUMNS: &str = notification_columns!();
 
@@ -117,7 +120,7 @@ JOIN numbered nb ON nb.user_id = n.user_id AND s.last_seq + nb.k = n.seq";
 /// scan of 100k cached rows below a thousand probes); under load that scan was most of
 /// PostgreSQL's CPU (see docs/performance.md, "Measured choices in the code").
 pub const USER_STATES: &str =
-    "SELECT u.user_id, u.last_seq, u.delivered_seq, u.unread_count, u.version \
+    "SELECT u.user_id, u.last_seq, u.delivered_seq, u.unread_count, u.version, u.seen_seq \
      FROM unnest($1::text[]) AS t(user_id) \
      CROSS JOIN LATERAL (SELECT * FROM user_state s WHERE s.user_id = t.user_id LIMIT 1) u";
 
@@ -182,6 +185,22 @@ pub const MARK_READ: &str = "WITH m AS (
     RETURNING unread_count, version
 )
 SELECT m.seq, m.read_at, u.unread_count, u.version FROM m CROSS JOIN u";
+
+/// Raises the seen watermark: `$1` user, `$2` seq. Locks the user's `user_state` row (the
+/// only row it touches), raises `seen_seq` to `GREATEST(seen_seq, $2)` when `$2` is within
+/// `last_seq` and above the watermark, and bumps `version` only then. Returns the row as it
+/// stands (`changed` says whether it rose), or nothing for a user without `user_state`.
+pub const MARK_SEEN: &str = "WITH cur AS (
+    SELECT user_id, last_seq, seen_seq, version FROM user_state WHERE user_id = $1 FOR UPDATE
+), u AS (
+    UPDATE user_state us SET seen_seq = GREATEST(us.seen_seq, $2), version = us.version + 1
+    FROM cur
+    WHERE us.user_id = cur.user_id AND $2 > cur.seen_seq AND $2 <= cur.last_seq
+    RETURNING us.seen_seq, us.version
+)
+SELECT cur.last_seq, COALESCE(u.seen_seq, cur.seen_seq) AS seen_seq,
+       COALESCE(u.version, cur.version) AS version, (u.version IS NOT NULL) AS changed
+FROM cur LEFT JOIN u ON true";
 
 /// `$1` user, `$2` id.
 pub const READ_STATUS: &str =

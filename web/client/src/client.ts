@@ -6,10 +6,15 @@ import type {
   Broadcast,
   ClientMessage,
   ErrorBody,
+  InboxAction,
+  InboxCounts,
+  InboxFilter,
+  InboxResult,
   MarkAllReadResult,
   MarkReadResult,
   Notification,
   NotificationPage,
+  SeenResult,
   ServerMessage,
   UnreadCount,
 } from './types';
@@ -55,6 +60,18 @@ export interface HeraldClientOptions {
    * visible, 0 when hidden (an open panel in a hidden tab counts for nothing).
    */
   tabRank?: () => number;
+  /**
+   * When this tab reports notifications as seen (the `seen` watermark, which cancels the
+   * server's offline fallbacks): `'visible'` (default) — whenever the page is visible, every
+   * notification this tab holds (in the list, the badge or a toast) is seen; `'panel'` — only
+   * while the inbox panel is open in a visible page; `false` — never automatically (call
+   * `markSeen`).
+   */
+  seen?: 'visible' | 'panel' | false;
+  /** Milliseconds to gather notifications before one `seen` is sent (default 300). */
+  seenDelayMs?: number;
+  /** Whether the page is visible (default: `document.visibilityState === 'visible'`). */
+  isVisible?: () => boolean;
   /** `window`-like target for online/offline events and `navigator.onLine` (default: globals). */
   env?: { addEventListener?: Window['addEventListener']; removeEventListener?: Window['removeEventListener']; isOnline?: () => boolean };
 }
@@ -66,7 +83,20 @@ export interface ClientError {
 }
 
 /** A user action that failed; its optimistic change was rolled back. */
-export type FailedAction = 'mark_read' | 'mark_all_read' | 'load_more';
+export type FailedAction = 'mark_read' | 'mark_all_read' | 'load_more' | 'archive' | 'unarchive' | 'mark_unread' | 'delete' | 'bulk';
+
+/**
+ * Which notifications the list shows (`setFilter`): `archived` true = only archived, false =
+ * only the inbox, absent/null = both; `unread` true = only unread; `type` one type.
+ */
+export interface ListFilter {
+  archived?: boolean | null;
+  unread?: boolean;
+  type?: string | null;
+}
+
+/** What a bulk action selects: ids (1–100), or everything matching a filter. */
+export type BulkTarget = { ids: string[] } | { filter: InboxFilter };
 export interface ActionError extends ClientError {
   action: FailedAction;
 }
@@ -85,6 +115,10 @@ export interface HeraldEvents {
   connected: (info: { user_id: string; node_id: string; session_id: string }) => void;
   /** The inbox panel was opened or closed (`setInboxOpen`); toasts are not shown while it is open. */
   inbox: (open: boolean) => void;
+  /** Notifications were archived, unarchived, read, unread or deleted (here, in another tab or device, or by the retention purge). */
+  lifecycle: (ev: { action: InboxAction; ids: string[] }) => void;
+  /** The seen watermark rose (here or elsewhere): every notification with `seq <= seenSeq` is seen. */
+  seen: (seenSeq: number) => void;
   /** Anything visible changed (list, counts, state): re-read `getSnapshot()`. */
   change: () => void;
 }
@@ -100,6 +134,10 @@ export interface HeraldSnapshot {
   actionError: ActionError | null;
   nodeId: string | null;
   userId: string | null;
+  /** The seen watermark: notifications with `seq <= seenSeq` are seen (shown in a visible tab, here or elsewhere). */
+  seenSeq: number;
+  /** The list's filter (`setFilter`); `notifications` holds only what matches it. */
+  filter: ListFilter;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -162,6 +200,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private pending = new Map<number, Pending>();
   private coordinator: ToastCoordinator | null = null;
   private snapshot: HeraldSnapshot | null = null;
+  private _seenSeq = 0;
+  /** The highest seq this tab asked the server to mark seen. */
+  private seenSent = 0;
+  private seenTimer: ReturnType<typeof setTimeout> | null = null;
+  private _filter: ListFilter = {};
 
   constructor(opts: HeraldClientOptions) {
     super();
@@ -183,8 +226,15 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     return this._unread;
   }
   get notifications(): readonly Notification[] {
-    if (!this.sorted) this.sorted = [...this.byId.values()].sort((a, b) => b.seq - a.seq);
+    if (!this.sorted) this.sorted = [...this.byId.values()].filter((n) => matchesFilter(n, this._filter)).sort((a, b) => b.seq - a.seq);
     return this.sorted;
+  }
+  /** The seen watermark (see `HeraldSnapshot.seenSeq`). */
+  get seenSeq(): number {
+    return this._seenSeq;
+  }
+  get filter(): ListFilter {
+    return this._filter;
   }
   get lastSeq(): number {
     return this.highestSeq;
@@ -219,6 +269,216 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (open === this._inboxOpen) return;
     this._inboxOpen = open;
     this.emit('inbox', open);
+    if (open) this.maybeReportSeen();
+  }
+
+  /**
+   * Show only notifications matching `filter` (the bell's tabs: inbox, unread, archived, a
+   * type). Held notifications are filtered at once; the newest page of the filter is fetched
+   * over HTTP, and `loadMore` pages through it.
+   */
+  setFilter(filter: ListFilter): void {
+    const next: ListFilter = { archived: filter.archived ?? null, unread: !!filter.unread, type: filter.type || null };
+    const cur = this._filter;
+    if ((cur.archived ?? null) === next.archived && !!cur.unread === next.unread && (cur.type || null) === next.type) return;
+    this._filter = next;
+    this.sorted = null;
+    this.nextCursor = null;
+    this._hasMore = true;
+    this.changed();
+    if (this.started) void this.fetchPage(null, false).catch(() => undefined);
+  }
+
+  /** The counts behind each filter (`GET /v1/notifications/counts`). */
+  async fetchCounts(): Promise<InboxCounts> {
+    const c = await this.http<InboxCounts>('GET', '/v1/notifications/counts');
+    this.applyCount(c.unread, c.version);
+    this.changed();
+    return c;
+  }
+
+  /** Archive one notification (it is read too); optimistic, rolled back on failure. */
+  archive(id: string): Promise<InboxResult> {
+    return this.itemAction('archive', id, 'archive');
+  }
+  /** Move an archived notification back to the inbox (it stays read). */
+  unarchive(id: string): Promise<InboxResult> {
+    return this.itemAction('unarchive', id, 'unarchive');
+  }
+  /** Mark one notification unread (not while archived). */
+  markUnread(id: string): Promise<InboxResult> {
+    return this.itemAction('unread', id, 'mark_unread');
+  }
+  /** Delete one notification for good. */
+  delete(id: string): Promise<InboxResult> {
+    return this.itemAction('delete', id, 'delete');
+  }
+
+  /**
+   * One action on many notifications: `{ids}` (1–100) or `{filter}` (everything matching, up to
+   * the newest seq at the first call; repeated while the server says `has_more`).
+   */
+  async bulk(action: InboxAction, target: BulkTarget): Promise<InboxResult[]> {
+    const out: InboxResult[] = [];
+    let upTo: number | null = null;
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const body: Record<string, unknown> = { action, ...target };
+        if ('filter' in target && upTo !== null) body.up_to_seq = upTo;
+        const r: InboxResult = await this.http<InboxResult>('POST', '/v1/notifications/bulk', body);
+        out.push(r);
+        this.applyLocal(r.action, r.ids);
+        this.applyCount(r.unread_count, r.version);
+        this.changed();
+        if (!r.has_more) break;
+        upTo = r.up_to_seq;
+      }
+      if (this._actionError?.action === 'bulk') this._actionError = null;
+      return out;
+    } catch (e) {
+      this.failAction('bulk', e);
+      throw e;
+    }
+  }
+
+  /**
+   * Report every notification with `seq <= seq` (default: the newest this tab holds) as seen.
+   * The client does this itself (option `seen`); call it for custom surfaces.
+   */
+  async markSeen(seq?: number): Promise<void> {
+    const target = seq ?? this.highestHeld();
+    if (target <= Math.max(this._seenSeq, this.seenSent)) return;
+    this.seenSent = target;
+    let r: SeenResult;
+    try {
+      if (this.isLive()) {
+        try {
+          r = (await this.command({ type: 'seen', seq: target })) as SeenResult;
+        } catch (e) {
+          if ((e as ClientError).code !== 'disconnected') throw e;
+          r = await this.http<SeenResult>('POST', '/v1/notifications/seen', { seq: target });
+        }
+      } else {
+        r = await this.http<SeenResult>('POST', '/v1/notifications/seen', { seq: target });
+      }
+    } catch (e) {
+      // Not seen after all: the next visibility or notification tries again.
+      if (this.seenSent === target) this.seenSent = this._seenSeq;
+      throw e;
+    }
+    this.raiseSeen(r.seen_seq);
+  }
+
+  private isVisibleNow(): boolean {
+    if (this.opts.isVisible) return this.opts.isVisible();
+    return typeof document !== 'undefined' && document.visibilityState === 'visible';
+  }
+
+  /** Sends `seen` soon when this tab is visible (and, in `'panel'` mode, its panel open) and holds unseen notifications. */
+  private maybeReportSeen(): void {
+    const mode = this.opts.seen ?? 'visible';
+    if (mode === false || !this.started || this.seenTimer) return;
+    if (!this.isVisibleNow() || (mode === 'panel' && !this._inboxOpen)) return;
+    if (this.highestHeld() <= Math.max(this._seenSeq, this.seenSent)) return;
+    this.seenTimer = setTimeout(() => {
+      this.seenTimer = null;
+      if (!this.isLive()) return; // sent after the next `connected`
+      if (!this.isVisibleNow() || ((this.opts.seen ?? 'visible') === 'panel' && !this._inboxOpen)) return;
+      void this.markSeen().catch(() => undefined);
+    }, this.opts.seenDelayMs ?? 300);
+  }
+
+  private onVisibility = () => this.maybeReportSeen();
+
+  private highestHeld(): number {
+    let m = 0;
+    for (const n of this.byId.values()) if (n.seq > m) m = n.seq;
+    return m;
+  }
+
+  private raiseSeen(seq: number): void {
+    if (!(seq > this._seenSeq)) return;
+    this._seenSeq = seq;
+    if (this.seenSent < seq) this.seenSent = seq;
+    this.emit('seen', seq);
+    this.changed();
+  }
+
+  /** Applies an inbox action to the held notifications; returns the change to the unread count. */
+  private applyLocal(action: InboxAction, ids: readonly string[], at = new Date().toISOString()): number {
+    let delta = 0;
+    for (const id of ids) {
+      const n = this.byId.get(id);
+      if (!n) continue;
+      switch (action) {
+        case 'archive':
+          if (!n.read_at) delta -= 1;
+          this.put({ ...n, archived_at: n.archived_at ?? at, read_at: n.read_at ?? at });
+          break;
+        case 'unarchive': {
+          const { archived_at: _dropped, ...rest } = n;
+          this.put(rest);
+          break;
+        }
+        case 'read':
+          if (!n.read_at) {
+            delta -= 1;
+            this.put({ ...n, read_at: at });
+          }
+          break;
+        case 'unread':
+          if (n.read_at && !n.archived_at) {
+            delta += 1;
+            this.put({ ...n, read_at: null });
+          }
+          break;
+        case 'delete':
+          if (!n.read_at) delta -= 1;
+          this.byId.delete(id);
+          this.sorted = null;
+          break;
+      }
+    }
+    return delta;
+  }
+
+  private async itemAction(action: InboxAction, id: string, failed: FailedAction): Promise<InboxResult> {
+    const prev = this.byId.get(id);
+    const v0 = this.version;
+    const prevUnread = this._unread;
+    if (prev) {
+      const delta = this.applyLocal(action, [id]);
+      this._unread = Math.max(0, this._unread + delta);
+      this.countDirty = true;
+      this.changed();
+    }
+    const path = `/v1/notifications/${encodeURIComponent(id)}`;
+    const viaHttp = () =>
+      action === 'delete' ? this.http<InboxResult>('DELETE', path) : this.http<InboxResult>('POST', `${path}/${action}`);
+    try {
+      let r: InboxResult;
+      if (this.isLive()) {
+        try {
+          r = (await this.command({ type: 'inbox', action, ids: [id] })) as InboxResult;
+        } catch (e) {
+          if ((e as ClientError).code !== 'disconnected') throw e;
+          r = await viaHttp();
+        }
+      } else {
+        r = await viaHttp();
+      }
+      this.applyCount(r.unread_count, r.version);
+      if (this._actionError?.action === failed) this._actionError = null;
+      this.changed();
+      return r;
+    } catch (e) {
+      if (prev) {
+        this.put(prev);
+        if (this.version === v0) this._unread = prevUnread;
+      }
+      this.failAction(failed, e);
+      throw e;
+    }
   }
 
   private tabRank(): number {
@@ -249,6 +509,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         actionError: this._actionError,
         nodeId: this._nodeId,
         userId: this._userId,
+        seenSeq: this._seenSeq,
+        filter: this._filter,
       };
     }
     return this.snapshot;
@@ -268,6 +530,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const env = this.env();
     env.addEventListener?.('online', this.onOnline);
     env.addEventListener?.('offline', this.onOffline);
+    if (typeof document !== 'undefined') document.addEventListener?.('visibilitychange', this.onVisibility);
     void this.open();
   }
 
@@ -278,6 +541,9 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const env = this.env();
     env.removeEventListener?.('online', this.onOnline);
     env.removeEventListener?.('offline', this.onOffline);
+    if (typeof document !== 'undefined') document.removeEventListener?.('visibilitychange', this.onVisibility);
+    if (this.seenTimer) clearTimeout(this.seenTimer);
+    this.seenTimer = null;
     this.dropSocket(1000, 'normal');
     this.failPending({ code: 'closed', message: 'client closed' });
     this.coordinator?.close();
@@ -627,6 +893,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         const heldUnread = this.heldUnread();
         this.version = -1;
         this.applyCount(msg.unread_count, msg.version);
+        this.raiseSeen(msg.seen_seq);
         this.setState('open');
         this.emit('connected', { user_id: msg.user_id, node_id: msg.node_id, session_id: msg.session_id });
         if (!this.firstPageFetched) void this.fetchPage(null, true).catch(() => undefined);
@@ -636,6 +903,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
           // badge and the list agree.
           void this.fetchPage(null, false, false, true, Math.min(100, Math.max(this.opts.pageSize ?? 20, this.byId.size))).catch(() => undefined);
         this.changed();
+        this.maybeReportSeen();
         break;
       }
       case 'notifications:batch': {
@@ -652,6 +920,17 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.add(msg.notification, 'live');
         this.applyCount(msg.unread_count, msg.version);
         this.changed();
+        break;
+      }
+      case 'inbox': {
+        this.applyLocal(msg.action, msg.ids);
+        this.applyCount(msg.unread_count, msg.version);
+        this.emit('lifecycle', { action: msg.action, ids: msg.ids });
+        this.changed();
+        break;
+      }
+      case 'seen': {
+        this.raiseSeen(msg.seen_seq);
         break;
       }
       case 'global_notification':
@@ -762,6 +1041,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       return false;
     }
     this.put(n);
+    this.maybeReportSeen();
     const initial = this.initialLoad;
     this.emit('notification', n, { source, initial });
     // Toast: live events always; catch-up only after the first load (i.e. missed while away).
@@ -807,6 +1087,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     try {
       const q = new URLSearchParams({ limit: String(limit ?? this.opts.pageSize ?? 20) });
       if (cursor) q.set('before', cursor);
+      const f = this._filter;
+      if (f.archived !== undefined && f.archived !== null) q.set('archived', String(f.archived));
+      if (f.unread) q.set('unread_only', 'true');
+      if (f.type) q.set('type', f.type);
       const page = await this.http<NotificationPage>('GET', `/v1/notifications?${q}`);
       if (replace) {
         this.byId.clear();
@@ -846,7 +1130,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }
   }
 
-  private async http<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  private async http<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
     let token = this.token;
     if (!token) {
       try {
@@ -926,6 +1210,15 @@ export function defaultTabRank(t: { inboxOpen: boolean; visible: boolean; focuse
   if (!t.visible) return 0;
   if (t.inboxOpen) return 3;
   return t.focused ? 2 : 1;
+}
+
+/** Whether a notification matches a list filter. */
+export function matchesFilter(n: Notification, f: ListFilter): boolean {
+  if (f.archived === true && !n.archived_at) return false;
+  if (f.archived === false && n.archived_at) return false;
+  if (f.unread && n.read_at) return false;
+  if (f.type && n.type !== f.type) return false;
+  return true;
 }
 
 export function deriveApiUrl(wsUrl: string): string {

@@ -1,4 +1,4 @@
-export { HeraldClient, deriveApiUrl } from './client';
+export { HeraldClient, deriveApiUrl, matchesFilter } from './client';
 export type {
   ConnectionState,
   HeraldClientOptions,
@@ -7,6 +7,8 @@ export type {
   ClientError,
   ActionError,
   FailedAction,
+  ListFilter,
+  BulkTarget,
   NotificationSource,
   WebSocketLike,
   WebSocketCtor,

@@ -47,6 +47,7 @@ export class FakeSocket implements WebSocketLike {
       latest_seq: 0,
       unread_count: 0,
       version: 1,
+      seen_seq: 0,
       resume_from: 0,
       token_expires_at: 2_000_000_000,
       heartbeat_interval_ms: 25_000,

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type KeyboardEvent, type MouseEvent as ReactMouseEvent, type ReactNode } from 'react';
-import type { ActionError, ClientError, ConnectionState, HeraldClient, Notification } from 'herald-notify-client';
+import type { ActionError, ClientError, ConnectionState, HeraldClient, ListFilter, Notification } from 'herald-notify-client';
 import { badgeText, formatRelative, iconFor, safeLink } from './format';
 import { defaultLabels, resolveLabels, type HeraldLabels } from './labels';
 import { useNotifications, useNow } from './useNotifications';
@@ -47,6 +47,16 @@ export interface NotificationBellViewProps {
   renderItem?: (n: Notification, ctx: { unread: boolean; time: string }) => ReactNode;
   /** Custom empty state (live, nothing to show). */
   renderEmpty?: () => ReactNode;
+  /** Per-row actions: each shows its button when given (archive / unarchive, mark unread, delete). */
+  onArchive?: (id: string) => void;
+  onUnarchive?: (id: string) => void;
+  onMarkUnread?: (id: string) => void;
+  onDelete?: (id: string) => void;
+  /** The list's filter; with `onFilterChange` the panel shows Inbox / Unread / Archived buttons. */
+  filter?: ListFilter;
+  onFilterChange?: (filter: ListFilter) => void;
+  /** Notification types offered in the panel's type filter (none: no type filter). */
+  types?: readonly string[];
   /** Custom bell content (inside the bell button; its accessible name stays the labels' `bell`). */
   renderBell?: (ctx: { unreadCount: number; state: ConnectionState; open: boolean }) => ReactNode;
 }
@@ -411,6 +421,52 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </button>
           </div>
 
+          {props.onFilterChange && (
+            <div className="hn-filters" data-testid="herald-filters">
+              <div className="hn-filters__group" role="group" aria-label={L.filters}>
+                {(
+                  [
+                    ['inbox', L.filterInbox, { archived: false, unread: false }],
+                    ['unread', L.filterUnread, { archived: false, unread: true }],
+                    ['archived', L.filterArchived, { archived: true, unread: false }],
+                  ] as const
+                ).map(([key, text, f]) => {
+                  const cur = props.filter ?? {};
+                  const pressed = (cur.archived ?? null) === f.archived && !!cur.unread === f.unread;
+                  return (
+                    <button
+                      key={key}
+                      type="button"
+                      className={`hn-chip${pressed ? ' is-pressed' : ''}`}
+                      aria-pressed={pressed}
+                      data-testid={`herald-filter-${key}`}
+                      onClick={() => props.onFilterChange?.({ ...cur, archived: f.archived, unread: f.unread })}
+                    >
+                      {text}
+                    </button>
+                  );
+                })}
+              </div>
+              {props.types && props.types.length > 0 && (
+                <label className="hn-filters__type">
+                  <span className="hn-filters__type-label">{L.typeFilter}</span>
+                  <select
+                    value={props.filter?.type ?? ''}
+                    data-testid="herald-filter-type"
+                    onChange={(e) => props.onFilterChange?.({ ...(props.filter ?? {}), type: e.target.value || null })}
+                  >
+                    <option value="">{L.allTypes}</option>
+                    {props.types.map((t) => (
+                      <option key={t} value={t}>
+                        {t}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+              )}
+            </div>
+          )}
+
           {props.actionError && (
             <div className="hn-alert" role="alert" data-testid="herald-action-error">
               <span className="hn-alert__text">
@@ -504,6 +560,36 @@ export function NotificationBellView(props: NotificationBellViewProps) {
                     )}
                   </>
                 );
+                const archived = !!n.archived_at;
+                const itemActions =
+                  props.onArchive || props.onUnarchive || props.onMarkUnread || props.onDelete ? (
+                    <span className="hn-item__actions" data-testid="herald-item-actions">
+                      {!archived && !unread && props.onMarkUnread && (
+                        <button type="button" className="hn-action" data-testid="herald-action-unread" onClick={() => props.onMarkUnread?.(n.id)}>
+                          {L.markUnread}
+                          <span className="hn-sr">: {n.title}</span>
+                        </button>
+                      )}
+                      {!archived && props.onArchive && (
+                        <button type="button" className="hn-action" data-testid="herald-action-archive" onClick={() => props.onArchive?.(n.id)}>
+                          {L.archive}
+                          <span className="hn-sr">: {n.title}</span>
+                        </button>
+                      )}
+                      {archived && props.onUnarchive && (
+                        <button type="button" className="hn-action" data-testid="herald-action-unarchive" onClick={() => props.onUnarchive?.(n.id)}>
+                          {L.unarchive}
+                          <span className="hn-sr">: {n.title}</span>
+                        </button>
+                      )}
+                      {props.onDelete && (
+                        <button type="button" className="hn-action is-danger" data-testid="herald-action-delete" onClick={() => props.onDelete?.(n.id)}>
+                          {L.deleteItem}
+                          <span className="hn-sr">: {n.title}</span>
+                        </button>
+                      )}
+                    </span>
+                  ) : null;
                 return (
                   <li key={n.id} className="hn-row">
                     {/* One control per row, named by its visible text (title, body, time): a link
@@ -517,6 +603,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
                         {content}
                       </button>
                     )}
+                    {itemActions}
                   </li>
                 );
               })}
@@ -567,14 +654,17 @@ export interface NotificationBellProps
       | 'renderItem'
       | 'renderEmpty'
       | 'renderBell'
+      | 'types'
     >
   > {
   client?: HeraldClient;
+  /** Per-row archive, mark-unread and delete buttons, and the Inbox / Unread / Archived filter (default true). */
+  inboxActions?: boolean;
 }
 
 /** The live bell: reads the client from props or `<HeraldProvider>`. */
-export function NotificationBell({ client, onOpenChange: userOnOpenChange, ...rest }: NotificationBellProps) {
-  const h = useNotifications({ client, autoConnect: true });
+export function NotificationBell({ client, onOpenChange: userOnOpenChange, inboxActions = true, ...rest }: NotificationBellProps) {
+  const h = useNotifications({ client, autoConnect: true, filter: inboxActions ? INBOX_FILTER : undefined });
   const c = h.client;
   const userRef = useRef(userOnOpenChange);
   userRef.current = userOnOpenChange;
@@ -608,6 +698,19 @@ export function NotificationBell({ client, onOpenChange: userOnOpenChange, ...re
       onMarkRead={(id) => void h.markAsRead(id)}
       onMarkAllRead={() => void h.markAllAsRead()}
       onLoadMore={() => void h.loadMore()}
+      {...(inboxActions
+        ? {
+            filter: h.filter,
+            onFilterChange: (f: ListFilter) => c.setFilter(f),
+            onArchive: (id: string) => void c.archive(id).catch(() => undefined),
+            onUnarchive: (id: string) => void c.unarchive(id).catch(() => undefined),
+            onMarkUnread: (id: string) => void c.markUnread(id).catch(() => undefined),
+            onDelete: (id: string) => void c.delete(id).catch(() => undefined),
+          }
+        : {})}
     />
   );
 }
+
+/** The live bell starts on the inbox: not archived. */
+const INBOX_FILTER: ListFilter = { archived: false };

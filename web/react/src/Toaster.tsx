@@ -75,7 +75,17 @@ export function Toaster({ client: explicit, durationMs = 5000, max = 3, onNaviga
   useEffect(() => {
     setInboxOpen(client.inboxOpen);
     const offs = [
-      client.on('toast', (n: Notification) => push({ id: n.id, type: n.type, title: n.title, body: n.body, link: n.link, seq: n.seq })),
+      client.on('toast', (n: Notification) => {
+        push({ id: n.id, type: n.type, title: n.title, body: n.body, link: n.link, seq: n.seq });
+        // A toast shown in a visible tab counts as seen (whatever the client's `seen` mode).
+        if (typeof document !== 'undefined' && document.visibilityState === 'visible') void client.markSeen(n.seq).catch(() => undefined);
+      }),
+      // Deleted or archived elsewhere: the toast goes too.
+      client.on('lifecycle', ({ action, ids }) => {
+        if (action !== 'delete' && action !== 'archive' && action !== 'read') return;
+        const gone = new Set(ids);
+        setToasts((cur) => cur.filter((t) => t.seq === undefined || !gone.has(t.id)));
+      }),
       client.on('read', ({ ids, up_to_seq }) => {
         const read = new Set(ids);
         setToasts((cur) => cur.filter((t) => t.seq === undefined || !(read.has(t.id) || (up_to_seq !== null && t.seq <= up_to_seq))));

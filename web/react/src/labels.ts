@@ -21,6 +21,19 @@ export interface HeraldLabels {
   emptyHint: string;
   retry: string;
   dismiss: string;
+  /** Per-notification actions (each button also reads out the notification's title). */
+  archive: string;
+  unarchive: string;
+  markUnread: string;
+  deleteItem: string;
+  /** The filter buttons above the list, and their group's name. */
+  filters: string;
+  filterInbox: string;
+  filterUnread: string;
+  filterArchived: string;
+  /** The type filter's label, and its "every type" option. */
+  typeFilter: string;
+  allTypes: string;
   /** Connection states, as the panel header and the bell's description say them. */
   states: Record<ConnectionState, string>;
   /** The hint under the state while there is nothing to show yet. */
@@ -48,6 +61,16 @@ export const defaultLabels: HeraldLabels = {
   emptyHint: "When something happens, you'll see it here.",
   retry: 'Retry',
   dismiss: 'Dismiss',
+  archive: 'Archive',
+  unarchive: 'Unarchive',
+  markUnread: 'Mark as unread',
+  deleteItem: 'Delete',
+  filters: 'Show',
+  filterInbox: 'Inbox',
+  filterUnread: 'Unread',
+  filterArchived: 'Archived',
+  typeFilter: 'Type',
+  allTypes: 'All types',
   states: {
     idle: 'Not connected',
     connecting: 'Connecting…',
@@ -70,6 +93,11 @@ export const defaultLabels: HeraldLabels = {
     mark_read: 'Couldn’t mark the notification as read; it is unread again.',
     mark_all_read: 'Couldn’t mark all as read; your notifications are unread again.',
     load_more: 'Couldn’t load older notifications.',
+    archive: 'Couldn’t archive the notification; it is back.',
+    unarchive: 'Couldn’t unarchive the notification.',
+    mark_unread: 'Couldn’t mark the notification as unread.',
+    delete: 'Couldn’t delete the notification; it is back.',
+    bulk: 'Couldn’t change your notifications.',
   },
   describeError,
   toastRegion: 'Notifications',

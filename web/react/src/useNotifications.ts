@@ -1,5 +1,5 @@
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore, type ReactNode } from 'react';
-import { HeraldClient, type ActionError, type ConnectionState, type HeraldClientOptions, type ClientError, type Notification } from 'herald-notify-client';
+import { HeraldClient, type ActionError, type ConnectionState, type HeraldClientOptions, type ClientError, type ListFilter, type Notification } from 'herald-notify-client';
 
 const HeraldContext = createContext<HeraldClient | null>(null);
 
@@ -16,8 +16,8 @@ export function useHeraldClient(explicit?: HeraldClient | null): HeraldClient {
 }
 
 export type UseNotificationsOptions =
-  | { client?: HeraldClient | null; autoConnect?: boolean }
-  | (HeraldClientOptions & { client?: undefined; autoConnect?: boolean });
+  | { client?: HeraldClient | null; autoConnect?: boolean; filter?: ListFilter }
+  | (HeraldClientOptions & { client?: undefined; autoConnect?: boolean; filter?: ListFilter });
 
 export interface UseNotificationsResult {
   notifications: readonly Notification[];
@@ -33,6 +33,10 @@ export interface UseNotificationsResult {
   retry: () => void;
   hasMore: boolean;
   nodeId: string | null;
+  /** The seen watermark (notifications with `seq <= seenSeq` were shown in a visible tab). */
+  seenSeq: number;
+  /** The list's filter (`client.setFilter`). */
+  filter: ListFilter;
   markAsRead: (id: string) => Promise<void>;
   markAllAsRead: () => Promise<void>;
   loadMore: () => Promise<void>;
@@ -57,6 +61,11 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
   if (!client) throw new Error('useNotifications: pass { client }, client options, or use <HeraldProvider>');
 
   const autoConnect = options.autoConnect ?? true;
+  // Applied before connecting, so the first page fetched is already the filtered one.
+  const filterKey = options.filter ? JSON.stringify(options.filter) : null;
+  useEffect(() => {
+    if (filterKey) client.setFilter(JSON.parse(filterKey) as ListFilter);
+  }, [client, filterKey]);
   useEffect(() => {
     if (autoConnect) client.connect();
     return () => {
@@ -83,6 +92,8 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     retry,
     hasMore: snap.hasMore,
     nodeId: snap.nodeId,
+    seenSeq: snap.seenSeq,
+    filter: snap.filter,
     markAsRead,
     markAllAsRead,
     loadMore,

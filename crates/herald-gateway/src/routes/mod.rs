@@ -3,6 +3,7 @@
 #[cfg(feature = "dev-endpoints")]
 pub mod dev;
 pub mod extract;
+pub mod inbox;
 pub mod ops;
 pub mod preferences;
 pub mod publish;
@@ -25,7 +26,7 @@ pub fn cors(allowed: &[String]) -> Cors {
             let o = origin.to_str().unwrap_or("");
             origins.iter().any(|a| a == "*" || a == o)
         })
-        .allowed_methods([Method::GET, Method::POST, Method::PUT])
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allowed_headers(["authorization", "content-type"])
         .expose_headers(["idempotent-replayed"])
         .max_age(3600)
@@ -74,6 +75,36 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/v1/notifications/seen")
+                .route(web::post().to(inbox::seen))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/bulk")
+                .route(web::post().to(inbox::bulk))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/counts")
+                .route(web::get().to(inbox::counts))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/{id}/archive")
+                .route(web::post().to(inbox::archive))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/{id}/unarchive")
+                .route(web::post().to(inbox::unarchive))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/notifications/{id}/unread")
+                .route(web::post().to(inbox::unread))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/v1/notifications/{id}/read")
                 .route(web::post().to(user::mark_read))
                 .default_service(web::to(method_not_allowed)),
@@ -81,6 +112,7 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
         .service(
             web::resource("/v1/notifications/{id}")
                 .route(web::get().to(user::get_one))
+                .route(web::delete().to(inbox::delete))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -18,6 +18,9 @@ pub struct ListQuery {
     before: Option<String>,
     after: Option<String>,
     unread_only: Option<String>,
+    archived: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 fn param_i64(name: &str, v: &Option<String>, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
@@ -50,8 +53,9 @@ fn param_bool(name: &str, v: &Option<String>) -> Result<bool, ApiError> {
     }
 }
 
-/// `GET /v1/notifications?limit=&before=|after=&unread_only=`: newest first with `before`
-/// (the default), oldest first with `after`. Cursors are opaque strings from `next_cursor`.
+/// `GET /v1/notifications?limit=&before=|after=&unread_only=&archived=&type=`: newest first
+/// with `before` (the default), oldest first with `after`. Cursors are opaque strings from
+/// `next_cursor`. `archived` (true/false) and `type` filter the history (not with `after`).
 pub async fn list(
     user: User,
     state: web::Data<AppState>,
@@ -61,6 +65,19 @@ pub async fn list(
     let before = param_i64("before", &q.before, 0, i64::MAX)?;
     let after = param_i64("after", &q.after, 0, i64::MAX)?;
     let unread_only = param_bool("unread_only", &q.unread_only)?;
+    let archived = match q.archived {
+        None => None,
+        Some(_) => Some(param_bool("archived", &q.archived)?),
+    };
+    if let Some(kind) = &q.kind {
+        let filter = herald_protocol::inbox::InboxFilter {
+            kind: Some(kind.clone()),
+            ..Default::default()
+        };
+        herald_core::inbox::validate_filter(&filter)
+            .map_err(|e| ApiError::field(ErrorCode::InvalidParameter, "type", e.message))?;
+    }
+    let filtered = archived.is_some() || q.kind.is_some();
     if before.is_some() && after.is_some() {
         return Err(ApiError::field(
             ErrorCode::InvalidParameter,
@@ -75,8 +92,30 @@ pub async fn list(
             "unread_only cannot be combined with after",
         ));
     }
+    if after.is_some() && filtered {
+        return Err(ApiError::field(
+            ErrorCode::InvalidParameter,
+            if archived.is_some() {
+                "archived"
+            } else {
+                "type"
+            },
+            "archived and type cannot be combined with after",
+        ));
+    }
     let rows = match after {
         Some(a) => state.store.after_seq(&user.id, a, limit).await?,
+        None if filtered => {
+            let filter = herald_store::ListFilter {
+                kind: q.kind.clone(),
+                archived,
+                unread_only,
+            };
+            state
+                .store
+                .list_filtered(&user.id, before, limit, &filter)
+                .await?
+        }
         None => {
             state
                 .store

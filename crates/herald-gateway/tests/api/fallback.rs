@@ -501,3 +501,43 @@ async fn a_muted_channel_cancels_the_fallback() {
     assert_eq!(why, "muted");
     rx.server.stop(false).await;
 }
+
+/// Shown in a visible tab (the seen watermark, here over HTTP) before `fallback_after`: the
+/// notifications it covers are never sent; a later one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seen_watermark_cancels_the_fallbacks_it_covers() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    let cfg = fallback(&format!("{KIND}:webhook:1500ms"), &rx, |_| {});
+    let node = env.node_with(|c| c.fallback = cfg).await;
+    let ids = publish_ids(&node, "sam", 3).await;
+    let r = node
+        .post(
+            "/v1/notifications/seen",
+            &token("sam", 60),
+            Some(json!({ "seq": 2 })),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(eventually(WAIT, || async { rx.distinct().len() == 1 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            let seq: i64 = env
+                .sql()
+                .await
+                .query_one(
+                    "SELECT fallback_seq FROM fallback_cursor WHERE user_id = 'sam'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            seq == 3
+        })
+        .await
+    );
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].notification_id, ids[2]);
+    rx.server.stop(false).await;
+}

@@ -11,4 +11,8 @@ seq: number, type: string, title: string, body: string, link: string | null, ava
 /**
  * First delivery to any device; `null` until then (and in live events).
  */
-delivered_at: string | null, read_at: string | null, };
+delivered_at: string | null, read_at: string | null, 
+/**
+ * When it was archived; absent while it is not (never set in live events).
+ */
+archived_at?: string, };

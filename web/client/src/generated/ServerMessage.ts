@@ -3,6 +3,7 @@ import type { AckResult } from "./AckResult";
 import type { Broadcast } from "./Broadcast";
 import type { ConnectionLimits } from "./ConnectionLimits";
 import type { ErrorCode } from "./ErrorCode";
+import type { InboxAction } from "./InboxAction";
 import type { Notification } from "./Notification";
 import type { ResyncReason } from "./ResyncReason";
 import type { Rid } from "./Rid";
@@ -11,6 +12,10 @@ import type { Rid } from "./Rid";
  * Events the server sends.
  */
 export type ServerMessage = { "type": "connected", user_id: string, node_id: string, session_id: string, latest_seq: number, unread_count: number, version: number, 
+/**
+ * The user's seen watermark: notifications with `seq <= seen_seq` are seen.
+ */
+seen_seq: number, 
 /**
  * Catch-up starts after this seq: the client's `last_seq`, or the user's
  * delivered watermark when the client sent none ("pending on connect").
@@ -28,4 +33,8 @@ unread_count: number | null, version: number | null, } | { "type": "notification
 /**
  * Set when everything up to this seq was marked read (`mark_all_read`).
  */
-up_to_seq: number | null, read_at: string, unread_count: number, version: number, } | { "type": "resync", reason: ResyncReason, latest_seq: number, } | { "type": "ack", rid: Rid | null, result: AckResult, } | { "type": "error", rid: Rid | null, code: ErrorCode, message: string, } | { "type": "reconnect", reason: string, after_ms: number, } | { "type": "token_expiring", expires_at: number, };
+up_to_seq: number | null, read_at: string, unread_count: number, version: number, } | { "type": "seen", seen_seq: number, version: number, } | { "type": "inbox", action: InboxAction, 
+/**
+ * The notifications changed, ascending by seq.
+ */
+ids: Array<string>, unread_count: number, version: number, } | { "type": "resync", reason: ResyncReason, latest_seq: number, } | { "type": "ack", rid: Rid | null, result: AckResult, } | { "type": "error", rid: Rid | null, code: ErrorCode, message: string, } | { "type": "reconnect", reason: string, after_ms: number, } | { "type": "token_expiring", expires_at: number, };

@@ -67,6 +67,34 @@ impl Socket {
                     }
                 }
             }
+            ClientMessage::Seen { seq, .. } => match state.mark_seen(&session.user, seq).await {
+                Ok(Ok(r)) => Ok(AckResult::Seen(r)),
+                Ok(Err(refused)) => Err((ErrorCode::InvalidMessage, refused.message())),
+                Err(e) => Err(store_error(e)),
+            },
+            ClientMessage::Inbox {
+                action,
+                ids,
+                filter,
+                up_to_seq,
+                ..
+            } => {
+                let req = herald_protocol::inbox::BulkRequest {
+                    action,
+                    ids,
+                    filter,
+                    up_to_seq,
+                };
+                match herald_core::inbox::validate_bulk(req) {
+                    Err(e) => Err((ErrorCode::InvalidMessage, e.to_string())),
+                    Ok((action, target)) => {
+                        match state.inbox_apply(&session.user, action, target).await {
+                            Ok(r) => Ok(AckResult::Inbox(r)),
+                            Err(e) => Err(store_error(e)),
+                        }
+                    }
+                }
+            }
             ClientMessage::Refresh { token, .. } => match refreshed(&state, &token).await {
                 Ok(v)
                     if *v.user_id == *session.user

@@ -89,6 +89,7 @@ impl Socket {
             latest_seq: us.latest_seq,
             unread_count: us.unread_count,
             version: us.version,
+            seen_seq: us.seen_seq,
             resume_from: start.resume_from,
             token_expires_at: session.token_expires_at,
             heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
@@ -129,8 +130,13 @@ impl Socket {
             });
             return self.send_raw(frame, Some(&session.conn)).await;
         }
-        self.catch_up(session, Some((us.unread_count, us.version)), true)
-            .await
+        self.catch_up(
+            session,
+            Some((us.unread_count, us.version)),
+            true,
+            us.latest_seq,
+        )
+        .await
     }
 
     pub(super) async fn resync(
@@ -165,11 +171,17 @@ impl Socket {
     /// Sends everything after `session.last_seq` in pages. With `always`, the final (possibly
     /// empty) page is sent even when there is nothing to send, so the client sees the end of
     /// the initial catch-up.
+    ///
+    /// `through` is the user's latest seq, read before the pages: every seq up to it had
+    /// committed then, so one the complete catch-up did not return was deleted (by the user or
+    /// the retention purge) and is skipped explicitly — the cursor moves to `through`, and the
+    /// next live notification follows without a gap read.
     pub(super) async fn catch_up(
         &mut self,
         session: &mut Session,
         counts: Option<(i64, i64)>,
         always: bool,
+        through: i64,
     ) -> Result<(), End> {
         let state = self.state.clone();
         let page = i64::from(state.config.batch_page_size);
@@ -200,6 +212,9 @@ impl Socket {
                 self.advance(session, seq);
             }
             if complete {
+                if through > session.cursor.last() {
+                    self.advance(session, through);
+                }
                 return Ok(());
             }
         }

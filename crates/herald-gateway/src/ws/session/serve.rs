@@ -142,8 +142,13 @@ impl Socket {
             self.resync(session, ResyncReason::GapTooLarge, us.latest_seq)
                 .await?;
         }
-        self.catch_up(session, Some((us.unread_count, us.version)), false)
-            .await
+        self.catch_up(
+            session,
+            Some((us.unread_count, us.version)),
+            false,
+            us.latest_seq,
+        )
+        .await
     }
 
     /// Starts the store read the cursor asked for; the event loop polls it.
