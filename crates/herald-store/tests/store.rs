@@ -201,7 +201,8 @@ async fn publish_to_one_recipient() {
             latest_seq: 2,
             delivered_seq: 0,
             unread_count: 2,
-            version: 2
+            version: 2,
+            seen_seq: 0
         }
     );
     assert_eq!(
