@@ -2,6 +2,7 @@
 //! No IO lives here.
 
 pub mod cursor;
+pub mod fallback;
 pub mod inbox;
 pub mod rate;
 pub mod validate;

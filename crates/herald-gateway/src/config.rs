@@ -139,6 +139,8 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// The Socket.IO endpoint (`HERALD_SOCKETIO_*`, docs/socketio.md).
     pub socketio: SocketIoConfig,
+    /// Offline fallback (`HERALD_FALLBACK_*`): per-type rules, the worker's timing, channels.
+    pub fallback: crate::fallback::FallbackConfig,
 }
 
 /// `HERALD_SOCKETIO_*`: the Socket.IO v4 endpoint beside `/v1/ws`.
@@ -329,6 +331,7 @@ pub const SECRET_FILE_SETTINGS: &[&str] = &[
     "HERALD_SERVICE_KEYS",
     "HERALD_SCOPED_SERVICE_KEYS",
     "HERALD_BUS_HMAC_KEY",
+    "HERALD_FALLBACK_WEBHOOK_SECRET",
 ];
 
 /// Replaces every `<NAME>_FILE` of [`SECRET_FILE_SETTINGS`] by `<NAME>` with the file's
@@ -771,6 +774,7 @@ impl Config {
             )?,
             edge: Config::edge_from(&src)?,
             socketio: Config::socketio_from(&src)?,
+            fallback: Config::fallback_from(&src)?,
         })
     }
 
@@ -814,6 +818,83 @@ impl Config {
             path,
             namespace,
             events,
+        })
+    }
+
+    /// `HERALD_FALLBACK_*` (see docs/channels.md). A rule naming a channel that is not set
+    /// up is refused, so a deployment never silently drops a fallback it asked for.
+    fn fallback_from(src: &Source) -> Result<crate::fallback::FallbackConfig, ConfigError> {
+        use herald_core::fallback::{Channel, RetryPolicy, Rules};
+        const TYPES: &str = "HERALD_FALLBACK_TYPES";
+        let rules = Rules::parse(&src.list(TYPES)).map_err(|e| invalid(TYPES, e))?;
+        const URL: &str = "HERALD_FALLBACK_WEBHOOK_URL";
+        const SECRET: &str = "HERALD_FALLBACK_WEBHOOK_SECRET";
+        let webhook = match (src.get(URL).map(str::trim), src.get(SECRET)) {
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid(SECRET, format!("is required with {URL}"))),
+            (None, Some(_)) => return Err(invalid(URL, format!("is required with {SECRET}"))),
+            (Some(url), Some(secret)) => {
+                let parsed = url::Url::parse(url).map_err(|e| invalid(URL, e.to_string()))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(invalid(URL, "must be an http:// or https:// URL"));
+                }
+                let key = crate::fallback::webhook::decode_secret(secret.trim())
+                    .map_err(|e| invalid(SECRET, e))?;
+                Some(crate::fallback::webhook::WebhookConfig {
+                    url: url.to_owned(),
+                    key: std::sync::Arc::new(secrecy::SecretSlice::from(key)),
+                    timeout: src.millis(
+                        "HERALD_FALLBACK_WEBHOOK_TIMEOUT_MS",
+                        10_000,
+                        100,
+                        120_000,
+                    )?,
+                })
+            }
+        };
+        for ch in rules.channels() {
+            let ready = match ch {
+                Channel::Webhook => webhook.is_some(),
+                Channel::Email | Channel::Push => false,
+            };
+            if !ready {
+                let how = match ch {
+                    Channel::Webhook => {
+                        "set HERALD_FALLBACK_WEBHOOK_URL and HERALD_FALLBACK_WEBHOOK_SECRET"
+                    }
+                    Channel::Email | Channel::Push => "this build has only the webhook channel",
+                };
+                return Err(invalid(
+                    TYPES,
+                    format!("a rule uses the {ch} channel, which is not set up: {how}"),
+                ));
+            }
+        }
+        let base = src.millis("HERALD_FALLBACK_RETRY_BASE_MS", 1_000, 10, 3_600_000)?;
+        let cap = src.millis("HERALD_FALLBACK_RETRY_CAP_MS", 300_000, 10, 86_400_000)?;
+        if cap < base {
+            return Err(invalid(
+                "HERALD_FALLBACK_RETRY_CAP_MS",
+                "must be at least HERALD_FALLBACK_RETRY_BASE_MS",
+            ));
+        }
+        Ok(crate::fallback::FallbackConfig {
+            rules,
+            poll: src.millis("HERALD_FALLBACK_POLL_MS", 1_000, 10, 60_000)?,
+            lease: src.millis("HERALD_FALLBACK_LEASE_MS", 60_000, 100, 3_600_000)?,
+            batch: src.ranged("HERALD_FALLBACK_BATCH", 64, 1, 1_000)?,
+            max_age: Duration::from_secs(src.ranged(
+                "HERALD_FALLBACK_MAX_AGE_SECS",
+                3_600,
+                1,
+                604_800,
+            )?),
+            retry: RetryPolicy {
+                base,
+                cap,
+                max_attempts: src.ranged("HERALD_FALLBACK_MAX_ATTEMPTS", 8, 1, 100)?,
+            },
+            webhook,
         })
     }
 
@@ -978,6 +1059,85 @@ mod tests {
             ("HERALD_SOCKETIO_ENABLED", "maybe"),
         ] {
             assert_eq!(var_of(with(k, v)), k, "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn fallback_settings_are_checked() {
+        const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let fb = |pairs: &[(&str, &str)]| {
+            let mut m = base();
+            for (k, v) in pairs {
+                m.insert(k.to_string(), v.to_string());
+            }
+            Config::from_values(m)
+        };
+        let ok = fb(&[
+            ("HERALD_FALLBACK_TYPES", "dm:webhook:30s"),
+            (
+                "HERALD_FALLBACK_WEBHOOK_URL",
+                "https://hooks.example/herald",
+            ),
+            ("HERALD_FALLBACK_WEBHOOK_SECRET", SECRET),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.fallback.rules.rule("dm").unwrap().after,
+            Duration::from_secs(30)
+        );
+        assert!(Config::from_values(base())
+            .unwrap()
+            .fallback
+            .rules
+            .is_empty());
+        for (pairs, var, words) in [
+            (
+                vec![("HERALD_FALLBACK_TYPES", "dm:webhook:30s")],
+                "HERALD_FALLBACK_TYPES",
+                "not set up",
+            ),
+            (
+                vec![("HERALD_FALLBACK_TYPES", "dm:email:30s")],
+                "HERALD_FALLBACK_TYPES",
+                "only the webhook",
+            ),
+            (
+                vec![("HERALD_FALLBACK_TYPES", "dm:webhook")],
+                "HERALD_FALLBACK_TYPES",
+                "entry #1",
+            ),
+            (
+                vec![("HERALD_FALLBACK_WEBHOOK_URL", "https://h.example")],
+                "HERALD_FALLBACK_WEBHOOK_SECRET",
+                "required",
+            ),
+            (
+                vec![
+                    ("HERALD_FALLBACK_WEBHOOK_URL", "https://h.example"),
+                    (
+                        "HERALD_FALLBACK_WEBHOOK_SECRET",
+                        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    ),
+                ],
+                "HERALD_FALLBACK_WEBHOOK_SECRET",
+                "whsec_",
+            ),
+            (
+                vec![
+                    ("HERALD_FALLBACK_WEBHOOK_URL", "ftp://h.example"),
+                    ("HERALD_FALLBACK_WEBHOOK_SECRET", SECRET),
+                ],
+                "HERALD_FALLBACK_WEBHOOK_URL",
+                "http",
+            ),
+        ] {
+            match fb(&pairs) {
+                Err(ConfigError::Invalid { var: v, message }) => {
+                    assert_eq!(v, var, "{pairs:?}: {message}");
+                    assert!(message.contains(words), "{pairs:?}: {message}");
+                }
+                other => panic!("{pairs:?}: expected a refusal, got {other:?}"),
+            }
         }
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod delivery;
 pub mod edge;
 pub mod error;
+pub mod fallback;
 pub mod fds;
 pub mod health;
 pub mod inbox;

@@ -56,6 +56,12 @@ pub struct Metrics {
     /// Interval flushes of the delivery tracker (tests wait on it instead of sleeping).
     pub delivery_flushes: IntCounter,
     pub idempotency_purged: IntCounter,
+    /// `herald_fallback_sends_total{channel,outcome}`: fallback attempts by how they ended
+    /// (sent, failed, dead, cancelled, deferred).
+    pub fallback_sends: IntCounterVec,
+    /// `herald_fallback_jobs_planned_total`: fallback jobs created (one per notification and
+    /// channel that fell due unseen).
+    pub fallback_jobs_planned: IntCounter,
     /// `herald_inbox_changes_total{action}`: notifications changed by inbox actions.
     pub inbox_changes: IntCounterVec,
     /// `herald_notifications_purged_total`: notifications deleted by the retention purge.
@@ -321,6 +327,17 @@ impl Metrics {
                 &r,
                 "herald_idempotency_keys_purged_total",
                 "Idempotency keys forgotten after HERALD_IDEMPOTENCY_TTL_HOURS",
+            ),
+            fallback_sends: counter_vec(
+                &r,
+                "herald_fallback_sends_total",
+                "Offline fallback attempts by channel and outcome (sent, failed, dead, cancelled, deferred)",
+                &["channel", "outcome"],
+            ),
+            fallback_jobs_planned: counter(
+                &r,
+                "herald_fallback_jobs_planned_total",
+                "Offline fallback jobs created: a notification and channel that fell due unseen",
             ),
             inbox_changes: counter_vec(
                 &r,

@@ -23,6 +23,7 @@ use herald_protocol::http::{
 use herald_protocol::inbox::{
     BulkRequest, InboxAction, InboxCounts, InboxFilter, InboxResult, TypeCounts,
 };
+use herald_protocol::prefs::{Contact, ContactResponse, Preferences, QuietHours};
 use herald_protocol::{ErrorBody, ErrorCode, Notification, PROTOCOL_VERSION};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
@@ -744,6 +745,102 @@ rises. Details: docs/protocol.md section 3.1.1.",
     },
     Operation {
         method: "GET",
+        path: "/v1/me/preferences",
+        id: "getPreferences",
+        tag: "user",
+        summary: "The user's fallback preferences",
+        description: "Per type × channel on/off, quiet hours, digest window; the empty document \
+(every channel on) when none are stored. Details: docs/channels.md.",
+        auth: Auth::User,
+        body: None,
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The preferences.",
+            schema: Some("Preferences"),
+            headers: &[],
+        }],
+        errors: &[
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "PUT",
+        path: "/v1/me/preferences",
+        id: "putPreferences",
+        tag: "user",
+        summary: "Replace the user's fallback preferences",
+        description: "Validated whole (unknown channel, bad `HH:MM`, unknown IANA time zone, \
+digest window outside 60-86400: 400 `validation_failed` naming the field; nothing is stored). \
+An empty body resets them.",
+        auth: Auth::User,
+        body: Some(Body {
+            schema: "Preferences",
+            required: false,
+            description: SMALL_BODY,
+        }),
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The preferences now stored.",
+            schema: Some("Preferences"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidJson,
+            ErrorCode::ValidationFailed,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "PUT",
+        path: "/v1/users/{user_id}/contact",
+        id: "putContact",
+        tag: "service",
+        summary: "Set a user's email address and locale",
+        description: "For the email fallback. A missing or null field clears it. Needs the \
+`publish` scope.",
+        auth: Auth::Service("publish"),
+        body: Some(Body {
+            schema: "Contact",
+            required: false,
+            description: SMALL_BODY,
+        }),
+        params: &[Param {
+            name: "user_id",
+            location: ParamLocation::Path,
+            ty: ParamType::String,
+            description: "The user (1-128 bytes from `[A-Za-z0-9._~:@+=|-]`; else 400 \
+`invalid_parameter`).",
+        }],
+        answers: &[Answer {
+            status: 200,
+            description: "Stored.",
+            schema: Some("ContactResponse"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidJson,
+            ErrorCode::ValidationFailed,
+            ErrorCode::InvalidParameter,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "GET",
         path: "/v1/openapi.json",
         id: "openapi",
         tag: "operations",
@@ -847,6 +944,10 @@ pub fn document() -> OpenApi {
         .schema_from::<RevokeRequest>()
         .schema_from::<RevokeResponse>()
         .schema_from::<Health>()
+        .schema_from::<Preferences>()
+        .schema_from::<QuietHours>()
+        .schema_from::<Contact>()
+        .schema_from::<ContactResponse>()
         .security_scheme(
             "serviceKey",
             SecurityScheme::Http(
@@ -913,6 +1014,7 @@ fn tag(name: &str, description: &str) -> utoipa::openapi::tag::Tag {
 fn http_method(m: &str) -> HttpMethod {
     match m {
         "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
         "DELETE" => HttpMethod::Delete,
         _ => HttpMethod::Get,
     }

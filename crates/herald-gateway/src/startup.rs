@@ -227,6 +227,10 @@ impl Application {
             state.clone(),
             background.clone(),
         ));
+        tasks.spawn(crate::fallback::worker::worker_loop(
+            state.clone(),
+            background.clone(),
+        ));
         tasks.spawn(crate::purge::purge_notifications_loop(
             state.clone(),
             background.clone(),

@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod inbox;
 pub mod notification;
+pub mod prefs;
 pub mod socketio;
 pub mod ws;
 

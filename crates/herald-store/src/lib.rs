@@ -48,11 +48,16 @@
 //!   filter ([`Store::inbox_apply`]), filtered pages, counts per filter, the retention purge;
 //! * `revocation`: session revocations ([`Store::revoke`], [`Store::revocations_since`]);
 //! * `delivery`: delivery marks ([`Store::mark_delivered`], [`Store::users_behind`]);
+//! * `fallback`: the offline fallback's cursor, jobs and leases, preferences and contacts
+//!   ([`Store::fallback_plan`], [`Store::fallback_claim`]), with its statements in
+//!   [`fallback_sql`];
 //! * `rows`: reading columns out of rows.
 
 mod batch;
 mod delivery;
 mod error;
+mod fallback;
+pub mod fallback_sql;
 mod hash;
 mod inbox;
 pub mod inbox_sql;
@@ -68,6 +73,7 @@ pub mod sql;
 pub mod tls;
 
 pub use error::StoreError;
+pub use fallback::{ClaimedJob, JobDetails, JobEnd, PlanInput};
 pub use inbox::{uuid_v7_ceiling, ListFilter, PurgeScope, Purged, Target};
 pub use migrate::{checksum as migrate_checksum, SchemaStatus, BREAKS_OLDER_NODES, MIGRATIONS};
 pub use pool::{Store, StoreConfig};

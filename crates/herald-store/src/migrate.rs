@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_inbox.sql",
         include_str!("../../../migrations/0004_inbox.sql"),
     ),
+    (
+        5,
+        "0005_fallback.sql",
+        include_str!("../../../migrations/0005_fallback.sql"),
+    ),
 ];
 
 /// The marker, in a migration's leading comment lines, of a schema change older nodes cannot

@@ -5,6 +5,7 @@ pub mod dev;
 pub mod extract;
 pub mod inbox;
 pub mod ops;
+pub mod preferences;
 pub mod publish;
 pub mod revoke;
 pub mod user;
@@ -25,7 +26,7 @@ pub fn cors(allowed: &[String]) -> Cors {
             let o = origin.to_str().unwrap_or("");
             origins.iter().any(|a| a == "*" || a == o)
         })
-        .allowed_methods([Method::GET, Method::POST, Method::DELETE])
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allowed_headers(["authorization", "content-type"])
         .expose_headers(["idempotent-replayed"])
         .max_age(3600)
@@ -117,6 +118,17 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
         .service(
             web::resource("/v1/users/{user_id}/revoke")
                 .route(web::post().to(revoke::revoke))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/users/{user_id}/contact")
+                .route(web::put().to(preferences::put_contact))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/me/preferences")
+                .route(web::get().to(preferences::get))
+                .route(web::put().to(preferences::put))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -1,0 +1,216 @@
+//! The fallback worker every node runs. One pass:
+//!
+//! 1. **plan**: users with notifications after their fallback cursor get their due jobs
+//!    created and their cursor advanced (`herald_core::fallback::plan_user`), in batches;
+//! 2. **send**: due jobs are claimed with a lease (`FOR UPDATE SKIP LOCKED`), sent
+//!    concurrently, and each outcome recorded: sent, cancelled (seen, muted), deferred (quiet
+//!    hours), retried with backoff, or dead-lettered after the last attempt.
+//!
+//! A node killed mid-send leaves its jobs claimed; when their lease runs out any node claims
+//! them again (at least once; the stable key lets receivers deduplicate).
+
+use std::sync::Arc;
+
+use actix_web::web;
+use chrono::Utc;
+use futures_util::future::join_all;
+use herald_core::fallback::{
+    after_failure, decide_send, delivery_key, plan_user, Channel, Preferences, SendDecision,
+    Verdict,
+};
+use herald_store::{ClaimedJob, JobDetails, JobEnd};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// Users planned per transaction, and users looked at per pass.
+const PLAN_USERS: i64 = 100;
+const PLAN_PASS_USERS: i64 = 1_000;
+/// Rows read per user per planning.
+const PLAN_ROWS_PER_USER: i64 = 200;
+/// Claim rounds per pass (a pass ends early when a claim comes back short).
+const SEND_ROUNDS: usize = 16;
+
+pub async fn worker_loop(state: web::Data<AppState>, stop: CancellationToken) {
+    let cfg = &state.config.fallback;
+    if cfg.rules.is_empty() {
+        return;
+    }
+    let http = match reqwest::Client::builder().build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "fallback worker: no HTTP client; fallbacks are not sent");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(cfg.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        plan_pass(&state).await;
+        send_pass(&state, &http, &stop).await;
+    }
+}
+
+fn store_error(state: &AppState, op: &str, e: &herald_store::StoreError) {
+    state.metrics.store_errors.with_label_values(&[op]).inc();
+    tracing::warn!(op, error = %e, "fallback worker: store error; retrying next pass");
+}
+
+async fn plan_pass(state: &AppState) {
+    let cfg = &state.config.fallback;
+    let users = match state.store.fallback_users_to_plan(PLAN_PASS_USERS).await {
+        Ok(u) => u,
+        Err(e) => return store_error(state, "fallback_users_to_plan", &e),
+    };
+    let plan = |input: &herald_store::PlanInput| {
+        plan_user(
+            input.cursor,
+            &input.rows,
+            &cfg.rules,
+            input.now,
+            cfg.max_age,
+        )
+    };
+    for chunk in users.chunks(PLAN_USERS as usize) {
+        match state
+            .store
+            .fallback_plan(chunk, PLAN_ROWS_PER_USER, &plan)
+            .await
+        {
+            Ok(n) => state.metrics.fallback_jobs_planned.inc_by(n),
+            Err(e) => return store_error(state, "fallback_plan", &e),
+        }
+    }
+}
+
+async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &CancellationToken) {
+    let cfg = &state.config.fallback;
+    for _ in 0..SEND_ROUNDS {
+        if stop.is_cancelled() {
+            return;
+        }
+        let jobs = match state
+            .store
+            .fallback_claim(cfg.batch, cfg.lease, &state.config.node_id)
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => return store_error(state, "fallback_claim", &e),
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.notification_id).collect();
+        let details = match state.store.fallback_details(&ids).await {
+            Ok(d) => Arc::new(d),
+            // The jobs stay claimed; their lease runs out and they are claimed again.
+            Err(e) => return store_error(state, "fallback_details", &e),
+        };
+        let short = (jobs.len() as i64) < cfg.batch;
+        join_all(jobs.into_iter().map(|job| {
+            let details = details.clone();
+            async move {
+                let d = details
+                    .iter()
+                    .find(|d| d.notification.id == job.notification_id);
+                let end = attempt(state, http, &job, d).await;
+                record(state, &job, &end).await;
+            }
+        }))
+        .await;
+        if short {
+            return;
+        }
+    }
+}
+
+/// One attempt of one job: what came of it.
+async fn attempt(
+    state: &AppState,
+    http: &reqwest::Client,
+    job: &ClaimedJob,
+    details: Option<&JobDetails>,
+) -> JobEnd {
+    let cfg = &state.config.fallback;
+    let Some(d) = details else {
+        return JobEnd::Cancelled("notification deleted".to_owned());
+    };
+    // Stored preferences that no longer parse are ignored (the server's rules apply).
+    let prefs: Option<Preferences> = d
+        .prefs
+        .as_ref()
+        .and_then(|p| serde_json::from_value(p.clone()).ok());
+    let now = Utc::now();
+    match decide_send(
+        d.seen,
+        prefs.as_ref(),
+        &d.notification.kind,
+        job.channel,
+        now,
+    ) {
+        SendDecision::Cancel(why) => return JobEnd::Cancelled(why.to_owned()),
+        SendDecision::Defer(at) => return JobEnd::Deferred(at),
+        SendDecision::Send => {}
+    }
+    let key = delivery_key(job.notification_id, job.channel);
+    let result = match job.channel {
+        Channel::Webhook => match &cfg.webhook {
+            Some(w) => super::webhook::send(http, w, &key, &d.notification, job.attempt).await,
+            None => Err("the webhook channel is not configured".to_owned()),
+        },
+        Channel::Email | Channel::Push => {
+            Err(format!("the {} channel is not available", job.channel))
+        }
+    };
+    match result {
+        Ok(()) => JobEnd::Sent,
+        Err(error) => {
+            let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
+            match after_failure(attempt, &cfg.retry, rand::random::<f64>()) {
+                Verdict::Retry(delay) => JobEnd::Retry {
+                    at: chrono::Duration::from_std(delay)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                        .unwrap_or(now),
+                    error,
+                },
+                Verdict::DeadLetter => JobEnd::Dead(error),
+            }
+        }
+    }
+}
+
+async fn record(state: &AppState, job: &ClaimedJob, end: &JobEnd) {
+    let outcome = match end {
+        JobEnd::Sent => "sent",
+        JobEnd::Cancelled(_) => "cancelled",
+        JobEnd::Deferred(_) => "deferred",
+        JobEnd::Retry { .. } => "failed",
+        JobEnd::Dead(_) => "dead",
+    };
+    state
+        .metrics
+        .fallback_sends
+        .with_label_values(&[job.channel.as_str(), outcome])
+        .inc();
+    match end {
+        JobEnd::Retry { error, at } => tracing::info!(
+            notification_id = %job.notification_id, channel = %job.channel, attempt = job.attempt,
+            %error, retry_at = %at, "fallback send failed; retrying"),
+        JobEnd::Dead(error) => tracing::warn!(
+            notification_id = %job.notification_id, channel = %job.channel, attempt = job.attempt,
+            %error, "fallback send failed for the last time; dead-lettered"),
+        _ => tracing::debug!(
+            notification_id = %job.notification_id, channel = %job.channel, outcome, "fallback job"),
+    }
+    match state.store.fallback_finish(job, end).await {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(notification_id = %job.notification_id, channel = %job.channel,
+            "fallback job was claimed again before this attempt ended; its outcome is the later one's"),
+        Err(e) => store_error(state, "fallback_finish", &e),
+    }
+}
