@@ -66,7 +66,7 @@ BATCH="${LT_BATCH:-1}"
 # harness, and each baseline node is one Node.js event loop: one worker each is the like-for-like
 # setting, and measured faster than two (docs/performance.md, "Settings the benchmarks change").
 HERALD_WORKERS="${LT_HERALD_WORKERS:-1}"
-SYSTEMS="${LT_SYSTEMS:-herald socketio nestjs}"
+SYSTEMS="${LT_SYSTEMS:-herald herald-sio socketio nestjs}"
 SCENARIOS="${LT_SCENARIOS:-idle fanout-rate fanout-max fanout-half-max fanout-max-batch100 broadcast storm}"
 # shellcheck source=baselines/lib.sh
 source "$ROOT/loadtest/baselines/lib.sh"

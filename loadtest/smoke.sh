@@ -2,7 +2,8 @@
 # Load-test smoke: builds release binaries, starts two gateway nodes (fresh database, fresh
 # Redis prefix, free ports), runs every scenario tiny with --check (zero lost / duplicated /
 # out-of-order, every socket connected), tears everything down. Exit status non-zero on any
-# failure. Needs PostgreSQL (trust, user postgres) and Redis on 127.0.0.1. Then the same for
+# failure. Needs PostgreSQL (trust, user postgres) and Redis on 127.0.0.1. Fanout and storm
+# also go through the nodes' Socket.IO endpoint (--protocol herald-sio). Then the same for
 # each baseline (LT_BASELINES, default "socketio nestjs nestjs-prisma"; installed from npm by
 # loadtest/baselines/install.sh): fanout and storm through the harness's Socket.IO protocol,
 # so the side-by-side bench keeps working.
@@ -53,8 +54,9 @@ if [[ -z "${LT_SKIP_BUILD:-}" ]]; then
     log "building release binaries"
     cargo build --release -p herald-gateway -p herald-loadtest --features lab
 fi
-HERALD="$ROOT/target/release/herald"
-LT="$ROOT/target/release/herald-loadtest"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+HERALD="$TARGET/release/herald"
+LT="$TARGET/release/herald-loadtest"
 START=$SECONDS
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -96,6 +98,13 @@ log "fanout max (10 recipients per call, publishes spread over both nodes)"
     --rate max --duration "$SECS" --recipients-per-publish 10 --publish-concurrency 16 --grace 10
 log "broadcast"; "$LT" broadcast "${COMMON[@]}" "${PUB[@]}" --count 2 --grace 10
 log "storm";     "$LT" storm "${COMMON[@]}" "${PUB[@]}" --publish-while-down 200 --rounds 2 --grace 15
+# The same nodes through their Socket.IO endpoint: seq-checked fanout, and storm recovery by
+# Socket.IO's pid + offset.
+SCOMMON=(--protocol herald-sio --users "$USERS" --targets "ws://127.0.0.1:$PORT_A,ws://127.0.0.1:$PORT_B"
+         --gateway-pids "${PIDS[0]},${PIDS[1]}" --workers 2 --timeout 60 --connect-deadline 20
+         --results-dir "$OUT" --check --progress 1)
+log "socket.io endpoint: fanout"; "$LT" fanout "${SCOMMON[@]}" "${PUB[@]}" --rate 200 --duration "$SECS" --grace 10
+log "socket.io endpoint: storm";  "$LT" storm "${SCOMMON[@]}" "${PUB[@]}" --publish-while-down 200 --rounds 2 --grace 15
 
 nb=0
 for b in $BASELINES; do
@@ -127,7 +136,7 @@ for b in $BASELINES; do
 done
 
 n=$(find "$OUT" -name '*.json' | wc -l)
-if ((n != 5 + nb)); then log "expected $((5 + nb)) result files, found $n"; exit 1; fi
+if ((n != 7 + nb)); then log "expected $((7 + nb)) result files, found $n"; exit 1; fi
 python3 - "$OUT" <<'PY'
 import json, pathlib, sys
 bad = [str(p) for p in pathlib.Path(sys.argv[1]).rglob("*.json") if not json.loads(p.read_text())["checks"]["passed"]]
