@@ -878,10 +878,21 @@ impl Config {
                 "must be at least HERALD_FALLBACK_RETRY_BASE_MS",
             ));
         }
+        let lease = src.millis("HERALD_FALLBACK_LEASE_MS", 60_000, 100, 3_600_000)?;
+        // A send that outlives its lease is claimed and sent again by another node while the
+        // first is still waiting: the lease must outlast the longest request.
+        if let Some(w) = &webhook {
+            if lease <= w.timeout {
+                return Err(invalid(
+                    "HERALD_FALLBACK_LEASE_MS",
+                    "must be greater than HERALD_FALLBACK_WEBHOOK_TIMEOUT_MS",
+                ));
+            }
+        }
         Ok(crate::fallback::FallbackConfig {
             rules,
             poll: src.millis("HERALD_FALLBACK_POLL_MS", 1_000, 10, 60_000)?,
-            lease: src.millis("HERALD_FALLBACK_LEASE_MS", 60_000, 100, 3_600_000)?,
+            lease,
             batch: src.ranged("HERALD_FALLBACK_BATCH", 64, 1, 1_000)?,
             max_age: Duration::from_secs(src.ranged(
                 "HERALD_FALLBACK_MAX_AGE_SECS",
@@ -1129,6 +1140,16 @@ mod tests {
                 ],
                 "HERALD_FALLBACK_WEBHOOK_URL",
                 "http",
+            ),
+            (
+                vec![
+                    ("HERALD_FALLBACK_WEBHOOK_URL", "https://h.example"),
+                    ("HERALD_FALLBACK_WEBHOOK_SECRET", SECRET),
+                    ("HERALD_FALLBACK_WEBHOOK_TIMEOUT_MS", "5000"),
+                    ("HERALD_FALLBACK_LEASE_MS", "5000"),
+                ],
+                "HERALD_FALLBACK_LEASE_MS",
+                "greater than HERALD_FALLBACK_WEBHOOK_TIMEOUT_MS",
             ),
         ] {
             match fb(&pairs) {

@@ -91,10 +91,17 @@ pub async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
+        // Without the URL: an error is stored (`last_error`) and logged, and the URL may hold
+        // a secret in its query.
+        .map_err(|e| format!("request failed: {}", e.without_url()))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
+    } else if status.is_redirection() {
+        Err(format!(
+            "HTTP {} (redirects are not followed)",
+            status.as_u16()
+        ))
     } else {
         Err(format!("HTTP {}", status.as_u16()))
     }

@@ -36,7 +36,13 @@ pub async fn worker_loop(state: web::Data<AppState>, stop: CancellationToken) {
     if cfg.rules.is_empty() {
         return;
     }
-    let http = match reqwest::Client::builder().build() {
+    // No redirects: a 3xx would turn the signed POST into a bodyless GET whose 2xx would count
+    // as sent, and would carry the signed headers wherever the receiver points; it is a
+    // failed attempt instead.
+    let http = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "fallback worker: no HTTP client; fallbacks are not sent");

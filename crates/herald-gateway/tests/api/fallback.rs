@@ -39,6 +39,8 @@ struct Shared {
     status: AtomicU16,
     /// Delay before answering, ms.
     delay_ms: AtomicU64,
+    /// Requests that reached `/landing`, where a 3xx answer points.
+    followed: AtomicU64,
 }
 
 /// A webhook endpoint that verifies each request as a customer would: the three headers,
@@ -86,6 +88,10 @@ fn verify(req: &HttpRequest, body: &[u8]) -> Result<(), String> {
 }
 
 async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    if req.path() == "/landing" {
+        shared.followed.fetch_add(1, Ordering::SeqCst);
+        return HttpResponse::NoContent().finish();
+    }
     if let Err(e) = verify(&req, &body) {
         eprintln!("receiver: refused: {e}");
         shared.bad_signatures.fetch_add(1, Ordering::SeqCst);
@@ -110,7 +116,9 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let status = shared.status.load(Ordering::SeqCst);
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .insert_header(("location", "/landing"))
+        .finish()
 }
 
 impl Receiver {
@@ -362,6 +370,38 @@ async fn failing_endpoint_is_retried_then_dead_lettered() {
     rx.server.stop(false).await;
 }
 
+/// A redirect is a failed attempt, never followed: following it would turn the signed POST
+/// into a bodyless GET whose 2xx counted as sent, and would carry the signed headers away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    rx.shared.status.store(302, Ordering::SeqCst);
+    let cfg = fallback(&format!("{KIND}:webhook:0ms"), &rx, |c| {
+        c.retry.max_attempts = 2
+    });
+    let node = env.node_with(|c| c.fallback = cfg).await;
+    let ids = publish_ids(&node, "rita", 1).await;
+    assert!(
+        eventually(WAIT, || async {
+            job_states(&env)
+                .await
+                .get(&ids[0])
+                .is_some_and(|s| s.0 == "dead")
+        })
+        .await,
+        "{:?}",
+        job_states(&env).await
+    );
+    assert_eq!(rx.hits().len(), 2, "two signed attempts");
+    assert_eq!(
+        rx.shared.followed.load(Ordering::SeqCst),
+        0,
+        "no redirect followed"
+    );
+    rx.server.stop(false).await;
+}
+
 /// A `herald serve` process is killed (SIGKILL) while its webhook requests are in flight;
 /// another node claims the unfinished jobs when their lease runs out. Every notification
 /// reaches the receiver at least once; distinct keys are counted.
@@ -395,6 +435,7 @@ async fn node_killed_mid_send_loses_no_fallback() {
             ("HERALD_FALLBACK_WEBHOOK_SECRET", WHSEC.into()),
             ("HERALD_FALLBACK_POLL_MS", "50".into()),
             ("HERALD_FALLBACK_LEASE_MS", "2000".into()),
+            ("HERALD_FALLBACK_WEBHOOK_TIMEOUT_MS", "1500".into()),
             ("HERALD_FALLBACK_BATCH", "8".into()),
         ])
         .stdout(std::process::Stdio::null())
