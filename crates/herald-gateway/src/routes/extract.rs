@@ -130,3 +130,17 @@ impl FromRequest for User {
         })
     }
 }
+
+/// The `{user_id}` of a service route, checked like a token's `sub`: 400 `invalid_parameter`
+/// naming `user_id` otherwise.
+pub fn path_user_id(path: web::Path<String>) -> Result<String, ApiError> {
+    let user_id = path.into_inner();
+    herald_core::validate_user_id(&user_id).map_err(|e| {
+        ApiError::field(
+            ErrorCode::InvalidParameter,
+            "user_id",
+            format!("user_id: {e}"),
+        )
+    })?;
+    Ok(user_id)
+}

@@ -3,7 +3,6 @@
 
 use actix_web::{web, HttpResponse};
 use herald_core::fallback::PreferencesExt;
-use herald_core::validate_user_id;
 use herald_protocol::prefs::{Contact, ContactResponse, Preferences};
 use herald_protocol::ErrorCode;
 
@@ -92,14 +91,7 @@ pub async fn put_contact(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     service.require(&state, Scope::Publish)?;
-    let user_id = path.into_inner();
-    validate_user_id(&user_id).map_err(|e| {
-        ApiError::field(
-            ErrorCode::InvalidParameter,
-            "user_id",
-            format!("user_id: {e}"),
-        )
-    })?;
+    let user_id = super::extract::path_user_id(path)?;
     let body = read_small_body(body).await?;
     let c: Contact = optional_json_body(&body)?;
     if let Some(e) = &c.email {

@@ -6,7 +6,6 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use herald_core::validate_user_id;
 use herald_protocol::bus::BusMessage;
 use herald_protocol::http::{RevokeRequest, RevokeResponse};
 use herald_protocol::ErrorCode;
@@ -26,14 +25,7 @@ pub async fn revoke(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     service.require(&state, Scope::Revoke)?;
-    let user_id = path.into_inner();
-    validate_user_id(&user_id).map_err(|e| {
-        ApiError::field(
-            ErrorCode::InvalidParameter,
-            "user_id",
-            format!("user_id: {e}"),
-        )
-    })?;
+    let user_id = super::extract::path_user_id(path)?;
     let body = read_small_body(body).await?;
     let req: RevokeRequest = optional_json_body(&body)?;
     let before = req
