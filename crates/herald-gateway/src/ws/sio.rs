@@ -88,6 +88,9 @@ pub struct SioState {
     /// The CONNECT answer was written: a refusal from now on is a DISCONNECT, before it a
     /// CONNECT_ERROR.
     pub connected: bool,
+    /// The connect-time catch-up ended (its last batch was written): later batches are
+    /// mid-session catch-ups and go out as single events.
+    pub caught_up: bool,
 }
 
 #[cfg(test)]

@@ -281,6 +281,30 @@ async fn the_second_seeds_event_names_send_the_pending_batch_as_an_array() {
     assert_eq!(live[0]["seq"], c);
     assert!(live[0]["readAt"].is_null());
     assert_eq!(live[0]["actionUrl"], Value::Null);
+    // A notification committed without reaching the bus: the next live one shows the gap,
+    // the session fills it from the store mid-session. The seed's hook replaces its list with
+    // a `notifications:batch`, so the filled rows must come as single `notification:new`s.
+    env.sql()
+        .await
+        .batch_execute(
+            "UPDATE user_state SET last_seq = last_seq + 1, unread_count = unread_count + 1, \
+               version = version + 1 WHERE user_id = 'u2';
+             INSERT INTO notifications (user_id, seq, id, type, title, body)
+               SELECT 'u2', last_seq, gen_random_uuid(), 't', 'silent', '' FROM user_state \
+               WHERE user_id = 'u2';",
+        )
+        .await
+        .unwrap();
+    let e = node.publish_one("u2", "five").await;
+    let mut got = Vec::new();
+    while got.last() != Some(&e) {
+        let (name, args) = s.event().await;
+        assert_ne!(name, "notifications:batch", "a mid-session batch: {args:?}");
+        if name == "notification:new" {
+            got.push(args[0]["seq"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(got, vec![c + 1, e]);
 }
 
 #[tokio::test]

@@ -49,8 +49,9 @@ impl EventNames {
 pub struct Dialect<'a> {
     pub nsp: &'a str,
     pub names: EventNames,
-    /// The client sent an offset: every missed notification is replayed as a single event,
-    /// as Socket.IO's own recovery does (never as a `notifications:batch`).
+    /// Batches go out as single events, as Socket.IO's own recovery does (never as a
+    /// `notifications:batch`): the client sent an offset, or the connect-time batch was
+    /// already written (a later batch is a mid-session catch-up).
     pub recovering: bool,
     /// The recovery session id answered in CONNECT.
     pub pid: &'a str,

@@ -43,7 +43,10 @@ impl Socket {
         Dialect {
             nsp: &cfg.namespace,
             names: cfg.events,
-            recovering: s.recovering,
+            // After the connect-time batch, a batch is a mid-session catch-up (after a bus
+            // loss): its rows go out as single events, as after a recovery, so a hook that
+            // replaces its list with `notifications:batch` never loses what it shows.
+            recovering: s.recovering || s.caught_up,
             pid: &s.pid,
         }
     }
@@ -54,10 +57,16 @@ impl Socket {
         text: &str,
         kill: Option<&ConnHandle>,
     ) -> Result<(), End> {
+        let Ok(msg) = serde_json::from_str::<ServerMessage>(text) else {
+            return Ok(());
+        };
         let frames = match &self.sio {
-            Some(s) => render::render_json(&self.dialect(s), text),
+            Some(s) => render::render(&self.dialect(s), &msg),
             None => return Ok(()),
         };
+        if let (ServerMessage::Batch { complete: true, .. }, Some(s)) = (&msg, self.sio.as_mut()) {
+            s.caught_up = true;
+        }
         if frames.is_empty() {
             // Nothing to write (an empty batch): what is queued (`connected`) goes out alone.
             return write::guarded(kill, self.ws.flush_queued()).await;
