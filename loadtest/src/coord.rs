@@ -536,6 +536,8 @@ impl Publisher {
             avatar_url: None,
             data: Some(json!({ "t": t })),
             idempotency_key: None,
+            priority: None,
+            fallback: None,
         };
         self.calls.fetch_add(1, Relaxed);
         self.status.published.fetch_add(1, Relaxed);

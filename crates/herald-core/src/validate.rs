@@ -38,6 +38,8 @@ pub struct NewNotification {
     pub avatar_url: Option<String>,
     pub data: Option<serde_json::Value>,
     pub idempotency_key: Option<String>,
+    /// `priority` and `fallback` of the call; `None` when they change nothing.
+    pub fallback: Option<crate::fallback::FallbackOverride>,
 }
 
 /// User ids are opaque strings of 1–128 bytes from `[A-Za-z0-9._~:@+=|-]`.
@@ -260,7 +262,11 @@ pub fn validate_publish(req: PublishRequest) -> Result<NewNotification, Validati
             ));
         }
     }
+    let fallback =
+        crate::fallback::FallbackOverride::from_request(req.priority, req.fallback.as_ref())
+            .map_err(|(field, message)| err(field, message))?;
     Ok(NewNotification {
+        fallback,
         recipients,
         kind: req.kind,
         title: req.title,
@@ -297,6 +303,8 @@ mod tests {
             avatar_url: None,
             data: None,
             idempotency_key: None,
+            priority: None,
+            fallback: None,
         }
     }
 

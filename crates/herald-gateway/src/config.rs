@@ -852,12 +852,12 @@ impl Config {
                 })
             }
         };
+        let available = |ch: Channel| match ch {
+            Channel::Webhook => webhook.is_some(),
+            Channel::Email | Channel::Push => false,
+        };
         for ch in rules.channels() {
-            let ready = match ch {
-                Channel::Webhook => webhook.is_some(),
-                Channel::Email | Channel::Push => false,
-            };
-            if !ready {
+            if !available(ch) {
                 let how = match ch {
                     Channel::Webhook => {
                         "set HERALD_FALLBACK_WEBHOOK_URL and HERALD_FALLBACK_WEBHOOK_SECRET"
@@ -905,6 +905,9 @@ impl Config {
                 cap,
                 max_attempts: src.ranged("HERALD_FALLBACK_MAX_ATTEMPTS", 8, 1, 100)?,
             },
+            job_retention: Duration::from_secs(
+                3_600 * src.ranged::<u64>("HERALD_FALLBACK_JOB_RETENTION_HOURS", 168, 1, 87_600)?,
+            ),
             webhook,
         })
     }
@@ -1150,6 +1153,11 @@ mod tests {
                 ],
                 "HERALD_FALLBACK_LEASE_MS",
                 "greater than HERALD_FALLBACK_WEBHOOK_TIMEOUT_MS",
+            ),
+            (
+                vec![("HERALD_FALLBACK_JOB_RETENTION_HOURS", "0")],
+                "HERALD_FALLBACK_JOB_RETENTION_HOURS",
+                "between 1 and 87600",
             ),
         ] {
             match fb(&pairs) {

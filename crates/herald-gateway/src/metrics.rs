@@ -62,6 +62,9 @@ pub struct Metrics {
     /// `herald_fallback_jobs_planned_total`: fallback jobs created (one per notification and
     /// channel that fell due unseen).
     pub fallback_jobs_planned: IntCounter,
+    /// `herald_fallback_jobs_purged_total`: finished fallback jobs deleted after
+    /// `HERALD_FALLBACK_JOB_RETENTION_HOURS`.
+    pub fallback_jobs_purged: IntCounter,
     /// `herald_inbox_changes_total{action}`: notifications changed by inbox actions.
     pub inbox_changes: IntCounterVec,
     /// `herald_notifications_purged_total`: notifications deleted by the retention purge.
@@ -333,6 +336,11 @@ impl Metrics {
                 "herald_fallback_sends_total",
                 "Offline fallback attempts by channel and outcome (sent, failed, dead, cancelled, deferred)",
                 &["channel", "outcome"],
+            ),
+            fallback_jobs_purged: counter(
+                &r,
+                "herald_fallback_jobs_purged_total",
+                "Finished fallback jobs deleted after HERALD_FALLBACK_JOB_RETENTION_HOURS",
             ),
             fallback_jobs_planned: counter(
                 &r,

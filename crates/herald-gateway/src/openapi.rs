@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 
 use herald_protocol::http::{
     BroadcastRequest, BroadcastResponse, Health, MarkAllReadResult, MarkReadResult,
-    NotificationPage, PublishRequest, PublishResponse, PublishedItem, ReadAllRequest,
-    RevokeRequest, RevokeResponse, SeenRequest, SeenResult, UnreadCount,
+    NotificationPage, Priority, PublishFallback, PublishRequest, PublishResponse, PublishedItem,
+    ReadAllRequest, RevokeRequest, RevokeResponse, SeenRequest, SeenResult, UnreadCount,
 };
 use herald_protocol::inbox::{
     BulkRequest, InboxAction, InboxCounts, InboxFilter, InboxResult, TypeCounts,
@@ -924,6 +924,8 @@ pub fn document() -> OpenApi {
         .schema_from::<ErrorCode>()
         .schema_from::<Notification>()
         .schema_from::<PublishRequest>()
+        .schema_from::<Priority>()
+        .schema_from::<PublishFallback>()
         .schema_from::<PublishResponse>()
         .schema_from::<PublishedItem>()
         .schema_from::<BroadcastRequest>()

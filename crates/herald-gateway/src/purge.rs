@@ -49,6 +49,50 @@ pub async fn purge_idempotency_loop(state: web::Data<AppState>, stop: Cancellati
     }
 }
 
+/// Deletes finished fallback jobs (sent, cancelled, dead) older than
+/// `HERALD_FALLBACK_JOB_RETENTION_HOURS`, every few minutes, in batches (the outbox would
+/// otherwise grow by a row per fallback forever). Not started when the fallback is off.
+pub async fn purge_fallback_jobs_loop(state: web::Data<AppState>, stop: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(300);
+    const PURGE_BATCH: i64 = 5_000;
+    /// Overflow policy: a larger backlog waits for the next pass.
+    const MAX_BATCHES: usize = 100;
+    if !state.config.fallback.enabled() {
+        return;
+    }
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for _ in 0..MAX_BATCHES {
+            match state
+                .store
+                .fallback_purge_jobs(state.config.fallback.job_retention, PURGE_BATCH)
+                .await
+            {
+                Ok(n) => {
+                    state.metrics.fallback_jobs_purged.inc_by(n);
+                    if n < PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    state
+                        .metrics
+                        .store_errors
+                        .with_label_values(&["fallback_purge_jobs"])
+                        .inc();
+                    tracing::warn!(error = %e, "fallback job purge skipped");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Rows per retention transaction: it locks only the users of these rows, for a few
 /// milliseconds, so publishes to other users never wait and those to these users wait at most
 /// one batch.
@@ -81,6 +125,9 @@ pub async fn purge_notifications_loop(state: web::Data<AppState>, stop: Cancella
     if scopes.is_empty() {
         return;
     }
+    // Per scope: how far its scan got. Kept across passes (a restart scans once from the
+    // start); a cursor only passes rows that were purged or are outside the scope.
+    let mut cursors = vec![uuid::Uuid::nil(); scopes.len()];
     let mut tick = tokio::time::interval(state.config.retention_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -88,19 +135,20 @@ pub async fn purge_notifications_loop(state: web::Data<AppState>, stop: Cancella
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for (scope, age) in &scopes {
+        for ((scope, age), cursor) in scopes.iter().zip(cursors.iter_mut()) {
             for _ in 0..RETENTION_MAX_BATCHES {
                 if stop.is_cancelled() {
                     return;
                 }
                 match state
                     .store
-                    .purge_notifications(scope, *age, RETENTION_BATCH)
+                    .purge_notifications(scope, *age, RETENTION_BATCH, *cursor)
                     .await
                 {
-                    Ok(purged) if purged.is_empty() => break,
-                    Ok(purged) => {
-                        for p in purged {
+                    Ok(batch) => {
+                        *cursor = batch.cursor;
+                        let deleted = !batch.purged.is_empty();
+                        for p in batch.purged {
                             state
                                 .metrics
                                 .notifications_purged
@@ -115,7 +163,12 @@ pub async fn purge_notifications_loop(state: web::Data<AppState>, stop: Cancella
                                 )
                                 .await;
                         }
-                        tokio::time::sleep(RETENTION_PAUSE).await;
+                        if batch.exhausted {
+                            break;
+                        }
+                        if deleted {
+                            tokio::time::sleep(RETENTION_PAUSE).await;
+                        }
                     }
                     Err(e) => {
                         state

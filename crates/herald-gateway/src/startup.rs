@@ -231,6 +231,10 @@ impl Application {
             state.clone(),
             background.clone(),
         ));
+        tasks.spawn(crate::purge::purge_fallback_jobs_loop(
+            state.clone(),
+            background.clone(),
+        ));
         tasks.spawn(crate::purge::purge_notifications_loop(
             state.clone(),
             background.clone(),

@@ -36,6 +36,43 @@ pub struct PublishRequest {
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub idempotency_key: Option<String>,
+    /// `critical`: the offline fallback is due at once (unless `fallback.after` says
+    /// otherwise) and ignores the user's quiet hours. Default `normal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub priority: Option<Priority>,
+    /// Replaces the type's fallback rule for this notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub fallback: Option<PublishFallback>,
+}
+
+/// A publish's `priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Normal,
+    Critical,
+}
+
+/// A publish's `fallback`: what replaces the type's rule (`HERALD_FALLBACK_TYPES`) for this
+/// notification. A field left out keeps the rule's value; `channels: []` turns the fallback
+/// off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PublishFallback {
+    /// `webhook`, `email`, `push`: each must be configured on the server.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub channels: Option<Vec<String>>,
+    /// How long the user has to see it first: `250ms`, `30s`, `15m`, `2h` (at most `24h`).
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub after: Option<String>,
 }
 
 /// One created notification in a publish response.

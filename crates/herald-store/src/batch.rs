@@ -80,6 +80,7 @@ pub(crate) struct BatchInput<'a> {
     links: Vec<Option<&'a str>>,
     avatars: Vec<Option<&'a str>>,
     data: Vec<Option<&'a serde_json::Value>>,
+    fallback: Vec<Option<serde_json::Value>>,
 }
 
 impl<'a> BatchInput<'a> {
@@ -101,6 +102,14 @@ impl<'a> BatchInput<'a> {
             data: batch
                 .iter()
                 .map(|n| n.data.as_ref().filter(|d| !d.is_null()))
+                .collect(),
+            fallback: batch
+                .iter()
+                .map(|n| {
+                    n.fallback
+                        .as_ref()
+                        .and_then(|f| serde_json::to_value(f).ok())
+                })
                 .collect(),
         };
         for (i, n) in batch.iter().enumerate() {
@@ -125,7 +134,7 @@ impl<'a> BatchInput<'a> {
         Ok(input)
     }
 
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 10] {
         [
             &self.reqs,
             &self.users,
@@ -136,6 +145,7 @@ impl<'a> BatchInput<'a> {
             &self.links,
             &self.avatars,
             &self.data,
+            &self.fallback,
         ]
     }
 

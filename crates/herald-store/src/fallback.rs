@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_core::fallback::{Channel, Pending, UserPlan};
+use herald_core::fallback::{Channel, FallbackOverride, Pending, UserPlan};
 use herald_protocol::Notification;
 use uuid::Uuid;
 
@@ -30,13 +30,18 @@ pub struct ClaimedJob {
     pub notification_id: Uuid,
     pub channel: Channel,
     pub user_id: String,
+    /// Send attempts so far, this one included (a quiet-hours deferral gives its one back).
     pub attempt: i32,
+    /// This claim's fence: only the latest claim records an outcome.
+    pub claim: i32,
 }
 
 /// What the worker needs to send one notification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobDetails {
     pub notification: Notification,
+    /// What the publish call asked for (`priority`, `fallback`).
+    pub fallback: Option<FallbackOverride>,
     pub seen: bool,
     pub prefs: Option<serde_json::Value>,
     pub email: Option<String>,
@@ -69,13 +74,14 @@ impl Store {
     }
 
     /// Plans `users` in one transaction: locks the cursor rows no other node is planning,
-    /// reads up to `rows_per_user` rows after each cursor, asks `plan` what is due, creates
+    /// reads up to `rows_per_user` rows after each cursor, asks `plan` what is due (telling it
+    /// whether the page was full), creates
     /// those jobs and advances the cursors. Returns how many jobs were created.
     pub async fn fallback_plan(
         &self,
         users: &[String],
         rows_per_user: i64,
-        plan: &(dyn Fn(&PlanInput) -> UserPlan + Sync),
+        plan: &(dyn Fn(&PlanInput, bool) -> UserPlan + Sync),
     ) -> Result<u64, StoreError> {
         const OP: &str = "fallback_plan";
         if users.is_empty() {
@@ -133,14 +139,15 @@ impl Store {
                 kind: get(row, OP, "type")?,
                 created_at: get(row, OP, "created_at")?,
                 seen: get(row, OP, "seen")?,
+                fallback: parse_override(get(row, OP, "fallback")?),
             });
         }
-        let (mut j_ids, mut j_channels, mut j_users, mut j_seqs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut j_ids, mut j_channels, mut j_users, mut j_seqs, mut j_at) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut advance, mut planned, mut next_due) = (Vec::new(), Vec::new(), Vec::new());
         for (input, last_seq) in inputs.iter().zip(last_seqs) {
-            let p = plan(input);
             let full = input.rows.len() as i64 >= rows_per_user;
+            let p = plan(input, full);
             let last_read = input.rows.last().map_or(input.cursor, |r| r.seq);
             // Every row up to last_seq was read (or purged) unless the page was full.
             let seen_all = if full {
@@ -156,11 +163,12 @@ impl Store {
             advance.push(to);
             planned.push(seen_all);
             next_due.push(p.next_due);
-            for (id, seq, ch) in p.due {
-                j_ids.push(id);
-                j_channels.push(ch.as_str());
+            for job in p.due {
+                j_ids.push(job.id);
+                j_channels.push(job.channel.as_str());
                 j_users.push(input.user_id.as_str());
-                j_seqs.push(seq);
+                j_seqs.push(job.seq);
+                j_at.push(job.at);
             }
         }
         let mut created = 0;
@@ -170,7 +178,7 @@ impl Store {
                 .await
                 .map_err(|e| pg_err(OP, e))?;
             created = tx
-                .execute(&create, &[&j_ids, &j_channels, &j_users, &j_seqs])
+                .execute(&create, &[&j_ids, &j_channels, &j_users, &j_seqs, &j_at])
                 .await
                 .map_err(|e| pg_err(OP, e))?;
         }
@@ -207,6 +215,7 @@ impl Store {
                 channel,
                 user_id: get(row, OP, "user_id")?,
                 attempt: get(row, OP, "attempts")?,
+                claim: get(row, OP, "claims")?,
             });
         }
         Ok(out)
@@ -221,6 +230,7 @@ impl Store {
             .map(|row| {
                 Ok(JobDetails {
                     notification: row_to_notification(row)?,
+                    fallback: parse_override(get(row, OP, "fallback")?),
                     seen: get(row, OP, "seen")?,
                     prefs: get(row, OP, "prefs")?,
                     email: get(row, OP, "email")?,
@@ -230,7 +240,7 @@ impl Store {
             .collect()
     }
 
-    /// Records how attempt `job.attempt` ended. A no-op if a later claim took the job over
+    /// Records how claim `job.claim` ended. A no-op if a later claim took the job over
     /// (its lease ran out): that attempt records its own end.
     pub async fn fallback_finish(
         &self,
@@ -257,7 +267,7 @@ impl Store {
                 &[
                     &job.notification_id,
                     &job.channel.as_str(),
-                    &job.attempt,
+                    &job.claim,
                     &state,
                     &at,
                     &error,
@@ -267,6 +277,21 @@ impl Store {
             .await
             .map_err(|e| pg_err(OP, e))?;
         Ok(n == 1)
+    }
+
+    /// Deletes up to `limit` finished jobs older than `age`; returns how many.
+    pub async fn fallback_purge_jobs(&self, age: Duration, limit: i64) -> Result<u64, StoreError> {
+        const OP: &str = "fallback_purge_jobs";
+        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let client = self.client(OP).await?;
+        let stmt = client
+            .prepare_cached(q::JOBS_PURGE)
+            .await
+            .map_err(|e| pg_err(OP, e))?;
+        client
+            .execute(&stmt, &[&age_ms, &limit])
+            .await
+            .map_err(|e| pg_err(OP, e))
     }
 
     /// The user's stored preferences JSON, if any.
@@ -313,4 +338,10 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A stored `notifications.fallback`; one that no longer parses counts as none (the type's
+/// rule applies), which only a hand edit of the column can cause.
+fn parse_override(v: Option<serde_json::Value>) -> Option<FallbackOverride> {
+    v.and_then(|v| serde_json::from_value(v).ok())
 }

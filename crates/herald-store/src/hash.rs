@@ -72,6 +72,14 @@ pub(crate) fn request_hash(recipients: &[String], n: &NewNotification) -> Vec<u8
         s
     });
     put_field(&mut buf, "data", data.as_deref().map(str::as_bytes));
+    // Only when set, so the hash of a request without it is what it always was.
+    if let Some(f) = n
+        .fallback
+        .as_ref()
+        .and_then(|f| serde_json::to_string(f).ok())
+    {
+        put_field(&mut buf, "fallback", Some(f.as_bytes()));
+    }
     Sha256::digest(&buf).to_vec()
 }
 
@@ -89,6 +97,7 @@ mod tests {
             avatar_url: None,
             data: Some(data),
             idempotency_key: Some("key".into()),
+            fallback: None,
         }
     }
 

@@ -46,6 +46,16 @@ pub struct Purged {
     pub version: i64,
 }
 
+/// One batch of the retention purge: what it removed, and how far its scope's scan got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeBatch {
+    pub purged: Vec<Purged>,
+    /// Every row up to this id has been looked at: the next batch starts after it.
+    pub cursor: Uuid,
+    /// Nothing more to look at now (the scan reached the age limit).
+    pub exhausted: bool,
+}
+
 /// The retention purge's selection: one type, or every type not in `except`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PurgeScope {
@@ -237,15 +247,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes up to `batch` notifications of `scope` older than `max_age`, oldest first, in
-    /// one short transaction that locks only the users concerned (in byte order), and moves
-    /// their counters. Returns what it removed per user (empty: nothing left to purge).
+    /// Looks at the next `batch` rows after `cursor` (oldest first) and deletes those of
+    /// `scope` older than `max_age`, in one short transaction that locks only the users
+    /// concerned (in byte order), and moves their counters. Returns what it removed per user
+    /// and the new cursor.
     pub async fn purge_notifications(
         &self,
         scope: &PurgeScope,
         max_age: std::time::Duration,
         batch: i64,
-    ) -> Result<Vec<Purged>, StoreError> {
+        cursor: Uuid,
+    ) -> Result<PurgeBatch, StoreError> {
         const OP: &str = "purge_notifications";
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
@@ -257,23 +269,38 @@ impl Store {
         };
         let mut client = self.client(OP).await?;
         let tx = client.transaction().await.map_err(|e| pg_err(OP, e))?;
-        let cand = tx
-            .prepare_cached(inbox_sql::PURGE_CANDIDATES)
+        let scan = tx
+            .prepare_cached(inbox_sql::PURGE_SCAN)
             .await
             .map_err(|e| pg_err(OP, e))?;
         let rows = tx
-            .query(&cand, &[&ceiling, &secs, &one, &except, &batch])
+            .query(&scan, &[&ceiling, &secs, &one, &except, &batch, &cursor])
             .await
-            .map_err(|e| pg_err("purge_notifications: candidates", e))?;
-        if rows.is_empty() {
-            tx.rollback().await.map_err(|e| pg_err(OP, e))?;
-            return Ok(vec![]);
-        }
+            .map_err(|e| pg_err("purge_notifications: scan", e))?;
+        let mut next = PurgeBatch {
+            purged: Vec::new(),
+            cursor,
+            exhausted: (rows.len() as i64) < batch,
+        };
         let mut users = Vec::with_capacity(rows.len());
         let mut seqs = Vec::with_capacity(rows.len());
         for r in &rows {
-            users.push(get::<String>(r, OP, "user_id")?);
-            seqs.push(get::<i64>(r, OP, "seq")?);
+            let (in_scope, old): (bool, bool) = (get(r, OP, "in_scope")?, get(r, OP, "old")?);
+            if in_scope && !old {
+                // Below the id ceiling yet not old by `created_at` (the publishing node's
+                // clock ran ahead): the cursor stops before it, the next pass looks again.
+                next.exhausted = true;
+                break;
+            }
+            next.cursor = get(r, OP, "id")?;
+            if in_scope {
+                users.push(get::<String>(r, OP, "user_id")?);
+                seqs.push(get::<i64>(r, OP, "seq")?);
+            }
+        }
+        if users.is_empty() {
+            tx.rollback().await.map_err(|e| pg_err(OP, e))?;
+            return Ok(next);
         }
         let mut distinct = users.clone();
         distinct.sort_unstable();
@@ -307,7 +334,8 @@ impl Store {
         tx.commit()
             .await
             .map_err(|e| pg_err("purge_notifications: commit", e))?;
-        Ok(purged)
+        next.purged = purged;
+        Ok(next)
     }
 }
 

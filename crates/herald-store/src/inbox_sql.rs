@@ -146,12 +146,15 @@ pub const COUNTS: &str = "SELECT type,
        count(*) FILTER (WHERE archived_at IS NOT NULL)::bigint AS archived
 FROM notifications WHERE user_id = $1 GROUP BY type";
 
-/// Retention, step 1 (no locks): up to `$5` rows older than `$2` seconds, oldest first,
-/// found through the id index (ids are UUIDv7: `id < $1` bounds the range by time; the
-/// `created_at` test decides). `$3` one type, or NULL for every type not in `$4` (`text[]`).
-pub const PURGE_CANDIDATES: &str = "SELECT user_id, seq FROM notifications
-WHERE id < $1 AND created_at < now() - make_interval(secs => $2::float8)
-  AND ($3::text IS NULL OR type = $3) AND NOT (type = ANY($4::text[]))
+/// Retention, step 1 (no locks): the next `$5` rows after the scope's cursor `$6`, oldest
+/// first, through the id index (ids are UUIDv7: `id < $1` bounds the range by time), each
+/// with whether it is in the scope (`$3` one type, or NULL for every type not in `$4`,
+/// `text[]`) and older than `$2` seconds. A scope's cursor moves past every row it has
+/// looked at, so a rare type's purge does not walk the other types' rows again on every pass.
+pub const PURGE_SCAN: &str = "SELECT id, user_id, seq,
+       (($3::text IS NULL OR type = $3) AND NOT (type = ANY($4::text[]))) AS in_scope,
+       created_at < now() - make_interval(secs => $2::float8) AS old
+FROM notifications WHERE id > $6 AND id < $1
 ORDER BY id LIMIT $5";
 
 /// Retention, step 2: locks the candidates' users' `user_state` rows in byte order (the

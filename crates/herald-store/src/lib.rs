@@ -74,7 +74,7 @@ pub mod tls;
 
 pub use error::StoreError;
 pub use fallback::{ClaimedJob, JobDetails, JobEnd, PlanInput};
-pub use inbox::{uuid_v7_ceiling, ListFilter, PurgeScope, Purged, Target};
+pub use inbox::{uuid_v7_ceiling, ListFilter, PurgeBatch, PurgeScope, Purged, Target};
 pub use migrate::{checksum as migrate_checksum, SchemaStatus, BREAKS_OLDER_NODES, MIGRATIONS};
 pub use pool::{Store, StoreConfig};
 pub use publish::{Committed, IdempotencyRecord, PublishOutcome, Published};

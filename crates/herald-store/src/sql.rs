@@ -74,7 +74,8 @@ pub const IDEMPOTENCY_STORE: &str = "UPDATE publish_idempotency SET response = $
 /// idempotency transaction). `$1` request index per row (0-based, `int[]`), `$2` recipient
 /// per row (`text[]`), `$3` id per row (`uuid[]`, UUIDv7 from the caller so the id index is
 /// appended at its right edge); then one element per request: `$4` type, `$5` title, `$6`
-/// body, `$7` link, `$8` avatar_url, `$9` data (`jsonb[]`). A user named by k requests gets k
+/// body, `$7` link, `$8` avatar_url, `$9` data (`jsonb[]`), `$10` fallback (`jsonb[]`, NULL
+/// unless the call set `priority` or `fallback`). A user named by k requests gets k
 /// consecutive seqs in request order; `unread_count` and `version` are returned as they stood
 /// just after each row. `user_state` rows are locked in byte order (`COLLATE "C"`). Returns
 /// only what the caller does not already hold: `id, user_id, seq, created_at, req,
@@ -97,10 +98,11 @@ pub const PUBLISH_BATCH: &str = "WITH input AS (
            row_number() OVER (PARTITION BY i.user_id ORDER BY i.req) - c.n AS k
     FROM input i JOIN counts c ON c.user_id = i.user_id
 ), n AS (
-    INSERT INTO notifications (user_id, seq, id, type, title, body, link, avatar_url, data)
+    INSERT INTO notifications (user_id, seq, id, type, title, body, link, avatar_url, data, fallback)
     SELECT nb.user_id, s.last_seq + nb.k, nb.id,
            ($4::text[])[nb.req + 1], ($5::text[])[nb.req + 1], ($6::text[])[nb.req + 1],
-           ($7::text[])[nb.req + 1], ($8::text[])[nb.req + 1], ($9::jsonb[])[nb.req + 1]
+           ($7::text[])[nb.req + 1], ($8::text[])[nb.req + 1], ($9::jsonb[])[nb.req + 1],
+           ($10::jsonb[])[nb.req + 1]
     FROM numbered nb JOIN s ON s.user_id = nb.user_id
     RETURNING id, user_id, seq, created_at
 )

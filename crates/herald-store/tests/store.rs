@@ -73,6 +73,7 @@ fn new_notification(recipients: &[&str]) -> NewNotification {
         avatar_url: None,
         data: Some(serde_json::json!({"post": 1, "nested": {"a": [1, 2]}})),
         idempotency_key: None,
+        fallback: None,
     }
 }
 
@@ -1220,4 +1221,65 @@ async fn version_1_as_an_old_runner_left_it(c: &tokio_postgres::Client) -> &'sta
     .await
     .unwrap();
     v1_sql
+}
+
+/// The retention purge of one type moves its cursor past the other types' rows it looked at,
+/// so the next batch (and pass) starts after them; it deletes only its type's old rows and
+/// reports when there is nothing more to look at.
+#[tokio::test]
+async fn retention_purge_of_a_rare_type_scans_each_row_once() {
+    let db = TestDb::new().await;
+    for i in 0..15 {
+        let mut n = new_notification(&["ret"]);
+        if i % 5 == 2 {
+            n.kind = "rare".into();
+        }
+        db.store.publish(&n, &record).await.unwrap();
+    }
+    let scope = herald_store::PurgeScope::Type("rare".into());
+    let (mut cursor, mut calls, mut deleted) = (Uuid::nil(), 0, 0);
+    loop {
+        let b = db
+            .store
+            .purge_notifications(&scope, std::time::Duration::ZERO, 4, cursor)
+            .await
+            .unwrap();
+        assert!(b.cursor >= cursor, "the cursor never goes back");
+        cursor = b.cursor;
+        calls += 1;
+        deleted += b.purged.iter().map(|p| p.ids.len()).sum::<usize>();
+        if b.exhausted {
+            break;
+        }
+        assert!(calls < 10, "runaway scan");
+    }
+    // 15 rows, 4 per batch: 4 batches, the last one short.
+    assert_eq!((calls, deleted), (4, 3));
+    let kinds: Vec<String> = db
+        .client()
+        .await
+        .query("SELECT type FROM notifications WHERE user_id = 'ret'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kinds.len(), 12);
+    assert!(kinds.iter().all(|k| k == "comment.created"));
+    // From the end, nothing is looked at again.
+    let b = db
+        .store
+        .purge_notifications(&scope, std::time::Duration::ZERO, 4, cursor)
+        .await
+        .unwrap();
+    assert!(b.exhausted && b.purged.is_empty());
+    assert_eq!(b.cursor, cursor);
+    let max: Uuid = db
+        .client()
+        .await
+        .query_one("SELECT id FROM notifications ORDER BY id DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cursor, max);
 }

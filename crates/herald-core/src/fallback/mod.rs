@@ -3,12 +3,14 @@
 //! failed send is tried again or dead-lettered ([`retry`]), and what a user's preferences and
 //! quiet hours allow ([`prefs`]). The worker in the gateway does the IO around these.
 
+pub mod overrides;
 pub mod plan;
 pub mod prefs;
 pub mod retry;
 pub mod rules;
 pub mod send;
 
+pub use overrides::{effective_rule, FallbackOverride};
 pub use plan::{plan_user, Pending, UserPlan};
 pub use prefs::{Preferences, PreferencesExt, PrefsError, QuietHours};
 pub use retry::{after_failure, retry_delay, RetryPolicy, Verdict};

@@ -1,10 +1,12 @@
 //! What of one user's notifications is due for fallback now.
 //!
 //! Nothing is written per publish: the worker reads a user's notifications after the user's
-//! fallback cursor (`fallback_seq`), and [`plan_user`] decides, row by row in seq order:
+//! fallback cursor (`fallback_seq`), and [`plan_user`] decides, row by row in seq order, with
+//! the rule that applies to the row ([`effective_rule`]: the type's rule, or what the publish
+//! call asked for):
 //!
-//! * no rule for the type (and no per-publish override), or already **seen** (read, or at or
-//!   below the seen watermark), or due longer than `max_age` ago: nothing to do;
+//! * no rule, or already **seen** (read, or at or below the seen watermark), or due longer
+//!   than `max_age` ago: nothing to do;
 //! * due (`created_at + after`, or at once with `priority: critical`): one job per channel;
 //! * not due yet: wait. The cursor stops before the first such row, and `next_due` says when
 //!   to look again.
@@ -12,12 +14,18 @@
 //! The cursor advances over the leading rows that need nothing more; rows after a waiting row
 //! that are already due get their jobs now (the job table ignores a repeat), so a short wait
 //! is never held up by a longer one before it.
+//!
+//! **A full page.** The planner reads a bounded page of rows after the cursor. When the page
+//! is full, a waiting row would hold the cursor where it is and the rows after the page would
+//! never be read; so then every waiting row of the page becomes a *scheduled* job (due at its
+//! due time; seen by then, the worker cancels it) and the cursor moves to the end of the page.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::overrides::{effective_rule, FallbackOverride};
 use super::rules::{Channel, Rules, TypeRule};
 
 /// One notification after the cursor, as the planner sees it.
@@ -29,6 +37,17 @@ pub struct Pending {
     pub created_at: DateTime<Utc>,
     /// Read, or at or below the user's seen watermark.
     pub seen: bool,
+    /// What the publish call asked for (`notifications.fallback`).
+    pub fallback: Option<FallbackOverride>,
+}
+
+/// One job to create: (notification, seq, channel), first due at `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub seq: i64,
+    pub channel: Channel,
+    pub at: DateTime<Utc>,
 }
 
 /// What to do for one user.
@@ -36,49 +55,69 @@ pub struct Pending {
 pub struct UserPlan {
     /// The new cursor: every row up to it needs nothing more.
     pub advance_to: i64,
-    /// Jobs to create now: (notification, seq, channel).
-    pub due: Vec<(Uuid, i64, Channel)>,
+    /// Jobs to create now: due ones at `now`, scheduled ones (a full page) at their due time.
+    pub due: Vec<NewJob>,
     /// When the first waiting row falls due; `None` if no row waits.
     pub next_due: Option<DateTime<Utc>>,
 }
 
-/// When `row` falls due under `rule`.
-pub fn due_at(row: &Pending, rule: &TypeRule) -> DateTime<Utc> {
+/// When a notification created at `created_at` falls due under `rule`.
+pub fn due_at(created_at: DateTime<Utc>, rule: &TypeRule) -> DateTime<Utc> {
     let after = chrono::Duration::from_std(rule.after).unwrap_or(chrono::Duration::MAX);
-    row.created_at
+    created_at
         .checked_add_signed(after)
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Plans one user's rows (`rows` in ascending seq order, all after `cursor`).
+/// Whether a notification due at `due` is too late to be worth sending at `now`.
+pub fn is_stale(due: DateTime<Utc>, now: DateTime<Utc>, max_age: Duration) -> bool {
+    let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+    now.signed_duration_since(due) > max_age
+}
+
+/// Plans one user's rows (`rows` in ascending seq order, all after `cursor`). `page_full`:
+/// the rows are a full page, more may follow.
 pub fn plan_user(
     cursor: i64,
     rows: &[Pending],
     rules: &Rules,
     now: DateTime<Utc>,
     max_age: Duration,
+    page_full: bool,
 ) -> UserPlan {
-    let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
     let mut plan = UserPlan {
         advance_to: cursor,
         ..UserPlan::default()
     };
     let mut blocked = false;
     for row in rows {
-        let waiting = match rules.rule(&row.kind) {
+        let rule = if row.seen {
+            None
+        } else {
+            effective_rule(rules, &row.kind, row.fallback.as_ref())
+        };
+        let waiting = match rule {
             None => false,
-            Some(_) if row.seen => false,
             Some(rule) => {
-                let due = due_at(row, rule);
-                if due > now {
+                let due = due_at(row.created_at, &rule);
+                let jobs = |at| {
+                    rule.channels.iter().map(move |&channel| NewJob {
+                        id: row.id,
+                        seq: row.seq,
+                        channel,
+                        at,
+                    })
+                };
+                if due > now && page_full {
+                    plan.due.extend(jobs(due));
+                    false
+                } else if due > now {
                     plan.next_due = Some(plan.next_due.map_or(due, |d| d.min(due)));
                     true
                 } else {
                     // Due long ago (the workers were down): too late to be useful.
-                    let stale = now.signed_duration_since(due) > max_age;
-                    if !stale {
-                        plan.due
-                            .extend(rule.channels.iter().map(|&c| (row.id, row.seq, c)));
+                    if !is_stale(due, now, max_age) {
+                        plan.due.extend(jobs(now));
                     }
                     false
                 }
@@ -112,6 +151,7 @@ mod tests {
             kind: kind.to_owned(),
             created_at: now - chrono::Duration::seconds(age_secs),
             seen,
+            fallback: None,
         }
     }
 
@@ -126,15 +166,15 @@ mod tests {
             row(3, "dm", 40, false, now),
             row(4, "dm", 10, false, now),
         ];
-        let p = plan_user(0, &rows, &rules(), now, DAY);
+        let p = plan_user(0, &rows, &rules(), now, DAY, false);
         assert_eq!(p.advance_to, 1);
-        assert_eq!(
-            p.due,
-            vec![
-                (Uuid::from_u128(3), 3, Channel::Webhook),
-                (Uuid::from_u128(3), 3, Channel::Email)
-            ]
-        );
+        let job = |channel| NewJob {
+            id: Uuid::from_u128(3),
+            seq: 3,
+            channel,
+            at: now,
+        };
+        assert_eq!(p.due, vec![job(Channel::Webhook), job(Channel::Email)]);
         assert_eq!(
             p.next_due,
             Some(rows[3].created_at + chrono::Duration::seconds(30))
@@ -148,7 +188,7 @@ mod tests {
             row(5, "dm", 10, true, now),
             row(6, "dm", 3 * 86_400, false, now),
         ];
-        let p = plan_user(4, &rows, &rules(), now, DAY);
+        let p = plan_user(4, &rows, &rules(), now, DAY, false);
         assert_eq!(
             p,
             UserPlan {
@@ -168,21 +208,24 @@ mod tests {
         /// The cursor never passes a row that still waits, never goes back, and every due,
         /// unseen row with a rule gets exactly its rule's channels; seen rows never get a job.
         #[test]
-        fn plan_is_sound(cursor in 0i64..10, specs in proptest::collection::vec(arb_row(), 0..40)) {
+        fn plan_is_sound(cursor in 0i64..10, specs in proptest::collection::vec(arb_row(), 0..40), page_full in any::<bool>()) {
             let now = Utc::now();
             let kinds = ["dm", "comment", "other"];
             let rows: Vec<Pending> = specs.iter().enumerate().map(|(i, (k, age, seen))| {
                 row(cursor + 1 + i as i64, kinds[usize::from(*k)], *age, *seen, now)
             }).collect();
             let r = rules();
-            let p = plan_user(cursor, &rows, &r, now, DAY);
+            let p = plan_user(cursor, &rows, &r, now, DAY, page_full);
             prop_assert!(p.advance_to >= cursor);
             for row in &rows {
-                let jobs: Vec<Channel> = p.due.iter().filter(|d| d.0 == row.id).map(|d| d.2).collect();
+                let jobs: Vec<Channel> = p.due.iter().filter(|d| d.id == row.id).map(|d| d.channel).collect();
                 match r.rule(&row.kind) {
                     Some(rule) if !row.seen => {
-                        let due = due_at(row, rule);
-                        if due > now {
+                        let due = due_at(row.created_at, rule);
+                        if due > now && page_full {
+                            prop_assert_eq!(&jobs, &rule.channels);
+                            prop_assert!(p.due.iter().filter(|d| d.id == row.id).all(|d| d.at == due));
+                        } else if due > now {
                             prop_assert!(jobs.is_empty());
                             prop_assert!(p.advance_to < row.seq, "cursor passed a waiting row");
                             prop_assert!(p.next_due.is_some_and(|d| d <= due));
@@ -193,7 +236,8 @@ mod tests {
                     _ => prop_assert!(jobs.is_empty()),
                 }
             }
-            // Nothing waits → the cursor reaches the last row.
+            // Nothing waits (always so for a full page) → the cursor reaches the last row.
+            prop_assert!(!page_full || p.next_due.is_none());
             if p.next_due.is_none() {
                 prop_assert_eq!(p.advance_to, rows.last().map_or(cursor, |r| r.seq));
             }

@@ -15,7 +15,10 @@ pub const MAX_AFTER: Duration = Duration::from_secs(86_400);
 /// At most this many entries in `HERALD_FALLBACK_TYPES`.
 pub const MAX_RULES: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     Webhook,
     Email,

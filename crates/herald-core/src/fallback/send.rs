@@ -16,13 +16,15 @@ pub enum SendDecision {
 }
 
 /// `prefs` is `None` when the user has none stored (or they no longer parse: then the
-/// server's rules apply unchanged).
+/// server's rules apply unchanged). `critical` (published with `priority: critical`): quiet
+/// hours do not defer it; a channel the user muted stays muted.
 pub fn decide_send(
     seen: bool,
     prefs: Option<&Preferences>,
     kind: &str,
     channel: Channel,
     now: DateTime<Utc>,
+    critical: bool,
 ) -> SendDecision {
     if seen {
         return SendDecision::Cancel("seen");
@@ -34,8 +36,8 @@ pub fn decide_send(
         return SendDecision::Cancel("muted");
     }
     match p.quiet_until(now) {
-        Some(at) => SendDecision::Defer(at),
-        None => SendDecision::Send,
+        Some(at) if !critical => SendDecision::Defer(at),
+        _ => SendDecision::Send,
     }
 }
 
@@ -58,7 +60,7 @@ mod tests {
             let now = DateTime::from_timestamp(secs, 0).unwrap();
             let mut p = Preferences::default();
             p.channels.entry("dm".into()).or_default().insert(channel.as_str().into(), !muted);
-            let d = decide_send(seen, Some(&p), "dm", channel, now);
+            let d = decide_send(seen, Some(&p), "dm", channel, now, false);
             if seen {
                 prop_assert_eq!(d, SendDecision::Cancel("seen"));
             } else if muted {
@@ -66,7 +68,9 @@ mod tests {
             } else {
                 prop_assert_eq!(d, SendDecision::Send);
             }
-            prop_assert_eq!(decide_send(seen, None, "dm", channel, now) == SendDecision::Send, !seen);
+            prop_assert_eq!(decide_send(seen, None, "dm", channel, now, false) == SendDecision::Send, !seen);
+            // Critical changes neither seen nor muted.
+            prop_assert_eq!(decide_send(seen, Some(&p), "dm", channel, now, true), decide_send(seen, Some(&p), "dm", channel, now, false));
         }
     }
 
@@ -78,7 +82,12 @@ mod tests {
         .unwrap();
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         assert!(
-            matches!(decide_send(false, Some(&p), "dm", Channel::Webhook, now), SendDecision::Defer(at) if at > now)
+            matches!(decide_send(false, Some(&p), "dm", Channel::Webhook, now, false), SendDecision::Defer(at) if at > now)
+        );
+        // A critical notification is not held by quiet hours.
+        assert_eq!(
+            decide_send(false, Some(&p), "dm", Channel::Webhook, now, true),
+            SendDecision::Send
         );
     }
 }

@@ -13,7 +13,7 @@ pub mod worker;
 
 use std::time::Duration;
 
-use herald_core::fallback::{RetryPolicy, Rules};
+use herald_core::fallback::{Channel, RetryPolicy, Rules};
 
 /// `HERALD_FALLBACK_*`.
 #[derive(Debug, Clone)]
@@ -30,7 +30,29 @@ pub struct FallbackConfig {
     /// A notification due longer ago than this (the workers were down) is not sent.
     pub max_age: Duration,
     pub retry: RetryPolicy,
+    /// How long finished jobs (sent, cancelled, dead) are kept before the purge task deletes
+    /// them (`HERALD_FALLBACK_JOB_RETENTION_HOURS`).
+    pub job_retention: Duration,
     pub webhook: Option<webhook::WebhookConfig>,
+}
+
+impl FallbackConfig {
+    /// The channels set up on this node: what rules and publish calls may name.
+    pub fn available_channels(&self) -> Vec<Channel> {
+        Channel::ALL
+            .into_iter()
+            .filter(|c| match c {
+                Channel::Webhook => self.webhook.is_some(),
+                Channel::Email | Channel::Push => false,
+            })
+            .collect()
+    }
+
+    /// Whether the worker runs: some rule exists, or some channel is set up (a publish call
+    /// may ask for a fallback its type's rule does not have).
+    pub fn enabled(&self) -> bool {
+        !self.rules.is_empty() || !self.available_channels().is_empty()
+    }
 }
 
 impl Default for FallbackConfig {
@@ -46,6 +68,7 @@ impl Default for FallbackConfig {
                 cap: Duration::from_secs(300),
                 max_attempts: 8,
             },
+            job_retention: Duration::from_secs(7 * 86_400),
             webhook: None,
         }
     }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use actix_web::web;
 use chrono::Utc;
 use futures_util::future::join_all;
+use herald_core::fallback::plan::{due_at, is_stale};
 use herald_core::fallback::{
-    after_failure, decide_send, delivery_key, plan_user, Channel, Preferences, SendDecision,
-    Verdict,
+    after_failure, decide_send, delivery_key, effective_rule, plan_user, Channel, Preferences,
+    SendDecision, Verdict,
 };
 use herald_store::{ClaimedJob, JobDetails, JobEnd};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,7 @@ const SEND_ROUNDS: usize = 16;
 
 pub async fn worker_loop(state: web::Data<AppState>, stop: CancellationToken) {
     let cfg = &state.config.fallback;
-    if cfg.rules.is_empty() {
+    if !cfg.enabled() {
         return;
     }
     // No redirects: a 3xx would turn the signed POST into a bodyless GET whose 2xx would count
@@ -72,13 +73,14 @@ async fn plan_pass(state: &AppState) {
         Ok(u) => u,
         Err(e) => return store_error(state, "fallback_users_to_plan", &e),
     };
-    let plan = |input: &herald_store::PlanInput| {
+    let plan = |input: &herald_store::PlanInput, page_full: bool| {
         plan_user(
             input.cursor,
             &input.rows,
             &cfg.rules,
             input.now,
             cfg.max_age,
+            page_full,
         )
     };
     for chunk in users.chunks(PLAN_USERS as usize) {
@@ -145,18 +147,39 @@ async fn attempt(
     let Some(d) = details else {
         return JobEnd::Cancelled("notification deleted".to_owned());
     };
+    // Claimed more often than sends may be attempted: the earlier claims' leases ran out
+    // without an outcome (the node died, or the send hung past the lease). Never retried
+    // forever.
+    if u32::try_from(job.attempt).unwrap_or(u32::MAX) > cfg.retry.max_attempts {
+        return JobEnd::Dead(format!(
+            "{} attempts without an outcome (the lease ran out)",
+            job.attempt
+        ));
+    }
+    let now = Utc::now();
+    // A scheduled job (planned early from a full page) first claimed long after it fell due:
+    // the workers were down; too late to be useful, as the planner judges due rows.
+    if job.claim == 1 {
+        let rule = effective_rule(&cfg.rules, &d.notification.kind, d.fallback.as_ref());
+        if let Some(rule) = rule {
+            if is_stale(due_at(d.notification.created_at, &rule), now, cfg.max_age) {
+                return JobEnd::Cancelled("stale".to_owned());
+            }
+        }
+    }
     // Stored preferences that no longer parse are ignored (the server's rules apply).
     let prefs: Option<Preferences> = d
         .prefs
         .as_ref()
         .and_then(|p| serde_json::from_value(p.clone()).ok());
-    let now = Utc::now();
+    let critical = d.fallback.as_ref().is_some_and(|f| f.critical);
     match decide_send(
         d.seen,
         prefs.as_ref(),
         &d.notification.kind,
         job.channel,
         now,
+        critical,
     ) {
         SendDecision::Cancel(why) => return JobEnd::Cancelled(why.to_owned()),
         SendDecision::Defer(at) => return JobEnd::Deferred(at),

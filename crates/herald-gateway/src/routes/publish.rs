@@ -41,6 +41,9 @@ pub async fn publish_validated(
     let started = Instant::now();
     let outcome = async {
         let mut n = validate_publish(req)?;
+        if let Some(f) = &n.fallback {
+            check_fallback_channels(state, f)?;
+        }
         if let Some(k) = n.idempotency_key.as_mut() {
             *k = format!("{}:{k}", scope.unwrap_or_default());
         }
@@ -150,6 +153,37 @@ pub async fn broadcast(
             )
         })?;
     Ok(HttpResponse::Accepted().json(BroadcastResponse { id, nodes }))
+}
+
+/// A publish may only name fallback channels this node has set up; naming one that is not is
+/// refused rather than silently never sent.
+fn check_fallback_channels(
+    state: &AppState,
+    f: &herald_core::fallback::FallbackOverride,
+) -> Result<(), ApiError> {
+    let available = state.config.fallback.available_channels();
+    let missing = f.unavailable(&available);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|c| c.as_str()).collect();
+    Err(ApiError::field(
+        ErrorCode::ValidationFailed,
+        "fallback.channels",
+        format!(
+            "fallback.channels: {} not set up on this server (set up: {})",
+            names.join(", "),
+            if available.is_empty() {
+                "none".to_owned()
+            } else {
+                available
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+    ))
 }
 
 #[cfg(test)]

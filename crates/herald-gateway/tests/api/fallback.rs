@@ -41,6 +41,8 @@ struct Shared {
     delay_ms: AtomicU64,
     /// Requests that reached `/landing`, where a 3xx answer points.
     followed: AtomicU64,
+    /// Signed requests answered (after the delay).
+    answered: AtomicU64,
 }
 
 /// A webhook endpoint that verifies each request as a customer would: the three headers,
@@ -116,6 +118,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let status = shared.status.load(Ordering::SeqCst);
+    shared.answered.fetch_add(1, Ordering::SeqCst);
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
         .insert_header(("location", "/landing"))
         .finish()
@@ -173,6 +176,7 @@ fn fallback(
             cap: Duration::from_millis(200),
             max_attempts: 5,
         },
+        job_retention: Duration::from_secs(3600),
         webhook: Some(WebhookConfig {
             url: receiver.url.clone(),
             key: Arc::new(decode_secret(WHSEC).unwrap().into()),
@@ -580,5 +584,313 @@ async fn seen_watermark_cancels_the_fallbacks_it_covers() {
     let hits = rx.hits();
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].notification_id, ids[2]);
+    rx.server.stop(false).await;
+}
+
+async fn publish_json(node: &TestNode, body: Value) -> reqwest::Response {
+    node.publish(&body).await
+}
+
+async fn job_error(env: &TestEnv, id: &str) -> Option<String> {
+    env.sql()
+        .await
+        .query_one(
+            "SELECT last_error FROM fallback_jobs WHERE notification_id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// More rows than one planner page behind a long wait: the later, short-wait rows are still
+/// sent on time (the page's waiting row is scheduled as a job, the cursor moves on), and the
+/// long-wait row waits as a scheduled job, not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_planner_page_does_not_hold_later_notifications() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    let cfg = fallback(
+        &format!("slow:webhook:1h,{KIND}:webhook:100ms"),
+        &rx,
+        |_| {},
+    );
+    let node = env.node_with(|c| c.fallback = cfg).await;
+    let r = publish_json(
+        &node,
+        json!({ "recipient": "pam", "type": "slow", "title": "s", "body": "b" }),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let slow: Value = r.json().await.unwrap();
+    let slow = slow["notifications"][0]["id"].as_str().unwrap().to_owned();
+    // Past the planner's page of 200 rows per user.
+    let ids = publish_ids(&node, "pam", 230).await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            rx.distinct().len() == ids.len()
+        })
+        .await,
+        "sent {} of {}",
+        rx.distinct().len(),
+        ids.len()
+    );
+    assert!(!rx.hits().iter().any(|h| h.notification_id == slow));
+    let row = env
+        .sql()
+        .await
+        .query_one(
+            "SELECT state, next_attempt_at > now() + interval '50 minutes' AS later \
+             FROM fallback_jobs WHERE notification_id = $1::text::uuid",
+            &[&slow],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>("state"), "pending");
+    assert!(row.get::<_, bool>("later"), "scheduled for its due time");
+    rx.server.stop(false).await;
+}
+
+/// A publish call's `priority` and `fallback`: critical is sent at once even in quiet hours,
+/// an override gives a type without a rule a fallback, `channels: []` turns it off, and a
+/// channel that is not set up, or a bad wait, is refused with nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_priority_and_fallback_override() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    let cfg = fallback(&format!("{KIND}:webhook:1h"), &rx, |_| {});
+    let node = env.node_with(|c| c.fallback = cfg).await;
+    // The user is in quiet hours right now.
+    let now = chrono::Utc::now();
+    let hhmm = |t: chrono::DateTime<chrono::Utc>| t.format("%H:%M").to_string();
+    let r = node
+        .http
+        .put(format!("{}/v1/me/preferences", node.base))
+        .bearer_auth(token("cleo", 60))
+        .json(&json!({ "quiet_hours": {
+            "start": hhmm(now - chrono::Duration::hours(1)),
+            "end": hhmm(now + chrono::Duration::hours(1)),
+            "time_zone": "UTC" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id_of = |v: Value| v["notifications"][0]["id"].as_str().unwrap().to_owned();
+    let base = |extra: Value| {
+        let mut b = json!({ "recipient": "cleo", "type": KIND, "title": "t", "body": "b" });
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let r = publish_json(&node, base(json!({ "priority": "critical" }))).await;
+    assert_eq!(r.status(), 201);
+    let critical = id_of(r.json().await.unwrap());
+    // A normal one of the same type waits its hour.
+    let r = publish_json(&node, base(json!({}))).await;
+    assert_eq!(r.status(), 201);
+    let normal = id_of(r.json().await.unwrap());
+    // No rule for "other": the call gives it one (quiet hours defer it, it is not critical).
+    let r = publish_json(
+        &node,
+        json!({ "recipient": "cleo", "type": "other", "title": "t", "body": "b",
+                "fallback": { "channels": ["webhook"], "after": "100ms" } }),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let overridden = id_of(r.json().await.unwrap());
+    // Critical, but the call turned the fallback off.
+    let r = publish_json(
+        &node,
+        base(json!({ "priority": "critical", "fallback": { "channels": [] } })),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let off = id_of(r.json().await.unwrap());
+
+    assert!(
+        eventually(WAIT, || async { rx.distinct().len() == 1 }).await,
+        "{:?}",
+        rx.hits()
+    );
+    assert_eq!(rx.hits()[0].notification_id, critical);
+    assert!(
+        eventually(WAIT, || async {
+            let s = job_states(&env).await;
+            s.get(&overridden)
+                .is_some_and(|s| s.0 == "pending" && s.1 == 0)
+        })
+        .await,
+        "the override's job is deferred by quiet hours: {:?}",
+        job_states(&env).await
+    );
+    let s = job_states(&env).await;
+    assert!(
+        !s.contains_key(&normal),
+        "the normal one still waits: {s:?}"
+    );
+    assert!(!s.contains_key(&off), "fallback turned off: {s:?}");
+    let stored: Value = env
+        .sql()
+        .await
+        .query_one(
+            "SELECT fallback FROM notifications WHERE id = $1::text::uuid",
+            &[&critical],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, json!({ "critical": true }));
+
+    // Refusals: nothing stored.
+    let before = node
+        .http
+        .get(format!("{}/v1/notifications", node.base))
+        .bearer_auth(token("cleo", 60))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    for (extra, field) in [
+        (
+            json!({ "fallback": { "channels": ["email"] } }),
+            "fallback.channels",
+        ),
+        (
+            json!({ "fallback": { "channels": ["fax"] } }),
+            "fallback.channels",
+        ),
+        (json!({ "fallback": { "after": "2d" } }), "fallback.after"),
+        (json!({ "fallback": { "after": "25h" } }), "fallback.after"),
+        (json!({ "priority": "urgent" }), ""),
+        (json!({ "fallback": { "wait": "1s" } }), ""),
+    ] {
+        let r = publish_json(&node, base(extra.clone())).await;
+        assert_eq!(r.status(), 400, "{extra}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["code"], "validation_failed", "{extra}: {e}");
+        if !field.is_empty() {
+            assert_eq!(e["field"], field, "{extra}: {e}");
+        }
+    }
+    let after = node
+        .http
+        .get(format!("{}/v1/notifications", node.base))
+        .bearer_auth(token("cleo", 60))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    rx.server.stop(false).await;
+}
+
+/// A send that outlives its lease is claimed again; once claims pass the attempt limit without
+/// an outcome, the job is dead-lettered instead of being claimed forever, and the late answers
+/// of the old claims do not overwrite that (the claim fence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_keeps_running_out_ends_in_the_dead_letter() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    rx.shared.delay_ms.store(1_500, Ordering::SeqCst);
+    let cfg = fallback(&format!("{KIND}:webhook:50ms"), &rx, |c| {
+        c.lease = Duration::from_millis(300);
+        c.retry.max_attempts = 3;
+    });
+    // Two nodes: while one waits on its slow send, the other claims the job again.
+    let node = env.node_with(|c| c.fallback = cfg.clone()).await;
+    let _other = env.node_with(|c| c.fallback = cfg).await;
+    let ids = publish_ids(&node, "lea", 1).await;
+    assert!(
+        eventually(WAIT, || async {
+            job_states(&env)
+                .await
+                .get(&ids[0])
+                .is_some_and(|s| s.0 == "dead")
+        })
+        .await,
+        "{:?}",
+        job_states(&env).await
+    );
+    assert!(
+        job_error(&env, &ids[0])
+            .await
+            .unwrap_or_default()
+            .contains("lease ran out"),
+        "{:?}",
+        job_error(&env, &ids[0]).await
+    );
+    // Every claim's request is answered (late); none of them turns the job back.
+    let sent = rx.hits().len() as u64;
+    assert_eq!(sent, 3, "one request per attempt: {:?}", rx.hits());
+    assert!(
+        eventually(WAIT, || async {
+            rx.shared.answered.load(Ordering::SeqCst) == sent
+        })
+        .await
+    );
+    assert_eq!(job_states(&env).await[&ids[0]].0, "dead");
+    rx.server.stop(false).await;
+}
+
+/// Finished jobs are deleted after the retention; pending ones never are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_are_purged_after_their_retention() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    let cfg = fallback(
+        &format!("{KIND}:webhook:100ms,slow:webhook:1h"),
+        &rx,
+        |_| {},
+    );
+    let node = env.node_with(|c| c.fallback = cfg).await;
+    publish_ids(&node, "pia", 2).await;
+    assert!(
+        eventually(WAIT, || async {
+            job_states(&env)
+                .await
+                .values()
+                .filter(|s| s.0 == "sent")
+                .count()
+                == 2
+        })
+        .await
+    );
+    // A pending job, as old as the finished ones are about to be made.
+    env.sql()
+        .await
+        .execute(
+            "INSERT INTO fallback_jobs (notification_id, channel, user_id, seq, next_attempt_at) \
+             VALUES (gen_random_uuid(), 'webhook', 'pia', 99, now() + interval '1 day')",
+            &[],
+        )
+        .await
+        .unwrap();
+    env.sql()
+        .await
+        .execute(
+            "UPDATE fallback_jobs SET updated_at = now() - interval '2 hours'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let store = env.store().await;
+    let n = store
+        .fallback_purge_jobs(Duration::from_secs(3600), 1)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "bounded by the limit");
+    let n = store
+        .fallback_purge_jobs(Duration::from_secs(3600), 100)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let left = job_states(&env).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left.values().all(|s| s.0 == "pending"));
     rx.server.stop(false).await;
 }

@@ -142,6 +142,18 @@ impl TestEnv {
     pub async fn sql(&self) -> tokio_postgres::Client {
         herald_testkit::connect(&self.db_url).await
     }
+
+    /// A store on this env's database, for calling what a node's background tasks call.
+    pub async fn store(&self) -> herald_store::Store {
+        herald_store::Store::connect(&herald_store::StoreConfig {
+            url: self.db_url.clone(),
+            pool_size: 1,
+            statement_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+        })
+        .await
+        .expect("connect to test database")
+    }
 }
 
 pub async fn spawn_node(cfg: Config) -> TestNode {
