@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_fallback.sql",
         include_str!("../../../migrations/0005_fallback.sql"),
     ),
+    (
+        7,
+        "0007_push.sql",
+        include_str!("../../../migrations/0007_push.sql"),
+    ),
 ];
 
 /// The marker, in a migration's leading comment lines, of a schema change older nodes cannot

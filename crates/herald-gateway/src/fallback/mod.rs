@@ -4,10 +4,12 @@
 //! * [`worker`]: the loop every node runs: plans due jobs from each user's fallback cursor,
 //!   claims them with a lease, sends, records the outcome (retry, dead-letter).
 //! * [`webhook`]: the Standard Webhooks channel (signature, request).
+//! * [`push`]: the Web Push channel (RFC 8030/8291/8292: subscriptions, encryption, VAPID).
 //!
 //! What is due, when to retry and what the user allows is decided in
 //! `herald_core::fallback` (pure); the outbox is in PostgreSQL (`migrations/0005_fallback.sql`).
 
+pub mod push;
 pub mod webhook;
 pub mod worker;
 
@@ -31,6 +33,7 @@ pub struct FallbackConfig {
     pub max_age: Duration,
     pub retry: RetryPolicy,
     pub webhook: Option<webhook::WebhookConfig>,
+    pub push: Option<push::PushConfig>,
 }
 
 impl Default for FallbackConfig {
@@ -47,6 +50,7 @@ impl Default for FallbackConfig {
                 max_attempts: 8,
             },
             webhook: None,
+            push: None,
         }
     }
 }
