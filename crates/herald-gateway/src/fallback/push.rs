@@ -340,7 +340,7 @@ pub enum PushVerdict {
 /// Sent if any accepted; else retried if any failed transiently; else cancelled when there
 /// was nothing to send to (none, or all gone); else dead (permanent refusals).
 pub fn job_verdict(outcomes: &[SubOutcome]) -> PushVerdict {
-    if outcomes.iter().any(|o| *o == SubOutcome::Accepted) {
+    if outcomes.contains(&SubOutcome::Accepted) {
         return PushVerdict::Sent;
     }
     if let Some(SubOutcome::Transient(e)) = outcomes
