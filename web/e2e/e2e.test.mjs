@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createECDH, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 import { startCluster, ROOT } from './cluster.mjs';
@@ -16,12 +16,21 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT = 15_000; // upper bound for any single wait
 const run = randomBytes(3).toString('hex');
 
+// A P-256 private key for VAPID (base64url of the raw scalar), made per run.
+const VAPID_PRIVATE = (() => {
+  const ecdh = createECDH('prime256v1');
+  ecdh.generateKeys();
+  const k = ecdh.getPrivateKey();
+  return Buffer.concat([Buffer.alloc(32 - k.length), k]).toString('base64url');
+})();
+
 let cluster;
 let browser;
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  cluster = await startCluster();
+  // Web Push on (test 19): a VAPID key pair, so the subscription API answers.
+  cluster = await startCluster({ env: { HERALD_VAPID_PRIVATE_KEY: VAPID_PRIVATE, HERALD_VAPID_SUBJECT: 'mailto:e2e@herald.test' } });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -1002,5 +1011,71 @@ test('18. cross-tab toast claim: of two tabs of one user, the visible, focused o
     assert.equal(await toastsFor(shown, id), 1, `visible tab toasted ${id}`);
     assert.equal(await toastsFor(hidden, id), 0, `hidden tab did not toast ${id}`);
   }
+  await ctx.close();
+});
+
+test('19. web push: the demo registers its service worker and a (stubbed) subscription; a push delivered over CDP shows a system notification', async () => {
+  // A browser here cannot reach a real push service: PushManager is stubbed with a
+  // subscription carrying a real P-256 key (the server checks it is on the curve), and the
+  // push is handed to the service worker by the DevTools protocol.
+  const user = `piet-${run}`;
+  const ecdh = createECDH('prime256v1');
+  const sub = {
+    endpoint: `https://push.example.invalid/e2e/${run}`,
+    expirationTime: null,
+    keys: { p256dh: ecdh.generateKeys().toString('base64url'), auth: randomBytes(16).toString('base64url') },
+  };
+  const stub = (json) => {
+    let current = null;
+    const make = () => ({ endpoint: json.endpoint, options: { applicationServerKey: null }, toJSON: () => json, unsubscribe: async () => ((current = null), true) });
+    PushManager.prototype.subscribe = async () => (current = make());
+    PushManager.prototype.getSubscription = async () => current;
+  };
+  const ctx = await newContext();
+  await ctx.grantPermissions(['notifications'], { origin: cluster.lbUrl });
+  const page = await openDemo(ctx, user, null, { init: `(${stub})(${JSON.stringify(sub)})` });
+  const token = await page.evaluate(async (u) => {
+    const r = await fetch('/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user_id: u, ttl_secs: 600 }) });
+    return (await r.json()).token;
+  }, user);
+  const stored = async () => {
+    const r = await fetch(`${cluster.lbUrl}/v1/me/push-subscriptions`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 200);
+    return (await r.json()).subscriptions.map((s) => s.endpoint);
+  };
+
+  const cdp = await ctx.newCDPSession(page);
+  const registrations = new Map();
+  cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => {
+    for (const r of e.registrations) if (!r.isDeleted) registrations.set(r.scopeURL, r.registrationId);
+  });
+  await cdp.send('ServiceWorker.enable');
+
+  await page.locator('[data-testid="push-toggle"]').click();
+  await page.locator('[data-testid="push-toggle"]', { hasText: 'Disable push' }).waitFor();
+  assert.deepEqual(await stored(), [sub.endpoint], 'the subscription is registered with the server');
+
+  const scope = `${cluster.lbUrl}/`;
+  const deadline = Date.now() + WAIT;
+  while (!registrations.has(scope) && Date.now() < deadline) await page.waitForTimeout(50);
+  assert.ok(registrations.has(scope), `service worker registration for ${scope}: ${[...registrations.keys()]}`);
+  const payload = { id: `push-${run}`, type: 'comment.created', title: `Pushed ${run}`, body: 'from the DevTools protocol', url: '/#/orders/1042', seq: 1 };
+  await cdp.send('ServiceWorker.deliverPushMessage', { origin: cluster.lbUrl, registrationId: registrations.get(scope), data: JSON.stringify(payload) });
+  const shown = async () =>
+    page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready;
+      return (await reg.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, url: n.data?.url }));
+    });
+  let notes = [];
+  while (Date.now() < deadline) {
+    notes = await shown();
+    if (notes.length) break;
+    await page.waitForTimeout(50);
+  }
+  assert.deepEqual(notes, [{ title: payload.title, body: payload.body, tag: payload.id, url: payload.url }]);
+
+  await page.locator('[data-testid="push-toggle"]').click();
+  await page.locator('[data-testid="push-toggle"]', { hasText: 'Enable push' }).waitFor();
+  assert.deepEqual(await stored(), [], 'disabling removes it from the server');
   await ctx.close();
 });

@@ -332,6 +332,7 @@ pub const SECRET_FILE_SETTINGS: &[&str] = &[
     "HERALD_SCOPED_SERVICE_KEYS",
     "HERALD_BUS_HMAC_KEY",
     "HERALD_FALLBACK_WEBHOOK_SECRET",
+    "HERALD_VAPID_PRIVATE_KEY",
 ];
 
 /// Replaces every `<NAME>_FILE` of [`SECRET_FILE_SETTINGS`] by `<NAME>` with the file's
@@ -852,17 +853,20 @@ impl Config {
                 })
             }
         };
-        let available = |ch: Channel| match ch {
-            Channel::Webhook => webhook.is_some(),
-            Channel::Email | Channel::Push => false,
-        };
+        let push = Config::push_from(src)?;
         for ch in rules.channels() {
-            if !available(ch) {
+            let ready = match ch {
+                Channel::Webhook => webhook.is_some(),
+                Channel::Push => push.is_some(),
+                Channel::Email => false,
+            };
+            if !ready {
                 let how = match ch {
                     Channel::Webhook => {
                         "set HERALD_FALLBACK_WEBHOOK_URL and HERALD_FALLBACK_WEBHOOK_SECRET"
                     }
-                    Channel::Email | Channel::Push => "this build has only the webhook channel",
+                    Channel::Push => "set HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT",
+                    Channel::Email => "this build has no email channel",
                 };
                 return Err(invalid(
                     TYPES,
@@ -889,6 +893,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(p) = &push {
+            if lease <= p.timeout {
+                return Err(invalid(
+                    "HERALD_FALLBACK_LEASE_MS",
+                    "must be greater than HERALD_PUSH_TIMEOUT_MS",
+                ));
+            }
+        }
         Ok(crate::fallback::FallbackConfig {
             rules,
             poll: src.millis("HERALD_FALLBACK_POLL_MS", 1_000, 10, 60_000)?,
@@ -909,7 +921,37 @@ impl Config {
                 3_600 * src.ranged::<u64>("HERALD_FALLBACK_JOB_RETENTION_HOURS", 168, 1, 87_600)?,
             ),
             webhook,
+            push,
         })
+    }
+
+    /// `HERALD_VAPID_*` and `HERALD_PUSH_*` (docs/channels.md, Web Push): the push channel
+    /// exists when the VAPID key pair is configured.
+    fn push_from(src: &Source) -> Result<Option<crate::fallback::push::PushConfig>, ConfigError> {
+        use crate::fallback::push::{check_subject, PushConfig, VapidKey};
+        const KEY: &str = "HERALD_VAPID_PRIVATE_KEY";
+        const SUBJECT: &str = "HERALD_VAPID_SUBJECT";
+        let (key, subject) = match (src.get(KEY), src.get(SUBJECT).map(str::trim)) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => return Err(invalid(SUBJECT, format!("is required with {KEY}"))),
+            (None, Some(_)) => return Err(invalid(KEY, format!("is required with {SUBJECT}"))),
+            (Some(k), Some(s)) => (k, s),
+        };
+        let vapid = VapidKey::parse(key).map_err(|e| invalid(KEY, e))?;
+        check_subject(subject).map_err(|e| invalid(SUBJECT, e))?;
+        Ok(Some(PushConfig {
+            vapid: std::sync::Arc::new(vapid),
+            subject: subject.to_owned(),
+            ttl: Duration::from_secs(src.ranged("HERALD_PUSH_TTL_SECS", 86_400, 0, 2_419_200)?),
+            timeout: src.millis("HERALD_PUSH_TIMEOUT_MS", 10_000, 100, 120_000)?,
+            max_subscriptions: src.ranged("HERALD_PUSH_MAX_SUBSCRIPTIONS", 10, 1, 100)?,
+            allow_http_loopback: lab_only(
+                src,
+                "HERALD_PUSH_ALLOW_HTTP_LOOPBACK",
+                DEV_ENDPOINTS,
+                |s| s.boolean("HERALD_PUSH_ALLOW_HTTP_LOOPBACK", false),
+            )?,
+        }))
     }
 
     fn edge_from(src: &Source) -> Result<EdgeConfig, ConfigError> {
@@ -1079,6 +1121,7 @@ mod tests {
     #[test]
     fn fallback_settings_are_checked() {
         const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        const VAPID: &str = "RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw";
         let fb = |pairs: &[(&str, &str)]| {
             let mut m = base();
             for (k, v) in pairs {
@@ -1104,6 +1147,18 @@ mod tests {
             .fallback
             .rules
             .is_empty());
+        let push = fb(&[
+            ("HERALD_FALLBACK_TYPES", "dm:push:30s"),
+            ("HERALD_VAPID_PRIVATE_KEY", VAPID),
+            ("HERALD_VAPID_SUBJECT", "mailto:ops@example.com"),
+        ])
+        .unwrap();
+        let p = push.fallback.push.unwrap();
+        assert_eq!(
+            (p.ttl, p.max_subscriptions),
+            (Duration::from_secs(86_400), 10)
+        );
+        assert!(!format!("{p:?}").contains(VAPID));
         for (pairs, var, words) in [
             (
                 vec![("HERALD_FALLBACK_TYPES", "dm:webhook:30s")],
@@ -1113,7 +1168,66 @@ mod tests {
             (
                 vec![("HERALD_FALLBACK_TYPES", "dm:email:30s")],
                 "HERALD_FALLBACK_TYPES",
-                "only the webhook",
+                "no email channel",
+            ),
+            (
+                vec![("HERALD_FALLBACK_TYPES", "dm:push:30s")],
+                "HERALD_FALLBACK_TYPES",
+                "HERALD_VAPID_PRIVATE_KEY",
+            ),
+            (
+                vec![("HERALD_VAPID_PRIVATE_KEY", VAPID)],
+                "HERALD_VAPID_SUBJECT",
+                "required",
+            ),
+            (
+                vec![("HERALD_VAPID_SUBJECT", "mailto:ops@example.com")],
+                "HERALD_VAPID_PRIVATE_KEY",
+                "required",
+            ),
+            (
+                vec![
+                    ("HERALD_VAPID_PRIVATE_KEY", "c2hvcnQ"),
+                    ("HERALD_VAPID_SUBJECT", "mailto:ops@example.com"),
+                ],
+                "HERALD_VAPID_PRIVATE_KEY",
+                "32 bytes",
+            ),
+            (
+                vec![
+                    ("HERALD_VAPID_PRIVATE_KEY", VAPID),
+                    ("HERALD_VAPID_SUBJECT", "ops@example.com"),
+                ],
+                "HERALD_VAPID_SUBJECT",
+                "mailto",
+            ),
+            (
+                vec![
+                    ("HERALD_VAPID_PRIVATE_KEY", VAPID),
+                    ("HERALD_VAPID_SUBJECT", "mailto:ops@example.com"),
+                    ("HERALD_PUSH_TTL_SECS", "99999999"),
+                ],
+                "HERALD_PUSH_TTL_SECS",
+                "between",
+            ),
+            (
+                vec![
+                    ("HERALD_VAPID_PRIVATE_KEY", VAPID),
+                    ("HERALD_VAPID_SUBJECT", "mailto:ops@example.com"),
+                    ("HERALD_PUSH_MAX_SUBSCRIPTIONS", "0"),
+                ],
+                "HERALD_PUSH_MAX_SUBSCRIPTIONS",
+                "between",
+            ),
+            (
+                vec![
+                    ("HERALD_VAPID_PRIVATE_KEY", VAPID),
+                    ("HERALD_VAPID_SUBJECT", "mailto:ops@example.com"),
+                    ("HERALD_PUSH_TIMEOUT_MS", "5000"),
+                    ("HERALD_FALLBACK_LEASE_MS", "5000"),
+                ],
+                "HERALD_FALLBACK_LEASE_MS",
+                "greater than HERALD_PUSH_TIMEOUT_MS",
             ),
             (
                 vec![("HERALD_FALLBACK_TYPES", "dm:webhook")],

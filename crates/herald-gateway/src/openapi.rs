@@ -24,6 +24,9 @@ use herald_protocol::inbox::{
     BulkRequest, InboxAction, InboxCounts, InboxFilter, InboxResult, TypeCounts,
 };
 use herald_protocol::prefs::{Contact, ContactResponse, Preferences, QuietHours};
+use herald_protocol::push::{
+    PushKeys, PushSubscriptionInfo, PushSubscriptionList, PushSubscriptionRequest, VapidPublicKey,
+};
 use herald_protocol::{ErrorBody, ErrorCode, Notification, PROTOCOL_VERSION};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
@@ -840,6 +843,121 @@ An empty body resets them.",
         ],
     },
     Operation {
+        method: "POST",
+        path: "/v1/me/push-subscriptions",
+        id: "subscribePush",
+        tag: "user",
+        summary: "Register a Web Push subscription",
+        description: "The body is the browser's `PushSubscription.toJSON()`. The endpoint must be \
+an `https://` URL of at most 2048 bytes without credentials or fragment; `keys.p256dh` a 65-byte \
+uncompressed P-256 point and `keys.auth` 16 bytes, both base64url (else 400 `validation_failed` \
+naming the field; nothing is stored). A known endpoint is taken over by this user; beyond \
+`HERALD_PUSH_MAX_SUBSCRIPTIONS` the user's oldest subscription is removed. 404 `not_found` when \
+the server has no VAPID key configured. Details: docs/channels.md.",
+        auth: Auth::User,
+        body: Some(Body {
+            schema: "PushSubscriptionRequest",
+            required: true,
+            description: REQUIRED_SMALL_BODY,
+        }),
+        params: &[],
+        answers: &[Answer {
+            status: 201,
+            description: "Stored.",
+            schema: Some("PushSubscriptionInfo"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidJson,
+            ErrorCode::ValidationFailed,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "GET",
+        path: "/v1/me/push-subscriptions",
+        id: "listPushSubscriptions",
+        tag: "user",
+        summary: "The user's Web Push subscriptions",
+        description: "Oldest first; the keys are not returned.",
+        auth: Auth::User,
+        body: None,
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The subscriptions.",
+            schema: Some("PushSubscriptionList"),
+            headers: &[],
+        }],
+        errors: &[
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "DELETE",
+        path: "/v1/me/push-subscriptions",
+        id: "unsubscribePush",
+        tag: "user",
+        summary: "Remove a Web Push subscription",
+        description: "By its endpoint (URL-encoded in the query).",
+        auth: Auth::User,
+        body: None,
+        params: &[Param {
+            name: "endpoint",
+            location: ParamLocation::Query,
+            ty: ParamType::String,
+            description: "The subscription's endpoint (missing: 400 `invalid_parameter`).",
+        }],
+        answers: &[Answer {
+            status: 204,
+            description: "Removed.",
+            schema: None,
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "GET",
+        path: "/v1/push/vapid-public-key",
+        id: "vapidPublicKey",
+        tag: "user",
+        summary: "The server's VAPID public key",
+        description: "The `applicationServerKey` a browser subscribes with. No authentication. \
+404 `not_found` when the server has no VAPID key configured.",
+        auth: Auth::None,
+        body: None,
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The key.",
+            schema: Some("VapidPublicKey"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
         method: "GET",
         path: "/v1/openapi.json",
         id: "openapi",
@@ -950,6 +1068,11 @@ pub fn document() -> OpenApi {
         .schema_from::<QuietHours>()
         .schema_from::<Contact>()
         .schema_from::<ContactResponse>()
+        .schema_from::<PushSubscriptionRequest>()
+        .schema_from::<PushKeys>()
+        .schema_from::<PushSubscriptionInfo>()
+        .schema_from::<PushSubscriptionList>()
+        .schema_from::<VapidPublicKey>()
         .security_scheme(
             "serviceKey",
             SecurityScheme::Http(

@@ -3,6 +3,7 @@
 //! * [`ws`] — WebSocket client commands and server events (JSON text frames).
 //! * [`http`] — HTTP request and response bodies.
 //! * [`inbox`] — the inbox lifecycle's requests, answers and counts.
+//! * [`push`] — Web Push subscriptions and the VAPID public key.
 //! * [`error`] — error codes shared by HTTP responses and WebSocket `error` events.
 //! * [`close`] — WebSocket close codes, split into terminal and reconnect ranges.
 //! * [`bus`] — messages between gateway nodes over Redis pub/sub.
@@ -18,6 +19,7 @@ pub mod http;
 pub mod inbox;
 pub mod notification;
 pub mod prefs;
+pub mod push;
 pub mod socketio;
 pub mod ws;
 

@@ -51,6 +51,7 @@
 //! * `fallback`: the offline fallback's cursor, jobs and leases, preferences and contacts
 //!   ([`Store::fallback_plan`], [`Store::fallback_claim`]), with its statements in
 //!   [`fallback_sql`];
+//! * `push`: Web Push subscriptions ([`Store::push_subscribe`], bounded per user);
 //! * `rows`: reading columns out of rows.
 
 mod batch;
@@ -64,6 +65,7 @@ pub mod inbox_sql;
 mod migrate;
 mod pool;
 mod publish;
+mod push;
 mod queries;
 mod read_state;
 mod revocation;
@@ -78,6 +80,7 @@ pub use inbox::{uuid_v7_ceiling, ListFilter, PurgeBatch, PurgeScope, Purged, Tar
 pub use migrate::{checksum as migrate_checksum, SchemaStatus, BREAKS_OLDER_NODES, MIGRATIONS};
 pub use pool::{Store, StoreConfig};
 pub use publish::{Committed, IdempotencyRecord, PublishOutcome, Published};
+pub use push::{NewPushSubscription, PushSubscription};
 pub use read_state::UserState;
 pub use revocation::Revocation;
 pub use seen::{seen_seq_valid, SeenOutcome};

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0005_fallback.sql"),
     ),
     (
+        7,
+        "0007_push.sql",
+        include_str!("../../../migrations/0007_push.sql"),
+    ),
+    (
         8,
         "0008_fallback_fixes.sql",
         include_str!("../../../migrations/0008_fallback_fixes.sql"),

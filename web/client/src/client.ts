@@ -1,4 +1,5 @@
 import { backoffDelay, isTerminalClose, type BackoffOptions } from './backoff';
+import { registerPush, unregisterPush, type PushRegistrationLike, type PushSubscriptionInfo, type RegisterPushOptions } from './push';
 import { ToastCoordinator, type ChannelLike } from './crossTab';
 import { Emitter } from './emitter';
 import type {
@@ -287,6 +288,19 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this._hasMore = true;
     this.changed();
     if (this.started) void this.fetchPage(null, false).catch(() => undefined);
+  }
+
+  /**
+   * Web Push: subscribes this browser through `serviceWorker` with the server's VAPID key and
+   * registers the subscription, so offline fallbacks reach it as system notifications.
+   */
+  registerPush(opts: RegisterPushOptions): Promise<PushSubscriptionInfo> {
+    return registerPush((m, p, b) => this.http(m, p, b), opts);
+  }
+
+  /** Web Push: removes this browser's subscription (server and browser); `false` if there was none. */
+  unregisterPush(opts: { serviceWorker: PushRegistrationLike }): Promise<boolean> {
+    return unregisterPush((m, p, b) => this.http(m, p, b), opts);
   }
 
   /** The counts behind each filter (`GET /v1/notifications/counts`). */

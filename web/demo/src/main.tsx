@@ -4,6 +4,7 @@ import { HeraldClient, type PublishRequest } from 'herald-notify-client';
 import { HeraldProvider, NotificationBell, Toaster, connectionStateLabel, useNotifications } from 'herald-notify-react';
 import 'herald-notify-react/styles.css';
 import './demo.css';
+import { PushToggle } from './push';
 
 // ---------------------------------------------------------------- configuration
 // Same origin by default; `?ws=ws://127.0.0.1:8082/v1/ws&api=http://127.0.0.1:8082` pins a node.
@@ -168,6 +169,7 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
         </div>
         <div className="topbar__right">
           <NotificationBell onNavigate={navigate} locale={LANG} />
+          <PushToggle client={client} />
           <div className="avatar" title={`Signed in as ${user}`} aria-hidden="true">
             {user.slice(0, 1).toUpperCase()}
           </div>

@@ -4,10 +4,12 @@
 //! * [`worker`]: the loop every node runs: plans due jobs from each user's fallback cursor,
 //!   claims them with a lease, sends, records the outcome (retry, dead-letter).
 //! * [`webhook`]: the Standard Webhooks channel (signature, request).
+//! * [`push`]: the Web Push channel (RFC 8030/8291/8292: subscriptions, encryption, VAPID).
 //!
 //! What is due, when to retry and what the user allows is decided in
 //! `herald_core::fallback` (pure); the outbox is in PostgreSQL (`migrations/0005_fallback.sql`).
 
+pub mod push;
 pub mod webhook;
 pub mod worker;
 
@@ -34,6 +36,7 @@ pub struct FallbackConfig {
     /// them (`HERALD_FALLBACK_JOB_RETENTION_HOURS`).
     pub job_retention: Duration,
     pub webhook: Option<webhook::WebhookConfig>,
+    pub push: Option<push::PushConfig>,
 }
 
 impl FallbackConfig {
@@ -43,7 +46,8 @@ impl FallbackConfig {
             .into_iter()
             .filter(|c| match c {
                 Channel::Webhook => self.webhook.is_some(),
-                Channel::Email | Channel::Push => false,
+                Channel::Push => self.push.is_some(),
+                Channel::Email => false,
             })
             .collect()
     }
@@ -70,6 +74,7 @@ impl Default for FallbackConfig {
             },
             job_retention: Duration::from_secs(7 * 86_400),
             webhook: None,
+            push: None,
         }
     }
 }

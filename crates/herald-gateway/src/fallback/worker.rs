@@ -191,9 +191,14 @@ async fn attempt(
             Some(w) => super::webhook::send(http, w, &key, &d.notification, job.attempt).await,
             None => Err("the webhook channel is not configured".to_owned()),
         },
-        Channel::Email | Channel::Push => {
-            Err(format!("the {} channel is not available", job.channel))
+        Channel::Push => {
+            match super::push::send(state, http, &job.user_id, &key, &d.notification).await {
+                super::push::PushResult::Sent => Ok(()),
+                super::push::PushResult::Transient(e) => Err(e),
+                super::push::PushResult::End(end) => return end,
+            }
         }
+        Channel::Email => Err(format!("the {} channel is not available", job.channel)),
     };
     match result {
         Ok(()) => JobEnd::Sent,

@@ -7,6 +7,7 @@ pub mod inbox;
 pub mod ops;
 pub mod preferences;
 pub mod publish;
+pub mod push;
 pub mod revoke;
 pub mod user;
 
@@ -129,6 +130,18 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
             web::resource("/v1/me/preferences")
                 .route(web::get().to(preferences::get))
                 .route(web::put().to(preferences::put))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/me/push-subscriptions")
+                .route(web::post().to(push::subscribe))
+                .route(web::get().to(push::list))
+                .route(web::delete().to(push::unsubscribe))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/push/vapid-public-key")
+                .route(web::get().to(push::vapid_public_key))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -182,6 +182,7 @@ fn fallback(
             key: Arc::new(decode_secret(WHSEC).unwrap().into()),
             timeout: Duration::from_secs(5),
         }),
+        push: None,
     };
     tweak(&mut c);
     c

@@ -17,6 +17,7 @@ mod inbox;
 mod jwks;
 mod openapi;
 mod preferences;
+mod push;
 mod read_sync;
 mod refusals;
 mod resilience;
