@@ -132,6 +132,11 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/v1/me/preferences/schema")
+                .route(web::get().to(preferences::schema))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/v1/broadcasts")
                 .route(web::post().to(publish::broadcast))
                 .default_service(web::to(method_not_allowed)),
