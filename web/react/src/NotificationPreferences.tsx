@@ -198,7 +198,10 @@ export function NotificationPreferences(props: NotificationPreferencesProps) {
                 <tbody>
                   {load.schema.types.map((t) => (
                     <tr key={t.type} data-testid="herald-prefs-row" data-type={t.type}>
-                      <th scope="row">{L.typeName(t.type)}</th>
+                      <th scope="row">
+                        {L.typeName(t.type)}{' '}
+                        <span className="hn-prefs__after">{L.after(t.after_ms)}</span>
+                      </th>
                       {load.schema.channels.map((c) => {
                         const on = draft.toggles[t.type]?.[c];
                         return (

@@ -62,6 +62,8 @@ export interface PreferencesLabels {
   typeHeader: string;
   typeName: (type: string) => string;
   channelName: (channel: string) => string;
+  /** Under a type: how long the server waits for it to be read before the fallback goes out. */
+  after: (ms: number) => string;
   /** A toggle's accessible name, e.g. "Email for comment". */
   toggle: (type: string, channel: string) => string;
   /** Shown (and read) in a cell whose channel the type never uses. */
@@ -89,6 +91,17 @@ export interface PreferencesLabels {
 
 const CHANNEL_NAMES: Record<string, string> = { webhook: 'Webhook', email: 'Email', push: 'Push' };
 
+/** 250 ms, 30 s, 15 min, 2 h, 1 h 30 min. */
+function formatDelay(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+}
+
 export const defaultPreferencesLabels: PreferencesLabels = {
   title: 'Notification settings',
   back: 'Back to notifications',
@@ -97,6 +110,7 @@ export const defaultPreferencesLabels: PreferencesLabels = {
   typeHeader: 'Type',
   typeName: (t) => (t === '*' ? 'Other types' : t),
   channelName: (c) => CHANNEL_NAMES[c] ?? c,
+  after: (ms) => `if unread after ${formatDelay(ms)}`,
   toggle: (t, c) => `${CHANNEL_NAMES[c] ?? c} for ${t === '*' ? 'other types' : t}`,
   notUsed: 'Not used',
   noTypes: 'No notification type is sent outside the app.',

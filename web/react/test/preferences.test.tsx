@@ -52,6 +52,9 @@ describe('<NotificationPreferences />', () => {
     // comment has no webhook: a "not used" cell, no checkbox.
     expect(screen.queryByRole('checkbox', { name: 'Webhook for comment' })).toBeNull();
     expect((screen.getByLabelText('Time zone') as HTMLSelectElement).value).toBe('Asia/Tokyo');
+    // Each type says when the server falls back (its configured delay).
+    expect(screen.getByRole('rowheader', { name: /^dm/ }).textContent).toBe('dm if unread after 30 s');
+    expect(screen.getByRole('rowheader', { name: /^Other types/ }).textContent).toBe('Other types if unread after 1 h');
     fireEvent.click(box);
     fireEvent.click(screen.getByRole('checkbox', { name: 'Hold notifications during quiet hours' }));
     fireEvent.change(screen.getByLabelText('From'), { target: { value: '21:30' } });
