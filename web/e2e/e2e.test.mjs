@@ -1293,6 +1293,18 @@ test('21. accessibility: no serious or critical axe violations with the preferen
     await check('prefs-saved');
     await ctx.close();
   }
+  // Right to left: the type column and the labels start on the right.
+  const ctx = await newContext();
+  const page = await openDemo(ctx, `uma-rtl-${run}`, null, { query: { dir: 'rtl' } });
+  await openSettings(page);
+  const typeBox = await page.locator('[data-testid="herald-prefs-row"][data-type="comment.created"] th').boundingBox();
+  const toggleBox = await toggle(page, 'comment.created', 'webhook').boundingBox();
+  assert.ok(typeBox.x > toggleBox.x, `rtl: the type (x ${typeBox.x}) is right of its toggle (x ${toggleBox.x})`);
+  const tzLabel = await page.locator('label', { hasText: 'Time zone' }).boundingBox();
+  const form = await page.locator('[data-testid="herald-prefs-form"]').boundingBox();
+  assert.ok(tzLabel.x + tzLabel.width > form.x + form.width - 40, 'rtl: labels start at the right edge');
+  await page.screenshot({ path: join(ARTIFACTS, 'prefs-rtl.png'), animations: 'disabled' });
+  await ctx.close();
   if (report.length) console.error(`axe: ${report.length} serious/critical finding(s):\n  ${report.join('\n  ')}`);
   assert.deepEqual(report, [], 'serious/critical accessibility violations (printed above)');
 });
