@@ -211,3 +211,27 @@ test(`renderBell, renderEmpty, renderItem, and a controlled open with onOpenChan
     await page.screenshot({ path: join(ARTIFACTS, `consumer-custom-${LABEL}.png`), animations: 'disabled' });
   });
 });
+
+test(`NotificationPreferences renders from the tarball, localised, and saves (${LABEL})`, async () => {
+  const user = `consumer-prefs-${randomBytes(4).toString('hex')}`;
+  await withPage('prefs', async (page) => {
+    await page.goto(`${cluster.nodeUrls['node-a']}/?user=${user}&variant=prefs`, { waitUntil: 'domcontentloaded' });
+    const main = page.locator('main [data-testid="herald-prefs"]');
+    await main.locator('[data-testid="herald-prefs-form"]').waitFor({ state: 'visible' });
+    assert.equal((await main.locator('h2').textContent()).trim(), 'Benachrichtigungseinstellungen');
+    // This cluster has no fallback rules: the form says so, and still offers quiet hours.
+    await main.locator('[data-testid="herald-prefs-no-types"]').waitFor();
+    await main.locator('[data-testid="herald-prefs-quiet"]').check();
+    await main.locator('[data-testid="herald-prefs-tz"]').selectOption('UTC');
+    await main.getByRole('button', { name: 'Speichern' }).click();
+    await main.locator('[data-testid="herald-prefs-status"]', { hasText: 'Gespeichert.' }).waitFor();
+    assert.equal(await page.evaluate(() => window.__consumer.saved), 1);
+    // The bell's settings view shows what was stored.
+    await page.locator('[data-testid="herald-bell"]').click();
+    await page.locator('[data-testid="herald-settings"]').click();
+    const inPanel = page.locator('[data-testid="herald-panel"] [data-testid="herald-prefs-form"]');
+    await inPanel.waitFor({ state: 'visible' });
+    assert.equal(await inPanel.locator('[data-testid="herald-prefs-quiet"]').isChecked(), true);
+    assert.equal(await inPanel.locator('[data-testid="herald-prefs-tz"]').inputValue(), 'UTC');
+  });
+});

@@ -29,8 +29,18 @@ let browser;
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  // Web Push on (test 19): a VAPID key pair, so the subscription API answers.
-  cluster = await startCluster({ env: { HERALD_VAPID_PRIVATE_KEY: VAPID_PRIVATE, HERALD_VAPID_SUBJECT: 'mailto:e2e@herald.test' } });
+  // Web Push on (test 19): a VAPID key pair, so the subscription API answers. Fallback rules,
+  // so the preferences view has types to offer (tests 20-22): the webhook goes to a loopback
+  // port nobody listens on, an hour after an unread notification: never during a run.
+  cluster = await startCluster({
+    env: {
+      HERALD_VAPID_PRIVATE_KEY: VAPID_PRIVATE,
+      HERALD_VAPID_SUBJECT: 'mailto:e2e@herald.test',
+      HERALD_FALLBACK_TYPES: 'comment.created:webhook:1h, task.assigned:webhook:1h, *:webhook:1h',
+      HERALD_FALLBACK_WEBHOOK_URL: 'http://127.0.0.1:9/herald-e2e-unused',
+      HERALD_FALLBACK_WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
+    },
+  });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -1078,4 +1088,300 @@ test('19. web push: the demo registers its service worker and a (stubbed) subscr
   await page.locator('[data-testid="push-toggle"]', { hasText: 'Enable push' }).waitFor();
   assert.deepEqual(await stored(), [], 'disabling removes it from the server');
   await ctx.close();
+});
+
+// ------------------------------------------------------------------------- inbox actions and preferences
+
+/** A user token from the dev endpoint, for checking the server's state from the test itself. */
+async function userToken(user) {
+  const r = await fetch(`${cluster.lbUrl}/dev/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user_id: user, ttl_secs: 600 }),
+  });
+  assert.equal(r.status, 200, `dev token: HTTP ${r.status}`);
+  return (await r.json()).token;
+}
+
+async function userGet(user, path) {
+  const r = await fetch(`${cluster.lbUrl}${path}`, { headers: { Authorization: `Bearer ${await userToken(user)}` } });
+  assert.equal(r.status, 200, `GET ${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+/** The ids of the rows the panel shows, sorted (order is checked elsewhere). */
+const rowIds = (page) =>
+  page.evaluate(() => [...document.querySelectorAll('[data-testid="herald-item"]')].map((e) => e.getAttribute('data-id')).sort());
+
+/** Waits (bounded) until the panel shows exactly `ids`. */
+async function waitRows(page, ids, what) {
+  const want = [...ids].sort();
+  try {
+    await page.waitForFunction(
+      (want) => JSON.stringify([...document.querySelectorAll('[data-testid="herald-item"]')].map((e) => e.getAttribute('data-id')).sort()) === JSON.stringify(want),
+      want,
+      { timeout: WAIT },
+    );
+  } catch (e) {
+    assert.deepEqual(await rowIds(page), want, `${what}: ${e.message}`);
+  }
+}
+
+const rowAction = (page, id, action) => page.locator(`li:has([data-testid="herald-item"][data-id="${id}"]) [data-testid="herald-action-${action}"]`);
+
+async function pickFilter(page, key) {
+  await page.locator(`[data-testid="herald-filter-${key}"]`).click();
+  await page.locator(`[data-testid="herald-filter-${key}"][aria-pressed="true"]`).waitFor();
+}
+
+test('20. bell actions: archive, unarchive, mark unread and delete — each shows in a second tab on the other node without reload; the filters and the type select show the right rows', async () => {
+  const user = `sam-${run}`;
+  const ctx = await newContext();
+  const a = await openDemo(ctx, user, 'node-a');
+  const b = await openDemo(ctx, user, 'node-b');
+  // Panels open first: no toasts then, so nothing covers the rows' buttons.
+  await openBell(a);
+  await openBell(b);
+  const ids = {};
+  for (const [k, type, title] of [
+    ['comment', 'comment.created', 'Comment to act on'],
+    ['task', 'task.assigned', 'Task to act on'],
+    ['order', 'order.shipped', 'Order to act on'],
+  ]) {
+    ids[k] = (await cluster.publish(cluster.nodeUrls['node-b'], { recipient: user, type, title, body: '' })).notifications[0].id;
+  }
+  await waitBadge(a, 3);
+  await waitBadge(b, 3);
+  assert.equal(await a.locator('[data-testid="herald-filter-inbox"]').getAttribute('aria-pressed'), 'true', 'the bell starts on Inbox');
+  const all = [ids.comment, ids.task, ids.order];
+  await waitRows(a, all, 'inbox at start (a)');
+  await waitRows(b, all, 'inbox at start (b)');
+
+  // Archive in tab a: it leaves the inbox (and is read) in both tabs, and shows under Archived.
+  await rowAction(a, ids.task, 'archive').click();
+  await waitRows(a, [ids.comment, ids.order], 'inbox after archive (a)');
+  await waitRows(b, [ids.comment, ids.order], 'inbox after archive (b, other node)');
+  await waitBadge(a, 2);
+  await waitBadge(b, 2);
+  await pickFilter(b, 'archived');
+  await waitRows(b, [ids.task], 'Archived (b)');
+  assert.equal(await rowAction(b, ids.task, 'archive').count(), 0, 'an archived row offers Unarchive, not Archive');
+
+  // Unarchive in tab b: back in tab a's inbox (read), gone from b's Archived.
+  await rowAction(b, ids.task, 'unarchive').click();
+  await waitRows(b, [], 'Archived after unarchive (b)');
+  await waitRows(a, all, 'inbox after unarchive (a)');
+  assert.equal(await a.locator(`[data-testid="herald-item"][data-id="${ids.task}"]`).getAttribute('data-unread'), 'false');
+
+  // Mark as unread in tab a: the badge rises in both tabs; the row is unread in b's inbox too.
+  await rowAction(a, ids.task, 'unread').click();
+  await waitBadge(a, 3);
+  await waitBadge(b, 3);
+  await pickFilter(b, 'inbox');
+  await waitRows(b, all, 'inbox (b)');
+  await b.locator(`[data-testid="herald-item"][data-id="${ids.task}"][data-unread="true"]`).waitFor();
+
+  // Unread filter: one read elsewhere (server-side, via tab a's client) drops out of b's Unread.
+  await a.evaluate((id) => window.__herald.markRead(id), ids.order);
+  await waitBadge(b, 2);
+  await pickFilter(b, 'unread');
+  await waitRows(b, [ids.comment, ids.task], 'Unread (b)');
+
+  // Type select: one type, then every type again.
+  await pickFilter(b, 'inbox');
+  await b.locator('[data-testid="herald-filter-type"]').selectOption('order.shipped');
+  await waitRows(b, [ids.order], 'inbox, type order.shipped (b)');
+  await b.locator('[data-testid="herald-filter-type"]').selectOption('comment.created');
+  await waitRows(b, [ids.comment], 'inbox, type comment.created (b)');
+  await b.locator('[data-testid="herald-filter-type"]').selectOption('');
+  await waitRows(b, all, 'inbox, all types (b)');
+
+  // Delete in tab b: gone from both, and from the server.
+  await rowAction(b, ids.comment, 'delete').click();
+  await waitRows(b, [ids.task, ids.order], 'after delete (b)');
+  await waitRows(a, [ids.task, ids.order], 'after delete (a, other node)');
+  await waitBadge(a, 1);
+  const counts = await userGet(user, '/v1/notifications/counts');
+  assert.deepEqual({ total: counts.total, inbox: counts.inbox, unread: counts.unread, archived: counts.archived }, { total: 2, inbox: 2, unread: 1, archived: 0 });
+  await ctx.close();
+});
+
+/** Opens the bell's settings view and waits for the form. */
+async function openSettings(page) {
+  await openBell(page);
+  await page.locator('[data-testid="herald-settings"]').click();
+  await page.locator('[data-testid="herald-prefs-form"]').waitFor({ state: 'visible' });
+}
+
+const toggle = (page, type, channel) => page.locator(`[data-testid="herald-prefs-toggle-${type}-${channel}"]`);
+
+test('21. preferences: a channel switched off, quiet hours in a time zone and the digest persist (reload, GET); refused fields show the reason at the field; keyboard only', async () => {
+  const user = `tess-${run}`;
+  const ctx = await newContext();
+  const page = await openDemo(ctx, user, null);
+  await openSettings(page);
+  // The server's types (HERALD_FALLBACK_TYPES of this cluster), `*` last; every channel on by default.
+  const types = await page.evaluate(() => [...document.querySelectorAll('[data-testid="herald-prefs-row"]')].map((r) => r.getAttribute('data-type')));
+  assert.deepEqual(types, ['comment.created', 'task.assigned', '*']);
+  assert.equal(await toggle(page, 'comment.created', 'webhook').isChecked(), true);
+  assert.equal(await page.getByRole('checkbox', { name: 'Webhook for comment.created' }).count(), 1, 'toggles are named by channel and type');
+  // The time zone defaults to the browser's.
+  const browserZone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+  assert.equal(await page.locator('[data-testid="herald-prefs-tz"]').inputValue(), browserZone);
+
+  await toggle(page, 'comment.created', 'webhook').uncheck();
+  await page.locator('[data-testid="herald-prefs-quiet"]').check();
+  await page.locator('[data-testid="herald-prefs-start"]').fill('22:30');
+  await page.locator('[data-testid="herald-prefs-end"]').fill('07:15');
+  await page.locator('[data-testid="herald-prefs-tz"]').selectOption('Asia/Tokyo');
+  await page.locator('[data-testid="herald-prefs-digest"]').fill('30');
+  await page.locator('[data-testid="herald-prefs-save"]').click();
+  await page.locator('[data-testid="herald-prefs-status"]', { hasText: 'Settings saved.' }).waitFor();
+  const want = {
+    channels: { 'comment.created': { webhook: false }, 'task.assigned': { webhook: true }, '*': { webhook: true } },
+    quiet_hours: { start: '22:30', end: '07:15', time_zone: 'Asia/Tokyo' },
+    digest_window_secs: 1800,
+  };
+  assert.deepEqual(await userGet(user, '/v1/me/preferences'), want, 'stored on the server');
+
+  // After a reload the form shows what is stored.
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await waitOpen(page);
+  await openSettings(page);
+  assert.equal(await toggle(page, 'comment.created', 'webhook').isChecked(), false);
+  assert.equal(await toggle(page, 'task.assigned', 'webhook').isChecked(), true);
+  assert.equal(await page.locator('[data-testid="herald-prefs-quiet"]').isChecked(), true);
+  assert.equal(await page.locator('[data-testid="herald-prefs-start"]').inputValue(), '22:30');
+  assert.equal(await page.locator('[data-testid="herald-prefs-tz"]').inputValue(), 'Asia/Tokyo');
+  assert.equal(await page.locator('[data-testid="herald-prefs-digest"]').inputValue(), '30');
+
+  // A value the form permits but the server refuses (until = from): the reason at the field,
+  // which is marked invalid and has focus; nothing stored.
+  await page.locator('[data-testid="herald-prefs-end"]').fill('22:30');
+  await page.locator('[data-testid="herald-prefs-save"]').click();
+  const endErr = page.locator('[data-testid="herald-prefs-error-end"]');
+  await endErr.waitFor();
+  assert.match(await endErr.textContent(), /must differ from start/);
+  assert.equal(await page.locator('[data-testid="herald-prefs-end"]').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'herald-prefs-end');
+  assert.equal(await page.locator('[data-testid="herald-prefs-save-error"]').getAttribute('role'), 'alert');
+  assert.deepEqual(await userGet(user, '/v1/me/preferences'), want, 'a refused save stores nothing');
+  await page.screenshot({ path: join(ARTIFACTS, 'prefs-error.png'), animations: 'disabled' });
+
+  // A time zone the select never offers, put into the request on its way: the server's reason
+  // shows at the time zone select.
+  await page.locator('[data-testid="herald-prefs-end"]').fill('07:15');
+  await page.route('**/v1/me/preferences', async (route) => {
+    const req = route.request();
+    if (req.method() !== 'PUT') return route.continue();
+    const body = JSON.parse(req.postData());
+    body.quiet_hours.time_zone = 'Mars/Olympus_Mons';
+    await route.continue({ postData: JSON.stringify(body) });
+  });
+  await page.locator('[data-testid="herald-prefs-save"]').click();
+  const tzErr = page.locator('[data-testid="herald-prefs-error-timeZone"]');
+  await tzErr.waitFor();
+  assert.match(await tzErr.textContent(), /Mars\/Olympus_Mons.*IANA time zone/);
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'herald-prefs-tz');
+  await page.unroute('**/v1/me/preferences');
+  assert.deepEqual(await userGet(user, '/v1/me/preferences'), want);
+
+  // Keyboard only: from the bell, Tab to the settings button, Space on a toggle, Enter on Save,
+  // Back returns to the list with focus on the settings button, Escape closes on the bell.
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await waitOpen(page);
+  const active = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid') || document.activeElement?.tagName);
+  await page.locator('[data-testid="herald-bell"]').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'visible' });
+  const tabTo = async (testid) => {
+    for (let i = 0; i < 40 && (await active()) !== testid; i++) await page.keyboard.press('Tab');
+    assert.equal(await active(), testid, `Tab reaches ${testid}`);
+  };
+  await tabTo('herald-settings');
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="herald-prefs-form"]').waitFor({ state: 'visible' });
+  assert.equal(await active(), 'herald-panel-title', 'focus moves to the settings heading');
+  assert.equal(await page.locator('[data-testid="herald-panel"]').getAttribute('aria-labelledby'), await page.locator('[data-testid="herald-panel-title"]').getAttribute('id'));
+  assert.equal(await page.locator('[data-testid="herald-panel-title"]').textContent(), 'Notification settings');
+  await tabTo('herald-prefs-toggle-comment.created-webhook');
+  await page.keyboard.press('Space');
+  assert.equal(await toggle(page, 'comment.created', 'webhook').isChecked(), true);
+  await tabTo('herald-prefs-save');
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="herald-prefs-status"]', { hasText: 'Settings saved.' }).waitFor();
+  assert.equal((await userGet(user, '/v1/me/preferences')).channels['comment.created'].webhook, true);
+  await page.keyboard.press('Shift+Tab');
+  for (let i = 0; i < 40 && (await active()) !== 'herald-settings-back'; i++) await page.keyboard.press('Shift+Tab');
+  assert.equal(await active(), 'herald-settings-back', 'Shift+Tab reaches Back');
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="herald-prefs-form"]').waitFor({ state: 'detached' });
+  assert.equal(await active(), 'herald-settings', 'Back returns focus to the settings button');
+  await page.keyboard.press('Escape');
+  await page.locator('[data-testid="herald-panel"]').waitFor({ state: 'detached' });
+  assert.equal(await active(), 'herald-bell');
+  await ctx.close();
+});
+
+test('22. accessibility: no serious or critical axe violations with the preferences view (and a refused field) open, and with the Archived filter and row actions shown, light and dark', async () => {
+  const report = [];
+  for (const colorScheme of ['light', 'dark']) {
+    const user = `uma-${colorScheme}-${run}`;
+    const ctx = await browser.newContext({ viewport: { width: 1200, height: 900 }, deviceScaleFactor: 1, colorScheme });
+    ctx.setDefaultTimeout(WAIT);
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => console.error(`[page ${user}] error:`, e.message));
+    await page.goto(`${cluster.lbUrl}/?${new URLSearchParams({ user })}`, { waitUntil: 'domcontentloaded' });
+    await waitOpen(page);
+    const check = async (state) => {
+      await page.mouse.move(1, 880);
+      await settle(page);
+      const r = await axeRun(page);
+      for (const v of r.violations) report.push(`[${state} ${colorScheme}] ${v.id} (${v.impact}): ${v.help}\n      ${v.nodes.join('\n      ')}`);
+      if (r.nestedLive) report.push(`[${state} ${colorScheme}] ${r.nestedLive} live region(s) nested in another`);
+      await page.screenshot({ path: join(ARTIFACTS, `a11y-${state}-${colorScheme}.png`), animations: 'disabled' });
+      return r;
+    };
+    const a = (await cluster.publish(cluster.lbUrl, { recipient: user, type: 'comment.created', title: 'Archived one', body: 'Kept for later' })).notifications[0].id;
+    await cluster.publish(cluster.lbUrl, { recipient: user, type: 'task.assigned', title: 'Still in the inbox', body: '' });
+    await waitBadge(page, 2);
+    await page.evaluate((id) => window.__herald.archive(id), a);
+    await waitBadge(page, 1);
+    await openBell(page);
+    await pickFilter(page, 'archived');
+    await waitRows(page, [a], 'Archived');
+    await rowAction(page, a, 'unarchive').waitFor();
+    const r1 = await check('archived');
+    assert.ok(r1.contrastPassed.concat(r1.contrastFailed).some((t) => t.includes('hn-action')), 'axe evaluated the row actions');
+
+    await page.locator('[data-testid="herald-settings"]').click();
+    await page.locator('[data-testid="herald-prefs-form"]').waitFor({ state: 'visible' });
+    await page.locator('[data-testid="herald-prefs-quiet"]').check();
+    const r2 = await check('prefs');
+    assert.ok(r2.contrastPassed.concat(r2.contrastFailed).some((t) => t.includes('hn-prefs')), 'axe evaluated the preferences view');
+    // With a refused field and the saved state.
+    await page.locator('[data-testid="herald-prefs-end"]').fill(await page.locator('[data-testid="herald-prefs-start"]').inputValue());
+    await page.locator('[data-testid="herald-prefs-save"]').click();
+    await page.locator('[data-testid="herald-prefs-error-end"]').waitFor();
+    await check('prefs-error');
+    await page.locator('[data-testid="herald-prefs-end"]').fill('06:00');
+    await page.locator('[data-testid="herald-prefs-save"]').click();
+    await page.locator('[data-testid="herald-prefs-status"]', { hasText: 'Settings saved.' }).waitFor();
+    await check('prefs-saved');
+    await ctx.close();
+  }
+  // Right to left: the type column and the labels start on the right.
+  const ctx = await newContext();
+  const page = await openDemo(ctx, `uma-rtl-${run}`, null, { query: { dir: 'rtl' } });
+  await openSettings(page);
+  const typeBox = await page.locator('[data-testid="herald-prefs-row"][data-type="comment.created"] th').boundingBox();
+  const toggleBox = await toggle(page, 'comment.created', 'webhook').boundingBox();
+  assert.ok(typeBox.x > toggleBox.x, `rtl: the type (x ${typeBox.x}) is right of its toggle (x ${toggleBox.x})`);
+  const tzLabel = await page.locator('label', { hasText: 'Time zone' }).boundingBox();
+  const form = await page.locator('[data-testid="herald-prefs-form"]').boundingBox();
+  assert.ok(tzLabel.x + tzLabel.width > form.x + form.width - 40, 'rtl: labels start at the right edge');
+  await page.screenshot({ path: join(ARTIFACTS, 'prefs-rtl.png'), animations: 'disabled' });
+  await ctx.close();
+  if (report.length) console.error(`axe: ${report.length} serious/critical finding(s):\n  ${report.join('\n  ')}`);
+  assert.deepEqual(report, [], 'serious/critical accessibility violations (printed above)');
 });

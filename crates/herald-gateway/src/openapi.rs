@@ -23,7 +23,10 @@ use herald_protocol::http::{
 use herald_protocol::inbox::{
     BulkRequest, InboxAction, InboxCounts, InboxFilter, InboxResult, TypeCounts,
 };
-use herald_protocol::prefs::{Contact, ContactResponse, Preferences, QuietHours};
+use herald_protocol::prefs::{
+    Contact, ContactResponse, DigestBounds, Preferences, PreferencesSchema, QuietHours,
+    TypeDefaults,
+};
 use herald_protocol::push::{
     PushKeys, PushSubscriptionInfo, PushSubscriptionList, PushSubscriptionRequest, VapidPublicKey,
 };
@@ -772,6 +775,33 @@ rises. Details: docs/protocol.md section 3.1.1.",
         ],
     },
     Operation {
+        method: "GET",
+        path: "/v1/me/preferences/schema",
+        id: "getPreferencesSchema",
+        tag: "user",
+        summary: "What a preferences form can offer",
+        description: "The server's fallback rules (`HERALD_FALLBACK_TYPES`): each type that falls \
+back (`*` = every other type) with its default channels and delay, every channel some rule \
+names, and the digest window's bounds. The same for every user; empty lists when no fallback \
+is configured.",
+        auth: Auth::User,
+        body: None,
+        params: &[],
+        answers: &[Answer {
+            status: 200,
+            description: "The types, channels and bounds.",
+            schema: Some("PreferencesSchema"),
+            headers: &[],
+        }],
+        errors: &[
+            USER_AUTH_ERRORS[0],
+            USER_AUTH_ERRORS[1],
+            USER_AUTH_ERRORS[2],
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
         method: "PUT",
         path: "/v1/me/preferences",
         id: "putPreferences",
@@ -1066,6 +1096,9 @@ pub fn document() -> OpenApi {
         .schema_from::<Health>()
         .schema_from::<Preferences>()
         .schema_from::<QuietHours>()
+        .schema_from::<PreferencesSchema>()
+        .schema_from::<TypeDefaults>()
+        .schema_from::<DigestBounds>()
         .schema_from::<Contact>()
         .schema_from::<ContactResponse>()
         .schema_from::<PushSubscriptionRequest>()

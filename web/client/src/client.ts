@@ -15,6 +15,8 @@ import type {
   MarkReadResult,
   Notification,
   NotificationPage,
+  Preferences,
+  PreferencesSchema,
   SeenResult,
   ServerMessage,
   UnreadCount,
@@ -81,6 +83,8 @@ export interface ClientError {
   /** A close code (number) or an error code string. */
   code: number | string;
   message: string;
+  /** For `validation_failed` / `invalid_parameter` answers: the refused field (e.g. `quiet_hours.time_zone`). */
+  field?: string;
 }
 
 /** A user action that failed; its optimistic change was rolled back. */
@@ -1144,7 +1148,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }
   }
 
-  private async http<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  private async http<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
     let token = this.token;
     if (!token) {
       try {
@@ -1171,9 +1175,32 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (!res.ok) {
       const eb = json as ErrorBody | null;
       if (res.status === 401) this.token = null; // fetch a fresh one next time
-      throw { code: eb?.code ?? res.status, message: eb?.message ?? `HTTP ${res.status}` } satisfies ClientError;
+      const err: ClientError = { code: eb?.code ?? res.status, message: eb?.message ?? `HTTP ${res.status}` };
+      if (eb?.field) err.field = eb.field;
+      throw err;
     }
     return json as T;
+  }
+
+  // ---------------------------------------------------------------- preferences
+
+  /** The user's fallback preferences (`GET /v1/me/preferences`); `{channels: {}}` when none are stored. */
+  getPreferences(): Promise<Preferences> {
+    return this.http<Preferences>('GET', '/v1/me/preferences');
+  }
+
+  /**
+   * Replace the user's fallback preferences (`PUT /v1/me/preferences`); resolves with what is
+   * now stored. A refused one rejects with `{code: 'validation_failed', field, message}` (the
+   * server's field, e.g. `quiet_hours.time_zone`) and nothing is stored.
+   */
+  setPreferences(prefs: Preferences): Promise<Preferences> {
+    return this.http<Preferences>('PUT', '/v1/me/preferences', prefs);
+  }
+
+  /** What a preferences form can offer: the server's types, channels and defaults (`GET /v1/me/preferences/schema`). */
+  getPreferencesSchema(): Promise<PreferencesSchema> {
+    return this.http<PreferencesSchema>('GET', '/v1/me/preferences/schema');
   }
 
   // ---------------------------------------------------------------- notify

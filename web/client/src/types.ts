@@ -23,3 +23,8 @@ export type { InboxCounts } from './generated/InboxCounts';
 export type { TypeCounts } from './generated/TypeCounts';
 export type { BulkRequest } from './generated/BulkRequest';
 export type { SeenResult } from './generated/SeenResult';
+export type { Preferences } from './generated/Preferences';
+export type { QuietHours } from './generated/QuietHours';
+export type { PreferencesSchema } from './generated/PreferencesSchema';
+export type { TypeDefaults } from './generated/TypeDefaults';
+export type { DigestBounds } from './generated/DigestBounds';

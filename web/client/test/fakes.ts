@@ -86,6 +86,14 @@ export function page(notifications: Notification[], over: Record<string, unknown
 }
 
 /** A fetch mock answering by path prefix; records calls. */
+/** A route's answer with a status other than 200. */
+export class Reply {
+  constructor(
+    public status: number,
+    public body: unknown,
+  ) {}
+}
+
 export function fakeFetch(routes: Record<string, (url: string, init: RequestInit) => unknown>) {
   const calls: Array<{ url: string; init: RequestInit }> = [];
   const fn = async (input: any, init: RequestInit = {}) => {
@@ -93,8 +101,9 @@ export function fakeFetch(routes: Record<string, (url: string, init: RequestInit
     calls.push({ url, init });
     const path = new URL(url).pathname + new URL(url).search;
     const key = Object.keys(routes).find((k) => path.startsWith(k));
-    const body = key ? routes[key]!(url, init) : { code: 'not_found', message: 'no route' };
-    const status = key ? 200 : 404;
+    const out = key ? routes[key]!(url, init) : new Reply(404, { code: 'not_found', message: 'no route' });
+    const status = out instanceof Reply ? out.status : 200;
+    const body = out instanceof Reply ? out.body : out;
     return { ok: status < 300, status, text: async () => JSON.stringify(body) };
   };
   return { fn: fn as unknown as typeof fetch, calls };

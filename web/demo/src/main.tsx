@@ -117,6 +117,8 @@ const TYPES = [
   { value: 'generic', label: '🔔 Other' },
 ];
 
+const TYPE_VALUES = TYPES.map((t) => t.value);
+
 const SAMPLES: Record<string, { title: string; body: string; link: string }> = {
   'comment.created': { title: 'Bob commented on your post', body: 'Looks great! Ship it 🚀', link: '/#/posts/7' },
   'mention.created': { title: 'Carol mentioned you in #design', body: '@you can you review the new onboarding flow?', link: '/#/channels/design' },
@@ -168,7 +170,9 @@ function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
           </div>
         </div>
         <div className="topbar__right">
-          <NotificationBell onNavigate={navigate} locale={LANG} />
+          {/* settings: the gear in the panel opens <NotificationPreferences /> (channels per type,
+              quiet hours, digest); types: the panel's type filter. */}
+          <NotificationBell onNavigate={navigate} locale={LANG} settings types={TYPE_VALUES} />
           <PushToggle client={client} />
           <div className="avatar" title={`Signed in as ${user}`} aria-hidden="true">
             {user.slice(0, 1).toUpperCase()}

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useId, useRef, useState, type FocusEvent, type 
 import type { ActionError, ClientError, ConnectionState, HeraldClient, ListFilter, Notification } from 'herald-notify-client';
 import { badgeText, formatRelative, iconFor, safeLink } from './format';
 import { defaultLabels, resolveLabels, type HeraldLabels } from './labels';
+import { NotificationPreferences } from './NotificationPreferences';
 import { useNotifications, useNow } from './useNotifications';
 
 export interface NotificationBellViewProps {
@@ -59,6 +60,25 @@ export interface NotificationBellViewProps {
   types?: readonly string[];
   /** Custom bell content (inside the bell button; its accessible name stays the labels' `bell`). */
   renderBell?: (ctx: { unreadCount: number; state: ConnectionState; open: boolean }) => ReactNode;
+  /**
+   * The panel's settings view (e.g. `<NotificationPreferences showTitle={false} />`): when given,
+   * a settings button in the panel header swaps the list for it, with a Back button.
+   */
+  renderSettings?: (ctx: { titleId: string }) => ReactNode;
+}
+
+export function GearIcon({ size = 16 }: { size?: number }) {
+  return (
+    <svg width={size} height={size} viewBox="0 0 24 24" fill="none" aria-hidden="true" focusable="false">
+      <circle cx="12" cy="12" r="3" stroke="currentColor" strokeWidth="1.8" />
+      <path
+        d="M19.4 15a1.7 1.7 0 0 0 .3 1.8l.1.1a2 2 0 1 1-2.8 2.8l-.1-.1a1.7 1.7 0 0 0-1.8-.3 1.7 1.7 0 0 0-1 1.5V21a2 2 0 1 1-4 0v-.1a1.7 1.7 0 0 0-1.1-1.5 1.7 1.7 0 0 0-1.8.3l-.1.1a2 2 0 1 1-2.8-2.8l.1-.1a1.7 1.7 0 0 0 .3-1.8 1.7 1.7 0 0 0-1.5-1H3a2 2 0 1 1 0-4h.1a1.7 1.7 0 0 0 1.5-1.1 1.7 1.7 0 0 0-.3-1.8l-.1-.1a2 2 0 1 1 2.8-2.8l.1.1a1.7 1.7 0 0 0 1.8.3H9a1.7 1.7 0 0 0 1-1.5V3a2 2 0 1 1 4 0v.1a1.7 1.7 0 0 0 1 1.5 1.7 1.7 0 0 0 1.8-.3l.1-.1a2 2 0 1 1 2.8 2.8l-.1.1a1.7 1.7 0 0 0-.3 1.8V9a1.7 1.7 0 0 0 1.5 1H21a2 2 0 1 1 0 4h-.1a1.7 1.7 0 0 0-1.5 1Z"
+        stroke="currentColor"
+        strokeWidth="1.5"
+        strokeLinejoin="round"
+      />
+    </svg>
+  );
 }
 
 /** The words the bell uses for a connection state ("Live", "Reconnecting…", …): use them elsewhere too. */
@@ -149,6 +169,21 @@ export function NotificationBellView(props: NotificationBellViewProps) {
   const now = useNow();
   const focusFirstOnOpen = useRef(false);
   const onOpenChange = props.onOpenChange;
+  // The settings view (renderSettings) instead of the list; a closed panel reopens on the list.
+  const [settings, setSettings] = useState(false);
+  const settingsButtonRef = useRef<HTMLButtonElement>(null);
+  const settingsFocus = useRef<'title' | 'gear' | null>(null);
+  useEffect(() => {
+    if (!open) setSettings(false);
+  }, [open]);
+  useEffect(() => {
+    const f = settingsFocus.current;
+    if (!f) return;
+    settingsFocus.current = null;
+    if (f === 'title') document.getElementById(titleId)?.focus();
+    else settingsButtonRef.current?.focus();
+  });
+  const showSettings = settings && !!props.renderSettings;
 
   useEffect(() => {
     if (!controlled) onOpenChange?.(open);
@@ -406,10 +441,30 @@ export function NotificationBellView(props: NotificationBellViewProps) {
           ref={panelRef}
           role="dialog" aria-modal="false" aria-labelledby={titleId} data-testid="herald-panel">
           <div className="hn-panel__header">
+            {showSettings && (
+              <button
+                type="button"
+                className="hn-icon-button"
+                data-testid="herald-settings-back"
+                onClick={() => {
+                  settingsFocus.current = 'gear';
+                  setSettings(false);
+                }}
+              >
+                <span aria-hidden="true" className="hn-back-arrow">
+                  ←
+                </span>
+                <span className="hn-sr">{L.prefs.back}</span>
+              </button>
+            )}
             {/* Focusable from script only: where focus goes when what had it went away. */}
             <h2 className="hn-panel__title" id={titleId} tabIndex={-1} data-testid="herald-panel-title">
-              {L.title}
+              {showSettings ? L.prefs.title : L.title}
             </h2>
+            {showSettings ? (
+              <span className="hn-panel__spacer" />
+            ) : (
+              <>
             <span className={`hn-panel__status ${dotClass}`} data-testid="herald-status">
               <span className={`hn-conn-inline ${dotClass}`} aria-hidden="true">
                 <ConnectionIcon state={state} size={8} />
@@ -419,9 +474,33 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             <button type="button" className="hn-link-button" onClick={() => onMarkAllRead()} disabled={unreadCount === 0}>
               {L.markAllRead}
             </button>
+            {props.renderSettings && (
+              <button
+                type="button"
+                ref={settingsButtonRef}
+                className="hn-icon-button"
+                data-testid="herald-settings"
+                title={L.prefs.title}
+                onClick={() => {
+                  settingsFocus.current = 'title';
+                  setSettings(true);
+                }}
+              >
+                <GearIcon />
+                <span className="hn-sr">{L.prefs.title}</span>
+              </button>
+            )}
+              </>
+            )}
           </div>
 
-          {props.onFilterChange && (
+          {showSettings && (
+            <div className="hn-panel__settings" data-testid="herald-settings-view">
+              {props.renderSettings?.({ titleId })}
+            </div>
+          )}
+
+          {!showSettings && props.onFilterChange && (
             <div className="hn-filters" data-testid="herald-filters">
               <div className="hn-filters__group" role="group" aria-label={L.filters}>
                 {(
@@ -467,7 +546,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </div>
           )}
 
-          {props.actionError && (
+          {!showSettings && props.actionError && (
             <div className="hn-alert" role="alert" data-testid="herald-action-error">
               <span className="hn-alert__text">
                 {L.actionFailed[props.actionError.action]} <span className="hn-alert__reason">({props.actionError.message})</span>
@@ -480,7 +559,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </div>
           )}
 
-          {error && notifications.length > 0 && (
+          {!showSettings && error && notifications.length > 0 && (
             <div className="hn-alert is-error" role="alert" data-testid="herald-error">
               <span className="hn-alert__text">
                 {L.describeError(error)} <span className="hn-alert__reason">({error.message})</span>
@@ -489,7 +568,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </div>
           )}
 
-          {notifications.length === 0 ? (
+          {showSettings ? null : notifications.length === 0 ? (
             error ? (
               <div className="hn-empty hn-status is-error" role="alert" data-testid="herald-error">
                 <p className="hn-empty__title">{L.describeError(error)}</p>
@@ -624,7 +703,7 @@ export function NotificationBellView(props: NotificationBellViewProps) {
             </ul>
           )}
 
-          {props.viewAllHref && (
+          {!showSettings && props.viewAllHref && (
             <div className="hn-panel__footer">
               <a className="hn-view-all" href={props.viewAllHref}>
                 {L.viewAll}
@@ -660,10 +739,12 @@ export interface NotificationBellProps
   client?: HeraldClient;
   /** Per-row archive, mark-unread and delete buttons, and the Inbox / Unread / Archived filter (default true). */
   inboxActions?: boolean;
+  /** A settings button in the panel that opens `<NotificationPreferences />` in it (default false). */
+  settings?: boolean;
 }
 
 /** The live bell: reads the client from props or `<HeraldProvider>`. */
-export function NotificationBell({ client, onOpenChange: userOnOpenChange, inboxActions = true, ...rest }: NotificationBellProps) {
+export function NotificationBell({ client, onOpenChange: userOnOpenChange, inboxActions = true, settings = false, ...rest }: NotificationBellProps) {
   const h = useNotifications({ client, autoConnect: true, filter: inboxActions ? INBOX_FILTER : undefined });
   const c = h.client;
   const userRef = useRef(userOnOpenChange);
@@ -698,6 +779,7 @@ export function NotificationBell({ client, onOpenChange: userOnOpenChange, inbox
       onMarkRead={(id) => void h.markAsRead(id)}
       onMarkAllRead={() => void h.markAllAsRead()}
       onLoadMore={() => void h.loadMore()}
+      renderSettings={settings ? ({ titleId }) => <NotificationPreferences client={c} showTitle={false} titleId={titleId} labels={rest.labels?.prefs} /> : undefined}
       {...(inboxActions
         ? {
             filter: h.filter,

@@ -5,5 +5,7 @@ export type { NotificationBellProps, NotificationBellViewProps } from './Notific
 export { Toaster, Toast } from './Toaster';
 export type { ToasterProps, ToastItem } from './Toaster';
 export { formatRelative, badgeText, iconFor, safeLink, describeError } from './format';
-export { defaultLabels, resolveLabels } from './labels';
-export type { HeraldLabels } from './labels';
+export { defaultLabels, defaultPreferencesLabels, resolveLabels } from './labels';
+export type { HeraldLabels, PreferencesLabels } from './labels';
+export { NotificationPreferences } from './NotificationPreferences';
+export type { NotificationPreferencesProps } from './NotificationPreferences';

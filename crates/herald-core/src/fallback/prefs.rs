@@ -21,7 +21,38 @@ pub const MAX_TYPES: usize = 256;
 /// The digest window: one email per user per window, between 1 minute and 1 day.
 pub const DIGEST_WINDOW_SECS: (u32, u32) = (60, 86_400);
 
-pub use herald_protocol::prefs::{Preferences, QuietHours};
+pub use herald_protocol::prefs::{
+    DigestBounds, Preferences, PreferencesSchema, QuietHours, TypeDefaults,
+};
+
+use super::rules::{Rules, TypeRule};
+
+/// What a preferences form can offer, from the server's rules: each configured type (sorted,
+/// `*` last) with its channels and delay, every channel some rule names (webhook, email, push
+/// order), the digest bounds.
+pub fn schema(rules: &Rules) -> PreferencesSchema {
+    let entry = |kind: &str, r: &TypeRule| TypeDefaults {
+        kind: kind.to_owned(),
+        channels: r.channels.iter().map(|c| c.as_str().to_owned()).collect(),
+        after_ms: u64::try_from(r.after.as_millis()).unwrap_or(u64::MAX),
+    };
+    let types = rules
+        .by_type
+        .iter()
+        .map(|(k, r)| entry(k, r))
+        .chain(rules.default.iter().map(|r| entry("*", r)))
+        .collect();
+    let (min, max) = DIGEST_WINDOW_SECS;
+    PreferencesSchema {
+        channels: rules
+            .channels()
+            .into_iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+        types,
+        digest_window_secs: DigestBounds { min, max },
+    }
+}
 
 /// A refused preference: the field and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +198,55 @@ mod tests {
 
     fn prefs(json: serde_json::Value) -> Preferences {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn schema_lists_types_sorted_star_last_with_their_channels() {
+        let entries: Vec<String> = "*:webhook:1h, dm:email+webhook:30s, comment:push:250ms"
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let s = schema(&Rules::parse(&entries).unwrap());
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({
+                "channels": ["webhook", "email", "push"],
+                "types": [
+                    { "type": "comment", "channels": ["push"], "after_ms": 250 },
+                    { "type": "dm", "channels": ["webhook", "email"], "after_ms": 30000 },
+                    { "type": "*", "channels": ["webhook"], "after_ms": 3600000 },
+                ],
+                "digest_window_secs": { "min": 60, "max": 86400 },
+            })
+        );
+        let empty = schema(&Rules::default());
+        assert!(empty.channels.is_empty() && empty.types.is_empty());
+    }
+
+    proptest! {
+        /// Every type's channels are among the listed ones; one entry per rule.
+        #[test]
+        fn schema_channels_cover_every_type(
+            rules in proptest::collection::btree_map(
+                "[a-z*]{1,4}",
+                (proptest::sample::subsequence(vec!["webhook", "email", "push"], 1..=3), 0u64..86_400),
+                0..8,
+            )
+        ) {
+            let entries: Vec<String> = rules
+                .iter()
+                .map(|(k, (chs, after))| format!("{k}:{}:{after}s", chs.join("+")))
+                .collect();
+            let parsed = Rules::parse(&entries).unwrap();
+            let s = schema(&parsed);
+            prop_assert_eq!(s.types.len(), rules.len());
+            for t in &s.types {
+                prop_assert!(!t.channels.is_empty());
+                for c in &t.channels {
+                    prop_assert!(s.channels.contains(c));
+                }
+            }
+        }
     }
 
     #[test]

@@ -133,6 +133,11 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/v1/me/preferences/schema")
+                .route(web::get().to(preferences::schema))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/v1/me/push-subscriptions")
                 .route(web::post().to(push::subscribe))
                 .route(web::get().to(push::list))

@@ -25,6 +25,16 @@ pub async fn get(user: User, state: web::Data<AppState>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(prefs))
 }
 
+/// `GET /v1/me/preferences/schema`: the types, channels and defaults a preferences form can
+/// offer (the server's `HERALD_FALLBACK_TYPES`); the same for every user.
+pub async fn schema(_user: User, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(
+        HttpResponse::Ok().json(herald_core::fallback::prefs::schema(
+            &state.config.fallback.rules,
+        )),
+    )
+}
+
 /// `PUT /v1/me/preferences`: replaces the preferences (an empty body resets them).
 pub async fn put(
     user: User,

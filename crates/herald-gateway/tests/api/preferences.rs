@@ -146,3 +146,53 @@ async fn contact_is_set_by_the_service_and_checked() {
         "the refused updates changed nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_lists_the_configured_types_and_channels() {
+    let env = TestEnv::new().await;
+    let entries: Vec<String> = ["*:webhook:1h", "dm:webhook:30s", "comment:webhook:15m"]
+        .map(str::to_owned)
+        .to_vec();
+    let node = env
+        .node_with(|c| {
+            c.fallback.rules = herald_core::fallback::Rules::parse(&entries).unwrap();
+        })
+        .await;
+    let tok = token("pia", 600);
+    let r = node.get("/v1/me/preferences/schema", &tok).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({
+            "channels": ["webhook"],
+            "types": [
+                { "type": "comment", "channels": ["webhook"], "after_ms": 900000 },
+                { "type": "dm", "channels": ["webhook"], "after_ms": 30000 },
+                { "type": "*", "channels": ["webhook"], "after_ms": 3600000 },
+            ],
+            "digest_window_secs": { "min": 60, "max": 86400 },
+        })
+    );
+    // A user token is required; other methods are refused.
+    let r = node
+        .http
+        .get(format!("{}/v1/me/preferences/schema", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = put(&node, "/v1/me/preferences/schema", &tok, &json!({})).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "method_not_allowed"
+    );
+
+    // Without fallback rules: empty lists.
+    let bare = env.node().await;
+    let r = bare.get("/v1/me/preferences/schema", &tok).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({ "channels": [], "types": [], "digest_window_secs": { "min": 60, "max": 86400 } })
+    );
+}

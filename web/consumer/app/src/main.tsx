@@ -8,12 +8,14 @@
 //   `de`      German `labels` + `locale="de"`, `placement="bottom-start"`, and router integration
 //             (`onNavigate` pushes history; nothing reloads);
 //   `custom`  `renderBell`, `renderItem`, `renderEmpty`, and a controlled `open` driven by the
-//             app's own button, with `onOpenChange` (a "veto" checkbox ignores the bell's requests).
+//             app's own button, with `onOpenChange` (a "veto" checkbox ignores the bell's requests);
+//   `prefs`   a settings page: <NotificationPreferences /> with German labels, and the bell's
+//             settings view (`settings`).
 // What the app saw is recorded on `window.__consumer` for the test to read.
 import { StrictMode, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { HeraldClient } from 'herald-notify-client';
-import { HeraldProvider, NotificationBell, Toaster } from 'herald-notify-react';
+import { HeraldProvider, NotificationBell, NotificationPreferences, Toaster } from 'herald-notify-react';
 import 'herald-notify-react/styles.css';
 
 const params = new URLSearchParams(location.search);
@@ -23,8 +25,9 @@ const variant = params.get('variant') || 'default';
 interface Seen {
   navigated: string[];
   openChanges: boolean[];
+  saved: number;
 }
-const seen: Seen = { navigated: [], openChanges: [] };
+const seen: Seen = { navigated: [], openChanges: [], saved: 0 };
 (window as unknown as { __consumer: Seen }).__consumer = seen;
 
 async function devToken(): Promise<string> {
@@ -119,10 +122,26 @@ function DefaultBell() {
   );
 }
 
+function SettingsPage() {
+  return (
+    <>
+      <header style={{ display: 'flex', justifyContent: 'flex-end', padding: 16 }}>
+        <NotificationBell settings />
+      </header>
+      <main style={{ maxWidth: 560, margin: '0 auto' }}>
+        <NotificationPreferences
+          labels={{ title: 'Benachrichtigungseinstellungen', save: 'Speichern', saved: 'Gespeichert.' }}
+          onSaved={() => (seen.saved += 1)}
+        />
+      </main>
+    </>
+  );
+}
+
 createRoot(document.getElementById('root')!).render(
   <StrictMode>
     <HeraldProvider client={client}>
-      {variant === 'de' ? <GermanBell /> : variant === 'custom' ? <CustomBell /> : <DefaultBell />}
+      {variant === 'de' ? <GermanBell /> : variant === 'custom' ? <CustomBell /> : variant === 'prefs' ? <SettingsPage /> : <DefaultBell />}
     </HeraldProvider>
   </StrictMode>,
 );
