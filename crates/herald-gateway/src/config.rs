@@ -332,6 +332,8 @@ pub const SECRET_FILE_SETTINGS: &[&str] = &[
     "HERALD_SCOPED_SERVICE_KEYS",
     "HERALD_BUS_HMAC_KEY",
     "HERALD_FALLBACK_WEBHOOK_SECRET",
+    "HERALD_SMTP_URL",
+    "HERALD_EMAIL_UNSUBSCRIBE_SECRET",
 ];
 
 /// Replaces every `<NAME>_FILE` of [`SECRET_FILE_SETTINGS`] by `<NAME>` with the file's
@@ -852,17 +854,22 @@ impl Config {
                 })
             }
         };
+        let email = Config::email_from(src)?;
         for ch in rules.channels() {
             let ready = match ch {
                 Channel::Webhook => webhook.is_some(),
-                Channel::Email | Channel::Push => false,
+                Channel::Email => email.is_some(),
+                Channel::Push => false,
             };
             if !ready {
                 let how = match ch {
                     Channel::Webhook => {
                         "set HERALD_FALLBACK_WEBHOOK_URL and HERALD_FALLBACK_WEBHOOK_SECRET"
                     }
-                    Channel::Email | Channel::Push => "this build has only the webhook channel",
+                    Channel::Email => {
+                        "set HERALD_SMTP_URL, HERALD_EMAIL_FROM, HERALD_PUBLIC_URL and HERALD_EMAIL_UNSUBSCRIBE_SECRET"
+                    }
+                    Channel::Push => "this build has no push channel",
                 };
                 return Err(invalid(
                     TYPES,
@@ -889,6 +896,15 @@ impl Config {
                 ));
             }
         }
+        // An SMTP send is a handful of commands, each bounded by the timeout.
+        if let Some(e) = &email {
+            if lease <= e.timeout * 4 {
+                return Err(invalid(
+                    "HERALD_FALLBACK_LEASE_MS",
+                    "must be greater than 4 × HERALD_SMTP_TIMEOUT_MS (an SMTP send is several commands)",
+                ));
+            }
+        }
         Ok(crate::fallback::FallbackConfig {
             rules,
             poll: src.millis("HERALD_FALLBACK_POLL_MS", 1_000, 10, 60_000)?,
@@ -906,7 +922,75 @@ impl Config {
                 max_attempts: src.ranged("HERALD_FALLBACK_MAX_ATTEMPTS", 8, 1, 100)?,
             },
             webhook,
+            email,
         })
+    }
+
+    /// `HERALD_SMTP_*` and `HERALD_EMAIL_*`: the email channel, set up when `HERALD_SMTP_URL`
+    /// is given (then the others it needs are required).
+    fn email_from(
+        src: &Source,
+    ) -> Result<Option<crate::fallback::email::EmailConfig>, ConfigError> {
+        use crate::fallback::email::{check_smtp_url, load_templates, EmailConfig};
+        const URL: &str = "HERALD_SMTP_URL";
+        const FROM: &str = "HERALD_EMAIL_FROM";
+        const PUBLIC: &str = "HERALD_PUBLIC_URL";
+        const SECRET: &str = "HERALD_EMAIL_UNSUBSCRIBE_SECRET";
+        const TEMPLATES: &str = "HERALD_EMAIL_TEMPLATES";
+        let Some(url) = src.get(URL).map(str::trim) else {
+            for var in [FROM, SECRET, TEMPLATES] {
+                if src.get(var).is_some() {
+                    return Err(invalid(var, format!("needs {URL} (the email channel)")));
+                }
+            }
+            return Ok(None);
+        };
+        // The error never repeats the URL: it may hold the SMTP password.
+        check_smtp_url(url).map_err(|e| invalid(URL, e))?;
+        let from_raw = src.required(FROM)?;
+        let from: lettre::message::Mailbox = from_raw.parse().map_err(|e| {
+            invalid(
+                FROM,
+                format!("must be an address such as Herald <no-reply@example.com>: {e}"),
+            )
+        })?;
+        let message_id_host = from.email.domain().to_owned();
+        let public = src.required(PUBLIC)?;
+        let parsed = url::Url::parse(&public).map_err(|e| invalid(PUBLIC, e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
+            return Err(invalid(
+                PUBLIC,
+                "must be an http:// or https:// URL without query or fragment, e.g. https://herald.example.com",
+            ));
+        }
+        let secret = src.required(SECRET)?;
+        if secret.len() < 32 {
+            return Err(invalid(SECRET, "must be at least 32 characters"));
+        }
+        let templates = match src.get(TEMPLATES) {
+            None => herald_core::fallback::template::Templates::builtin(),
+            Some(dir) => load_templates(std::path::Path::new(dir.trim()))
+                .map_err(|e| invalid(TEMPLATES, e))?,
+        };
+        Ok(Some(EmailConfig {
+            smtp_url: secrecy::SecretString::from(url.to_owned()),
+            timeout: src.millis("HERALD_SMTP_TIMEOUT_MS", 10_000, 100, 120_000)?,
+            from,
+            message_id_host,
+            public_url: public.trim_end_matches('/').to_owned(),
+            unsubscribe_key: std::sync::Arc::new(secrecy::SecretSlice::from(secret.into_bytes())),
+            digest_window: Duration::from_secs(src.ranged(
+                "HERALD_EMAIL_DIGEST_WINDOW_SECS",
+                900,
+                1,
+                86_400,
+            )?),
+            templates: std::sync::Arc::new(templates),
+        }))
     }
 
     fn edge_from(src: &Source) -> Result<EdgeConfig, ConfigError> {

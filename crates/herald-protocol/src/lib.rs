@@ -13,6 +13,7 @@
 
 pub mod bus;
 pub mod close;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod inbox;

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_fallback.sql",
         include_str!("../../../migrations/0005_fallback.sql"),
     ),
+    (
+        6,
+        "0006_email.sql",
+        include_str!("../../../migrations/0006_email.sql"),
+    ),
 ];
 
 /// The marker, in a migration's leading comment lines, of a schema change older nodes cannot

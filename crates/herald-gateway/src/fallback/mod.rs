@@ -1,13 +1,18 @@
 //! Offline fallback: reaching a user who has not seen a notification by its type's
-//! `fallback_after`, through a signed webhook (docs/channels.md).
+//! `fallback_after`, through a signed webhook or email (docs/channels.md).
 //!
 //! * [`worker`]: the loop every node runs: plans due jobs from each user's fallback cursor,
 //!   claims them with a lease, sends, records the outcome (retry, dead-letter).
 //! * [`webhook`]: the Standard Webhooks channel (signature, request).
+//! * [`email`]: the email channel (SMTP, MIME, templates); [`digest`]: a user's email jobs
+//!   become at most one email per window; [`unsubscribe`]: the one-click unsubscribe token.
 //!
 //! What is due, when to retry and what the user allows is decided in
 //! `herald_core::fallback` (pure); the outbox is in PostgreSQL (`migrations/0005_fallback.sql`).
 
+pub mod digest;
+pub mod email;
+pub mod unsubscribe;
 pub mod webhook;
 pub mod worker;
 
@@ -31,6 +36,7 @@ pub struct FallbackConfig {
     pub max_age: Duration,
     pub retry: RetryPolicy,
     pub webhook: Option<webhook::WebhookConfig>,
+    pub email: Option<email::EmailConfig>,
 }
 
 impl Default for FallbackConfig {
@@ -47,6 +53,7 @@ impl Default for FallbackConfig {
                 max_attempts: 8,
             },
             webhook: None,
+            email: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //!    created and their cursor advanced (`herald_core::fallback::plan_user`), in batches;
 //! 2. **send**: due jobs are claimed with a lease (`FOR UPDATE SKIP LOCKED`), sent
 //!    concurrently, and each outcome recorded: sent, cancelled (seen, muted), deferred (quiet
-//!    hours), retried with backoff, or dead-lettered after the last attempt.
+//!    hours), retried with backoff, or dead-lettered after the last attempt. A user's email
+//!    jobs of one claim go together to [`super::digest`]: at most one email per window.
 //!
 //! A node killed mid-send leaves its jobs claimed; when their lease runs out any node claims
 //! them again (at least once; the stable key lets receivers deduplicate).
@@ -49,6 +50,13 @@ pub async fn worker_loop(state: web::Data<AppState>, stop: CancellationToken) {
             return;
         }
     };
+    let mailer = match cfg.email.as_ref().map(super::email::mailer).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "fallback worker: no SMTP transport; fallbacks are not sent");
+            return;
+        }
+    };
     let mut tick = tokio::time::interval(cfg.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -57,7 +65,7 @@ pub async fn worker_loop(state: web::Data<AppState>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         plan_pass(&state).await;
-        send_pass(&state, &http, &stop).await;
+        send_pass(&state, &http, mailer.as_ref(), &stop).await;
     }
 }
 
@@ -93,7 +101,12 @@ async fn plan_pass(state: &AppState) {
     }
 }
 
-async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &CancellationToken) {
+async fn send_pass(
+    state: &AppState,
+    http: &reqwest::Client,
+    mailer: Option<&super::email::Mailer>,
+    stop: &CancellationToken,
+) {
     let cfg = &state.config.fallback;
     for _ in 0..SEND_ROUNDS {
         if stop.is_cancelled() {
@@ -117,7 +130,40 @@ async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &Cancellation
             Err(e) => return store_error(state, "fallback_details", &e),
         };
         let short = (jobs.len() as i64) < cfg.batch;
-        join_all(jobs.into_iter().map(|job| {
+        // Email jobs go per user to the digest; the others one by one.
+        let (email_jobs, jobs): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
+            jobs.into_iter().partition(|j| j.channel == Channel::Email);
+        let mut by_user: std::collections::BTreeMap<String, Vec<ClaimedJob>> = Default::default();
+        for j in email_jobs {
+            by_user.entry(j.user_id.clone()).or_default().push(j);
+        }
+        let digests = join_all(by_user.into_values().map(|mut group| {
+            let details = details.clone();
+            async move {
+                group.sort_by_key(|j| notification_seq(&details, j));
+                let ds: Vec<Option<&JobDetails>> = group
+                    .iter()
+                    .map(|j| {
+                        details
+                            .iter()
+                            .find(|d| d.notification.id == j.notification_id)
+                    })
+                    .collect();
+                let ends = match (&cfg.email, mailer) {
+                    (Some(ec), Some(m)) => {
+                        super::digest::send_user(state, ec, m, &group, &ds).await
+                    }
+                    _ => group
+                        .iter()
+                        .map(|_| JobEnd::Dead("the email channel is not configured".to_owned()))
+                        .collect(),
+                };
+                for (job, end) in group.iter().zip(&ends) {
+                    record(state, job, end).await;
+                }
+            }
+        }));
+        let singles = join_all(jobs.into_iter().map(|job| {
             let details = details.clone();
             async move {
                 let d = details
@@ -126,8 +172,8 @@ async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &Cancellation
                 let end = attempt(state, http, &job, d).await;
                 record(state, &job, &end).await;
             }
-        }))
-        .await;
+        }));
+        futures_util::future::join(digests, singles).await;
         if short {
             return;
         }
@@ -168,9 +214,9 @@ async fn attempt(
             Some(w) => super::webhook::send(http, w, &key, &d.notification, job.attempt).await,
             None => Err("the webhook channel is not configured".to_owned()),
         },
-        Channel::Email | Channel::Push => {
-            Err(format!("the {} channel is not available", job.channel))
-        }
+        // Email jobs go to the digest (`send_pass`), never one by one.
+        Channel::Email => Err("email jobs are sent by the digest".to_owned()),
+        Channel::Push => Err(format!("the {} channel is not available", job.channel)),
     };
     match result {
         Ok(()) => JobEnd::Sent,
@@ -188,6 +234,14 @@ async fn attempt(
             }
         }
     }
+}
+
+/// A job's notification seq (the digest covers the oldest first); 0 if it is gone.
+fn notification_seq(details: &[JobDetails], job: &ClaimedJob) -> i64 {
+    details
+        .iter()
+        .find(|d| d.notification.id == job.notification_id)
+        .map_or(0, |d| d.notification.seq)
 }
 
 async fn record(state: &AppState, job: &ClaimedJob, end: &JobEnd) {
