@@ -1158,6 +1158,176 @@ mod tests {
     }
 
     #[test]
+    fn email_settings_are_checked() {
+        const SECRET: &str = "unsubscribe-secret-0123456789abcdef";
+        let fb = |pairs: &[(&str, &str)]| {
+            let mut m = base();
+            for (k, v) in pairs {
+                m.insert(k.to_string(), v.to_string());
+            }
+            Config::from_values(m)
+        };
+        let good: Vec<(&str, &str)> = vec![
+            ("HERALD_FALLBACK_TYPES", "dm:email:30s"),
+            (
+                "HERALD_SMTP_URL",
+                "smtp://user:pw@mail.example:587?tls=required",
+            ),
+            ("HERALD_EMAIL_FROM", "Herald <no-reply@herald.example>"),
+            ("HERALD_PUBLIC_URL", "https://herald.example/"),
+            ("HERALD_EMAIL_UNSUBSCRIBE_SECRET", SECRET),
+        ];
+        let ok = fb(&good).unwrap();
+        let e = ok.fallback.email.as_ref().unwrap();
+        assert_eq!(e.message_id_host, "herald.example");
+        assert_eq!(e.public_url, "https://herald.example");
+        assert_eq!(e.digest_window, Duration::from_secs(900));
+        // The SMTP URL (it may hold a password) never shows in Debug.
+        assert!(!format!("{ok:?}").contains("pw@"));
+        let dir = std::env::temp_dir().join(format!("herald-tpl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dm.html"), "<b>{{title}}</b>").unwrap();
+        std::fs::write(dir.join("dm.txt"), "{{title}}").unwrap();
+        let with = |extra: &[(&'static str, String)]| {
+            let mut p: Vec<(&str, String)> =
+                good.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            p.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+            p.extend(extra.iter().cloned());
+            p
+        };
+        let tpl = dir.display().to_string();
+        let loaded = with(&[("HERALD_EMAIL_TEMPLATES", tpl.clone())]);
+        let loaded: Vec<(&str, &str)> = loaded.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert!(fb(&loaded)
+            .unwrap()
+            .fallback
+            .email
+            .unwrap()
+            .templates
+            .by_type
+            .contains_key("dm"));
+        let bad_dir = std::env::temp_dir().join(format!("herald-tpl-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&bad_dir).unwrap();
+        std::fs::write(bad_dir.join("dm.html"), "{{titel}}").unwrap();
+        std::fs::write(bad_dir.join("dm.txt"), "{{title}}").unwrap();
+        let half_dir = std::env::temp_dir().join(format!("herald-tpl-half-{}", std::process::id()));
+        std::fs::create_dir_all(&half_dir).unwrap();
+        std::fs::write(half_dir.join("dm.html"), "{{title}}").unwrap();
+        for (extra, var, words) in [
+            (
+                vec![("HERALD_SMTP_URL", "http://mail.example".to_owned())],
+                "HERALD_SMTP_URL",
+                "smtp://",
+            ),
+            (
+                vec![(
+                    "HERALD_SMTP_URL",
+                    "smtp://mail.example?tls=maybe".to_owned(),
+                )],
+                "HERALD_SMTP_URL",
+                "tls=",
+            ),
+            (
+                vec![("HERALD_EMAIL_FROM", "not an address".to_owned())],
+                "HERALD_EMAIL_FROM",
+                "address",
+            ),
+            (
+                vec![("HERALD_PUBLIC_URL", "ftp://herald.example".to_owned())],
+                "HERALD_PUBLIC_URL",
+                "http",
+            ),
+            (
+                vec![(
+                    "HERALD_PUBLIC_URL",
+                    "https://herald.example/?a=1".to_owned(),
+                )],
+                "HERALD_PUBLIC_URL",
+                "query",
+            ),
+            (
+                vec![("HERALD_EMAIL_UNSUBSCRIBE_SECRET", "short".to_owned())],
+                "HERALD_EMAIL_UNSUBSCRIBE_SECRET",
+                "32",
+            ),
+            (
+                vec![("HERALD_EMAIL_DIGEST_WINDOW_SECS", "0".to_owned())],
+                "HERALD_EMAIL_DIGEST_WINDOW_SECS",
+                "between",
+            ),
+            (
+                vec![("HERALD_EMAIL_TEMPLATES", bad_dir.display().to_string())],
+                "HERALD_EMAIL_TEMPLATES",
+                "unknown placeholder {{titel}}",
+            ),
+            (
+                vec![("HERALD_EMAIL_TEMPLATES", half_dir.display().to_string())],
+                "HERALD_EMAIL_TEMPLATES",
+                "dm.txt",
+            ),
+            (
+                vec![("HERALD_EMAIL_TEMPLATES", "/nonexistent/herald".to_owned())],
+                "HERALD_EMAIL_TEMPLATES",
+                "nonexistent",
+            ),
+            (
+                vec![
+                    ("HERALD_SMTP_TIMEOUT_MS", "30000".to_owned()),
+                    ("HERALD_FALLBACK_LEASE_MS", "60000".to_owned()),
+                ],
+                "HERALD_FALLBACK_LEASE_MS",
+                "HERALD_SMTP_TIMEOUT_MS",
+            ),
+        ] {
+            let pairs = with(&extra);
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match fb(&pairs) {
+                Err(ConfigError::Invalid { var: v, message }) => {
+                    assert_eq!(v, var, "{extra:?}: {message}");
+                    assert!(message.contains(words), "{extra:?}: {message}");
+                    assert!(
+                        !message.contains("pw@"),
+                        "the SMTP password leaked: {message}"
+                    );
+                }
+                other => panic!("{extra:?}: expected a refusal, got {other:?}"),
+            }
+        }
+        // Without HERALD_SMTP_URL the others are refused, not ignored.
+        for (var, value) in [
+            ("HERALD_EMAIL_FROM", "a@b.co"),
+            ("HERALD_EMAIL_UNSUBSCRIBE_SECRET", SECRET),
+        ] {
+            match fb(&[(var, value)]) {
+                Err(ConfigError::Invalid { var: v, message }) => {
+                    assert_eq!(v, var);
+                    assert!(message.contains("HERALD_SMTP_URL"), "{message}");
+                }
+                other => panic!("{var}: expected a refusal, got {other:?}"),
+            }
+        }
+        // Each required setting, missing.
+        for var in [
+            "HERALD_EMAIL_FROM",
+            "HERALD_PUBLIC_URL",
+            "HERALD_EMAIL_UNSUBSCRIBE_SECRET",
+        ] {
+            let pairs: Vec<(&str, &str)> =
+                good.iter().copied().filter(|(k, _)| *k != var).collect();
+            match fb(&pairs) {
+                Err(ConfigError::Invalid { var: v, message }) => {
+                    assert_eq!(v, var);
+                    assert!(message.contains("required"), "{message}");
+                }
+                other => panic!("{var}: expected a refusal, got {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(bad_dir);
+        let _ = std::fs::remove_dir_all(half_dir);
+    }
+
+    #[test]
     fn fallback_settings_are_checked() {
         const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let fb = |pairs: &[(&str, &str)]| {
@@ -1194,7 +1364,12 @@ mod tests {
             (
                 vec![("HERALD_FALLBACK_TYPES", "dm:email:30s")],
                 "HERALD_FALLBACK_TYPES",
-                "only the webhook",
+                "set HERALD_SMTP_URL",
+            ),
+            (
+                vec![("HERALD_FALLBACK_TYPES", "dm:push:30s")],
+                "HERALD_FALLBACK_TYPES",
+                "not set up",
             ),
             (
                 vec![("HERALD_FALLBACK_TYPES", "dm:webhook")],
