@@ -122,7 +122,7 @@ pub async fn send_user(
         }
     }
     let token = super::unsubscribe::token(cfg.unsubscribe_key.expose_secret(), &user, "*");
-    let url = format!("{}/v1/email/unsubscribe?token={token}", cfg.public_url);
+    let url = format!("{}/v1/email/unsubscribe?t={token}", cfg.public_url);
     let mail = email::compose(cfg, &address, &items, url);
     let result = match email::message(cfg, &mail) {
         Ok(msg) => email::send(mailer, msg).await,

@@ -301,7 +301,7 @@ mod tests {
             &cfg(),
             "ana@example.com",
             &[(&n1, "nf_b_email".into()), (&n2, "nf_a_email".into())],
-            "https://herald.example/v1/email/unsubscribe?token=t".into(),
+            "https://herald.example/v1/email/unsubscribe?t=t".into(),
         );
         assert_eq!(e.message_id, "<nf_a_email@example.com>");
         assert_eq!(e.subject, "2 unread notifications");

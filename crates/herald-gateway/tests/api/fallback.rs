@@ -173,6 +173,7 @@ fn fallback(
             cap: Duration::from_millis(200),
             max_attempts: 5,
         },
+        email: None,
         webhook: Some(WebhookConfig {
             url: receiver.url.clone(),
             key: Arc::new(decode_secret(WHSEC).unwrap().into()),
