@@ -53,7 +53,7 @@ pub async fn send_user(
             ),
         })
         .collect();
-    let wants_send = decisions.iter().any(|d| *d == SendDecision::Send);
+    let wants_send = decisions.contains(&SendDecision::Send);
     let cancel_sendable = |why: String| -> Vec<JobEnd> {
         decisions
             .iter()

@@ -295,7 +295,7 @@ async fn a_digest_covers_what_gathers_within_the_window() {
         "one email for the first, one digest: {msgs:#?}"
     );
     let d = &msgs[1];
-    let mut want = vec![key_of(&more[0]), key_of(&more[2]), key_of(&more[3])];
+    let mut want = [key_of(&more[0]), key_of(&more[2]), key_of(&more[3])];
     want.sort();
     assert_eq!(d["headers"]["x-herald-keys"], want.join(", "));
     assert_eq!(
