@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh
 #
-# Stages: services (Postgres + Redis + the local Redis Cluster up) -> cleanup of leftover test databases
+# Stages: services (Postgres + Redis + the local Redis Cluster up, the SMTP test server's venv) -> cleanup of leftover test databases
 # -> cargo fmt --check -> clippy -D warnings -> deploy file validation
 # -> containers (the image and the compose stack run with podman)
 # -> nextest (or cargo test) -> web/browser tests (scripts/web-test.sh).
@@ -63,6 +63,8 @@ run_stage() {
 stage_services() {
     bash scripts/services.sh
     bash scripts/redis-cluster.sh up
+    # The email tests' SMTP server (aiosmtpd from PyPI, in its own venv; the tests start it).
+    bash scripts/smtp-sink.sh setup
 }
 
 # Drop databases that earlier (possibly killed) test runs left behind. Ones

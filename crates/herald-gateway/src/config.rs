@@ -333,6 +333,8 @@ pub const SECRET_FILE_SETTINGS: &[&str] = &[
     "HERALD_BUS_HMAC_KEY",
     "HERALD_FALLBACK_WEBHOOK_SECRET",
     "HERALD_VAPID_PRIVATE_KEY",
+    "HERALD_SMTP_URL",
+    "HERALD_EMAIL_UNSUBSCRIBE_SECRET",
 ];
 
 /// Replaces every `<NAME>_FILE` of [`SECRET_FILE_SETTINGS`] by `<NAME>` with the file's
@@ -854,11 +856,12 @@ impl Config {
             }
         };
         let push = Config::push_from(src)?;
+        let email = Config::email_from(src)?;
         for ch in rules.channels() {
             let ready = match ch {
                 Channel::Webhook => webhook.is_some(),
                 Channel::Push => push.is_some(),
-                Channel::Email => false,
+                Channel::Email => email.is_some(),
             };
             if !ready {
                 let how = match ch {
@@ -866,7 +869,9 @@ impl Config {
                         "set HERALD_FALLBACK_WEBHOOK_URL and HERALD_FALLBACK_WEBHOOK_SECRET"
                     }
                     Channel::Push => "set HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT",
-                    Channel::Email => "this build has no email channel",
+                    Channel::Email => {
+                        "set HERALD_SMTP_URL, HERALD_EMAIL_FROM, HERALD_PUBLIC_URL and HERALD_EMAIL_UNSUBSCRIBE_SECRET"
+                    }
                 };
                 return Err(invalid(
                     TYPES,
@@ -901,6 +906,15 @@ impl Config {
                 ));
             }
         }
+        // An SMTP send is a handful of commands, each bounded by the timeout.
+        if let Some(e) = &email {
+            if lease <= e.timeout * 4 {
+                return Err(invalid(
+                    "HERALD_FALLBACK_LEASE_MS",
+                    "must be greater than 4 × HERALD_SMTP_TIMEOUT_MS (an SMTP send is several commands)",
+                ));
+            }
+        }
         Ok(crate::fallback::FallbackConfig {
             rules,
             poll: src.millis("HERALD_FALLBACK_POLL_MS", 1_000, 10, 60_000)?,
@@ -922,6 +936,7 @@ impl Config {
             ),
             webhook,
             push,
+            email,
         })
     }
 
@@ -951,6 +966,73 @@ impl Config {
                 DEV_ENDPOINTS,
                 |s| s.boolean("HERALD_PUSH_ALLOW_HTTP_LOOPBACK", false),
             )?,
+        }))
+    }
+
+    /// `HERALD_SMTP_*` and `HERALD_EMAIL_*`: the email channel, set up when `HERALD_SMTP_URL`
+    /// is given (then the others it needs are required).
+    fn email_from(
+        src: &Source,
+    ) -> Result<Option<crate::fallback::email::EmailConfig>, ConfigError> {
+        use crate::fallback::email::{check_smtp_url, load_templates, EmailConfig};
+        const URL: &str = "HERALD_SMTP_URL";
+        const FROM: &str = "HERALD_EMAIL_FROM";
+        const PUBLIC: &str = "HERALD_PUBLIC_URL";
+        const SECRET: &str = "HERALD_EMAIL_UNSUBSCRIBE_SECRET";
+        const TEMPLATES: &str = "HERALD_EMAIL_TEMPLATES";
+        let Some(url) = src.get(URL).map(str::trim) else {
+            for var in [FROM, SECRET, TEMPLATES] {
+                if src.get(var).is_some() {
+                    return Err(invalid(var, format!("needs {URL} (the email channel)")));
+                }
+            }
+            return Ok(None);
+        };
+        // The error never repeats the URL: it may hold the SMTP password.
+        check_smtp_url(url).map_err(|e| invalid(URL, e))?;
+        let from_raw = src.required(FROM)?;
+        let from: lettre::message::Mailbox = from_raw.parse().map_err(|e| {
+            invalid(
+                FROM,
+                format!("must be an address such as Herald <no-reply@example.com>: {e}"),
+            )
+        })?;
+        let message_id_host = from.email.domain().to_owned();
+        let public = src.required(PUBLIC)?;
+        let parsed = url::Url::parse(&public).map_err(|e| invalid(PUBLIC, e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
+            return Err(invalid(
+                PUBLIC,
+                "must be an http:// or https:// URL without query or fragment, e.g. https://herald.example.com",
+            ));
+        }
+        let secret = src.required(SECRET)?;
+        if secret.len() < 32 {
+            return Err(invalid(SECRET, "must be at least 32 characters"));
+        }
+        let templates = match src.get(TEMPLATES) {
+            None => herald_core::fallback::template::Templates::builtin(),
+            Some(dir) => load_templates(std::path::Path::new(dir.trim()))
+                .map_err(|e| invalid(TEMPLATES, e))?,
+        };
+        Ok(Some(EmailConfig {
+            smtp_url: secrecy::SecretString::from(url.to_owned()),
+            timeout: src.millis("HERALD_SMTP_TIMEOUT_MS", 10_000, 100, 120_000)?,
+            from,
+            message_id_host,
+            public_url: public.trim_end_matches('/').to_owned(),
+            unsubscribe_key: std::sync::Arc::new(secrecy::SecretSlice::from(secret.into_bytes())),
+            digest_window: Duration::from_secs(src.ranged(
+                "HERALD_EMAIL_DIGEST_WINDOW_SECS",
+                900,
+                1,
+                86_400,
+            )?),
+            templates: std::sync::Arc::new(templates),
         }))
     }
 
@@ -1119,6 +1201,176 @@ mod tests {
     }
 
     #[test]
+    fn email_settings_are_checked() {
+        const SECRET: &str = "unsubscribe-secret-0123456789abcdef";
+        let fb = |pairs: &[(&str, &str)]| {
+            let mut m = base();
+            for (k, v) in pairs {
+                m.insert(k.to_string(), v.to_string());
+            }
+            Config::from_values(m)
+        };
+        let good: Vec<(&str, &str)> = vec![
+            ("HERALD_FALLBACK_TYPES", "dm:email:30s"),
+            (
+                "HERALD_SMTP_URL",
+                "smtp://user:pw@mail.example:587?tls=required",
+            ),
+            ("HERALD_EMAIL_FROM", "Herald <no-reply@herald.example>"),
+            ("HERALD_PUBLIC_URL", "https://herald.example/"),
+            ("HERALD_EMAIL_UNSUBSCRIBE_SECRET", SECRET),
+        ];
+        let ok = fb(&good).unwrap();
+        let e = ok.fallback.email.as_ref().unwrap();
+        assert_eq!(e.message_id_host, "herald.example");
+        assert_eq!(e.public_url, "https://herald.example");
+        assert_eq!(e.digest_window, Duration::from_secs(900));
+        // The SMTP URL (it may hold a password) never shows in Debug.
+        assert!(!format!("{ok:?}").contains("pw@"));
+        let dir = std::env::temp_dir().join(format!("herald-tpl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dm.html"), "<b>{{title}}</b>").unwrap();
+        std::fs::write(dir.join("dm.txt"), "{{title}}").unwrap();
+        let with = |extra: &[(&'static str, String)]| {
+            let mut p: Vec<(&str, String)> =
+                good.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            p.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+            p.extend(extra.iter().cloned());
+            p
+        };
+        let tpl = dir.display().to_string();
+        let loaded = with(&[("HERALD_EMAIL_TEMPLATES", tpl.clone())]);
+        let loaded: Vec<(&str, &str)> = loaded.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert!(fb(&loaded)
+            .unwrap()
+            .fallback
+            .email
+            .unwrap()
+            .templates
+            .by_type
+            .contains_key("dm"));
+        let bad_dir = std::env::temp_dir().join(format!("herald-tpl-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&bad_dir).unwrap();
+        std::fs::write(bad_dir.join("dm.html"), "{{titel}}").unwrap();
+        std::fs::write(bad_dir.join("dm.txt"), "{{title}}").unwrap();
+        let half_dir = std::env::temp_dir().join(format!("herald-tpl-half-{}", std::process::id()));
+        std::fs::create_dir_all(&half_dir).unwrap();
+        std::fs::write(half_dir.join("dm.html"), "{{title}}").unwrap();
+        for (extra, var, words) in [
+            (
+                vec![("HERALD_SMTP_URL", "http://mail.example".to_owned())],
+                "HERALD_SMTP_URL",
+                "smtp://",
+            ),
+            (
+                vec![(
+                    "HERALD_SMTP_URL",
+                    "smtp://mail.example?tls=maybe".to_owned(),
+                )],
+                "HERALD_SMTP_URL",
+                "tls=",
+            ),
+            (
+                vec![("HERALD_EMAIL_FROM", "not an address".to_owned())],
+                "HERALD_EMAIL_FROM",
+                "address",
+            ),
+            (
+                vec![("HERALD_PUBLIC_URL", "ftp://herald.example".to_owned())],
+                "HERALD_PUBLIC_URL",
+                "http",
+            ),
+            (
+                vec![(
+                    "HERALD_PUBLIC_URL",
+                    "https://herald.example/?a=1".to_owned(),
+                )],
+                "HERALD_PUBLIC_URL",
+                "query",
+            ),
+            (
+                vec![("HERALD_EMAIL_UNSUBSCRIBE_SECRET", "short".to_owned())],
+                "HERALD_EMAIL_UNSUBSCRIBE_SECRET",
+                "32",
+            ),
+            (
+                vec![("HERALD_EMAIL_DIGEST_WINDOW_SECS", "0".to_owned())],
+                "HERALD_EMAIL_DIGEST_WINDOW_SECS",
+                "between",
+            ),
+            (
+                vec![("HERALD_EMAIL_TEMPLATES", bad_dir.display().to_string())],
+                "HERALD_EMAIL_TEMPLATES",
+                "unknown placeholder {{titel}}",
+            ),
+            (
+                vec![("HERALD_EMAIL_TEMPLATES", half_dir.display().to_string())],
+                "HERALD_EMAIL_TEMPLATES",
+                "dm.txt",
+            ),
+            (
+                vec![("HERALD_EMAIL_TEMPLATES", "/nonexistent/herald".to_owned())],
+                "HERALD_EMAIL_TEMPLATES",
+                "nonexistent",
+            ),
+            (
+                vec![
+                    ("HERALD_SMTP_TIMEOUT_MS", "30000".to_owned()),
+                    ("HERALD_FALLBACK_LEASE_MS", "60000".to_owned()),
+                ],
+                "HERALD_FALLBACK_LEASE_MS",
+                "HERALD_SMTP_TIMEOUT_MS",
+            ),
+        ] {
+            let pairs = with(&extra);
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match fb(&pairs) {
+                Err(ConfigError::Invalid { var: v, message }) => {
+                    assert_eq!(v, var, "{extra:?}: {message}");
+                    assert!(message.contains(words), "{extra:?}: {message}");
+                    assert!(
+                        !message.contains("pw@"),
+                        "the SMTP password leaked: {message}"
+                    );
+                }
+                other => panic!("{extra:?}: expected a refusal, got {other:?}"),
+            }
+        }
+        // Without HERALD_SMTP_URL the others are refused, not ignored.
+        for (var, value) in [
+            ("HERALD_EMAIL_FROM", "a@b.co"),
+            ("HERALD_EMAIL_UNSUBSCRIBE_SECRET", SECRET),
+        ] {
+            match fb(&[(var, value)]) {
+                Err(ConfigError::Invalid { var: v, message }) => {
+                    assert_eq!(v, var);
+                    assert!(message.contains("HERALD_SMTP_URL"), "{message}");
+                }
+                other => panic!("{var}: expected a refusal, got {other:?}"),
+            }
+        }
+        // Each required setting, missing.
+        for var in [
+            "HERALD_EMAIL_FROM",
+            "HERALD_PUBLIC_URL",
+            "HERALD_EMAIL_UNSUBSCRIBE_SECRET",
+        ] {
+            let pairs: Vec<(&str, &str)> =
+                good.iter().copied().filter(|(k, _)| *k != var).collect();
+            match fb(&pairs) {
+                Err(ConfigError::Invalid { var: v, message }) => {
+                    assert_eq!(v, var);
+                    assert!(message.contains("required"), "{message}");
+                }
+                other => panic!("{var}: expected a refusal, got {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(bad_dir);
+        let _ = std::fs::remove_dir_all(half_dir);
+    }
+
+    #[test]
     fn fallback_settings_are_checked() {
         const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         const VAPID: &str = "RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw";
@@ -1168,7 +1420,7 @@ mod tests {
             (
                 vec![("HERALD_FALLBACK_TYPES", "dm:email:30s")],
                 "HERALD_FALLBACK_TYPES",
-                "no email channel",
+                "set HERALD_SMTP_URL",
             ),
             (
                 vec![("HERALD_FALLBACK_TYPES", "dm:push:30s")],

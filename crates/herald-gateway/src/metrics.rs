@@ -59,6 +59,9 @@ pub struct Metrics {
     /// `herald_fallback_sends_total{channel,outcome}`: fallback attempts by how they ended
     /// (sent, failed, dead, cancelled, deferred).
     pub fallback_sends: IntCounterVec,
+    /// `herald_email_messages_total{outcome}`: digest emails by how the SMTP send ended
+    /// (sent, bounced, failed); one email may cover several fallback jobs.
+    pub email_messages: IntCounterVec,
     /// `herald_fallback_jobs_planned_total`: fallback jobs created (one per notification and
     /// channel that fell due unseen).
     pub fallback_jobs_planned: IntCounter,
@@ -336,6 +339,12 @@ impl Metrics {
                 "herald_fallback_sends_total",
                 "Offline fallback attempts by channel and outcome (sent, failed, dead, cancelled, deferred)",
                 &["channel", "outcome"],
+            ),
+            email_messages: counter_vec(
+                &r,
+                "herald_email_messages_total",
+                "Digest emails by how the SMTP send ended (sent, bounced, failed)",
+                &["outcome"],
             ),
             fallback_jobs_purged: counter(
                 &r,

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use herald_protocol::email::{AddSuppression, Suppression, SuppressionPage, UnsubscribeResult};
 use herald_protocol::http::{
     BroadcastRequest, BroadcastResponse, Health, MarkAllReadResult, MarkReadResult,
     NotificationPage, Priority, PublishFallback, PublishRequest, PublishResponse, PublishedItem,
@@ -176,6 +177,14 @@ const ID: Param = Param {
     location: ParamLocation::Path,
     ty: ParamType::Uuid,
     description: "The notification id (a UUID; anything else: 400 `invalid_parameter`).",
+};
+
+const UNSUBSCRIBE_TOKEN: Param = Param {
+    name: "t",
+    location: ParamLocation::Query,
+    ty: ParamType::String,
+    description: "The unsubscribe token from the email's link (missing or not a token: 400 \
+`invalid_parameter`; not signed by this server: 403 `forbidden`).",
 };
 
 /// Every operation of the public listener, in `routes/mod.rs` order.
@@ -989,6 +998,167 @@ the server has no VAPID key configured. Details: docs/channels.md.",
     },
     Operation {
         method: "GET",
+        path: "/v1/email/unsubscribe",
+        id: "emailUnsubscribePage",
+        tag: "email",
+        summary: "The unsubscribe confirmation page",
+        description: "The `List-Unsubscribe` link of every fallback email. Answers a small HTML \
+page whose button POSTs the one-click form; it changes nothing itself (mail scanners prefetch \
+links). 404 `not_found` when the email channel is not set up.",
+        auth: Auth::None,
+        body: None,
+        params: &[UNSUBSCRIBE_TOKEN],
+        answers: &[Answer {
+            status: 200,
+            description: "An HTML page (`text/html`).",
+            schema: None,
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+        ],
+    },
+    Operation {
+        method: "POST",
+        path: "/v1/email/unsubscribe",
+        id: "emailUnsubscribe",
+        tag: "email",
+        summary: "One-click unsubscribe (RFC 8058)",
+        description: "The body must be the form `List-Unsubscribe=One-Click` (what mail \
+clients send; else 400 `invalid_parameter`). Turns email off for the token's user and scope \
+(`*`: every type) in the user's preferences (`GET /v1/me/preferences` shows it). No login: the \
+token is signed with `HERALD_EMAIL_UNSUBSCRIBE_SECRET`; a token this server did not sign is \
+403 `forbidden` and nothing changes.",
+        auth: Auth::None,
+        body: None,
+        params: &[UNSUBSCRIBE_TOKEN],
+        answers: &[Answer {
+            status: 200,
+            description: "Email is off for the scope.",
+            schema: Some("UnsubscribeResult"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "GET",
+        path: "/v1/email/suppressions",
+        id: "listSuppressions",
+        tag: "email",
+        summary: "List suppressed email addresses",
+        description: "By address, a page at a time. Needs the `publish` scope.",
+        auth: Auth::Service("publish"),
+        body: None,
+        params: &[
+            Param {
+                name: "after",
+                location: ParamLocation::Query,
+                ty: ParamType::String,
+                description: "Start after this address (the previous page's `next_after`).",
+            },
+            Param {
+                name: "limit",
+                location: ParamLocation::Query,
+                ty: ParamType::Integer(1, 1000, Some(100)),
+                description: "Page size (else 400 `invalid_parameter`).",
+            },
+        ],
+        answers: &[Answer {
+            status: 200,
+            description: "A page of suppressions.",
+            schema: Some("SuppressionPage"),
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "POST",
+        path: "/v1/email/suppressions",
+        id: "addSuppression",
+        tag: "email",
+        summary: "Suppress an email address",
+        description: "No email goes to it; its fallback jobs are cancelled (`suppressed`). \
+Stored in lower case. 201 when added, 200 when it was already suppressed (the first reason is \
+kept). Needs the `publish` scope.",
+        auth: Auth::Service("publish"),
+        body: Some(Body {
+            schema: "AddSuppression",
+            required: true,
+            description: REQUIRED_SMALL_BODY,
+        }),
+        params: &[],
+        answers: &[
+            Answer {
+                status: 201,
+                description: "Added: `{email, added: true}`.",
+                schema: None,
+                headers: &[],
+            },
+            Answer {
+                status: 200,
+                description: "Already suppressed: `{email, added: false}`.",
+                schema: None,
+                headers: &[],
+            },
+        ],
+        errors: &[
+            ErrorCode::InvalidJson,
+            ErrorCode::ValidationFailed,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "DELETE",
+        path: "/v1/email/suppressions/{email}",
+        id: "removeSuppression",
+        tag: "email",
+        summary: "Remove an address from the suppression list",
+        description: "Email may go to it again. Needs the `publish` scope.",
+        auth: Auth::Service("publish"),
+        body: None,
+        params: &[Param {
+            name: "email",
+            location: ParamLocation::Path,
+            ty: ParamType::String,
+            description: "The address (any case; not an address: 400 `invalid_parameter`).",
+        }],
+        answers: &[Answer {
+            status: 204,
+            description: "Removed.",
+            schema: None,
+            headers: &[],
+        }],
+        errors: &[
+            ErrorCode::InvalidParameter,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Internal,
+        ],
+    },
+    Operation {
+        method: "GET",
         path: "/v1/openapi.json",
         id: "openapi",
         tag: "operations",
@@ -1106,6 +1276,10 @@ pub fn document() -> OpenApi {
         .schema_from::<PushSubscriptionInfo>()
         .schema_from::<PushSubscriptionList>()
         .schema_from::<VapidPublicKey>()
+        .schema_from::<AddSuppression>()
+        .schema_from::<Suppression>()
+        .schema_from::<SuppressionPage>()
+        .schema_from::<UnsubscribeResult>()
         .security_scheme(
             "serviceKey",
             SecurityScheme::Http(
@@ -1155,6 +1329,10 @@ revocation: 401 `token_revoked`.",
             tag(
                 "user",
                 "User endpoints (user token): only the user's own notifications.",
+            ),
+            tag(
+                "email",
+                "The email fallback channel: one-click unsubscribe (signed link, no login) and the suppression list (service API key).",
             ),
             tag("websocket", "The WebSocket upgrade."),
             tag("operations", "Health, readiness and this document."),

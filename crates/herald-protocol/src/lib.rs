@@ -14,6 +14,7 @@
 
 pub mod bus;
 pub mod close;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod inbox;

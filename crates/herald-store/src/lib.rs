@@ -52,10 +52,14 @@
 //!   ([`Store::fallback_plan`], [`Store::fallback_claim`]), with its statements in
 //!   [`fallback_sql`];
 //! * `push`: Web Push subscriptions ([`Store::push_subscribe`], bounded per user);
+//! * `email`: the email channel's digest slots and suppression list ([`Store::email_reserve`],
+//!   [`Store::suppress`]), with its statements in [`email_sql`];
 //! * `rows`: reading columns out of rows.
 
 mod batch;
 mod delivery;
+mod email;
+pub mod email_sql;
 mod error;
 mod fallback;
 pub mod fallback_sql;
@@ -74,6 +78,7 @@ mod seen;
 pub mod sql;
 pub mod tls;
 
+pub use email::Suppression;
 pub use error::StoreError;
 pub use fallback::{ClaimedJob, JobDetails, JobEnd, PlanInput};
 pub use inbox::{uuid_v7_ceiling, ListFilter, PurgeBatch, PurgeScope, Purged, Target};

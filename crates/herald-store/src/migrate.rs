@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0005_fallback.sql"),
     ),
     (
+        6,
+        "0006_email.sql",
+        include_str!("../../../migrations/0006_email.sql"),
+    ),
+    (
         7,
         "0007_push.sql",
         include_str!("../../../migrations/0007_push.sql"),

@@ -1,15 +1,20 @@
 //! Offline fallback: reaching a user who has not seen a notification by its type's
-//! `fallback_after`, through a signed webhook (docs/channels.md).
+//! `fallback_after`, through a signed webhook or email (docs/channels.md).
 //!
 //! * [`worker`]: the loop every node runs: plans due jobs from each user's fallback cursor,
 //!   claims them with a lease, sends, records the outcome (retry, dead-letter).
 //! * [`webhook`]: the Standard Webhooks channel (signature, request).
 //! * [`push`]: the Web Push channel (RFC 8030/8291/8292: subscriptions, encryption, VAPID).
+//! * [`email`]: the email channel (SMTP, MIME, templates); [`digest`]: a user's email jobs
+//!   become at most one email per window; [`unsubscribe`]: the one-click unsubscribe token.
 //!
 //! What is due, when to retry and what the user allows is decided in
 //! `herald_core::fallback` (pure); the outbox is in PostgreSQL (`migrations/0005_fallback.sql`).
 
+pub mod digest;
+pub mod email;
 pub mod push;
+pub mod unsubscribe;
 pub mod webhook;
 pub mod worker;
 
@@ -37,6 +42,7 @@ pub struct FallbackConfig {
     pub job_retention: Duration,
     pub webhook: Option<webhook::WebhookConfig>,
     pub push: Option<push::PushConfig>,
+    pub email: Option<email::EmailConfig>,
 }
 
 impl FallbackConfig {
@@ -47,7 +53,7 @@ impl FallbackConfig {
             .filter(|c| match c {
                 Channel::Webhook => self.webhook.is_some(),
                 Channel::Push => self.push.is_some(),
-                Channel::Email => false,
+                Channel::Email => self.email.is_some(),
             })
             .collect()
     }
@@ -75,6 +81,7 @@ impl Default for FallbackConfig {
             job_retention: Duration::from_secs(7 * 86_400),
             webhook: None,
             push: None,
+            email: None,
         }
     }
 }

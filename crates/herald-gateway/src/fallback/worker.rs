@@ -4,7 +4,8 @@
 //!    created and their cursor advanced (`herald_core::fallback::plan_user`), in batches;
 //! 2. **send**: due jobs are claimed with a lease (`FOR UPDATE SKIP LOCKED`), sent
 //!    concurrently, and each outcome recorded: sent, cancelled (seen, muted), deferred (quiet
-//!    hours), retried with backoff, or dead-lettered after the last attempt.
+//!    hours), retried with backoff, or dead-lettered after the last attempt. A user's email
+//!    jobs of one claim go together to [`super::digest`]: at most one email per window.
 //!
 //! A node killed mid-send leaves its jobs claimed; when their lease runs out any node claims
 //! them again (at least once; the stable key lets receivers deduplicate).
@@ -50,6 +51,13 @@ pub async fn worker_loop(state: web::Data<AppState>, stop: CancellationToken) {
             return;
         }
     };
+    let mailer = match cfg.email.as_ref().map(super::email::mailer).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "fallback worker: no SMTP transport; fallbacks are not sent");
+            return;
+        }
+    };
     let mut tick = tokio::time::interval(cfg.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -58,7 +66,7 @@ pub async fn worker_loop(state: web::Data<AppState>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         plan_pass(&state).await;
-        send_pass(&state, &http, &stop).await;
+        send_pass(&state, &http, mailer.as_ref(), &stop).await;
     }
 }
 
@@ -95,7 +103,12 @@ async fn plan_pass(state: &AppState) {
     }
 }
 
-async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &CancellationToken) {
+async fn send_pass(
+    state: &AppState,
+    http: &reqwest::Client,
+    mailer: Option<&super::email::Mailer>,
+    stop: &CancellationToken,
+) {
     let cfg = &state.config.fallback;
     for _ in 0..SEND_ROUNDS {
         if stop.is_cancelled() {
@@ -119,7 +132,48 @@ async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &Cancellation
             Err(e) => return store_error(state, "fallback_details", &e),
         };
         let short = (jobs.len() as i64) < cfg.batch;
-        join_all(jobs.into_iter().map(|job| {
+        // Email jobs go per user to the digest (those a precheck ends are recorded at once);
+        // the others one by one.
+        let (email_jobs, jobs): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
+            jobs.into_iter().partition(|j| j.channel == Channel::Email);
+        let mut by_user: std::collections::BTreeMap<String, Vec<ClaimedJob>> = Default::default();
+        let now = Utc::now();
+        for j in email_jobs {
+            let d = details
+                .iter()
+                .find(|d| d.notification.id == j.notification_id);
+            match precheck(cfg, &j, d, now) {
+                Some(end) => record(state, &j, &end).await,
+                None => by_user.entry(j.user_id.clone()).or_default().push(j),
+            }
+        }
+        let digests = join_all(by_user.into_values().map(|mut group| {
+            let details = details.clone();
+            async move {
+                group.sort_by_key(|j| notification_seq(&details, j));
+                let ds: Vec<Option<&JobDetails>> = group
+                    .iter()
+                    .map(|j| {
+                        details
+                            .iter()
+                            .find(|d| d.notification.id == j.notification_id)
+                    })
+                    .collect();
+                let ends = match (&cfg.email, mailer) {
+                    (Some(ec), Some(m)) => {
+                        super::digest::send_user(state, ec, m, &group, &ds).await
+                    }
+                    _ => group
+                        .iter()
+                        .map(|_| JobEnd::Dead("the email channel is not configured".to_owned()))
+                        .collect(),
+                };
+                for (job, end) in group.iter().zip(&ends) {
+                    record(state, job, end).await;
+                }
+            }
+        }));
+        let singles = join_all(jobs.into_iter().map(|job| {
             let details = details.clone();
             async move {
                 let d = details
@@ -128,8 +182,8 @@ async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &Cancellation
                 let end = attempt(state, http, &job, d).await;
                 record(state, &job, &end).await;
             }
-        }))
-        .await;
+        }));
+        futures_util::future::join(digests, singles).await;
         if short {
             return;
         }
@@ -137,6 +191,39 @@ async fn send_pass(state: &AppState, http: &reqwest::Client, stop: &Cancellation
 }
 
 /// One attempt of one job: what came of it.
+/// What ends a job before any channel looks at it: the notification is gone, the job was
+/// claimed more often than sends may be attempted, or it is too late to be useful.
+fn precheck(
+    cfg: &super::FallbackConfig,
+    job: &ClaimedJob,
+    details: Option<&JobDetails>,
+    now: chrono::DateTime<Utc>,
+) -> Option<JobEnd> {
+    let Some(d) = details else {
+        return Some(JobEnd::Cancelled("notification deleted".to_owned()));
+    };
+    // Claimed more often than sends may be attempted: the earlier claims' leases ran out
+    // without an outcome (the node died, or the send hung past the lease). Never retried
+    // forever.
+    if u32::try_from(job.attempt).unwrap_or(u32::MAX) > cfg.retry.max_attempts {
+        return Some(JobEnd::Dead(format!(
+            "{} attempts without an outcome (the lease ran out)",
+            job.attempt
+        )));
+    }
+    // A scheduled job (planned early from a full page) first claimed long after it fell due:
+    // the workers were down; too late to be useful, as the planner judges due rows.
+    if job.claim == 1 {
+        let rule = effective_rule(&cfg.rules, &d.notification.kind, d.fallback.as_ref());
+        if let Some(rule) = rule {
+            if is_stale(due_at(d.notification.created_at, &rule), now, cfg.max_age) {
+                return Some(JobEnd::Cancelled("stale".to_owned()));
+            }
+        }
+    }
+    None
+}
+
 async fn attempt(
     state: &AppState,
     http: &reqwest::Client,
@@ -144,29 +231,13 @@ async fn attempt(
     details: Option<&JobDetails>,
 ) -> JobEnd {
     let cfg = &state.config.fallback;
+    let now = Utc::now();
+    if let Some(end) = precheck(cfg, job, details, now) {
+        return end;
+    }
     let Some(d) = details else {
         return JobEnd::Cancelled("notification deleted".to_owned());
     };
-    // Claimed more often than sends may be attempted: the earlier claims' leases ran out
-    // without an outcome (the node died, or the send hung past the lease). Never retried
-    // forever.
-    if u32::try_from(job.attempt).unwrap_or(u32::MAX) > cfg.retry.max_attempts {
-        return JobEnd::Dead(format!(
-            "{} attempts without an outcome (the lease ran out)",
-            job.attempt
-        ));
-    }
-    let now = Utc::now();
-    // A scheduled job (planned early from a full page) first claimed long after it fell due:
-    // the workers were down; too late to be useful, as the planner judges due rows.
-    if job.claim == 1 {
-        let rule = effective_rule(&cfg.rules, &d.notification.kind, d.fallback.as_ref());
-        if let Some(rule) = rule {
-            if is_stale(due_at(d.notification.created_at, &rule), now, cfg.max_age) {
-                return JobEnd::Cancelled("stale".to_owned());
-            }
-        }
-    }
     // Stored preferences that no longer parse are ignored (the server's rules apply).
     let prefs: Option<Preferences> = d
         .prefs
@@ -198,7 +269,8 @@ async fn attempt(
                 super::push::PushResult::End(end) => return end,
             }
         }
-        Channel::Email => Err(format!("the {} channel is not available", job.channel)),
+        // Email jobs go to the digest (`send_pass`), never one by one.
+        Channel::Email => Err("email jobs are sent by the digest".to_owned()),
     };
     match result {
         Ok(()) => JobEnd::Sent,
@@ -216,6 +288,14 @@ async fn attempt(
             }
         }
     }
+}
+
+/// A job's notification seq (the digest covers the oldest first); 0 if it is gone.
+fn notification_seq(details: &[JobDetails], job: &ClaimedJob) -> i64 {
+    details
+        .iter()
+        .find(|d| d.notification.id == job.notification_id)
+        .map_or(0, |d| d.notification.seq)
 }
 
 async fn record(state: &AppState, job: &ClaimedJob, end: &JobEnd) {

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "dev-endpoints")]
 pub mod dev;
+pub mod email;
 pub mod extract;
 pub mod inbox;
 pub mod ops;
@@ -130,6 +131,23 @@ fn routes(cfg: &mut web::ServiceConfig, dev_endpoints: bool) {
             web::resource("/v1/me/preferences")
                 .route(web::get().to(preferences::get))
                 .route(web::put().to(preferences::put))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/email/unsubscribe")
+                .route(web::get().to(email::unsubscribe_page))
+                .route(web::post().to(email::unsubscribe))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/email/suppressions")
+                .route(web::get().to(email::list))
+                .route(web::post().to(email::add))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/email/suppressions/{email}")
+                .route(web::delete().to(email::remove))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -177,6 +177,7 @@ fn fallback(
             max_attempts: 5,
         },
         job_retention: Duration::from_secs(3600),
+        email: None,
         webhook: Some(WebhookConfig {
             url: receiver.url.clone(),
             key: Arc::new(decode_secret(WHSEC).unwrap().into()),

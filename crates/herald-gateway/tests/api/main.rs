@@ -10,6 +10,7 @@ mod bus_trust;
 mod cluster;
 mod contract;
 mod delivery;
+mod email;
 mod fallback;
 mod faults;
 mod http_api;
