@@ -318,6 +318,13 @@ impl Application {
                         }
                     })
                     .configure(|c| crate::routes::configure(c, &cfg));
+                if cfg.socketio.enabled {
+                    // Socket.IO long-polling (its WebSocket upgrades never reach actix-web),
+                    // registered before the static files, which would answer a POST with 405.
+                    let p = cfg.socketio.path.clone();
+                    app = app
+                        .service(web::resource([format!("{p}/"), p]).to(crate::ws::poll::fallback));
+                }
                 if let Some(dir) = &cfg.static_dir {
                     app = app.service(actix_files::Files::new("/", dir).index_file("index.html"));
                 }

@@ -36,8 +36,11 @@ pub async fn probe_upgrade(
         None => Err(unknown_sid(&state, &sid)),
         Some(shared) => admit_probe(&state, &req, shared),
     };
-    tracing::info!(path = %req.path(), status = if decision.is_ok() { 101 } else { 400 },
-        "socket.io upgrade of a long-polling session");
+    let status = match &decision {
+        Ok(_) => 101,
+        Err(resp) => resp.status().as_u16(),
+    };
+    tracing::info!(path = %req.path(), status, "socket.io upgrade of a long-polling session");
     let (shared, mut res) = match decision {
         Ok(ok) => ok,
         Err(resp) => {
