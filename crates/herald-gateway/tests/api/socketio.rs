@@ -984,3 +984,25 @@ async fn polling_sessions_live_while_polled_and_are_reaped_when_idle() {
     );
     until_unknown(&p).await;
 }
+
+#[tokio::test]
+async fn polling_is_served_beside_static_files() {
+    // A node serving a web app from `/` (HERALD_STATIC_DIR): the static files must not
+    // take the long-polling POST (they answer other methods with 405).
+    let dir = std::env::temp_dir().join(format!("herald-sio-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html>").unwrap();
+    let env = TestEnv::new().await;
+    let node = env.node_with(|c| c.static_dir = Some(dir.clone())).await;
+    let (mut p, _) = poll_open(&node).await;
+    p.connect(json!({ "token": token("static", 3600) })).await;
+    assert_eq!(p.event_named("connected").await[0]["userId"], "static");
+    let r = node
+        .http
+        .get(format!("{}/", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the app is still served");
+    let _ = std::fs::remove_dir_all(&dir);
+}
