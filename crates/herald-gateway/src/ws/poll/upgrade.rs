@@ -33,7 +33,7 @@ pub async fn probe_upgrade(
     sid: String,
 ) -> Result<(), actix_web::Error> {
     let decision = match state.polls.get(&sid) {
-        None => Err(unknown_sid(&state, &sid)),
+        None => Err(Box::new(unknown_sid(&state, &sid))),
         Some(shared) => admit_probe(&state, &req, shared),
     };
     let status = match &decision {
@@ -44,7 +44,7 @@ pub async fn probe_upgrade(
     let (shared, mut res) = match decision {
         Ok(ok) => ok,
         Err(resp) => {
-            let _ = crate::ws::respond(&mut framed, resp).await;
+            let _ = crate::ws::respond(&mut framed, *resp).await;
             return Ok(());
         }
     };
@@ -71,23 +71,25 @@ fn admit_probe(
     state: &AppState,
     req: &Request,
     shared: Arc<Shared>,
-) -> Result<Admitted, actix_web::HttpResponse> {
+) -> Result<Admitted, Box<actix_web::HttpResponse>> {
     if req.headers().get(ORIGIN).is_some() {
         crate::ws::check_origin(req.headers(), &state.config.allowed_origins)
-            .map_err(|e| e.error_response())?;
+            .map_err(|e| Box::new(e.error_response()))?;
     }
     let res = actix_http::ws::handshake(req.head()).map_err(|e| {
-        crate::error::ApiError::new(
-            herald_protocol::ErrorCode::InvalidParameter,
-            format!("expected a WebSocket upgrade request: {e}"),
+        Box::new(
+            crate::error::ApiError::new(
+                herald_protocol::ErrorCode::InvalidParameter,
+                format!("expected a WebSocket upgrade request: {e}"),
+            )
+            .error_response(),
         )
-        .error_response()
     })?;
     {
         let mut g = shared.lock();
         // One probe at a time, and only for a live polling session.
         if g.probing || g.upgraded || g.closed {
-            return Err(engine_error(3, "Bad request"));
+            return Err(Box::new(engine_error(3, "Bad request")));
         }
         g.probing = true;
     }
