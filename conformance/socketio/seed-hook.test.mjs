@@ -2,6 +2,8 @@
 // React), with the official socket.io-client (pinned in package.json), against two Herald
 // nodes behind HAProxy (web/e2e/cluster.mjs). Tokens are the seed's: `{ sub: <number> }`,
 // HS256, no aud/iss. Run by conformance/socketio/run.sh (scripts/test.sh, stage socketio).
+// The seed's hook asks for `transports: ['websocket']`; the clients with default options
+// (long-polling, then the upgrade) go through the same balancer, which routes on the sid.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
@@ -131,6 +133,65 @@ test('the seed hook receives notifications published to either node, marks read,
   const acked = await socket.timeout(5000).emitWithAck('mark_read', { notificationId: n.id });
   assert.equal(acked.success, true);
   assert.equal(acked.notificationId, n.id);
+  socket.disconnect();
+});
+
+test('default options: long-polling through the balancer, then the upgrade to WebSocket', async () => {
+  const user = 3003;
+  // No `transports`: socket.io-client starts with HTTP long-polling and upgrades.
+  const socket = io(`${cluster.lbUrl}/notifications`, { auth: { token: seedToken(user) }, reconnection: false });
+  let firstTransport;
+  socket.io.on('open', () => {
+    firstTransport = socket.io.engine.transport.name;
+  });
+  let upgradedTo;
+  socket.io.engine.on('upgrade', (t) => {
+    upgradedTo = t.name;
+  });
+  let connected;
+  socket.on('connected', (c) => {
+    connected = c;
+  });
+  const got = [];
+  socket.on('notification', (n) => got.push(n.seq));
+  await until('connect', () => socket.connected && connected);
+  assert.equal(firstTransport, 'polling', 'a default client starts with long-polling');
+  // The sid names the node that holds the session; the balancer routes on it.
+  assert.ok(socket.io.engine.id.startsWith(`${connected.nodeId}~`), socket.io.engine.id);
+  await until('the upgrade', () => socket.io.engine.transport.name === 'websocket');
+  assert.equal(upgradedTo, 'websocket');
+  const a = await publish(cluster.nodeUrls['node-a'], user, 'from a');
+  const b = await publish(cluster.nodeUrls['node-b'], user, 'from b');
+  await until('both notifications', () => got.length === 2);
+  assert.deepEqual(got, [a, b]);
+  const acked = await socket.timeout(5000).emitWithAck('mark_all_read');
+  assert.equal(acked.success, true);
+  assert.equal((await socket.timeout(5000).emitWithAck('get_unread_count')).unreadCount, 0);
+  socket.disconnect();
+});
+
+test('default options: a session that stays on long-polling works through the balancer', async () => {
+  const user = 3004;
+  // `upgrade: false` keeps it on polling: every GET and POST must reach the session's node.
+  const socket = io(`${cluster.lbUrl}/notifications`, { auth: { token: seedToken(user) }, upgrade: false, reconnection: false });
+  const got = [];
+  socket.on('notification', (n) => got.push(n.seq));
+  let connected;
+  socket.on('connected', (c) => {
+    connected = c;
+  });
+  await until('connect', () => socket.connected && connected);
+  const seqs = [];
+  for (let i = 0; i < 6; i++) {
+    seqs.push(await publish(cluster.nodeUrls[i % 2 ? 'node-a' : 'node-b'], user, `p${i}`));
+    const c = await socket.timeout(5000).emitWithAck('get_unread_count');
+    assert.ok(c.unreadCount >= 1);
+  }
+  await until('every notification', () => got.length === seqs.length);
+  assert.deepEqual(got, seqs);
+  assert.equal(socket.io.engine.transport.name, 'polling');
+  const acked = await socket.timeout(5000).emitWithAck('mark_all_read');
+  assert.equal(acked.success, true);
   socket.disconnect();
 });
 

@@ -2,8 +2,8 @@
 //! store and bus errors.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for the publish call and its stages: fine between 1 and 30 ms, where a commit's
@@ -17,6 +17,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// (waiting for a batch slot), `commit` (the batch's statement and WAL flush), `fanout` (the
 /// batch's Redis pipeline), `reply` (from the answer until the caller's task runs again:
 /// scheduling delay). Resolved at start, so a publish does no label lookup.
+/// The Engine.IO transports, the `transport` label of the Socket.IO metrics.
+pub const SOCKETIO_TRANSPORTS: [&str; 2] = ["websocket", "polling"];
+
 pub struct PublishStages {
     pub queue: Histogram,
     pub commit: Histogram,
@@ -28,9 +31,13 @@ pub struct Metrics {
     registry: Registry,
     pub connections: IntGauge,
     pub connections_total: IntCounter,
-    /// The Socket.IO part of `connections` / `connections_total` (transport `socketio`).
-    pub socketio_connections: IntGauge,
-    pub socketio_connections_total: IntCounter,
+    /// The Socket.IO part of `connections` / `connections_total`, by Engine.IO transport
+    /// (`websocket`, `polling`): a session that upgrades moves from `polling` to `websocket`
+    /// in the gauge; the counter counts it once, under the transport it connected on.
+    pub socketio_connections: IntGaugeVec,
+    pub socketio_connections_total: IntCounterVec,
+    /// Long-polling sessions that upgraded to WebSocket.
+    pub socketio_upgrades: IntCounter,
     pub closes: IntCounterVec,
     pub handshake_refusals: IntCounterVec,
     pub deliveries: IntCounterVec,
@@ -114,6 +121,13 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     reg(r, IntGauge::new(name, help).expect_ok())
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    reg(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect_ok(),
+    )
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -225,15 +239,34 @@ impl Metrics {
                 "herald_connections_total",
                 "Authenticated WebSocket connections accepted",
             ),
-            socketio_connections: gauge(
+            socketio_connections: {
+                let v = gauge_vec(
+                    &r,
+                    "herald_socketio_connections",
+                    "Open authenticated Socket.IO connections by transport (included in herald_connections)",
+                    &["transport"],
+                );
+                for t in SOCKETIO_TRANSPORTS {
+                    v.with_label_values(&[t]);
+                }
+                v
+            },
+            socketio_connections_total: {
+                let v = counter_vec(
+                    &r,
+                    "herald_socketio_connections_total",
+                    "Authenticated Socket.IO connections accepted, by the transport they connected on (included in herald_connections_total)",
+                    &["transport"],
+                );
+                for t in SOCKETIO_TRANSPORTS {
+                    v.with_label_values(&[t]);
+                }
+                v
+            },
+            socketio_upgrades: counter(
                 &r,
-                "herald_socketio_connections",
-                "Open authenticated Socket.IO connections (included in herald_connections)",
-            ),
-            socketio_connections_total: counter(
-                &r,
-                "herald_socketio_connections_total",
-                "Authenticated Socket.IO connections accepted (included in herald_connections_total)",
+                "herald_socketio_upgrades_total",
+                "Socket.IO long-polling sessions upgraded to WebSocket",
             ),
             closes: counter_vec(
                 &r,

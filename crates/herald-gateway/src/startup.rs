@@ -305,6 +305,12 @@ impl Application {
                 let mut app = App::new()
                     .app_data(app_state.clone())
                     .wrap(crate::routes::cors(&cfg.allowed_origins))
+                    // Before CORS: a Socket.IO long-polling request from a refused Origin
+                    // gets 403 `origin_not_allowed`, as its WebSocket would.
+                    .wrap_fn({
+                        let st = app_state.clone();
+                        move |req, srv| crate::ws::poll::origin_gate(req, srv, &st)
+                    })
                     .wrap_fn({
                         let st = app_state.clone();
                         move |req, srv| {
@@ -316,11 +322,18 @@ impl Application {
                         }
                     })
                     .configure(|c| crate::routes::configure(c, &cfg));
+                if cfg.socketio.enabled {
+                    // Socket.IO long-polling (its WebSocket upgrades never reach actix-web),
+                    // registered before the static files, which would answer a POST with 405.
+                    let p = cfg.socketio.path.clone();
+                    app = app
+                        .service(web::resource([format!("{p}/"), p]).to(crate::ws::poll::fallback));
+                }
                 if let Some(dir) = &cfg.static_dir {
                     app = app.service(actix_files::Files::new("/", dir).index_file("index.html"));
                 }
                 let app = app
-                    .default_service(web::to(crate::ws::sio::fallback))
+                    .default_service(web::to(crate::ws::poll::fallback))
                     .into_factory()
                     .map_err(|err: actix_web::Error| err.error_response());
                 let http = HttpService::build()

@@ -33,6 +33,8 @@ pub struct AppState {
     pub edge: Edge,
     /// The dependencies' last check, for readiness (`crate::health`).
     pub health: crate::health::Health,
+    /// The Socket.IO long-polling sessions by Engine.IO `sid` (`crate::ws::poll`).
+    pub polls: Arc<crate::ws::poll::Sessions>,
     open_sockets: Arc<AtomicUsize>,
     conn_ids: AtomicU64,
 }
@@ -85,6 +87,7 @@ impl AppState {
             publisher,
             reads,
             drain: CancellationToken::new(),
+            polls: Arc::default(),
             open_sockets: Arc::new(AtomicUsize::new(0)),
             conn_ids: AtomicU64::new(1),
         }

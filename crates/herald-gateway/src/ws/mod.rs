@@ -9,8 +9,10 @@
 
 mod conn;
 pub mod frames;
+pub mod poll;
 mod session;
 pub mod sio;
+mod transport;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -69,7 +71,7 @@ pub fn token_in_url() -> ApiError {
 
 /// A header token naming a `kid` the node does not hold, with a JWKS URL set: fetch the keys
 /// (rate-limited) before the synchronous checks of [`admit`] verify it.
-async fn refresh_keys_for(state: &AppState, headers: &HeaderMap) {
+pub(crate) async fn refresh_keys_for(state: &AppState, headers: &HeaderMap) {
     if let Some(token) = bearer_in(headers) {
         if state.verifier.needs_refresh(token) {
             state.verifier.refresh_keys().await;
@@ -78,7 +80,7 @@ async fn refresh_keys_for(state: &AppState, headers: &HeaderMap) {
 }
 
 /// What the pre-upgrade checks let through.
-struct Admitted {
+pub(crate) struct Admitted {
     pre_auth: Option<VerifiedToken>,
     last_seq: Option<i64>,
     /// The socket's place in its client address's count (`None` when exempt or unknown).
@@ -113,7 +115,7 @@ fn refused(state: &AppState, e: ApiError) -> ApiError {
 /// The checks before an upgrade, in order; every refusal is counted by its code. `client` is
 /// the client's address (`None` only for a connection without one); a plain `GET` passes no
 /// address, as it holds no socket.
-fn admit(
+pub(crate) fn admit(
     state: &AppState,
     headers: &HeaderMap,
     query: &str,
@@ -213,6 +215,16 @@ pub async fn on_upgrade(
     let echo =
         cfg!(feature = "dev-endpoints") && req.path() == "/dev/echo" && state.config.dev_endpoints;
     let socketio = sio::is_sio_path(&state.config.socketio, req.path());
+    // The WebSocket a long-polling session upgrades to: it joins that session.
+    if socketio && req.method() == Method::GET && !has_token_param(query) {
+        if let Ok(sio::EioQuery {
+            polling: false,
+            sid: Some(sid),
+        }) = sio::check_query(query)
+        {
+            return poll::probe_upgrade(state, req, framed, sid).await;
+        }
+    }
     refresh_keys_for(&state, req.headers()).await;
     let decision = if has_token_param(query) {
         tracing::warn!(method = %req.method(), path = %req.path(), client = %client_log, "refused a token in the URL");
@@ -228,6 +240,14 @@ pub async fn on_upgrade(
         Ok(None)
     } else if socketio {
         sio::check_query(query)
+            .and_then(|q| match q.polling {
+                false => Ok(()),
+                true => Err(ApiError::field(
+                    ErrorCode::InvalidParameter,
+                    "transport",
+                    "transport=polling is plain HTTP GET/POST, not a WebSocket upgrade",
+                )),
+            })
             .map_err(|e| refused(&state, e))
             .and_then(|()| admit(&state, req.headers(), query, client, true))
             .map(Some)
@@ -279,28 +299,7 @@ pub async fn on_upgrade(
         state.config.max_message_bytes,
     );
     match admitted {
-        Some(a) => {
-            let metrics = state.metrics.clone();
-            let auth = match a.pre_auth {
-                Some(token) => session::Auth::Header(token),
-                None => {
-                    let (ticket, evicted) = state.edge.preauth.enter(state.next_conn_id());
-                    if evicted {
-                        metrics.preauth_evictions.inc();
-                    }
-                    session::Auth::Message(ticket)
-                }
-            };
-            let held = session::Held {
-                _guard: guard,
-                _addr: a.addr,
-            };
-            let task = session::run(state, held, ws, auth, a.last_seq, socketio);
-            metrics
-                .socket_task_bytes
-                .set(std::mem::size_of_val(&task) as i64);
-            actix_web::rt::spawn(task);
-        }
+        Some(a) => spawn_session(state, guard, a, transport::Conn::Ws(ws), socketio),
         None => {
             drop(guard);
             actix_web::rt::spawn(echo_loop(ws));
@@ -309,8 +308,38 @@ pub async fn on_upgrade(
     Ok(())
 }
 
+/// Starts the task of an admitted socket (a WebSocket, or a long-polling session).
+pub(crate) fn spawn_session(
+    state: Arc<AppState>,
+    guard: crate::state::SocketGuard,
+    a: Admitted,
+    conn: transport::Conn,
+    socketio: bool,
+) {
+    let metrics = state.metrics.clone();
+    let auth = match a.pre_auth {
+        Some(token) => session::Auth::Header(token),
+        None => {
+            let (ticket, evicted) = state.edge.preauth.enter(state.next_conn_id());
+            if evicted {
+                metrics.preauth_evictions.inc();
+            }
+            session::Auth::Message(ticket)
+        }
+    };
+    let held = session::Held {
+        _guard: guard,
+        _addr: a.addr,
+    };
+    let task = session::run(state, held, conn, auth, a.last_seq, socketio);
+    metrics
+        .socket_task_bytes
+        .set(std::mem::size_of_val(&task) as i64);
+    actix_web::rt::spawn(task);
+}
+
 /// Writes a complete response in one flush and marks the connection to be closed.
-async fn respond(framed: &mut Upgraded, resp: HttpResponse) -> std::io::Result<()> {
+pub(crate) async fn respond(framed: &mut Upgraded, resp: HttpResponse) -> std::io::Result<()> {
     let mut resp: Response<BoxBody> = resp.into();
     resp.head_mut().set_connection_type(ConnectionType::Close);
     let (head, body) = resp.into_parts();

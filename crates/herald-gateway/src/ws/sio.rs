@@ -1,4 +1,4 @@
-//! The Socket.IO endpoint's upgrade checks (`GET /socket.io/?EIO=4&transport=websocket`,
+//! The Socket.IO endpoint's query checks (`/socket.io/?EIO=4&transport=websocket|polling`,
 //! path `HERALD_SOCKETIO_PATH`) and the per-socket state of a Socket.IO session. The packets
 //! themselves are `herald_protocol::socketio`; the session is the native one
 //! (`session::sio` adapts its frames).
@@ -13,17 +13,27 @@ pub fn is_sio_path(cfg: &SocketIoConfig, path: &str) -> bool {
     cfg.enabled && path.trim_end_matches('/') == cfg.path
 }
 
-/// The Engine.IO query of an upgrade: `EIO=4` and `transport=websocket`, without `sid` (no
-/// session to upgrade: long-polling is not served).
-pub fn check_query(query: &str) -> Result<(), ApiError> {
+/// An Engine.IO request's query, checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EioQuery {
+    /// `transport=polling` (else `websocket`).
+    pub polling: bool,
+    /// The session a request belongs to: a long-polling `GET`/`POST`, or the WebSocket that
+    /// upgrades it. Without one, a new session.
+    pub sid: Option<String>,
+}
+
+/// The Engine.IO query: `EIO=4`, `transport=websocket|polling`, and `sid` when the request
+/// belongs to a session.
+pub fn check_query(query: &str) -> Result<EioQuery, ApiError> {
     let mut eio = None;
     let mut transport = None;
-    let mut sid = false;
+    let mut sid = None;
     for (k, v) in super::url_pairs(query) {
         match k.as_ref() {
             "EIO" => eio = Some(v.into_owned()),
             "transport" => transport = Some(v.into_owned()),
-            "sid" => sid = true,
+            "sid" => sid = Some(v.into_owned()),
             _ => {}
         }
     }
@@ -39,43 +49,20 @@ pub fn check_query(query: &str) -> Result<(), ApiError> {
         Some(_) => return refuse("EIO", "unsupported Engine.IO version: only EIO=4 is served"),
         None => return refuse("EIO", "EIO=4 is required (a Socket.IO v3/v4 client sends it)"),
     }
-    match transport.as_deref() {
-        Some("websocket") => {}
-        Some("polling") => return refuse(
-            "transport",
-            "HTTP long-polling is not served: connect with io(url, { transports: ['websocket'] })",
-        ),
+    let polling = match transport.as_deref() {
+        Some("websocket") => false,
+        Some("polling") => true,
         _ => {
             return refuse(
                 "transport",
-                "unknown transport: only transport=websocket is served",
+                "unknown transport: transport=polling or transport=websocket",
             )
         }
+    };
+    if sid.as_deref().is_some_and(str::is_empty) {
+        return refuse("sid", "sid is empty");
     }
-    if sid {
-        return refuse(
-            "sid",
-            "no Engine.IO session to upgrade (long-polling is not served): connect with transports: ['websocket']",
-        );
-    }
-    Ok(())
-}
-
-/// The public listener's fallback: a request to the Socket.IO path that is not a WebSocket
-/// upgrade (a long-polling client's `GET`/`POST`) gets the Engine.IO query's refusal (400
-/// `invalid_parameter`: long-polling is not served), anything else 404.
-pub async fn fallback(
-    req: actix_web::HttpRequest,
-    state: actix_web::web::Data<crate::state::AppState>,
-) -> Result<actix_web::HttpResponse, ApiError> {
-    if !is_sio_path(&state.config.socketio, req.path()) {
-        return crate::routes::not_found().await;
-    }
-    check_query(req.query_string())?;
-    Err(ApiError::new(
-        ErrorCode::InvalidParameter,
-        "expected a WebSocket upgrade (Upgrade: websocket): long-polling is not served",
-    ))
+    Ok(EioQuery { polling, sid })
 }
 
 /// What a Socket.IO session adds to a socket (boxed: a native socket holds one pointer).
@@ -98,16 +85,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_only_engine_io_4_over_websocket() {
-        assert!(check_query("EIO=4&transport=websocket").is_ok());
-        assert!(check_query("EIO=4&transport=websocket&t=abc").is_ok());
+    fn accepts_only_engine_io_4_over_websocket_or_polling() {
+        let q = |polling, sid: Option<&str>| EioQuery {
+            polling,
+            sid: sid.map(str::to_string),
+        };
+        assert_eq!(
+            check_query("EIO=4&transport=websocket").unwrap(),
+            q(false, None)
+        );
+        assert_eq!(
+            check_query("EIO=4&transport=websocket&t=abc").unwrap(),
+            q(false, None)
+        );
+        assert_eq!(
+            check_query("EIO=4&transport=polling&t=x").unwrap(),
+            q(true, None)
+        );
+        assert_eq!(
+            check_query("EIO=4&transport=polling&sid=n~1").unwrap(),
+            q(true, Some("n~1"))
+        );
+        assert_eq!(
+            check_query("EIO=4&transport=websocket&sid=n%7E1").unwrap(),
+            q(false, Some("n~1"))
+        );
         let e = check_query("EIO=3&transport=websocket").unwrap_err();
         assert!(e.message.contains("socket.io-client 2.x"), "{}", e.message);
         assert!(check_query("transport=websocket").is_err());
         assert!(check_query("EIO=5&transport=websocket").is_err());
-        let e = check_query("EIO=4&transport=polling").unwrap_err();
-        assert!(e.message.contains("long-polling"));
+        assert!(check_query("EIO=4&transport=flash").is_err());
         assert!(check_query("EIO=4").is_err());
-        assert!(check_query("EIO=4&transport=websocket&sid=x").is_err());
+        assert!(check_query("EIO=4&transport=polling&sid=").is_err());
     }
 }

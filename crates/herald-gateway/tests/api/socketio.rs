@@ -374,10 +374,11 @@ async fn refusals_are_clear() {
         }
         other => panic!("expected an HTTP refusal, got {other}"),
     };
-    // Socket.IO v2 clients (EIO=3), long-polling, a missing EIO, a token in the URL.
+    // Socket.IO v2 clients (EIO=3), long-polling asked as an upgrade, a missing EIO, a token
+    // in the URL.
     for (q, code, needle) in [
         ("EIO=3&transport=websocket", 400, "socket.io-client 2.x"),
-        ("EIO=4&transport=polling", 400, "long-polling"),
+        ("EIO=4&transport=polling", 400, "plain HTTP"),
         ("transport=websocket", 400, "EIO=4"),
         ("EIO=4&transport=websocket&token=abc", 400, "token"),
     ] {
@@ -385,11 +386,11 @@ async fn refusals_are_clear() {
         assert_eq!(st, code, "{q}: {body}");
         assert!(body.contains(needle), "{q}: {body}");
     }
-    // A long-polling client's plain GET (socket.io-client's default transports).
+    // transport=websocket as a plain GET (no Upgrade header).
     let r = node
         .http
         .get(format!(
-            "{}/socket.io/?EIO=4&transport=polling&t=x",
+            "{}/socket.io/?EIO=4&transport=websocket&t=x",
             node.base
         ))
         .send()
@@ -399,7 +400,10 @@ async fn refusals_are_clear() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "invalid_parameter");
     assert!(
-        body["message"].as_str().unwrap().contains("long-polling"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebSocket upgrade"),
         "{body}"
     );
     let r = node
@@ -529,4 +533,500 @@ async fn a_configured_path_and_namespace_and_the_endpoint_turned_off() {
         Err(e) => panic!("expected a 404, got {e}"),
         Ok(_) => panic!("the endpoint is off"),
     }
+}
+
+// ---- HTTP long-polling (socket.io-client's default transports) and the upgrade ----
+
+/// A long-polling client as socket.io-client's polling transport behaves: one GET at a
+/// time, packets POSTed joined by the record separator, pings answered with `3`.
+struct Poll {
+    base: String,
+    http: reqwest::Client,
+    sid: String,
+    /// Packets read but not yet consumed.
+    buffered: std::collections::VecDeque<String>,
+}
+
+const RS: char = '\u{1e}';
+
+fn poll_url(base: &str, sid: Option<&str>) -> String {
+    match sid {
+        Some(sid) => format!("{base}/socket.io/?EIO=4&transport=polling&t=x&sid={sid}"),
+        None => format!("{base}/socket.io/?EIO=4&transport=polling&t=x"),
+    }
+}
+
+async fn poll_open(node: &TestNode) -> (Poll, Value) {
+    let r = node
+        .http
+        .get(poll_url(&node.base, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let first = body.split(RS).next().unwrap();
+    assert!(
+        first.starts_with('0'),
+        "expected the open packet, got {body}"
+    );
+    let open: Value = serde_json::from_str(&first[1..]).unwrap();
+    let p = Poll {
+        base: node.base.clone(),
+        http: node.http.clone(),
+        sid: open["sid"].as_str().unwrap().to_string(),
+        buffered: body.split(RS).skip(1).map(str::to_string).collect(),
+    };
+    (p, open)
+}
+
+impl Poll {
+    fn url(&self) -> String {
+        poll_url(&self.base, Some(&self.sid))
+    }
+
+    async fn get(&self) -> reqwest::Response {
+        tokio::time::timeout(WAIT, self.http.get(self.url()).send())
+            .await
+            .expect("long-poll GET timed out")
+            .unwrap()
+    }
+
+    async fn post(&self, packets: &[&str]) -> reqwest::Response {
+        let body = packets.join(&RS.to_string());
+        self.http
+            .post(self.url())
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The next packet (GETting as needed), answering pings.
+    async fn packet(&mut self) -> String {
+        loop {
+            while let Some(p) = self.buffered.pop_front() {
+                if p == "2" {
+                    assert_eq!(self.post(&["3"]).await.status(), 200);
+                    continue;
+                }
+                if p == "6" {
+                    continue;
+                }
+                return p;
+            }
+            let r = self.get().await;
+            assert_eq!(r.status(), 200);
+            let body = r.text().await.unwrap();
+            self.buffered.extend(body.split(RS).map(str::to_string));
+        }
+    }
+
+    async fn event_named(&mut self, want: &str) -> Vec<Value> {
+        loop {
+            let t = self.packet().await;
+            let Some(body) = t.strip_prefix(&format!("42{NSP},")) else {
+                continue;
+            };
+            let mut args: Vec<Value> = serde_json::from_str(body).unwrap();
+            if args.remove(0) == want {
+                return args;
+            }
+        }
+    }
+
+    async fn connect(&mut self, auth: Value) -> Value {
+        assert_eq!(
+            self.post(&[&format!("40{NSP},{auth}")])
+                .await
+                .text()
+                .await
+                .unwrap(),
+            "ok"
+        );
+        let t = self.packet().await;
+        let body = t
+            .strip_prefix(&format!("40{NSP},"))
+            .unwrap_or_else(|| panic!("expected the CONNECT answer, got {t}"));
+        serde_json::from_str(body).unwrap()
+    }
+}
+
+/// The seqs of the `notification` events among packets.
+fn notification_seqs<'a>(packets: impl IntoIterator<Item = &'a str>) -> Vec<i64> {
+    packets
+        .into_iter()
+        .filter_map(|t| t.strip_prefix(&format!("42{NSP},")))
+        .filter_map(|b| serde_json::from_str::<Vec<Value>>(b).ok())
+        .filter(|a| a[0] == "notification")
+        .map(|a| a[1]["seq"].as_i64().unwrap())
+        .collect()
+}
+
+/// Waits (bounded) until a GET with this sid is refused as unknown.
+async fn until_unknown(p: &Poll) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = p.get().await;
+        if r.status() == 400 {
+            return r.json().await.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session never ended"
+        );
+    }
+}
+
+#[tokio::test]
+async fn default_clients_poll_then_upgrade_without_loss_or_duplicates() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    let (mut p, open) = poll_open(&node).await;
+    assert_eq!(open["upgrades"], json!(["websocket"]));
+    assert_eq!(open["maxPayload"], 16 * 1024);
+    let sid = p.sid.clone();
+    assert!(sid.contains('~'), "the node id leads the sid: {sid}");
+    p.connect(json!({ "token": token("lp", 3600) })).await;
+    assert_eq!(p.event_named("connected").await[0]["userId"], "lp");
+    assert_eq!(
+        node.metric("herald_socketio_connections{transport=\"polling\"}")
+            .await,
+        1
+    );
+
+    // A notification over polling, and an acked command POSTed.
+    let s1 = node.publish_one("lp", "one").await;
+    let n = p.event_named("notification").await;
+    assert_eq!(n[0]["seq"], s1);
+    assert_eq!(
+        p.post(&[&format!(r#"42{NSP},1["get_unread_count"]"#)])
+            .await
+            .status(),
+        200
+    );
+    loop {
+        let t = p.packet().await;
+        if let Some(rest) = t.strip_prefix(&format!("43{NSP},1")) {
+            let v: Vec<Value> = serde_json::from_str(rest).unwrap();
+            assert_eq!(v[0]["unreadCount"], 1);
+            break;
+        }
+    }
+    // Whatever came with the ack (events after it) counts as seen before the switch.
+    let mut seen: Vec<String> = p.buffered.drain(..).collect();
+
+    // The upgrade, as socket.io-client does it: a GET pending, the probe on a WebSocket.
+    let pending = {
+        let (http, url) = (p.http.clone(), p.url());
+        tokio::spawn(async move { http.get(url).send().await.unwrap().text().await.unwrap() })
+    };
+    let mut ws = open_raw(&node, &format!("EIO=4&transport=websocket&sid={sid}"), &[])
+        .await
+        .expect("upgrade");
+    ws.send("2probe").await;
+    assert_eq!(ws.text().await, "3probe");
+    // The pending GET ends (with a noop) so the client can pause polling.
+    let ended = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap();
+    seen.extend(ended.split(RS).map(str::to_string));
+    // Published while the client is between transports: held for the WebSocket.
+    let s2 = node.publish_one("lp", "two").await;
+    ws.send("5").await;
+    let s3 = node.publish_one("lp", "three").await;
+    loop {
+        let t = ws.text().await;
+        let done = notification_seqs([t.as_str()]).contains(&s3);
+        seen.push(t);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        notification_seqs(seen.iter().map(String::as_str)),
+        vec![s2, s3],
+        "every notification once, in order, across the switch: {seen:?}"
+    );
+    // The session is on the WebSocket now: commands, and polling with its sid is over.
+    ws.send(&format!(r#"42{NSP},2["get_unread_count"]"#)).await;
+    assert_eq!(ack(&mut ws, 2).await["unreadCount"], 3);
+    assert_eq!(
+        until_unknown(&p).await,
+        json!({"code": 1, "message": "Session ID unknown"})
+    );
+    assert_eq!(node.metric("herald_socketio_upgrades_total").await, 1);
+    assert_eq!(
+        node.metric("herald_socketio_connections{transport=\"websocket\"}")
+            .await,
+        1
+    );
+    assert_eq!(
+        node.metric("herald_socketio_connections{transport=\"polling\"}")
+            .await,
+        0
+    );
+    assert_eq!(
+        node.metric("herald_socketio_connections_total{transport=\"polling\"}")
+            .await,
+        1
+    );
+}
+
+/// Sends a raw request head (and maybe part of a body) and reads the response's status line.
+async fn raw_status(node: &TestNode, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = node.base.trim_start_matches("http://").to_string();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(body).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+        .await
+        .expect("no answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+#[tokio::test]
+async fn polling_refusals_are_clear() {
+    let env = TestEnv::new().await;
+    let node = env.node_with(|c| c.max_message_bytes = 1024).await;
+    // Unknown sids, with this node's prefix or another node's: engine.io's refusal.
+    let (p, _) = poll_open(&node).await;
+    let ours = p.sid.split_once('~').unwrap().0.to_string();
+    for sid in ["nope", "another-node~0123", &format!("{ours}~0123")] {
+        let r = node
+            .http
+            .get(poll_url(&node.base, Some(sid)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body, json!({"code": 1, "message": "Session ID unknown"}));
+        let r = node
+            .http
+            .post(poll_url(&node.base, Some(sid)))
+            .body("3")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let r = node
+        .http
+        .post(poll_url(&node.base, None))
+        .body("40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a POST without a sid");
+
+    // An oversized POST is refused on its declared length, before any body byte is sent.
+    let (p, _) = poll_open(&node).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={}", p.sid);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
+    );
+    let got = raw_status(&node, &head, b"").await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(
+        got.contains("payload_too_large") && got.contains("1024"),
+        "{got}"
+    );
+    // ... and it ends the session (the client was told maxPayload).
+    until_unknown(&p).await;
+
+    // A chunked body is bounded as it streams.
+    let (p, _) = poll_open(&node).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={}", p.sid);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let chunk = format!("800\r\n{}\r\n", "x".repeat(0x800));
+    let got = raw_status(&node, &head, chunk.as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    until_unknown(&p).await;
+
+    // Two GETs at once: one is refused and the session closed, as engine.io does; the
+    // other ends with the close packet.
+    let (p, _) = poll_open(&node).await;
+    let get = || async {
+        let r = p.get().await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (mut both, other) = tokio::join!(get(), get());
+    let mut both = [std::mem::take(&mut both), other];
+    both.sort();
+    assert_eq!(both[0].0, 200);
+    assert!(
+        both[0].1.split(RS).any(|t| t == "1"),
+        "the close packet: {both:?}"
+    );
+    assert_eq!(
+        both[1],
+        (400, r#"{"code":3,"message":"Bad request"}"#.to_string())
+    );
+    until_unknown(&p).await;
+
+    // A binary payload is refused.
+    let (mut p, _) = poll_open(&node).await;
+    p.connect(json!({ "token": token("lpbin", 3600) })).await;
+    let r = p
+        .http
+        .post(p.url())
+        .body(vec![0xffu8, 0xfe, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    until_unknown(&p).await;
+}
+
+#[tokio::test]
+async fn polling_cors_echoes_allowed_origins_and_refuses_others() {
+    let env = TestEnv::new().await;
+    let node = env.node().await;
+    let r = node
+        .http
+        .get(poll_url(&node.base, None))
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], ORIGIN);
+    assert!(
+        r.headers()
+            .get("access-control-allow-credentials")
+            .is_none(),
+        "no cookies are used: credentials are not allowed"
+    );
+    let sid = {
+        let body = r.text().await.unwrap();
+        let open: Value = serde_json::from_str(&body[1..]).unwrap();
+        open["sid"].as_str().unwrap().to_string()
+    };
+    // The preflight a browser sends before a POST with extra headers.
+    let r = node
+        .http
+        .request(reqwest::Method::OPTIONS, poll_url(&node.base, Some(&sid)))
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], ORIGIN);
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("GET"),
+        "{methods}"
+    );
+    // Another Origin: 403, on the handshake, a session's requests and the preflight.
+    for (method, sid) in [
+        (reqwest::Method::GET, None),
+        (reqwest::Method::POST, Some(sid.as_str())),
+        (reqwest::Method::OPTIONS, Some(sid.as_str())),
+    ] {
+        let r = node
+            .http
+            .request(method.clone(), poll_url(&node.base, sid))
+            .header("origin", "http://evil.test")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method}");
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "origin_not_allowed", "{method}");
+    }
+    // The upgrade of a session is checked too.
+    match open_raw(
+        &node,
+        &format!("EIO=4&transport=websocket&sid={sid}"),
+        &[("origin", "http://evil.test")],
+    )
+    .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn polling_sessions_live_while_polled_and_are_reaped_when_idle() {
+    let env = TestEnv::new().await;
+    let node = env
+        .node_with(|c| {
+            c.heartbeat_interval = Duration::from_millis(200);
+            c.idle_timeout = Duration::from_millis(700);
+        })
+        .await;
+    let (mut p, open) = poll_open(&node).await;
+    assert_eq!(open["pingInterval"], 200);
+    assert_eq!(open["pingTimeout"], 500);
+    p.connect(json!({ "token": token("idle", 3600) })).await;
+    // Polling and answering pings keeps it open past several idle timeouts.
+    let started = tokio::time::Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_millis(1_500) {
+        let r = p.get().await;
+        assert_eq!(r.status(), 200);
+        for t in r.text().await.unwrap().split(RS) {
+            assert_ne!(t, "1", "closed while polled");
+            if t == "2" {
+                pings += 1;
+                assert_eq!(p.post(&["3"]).await.status(), 200);
+            }
+        }
+    }
+    assert!(pings >= 4, "only {pings} pings");
+    assert_eq!(
+        node.metric("herald_socketio_connections{transport=\"polling\"}")
+            .await,
+        1
+    );
+    // A client that stops polling is reaped: its sid is unknown, its slot free.
+    let gone_at = tokio::time::Instant::now();
+    let deadline = gone_at + WAIT;
+    while node
+        .metric("herald_socketio_connections{transport=\"polling\"}")
+        .await
+        != 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never reaped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone_at.elapsed() >= Duration::from_millis(500),
+        "reaped too early"
+    );
+    until_unknown(&p).await;
+}
+
+#[tokio::test]
+async fn polling_is_served_beside_static_files() {
+    // A node serving a web app from `/` (HERALD_STATIC_DIR): the static files must not
+    // take the long-polling POST (they answer other methods with 405).
+    let dir = std::env::temp_dir().join(format!("herald-sio-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html>").unwrap();
+    let env = TestEnv::new().await;
+    let node = env.node_with(|c| c.static_dir = Some(dir.clone())).await;
+    let (mut p, _) = poll_open(&node).await;
+    p.connect(json!({ "token": token("static", 3600) })).await;
+    assert_eq!(p.event_named("connected").await[0]["userId"], "static");
+    let r = node
+        .http
+        .get(format!("{}/", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the app is still served");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -181,18 +181,60 @@ pub fn parse_socket(p: &str) -> Result<SocketPacket, PacketError> {
     }
 }
 
-/// The Engine.IO open packet (`0{...}`), sent first on a new connection.
-pub fn open(sid: &str, ping_interval_ms: u64, ping_timeout_ms: u64, max_payload: u64) -> String {
+/// The Engine.IO open packet (`0{...}`), sent first on a new connection. A long-polling
+/// session offers the upgrade to WebSocket (`upgrades: ["websocket"]`); a WebSocket one has
+/// nothing to upgrade to.
+pub fn open(
+    sid: &str,
+    ping_interval_ms: u64,
+    ping_timeout_ms: u64,
+    max_payload: u64,
+    polling: bool,
+) -> String {
+    let upgrades: &[&str] = if polling { &["websocket"] } else { &[] };
     format!(
         "0{}",
         serde_json::json!({
             "sid": sid,
-            "upgrades": [],
+            "upgrades": upgrades,
             "pingInterval": ping_interval_ms,
             "pingTimeout": ping_timeout_ms,
             "maxPayload": max_payload,
         })
     )
+}
+
+/// Separates the packets of an HTTP long-polling payload (Engine.IO 4: ASCII record separator).
+pub const RECORD_SEPARATOR: char = '\x1e';
+
+/// The Engine.IO noop: ends a pending long-polling GET during an upgrade.
+pub const NOOP: &str = "6";
+
+/// The Engine.IO close packet: the session is over (long-polling).
+pub const CLOSE: &str = "1";
+
+/// The upgrade probe a client sends on its new WebSocket, and our answer.
+pub const PROBE: &str = "2probe";
+pub const PROBE_ANSWER: &str = "3probe";
+
+/// The client's last packet on the new WebSocket: the upgrade is done.
+pub const UPGRADE: &str = "5";
+
+/// Joins packets into one long-polling payload.
+pub fn payload<S: AsRef<str>>(packets: impl IntoIterator<Item = S>) -> String {
+    let mut out = String::new();
+    for (i, p) in packets.into_iter().enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEPARATOR);
+        }
+        out.push_str(p.as_ref());
+    }
+    out
+}
+
+/// Splits a long-polling payload (a POST body) into its packets.
+pub fn split_payload(body: &str) -> impl Iterator<Item = &str> {
+    body.split(RECORD_SEPARATOR)
 }
 
 /// The Engine.IO ping the server sends every `pingInterval`.
@@ -378,14 +420,33 @@ mod tests {
             connect_error("/notifications", "bad", None),
             r#"44/notifications,{"message":"bad"}"#
         );
-        let o = open("sid", 25000, 20000, 16384);
+        let o = open("sid", 25000, 20000, 16384, false);
         let v: Value = serde_json::from_str(&o[1..]).unwrap();
         assert_eq!(v["maxPayload"], 16384);
         assert_eq!(v["upgrades"], json!([]));
+        let o = open("sid", 25000, 20000, 16384, true);
+        let v: Value = serde_json::from_str(&o[1..]).unwrap();
+        assert_eq!(v["upgrades"], json!(["websocket"]));
+    }
+
+    #[test]
+    fn long_polling_payloads_join_and_split_on_the_record_separator() {
+        assert_eq!(payload(["0{}", "40"]), "0{}\x1e40");
+        assert_eq!(payload(Vec::<String>::new()), "");
+        let got: Vec<&str> = split_payload("3\x1e42/n,[\"a\"]").collect();
+        assert_eq!(got, ["3", "42/n,[\"a\"]"]);
     }
 
     proptest! {
         /// Any input is parsed or refused without panicking.
+        /// Packets without the separator survive a long-polling payload's round trip.
+        #[test]
+        fn payloads_round_trip(ps in proptest::collection::vec("[^\x1e]{0,30}", 1..8)) {
+            let joined = payload(&ps);
+            let back: Vec<&str> = split_payload(&joined).collect();
+            prop_assert_eq!(back, ps.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+
         #[test]
         fn never_panics(s in ".{0,200}") {
             let _ = parse_engine(&s);

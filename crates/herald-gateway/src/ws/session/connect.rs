@@ -37,8 +37,7 @@ impl Socket {
         state.metrics.connections.inc();
         state.metrics.connections_total.inc();
         if self.sio.is_some() {
-            state.metrics.socketio_connections.inc();
-            state.metrics.socketio_connections_total.inc();
+            self.ws.count_open(&state.metrics);
         }
         let outcome = Box::pin(state.bus.subscribe(&user)).await;
         tracing::debug!(user = %user, conn = conn_id, ?outcome, "socket subscribed");
@@ -62,7 +61,8 @@ impl Socket {
         state.bus.unsubscribe(&user);
         state.metrics.connections.dec();
         if self.sio.is_some() {
-            state.metrics.socketio_connections.dec();
+            // Under the transport it ends on: an upgrade moved it to `websocket`.
+            self.ws.count_closed(&state.metrics);
         }
         end
     }

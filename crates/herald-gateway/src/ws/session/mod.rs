@@ -27,7 +27,8 @@ use herald_store::StoreError;
 use rand::Rng;
 use tokio::time::{sleep_until, Instant};
 
-use super::conn::{Closed, Message, WsConn, WsError};
+use super::conn::{Closed, Message, WsError};
+use super::transport::Conn;
 use crate::auth::VerifiedToken;
 use crate::edge::preauth::PreAuthTicket;
 use crate::edge::table::AddrSlot;
@@ -114,7 +115,7 @@ pub(super) enum Auth {
 pub(super) async fn run(
     state: Arc<AppState>,
     _held: Held,
-    ws: WsConn,
+    ws: Conn,
     auth: Auth,
     query_last_seq: Option<i64>,
     socketio: bool,
@@ -144,7 +145,8 @@ pub(super) async fn run(
 
 struct Socket {
     state: Arc<AppState>,
-    ws: WsConn,
+    /// A WebSocket, or a long-polling session until it upgrades (Socket.IO).
+    ws: Conn,
     last_seen: Instant,
     bucket: TokenBucket,
     /// Set for a Socket.IO socket (`/socket.io/`): its frames are rendered as Socket.IO packets.

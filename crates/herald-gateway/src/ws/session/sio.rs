@@ -123,8 +123,14 @@ impl Socket {
         let ping_ms = cfg.heartbeat_interval.as_millis() as u64;
         // The client gives up after pingInterval + pingTimeout without a ping: our idle timeout.
         let timeout_ms = (cfg.idle_timeout.as_millis() as u64).saturating_sub(ping_ms);
-        let sid = format!("{}~{}", cfg.node_id, uuid::Uuid::new_v4().simple());
-        let open = sio::open(&sid, ping_ms, timeout_ms, cfg.max_message_bytes as u64);
+        // The node's id leads the sid, so a balancer can route a session's requests on it.
+        let polling = self.ws.poll_sid().is_some();
+        let sid = match self.ws.poll_sid() {
+            Some(sid) => sid.to_owned(),
+            None => format!("{}~{}", cfg.node_id, uuid::Uuid::new_v4().simple()),
+        };
+        let max_payload = cfg.max_message_bytes as u64;
+        let open = sio::open(&sid, ping_ms, timeout_ms, max_payload, polling);
         self.write(write::OP_TEXT, open.as_bytes(), None).await?;
         let (mut header, ticket) = match auth {
             Auth::Header(t) => (Some(t), None),

@@ -66,7 +66,7 @@ impl Socket {
         }
         let reason = Some((code.code(), text.as_str()));
         let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(reason)).await;
-        if !matches!(sent, Ok(Ok(()))) || !linger {
+        if !matches!(sent, Ok(Ok(()))) || !linger || !self.ws.lingers() {
             return;
         }
         // Give the client a moment to answer the close frame, without waiting on a dead peer.
