@@ -1,4 +1,8 @@
 -- Herald schema, version 8: per-publish fallback, fair planning, a claim fence, pruning.
+-- herald: breaks-older-nodes
+-- (Nodes of the previous release would claim the email and push jobs of 0006/0007 and
+-- dead-letter them, ignore notifications.fallback, and finish claims without the claims
+-- fence: upgrade with a full cutover, docs/operations.md.)
 --
 -- * notifications.fallback: what a publish call asked for this notification's fallback
 --   (herald_core::fallback::FallbackOverride as JSON: channels, after_ms, critical). NULL

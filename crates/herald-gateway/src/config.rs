@@ -1010,6 +1010,24 @@ impl Config {
                 "must be an http:// or https:// URL without query or fragment, e.g. https://herald.example.com",
             ));
         }
+        const LINK_BASE: &str = "HERALD_EMAIL_LINK_BASE";
+        let link_base = match src.get(LINK_BASE).map(str::trim) {
+            None => public.trim_end_matches('/').to_owned(),
+            Some(b) => {
+                let u = url::Url::parse(b).map_err(|e| invalid(LINK_BASE, e.to_string()))?;
+                if !matches!(u.scheme(), "http" | "https")
+                    || u.host_str().is_none()
+                    || u.query().is_some()
+                    || u.fragment().is_some()
+                {
+                    return Err(invalid(
+                        LINK_BASE,
+                        "must be an http:// or https:// URL without query or fragment, e.g. https://app.example.com",
+                    ));
+                }
+                b.trim_end_matches('/').to_owned()
+            }
+        };
         let secret = src.required(SECRET)?;
         if secret.len() < 32 {
             return Err(invalid(SECRET, "must be at least 32 characters"));
@@ -1025,6 +1043,7 @@ impl Config {
             from,
             message_id_host,
             public_url: public.trim_end_matches('/').to_owned(),
+            link_base,
             unsubscribe_key: std::sync::Arc::new(secrecy::SecretSlice::from(secret.into_bytes())),
             digest_window: Duration::from_secs(src.ranged(
                 "HERALD_EMAIL_DIGEST_WINDOW_SECS",
@@ -1274,6 +1293,11 @@ mod tests {
                 vec![("HERALD_EMAIL_FROM", "not an address".to_owned())],
                 "HERALD_EMAIL_FROM",
                 "address",
+            ),
+            (
+                vec![("HERALD_EMAIL_LINK_BASE", "javascript:alert(1)".to_owned())],
+                "HERALD_EMAIL_LINK_BASE",
+                "http",
             ),
             (
                 vec![("HERALD_PUBLIC_URL", "ftp://herald.example".to_owned())],

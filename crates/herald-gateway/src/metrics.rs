@@ -67,7 +67,7 @@ pub struct Metrics {
     /// (sent, failed, dead, cancelled, deferred).
     pub fallback_sends: IntCounterVec,
     /// `herald_email_messages_total{outcome}`: digest emails by how the SMTP send ended
-    /// (sent, bounced, failed); one email may cover several fallback jobs.
+    /// (sent, bounced, rejected, failed); one email may cover several fallback jobs.
     pub email_messages: IntCounterVec,
     /// `herald_fallback_jobs_planned_total`: fallback jobs created (one per notification and
     /// channel that fell due unseen).
@@ -376,7 +376,7 @@ impl Metrics {
             email_messages: counter_vec(
                 &r,
                 "herald_email_messages_total",
-                "Digest emails by how the SMTP send ended (sent, bounced, failed)",
+                "Digest emails by how the SMTP send ended (sent, bounced, rejected, failed)",
                 &["outcome"],
             ),
             fallback_jobs_purged: counter(

@@ -30,17 +30,20 @@ pub const SUPPRESSION_REMOVE: &str = "DELETE FROM email_suppressions WHERE email
 
 /// `$1` after this address (exclusive, '' for the first page), `$2` limit: by address.
 pub const SUPPRESSION_LIST: &str = "SELECT email, reason, source, created_at \
-     FROM email_suppressions WHERE email > $1 ORDER BY email COLLATE \"C\" LIMIT $2";
+     FROM email_suppressions WHERE email COLLATE \"C\" > $1 ORDER BY email COLLATE \"C\" LIMIT $2";
 
 /// `$1` user, `$2` scope (a type, or `*`): turns email off for it in the user's preferences
-/// (one-click unsubscribe), keeping everything else the user set.
+/// (one-click unsubscribe), keeping everything else the user set. A type's own setting wins
+/// over `*`, so the scope `*` also turns email off in every type the user set explicitly (a
+/// saved settings form names every type); a type scope turns off only that type.
 pub const PREFS_EMAIL_OFF: &str = "INSERT INTO user_preferences (user_id, prefs) \
      VALUES ($1, jsonb_build_object('channels', jsonb_build_object($2::text, '{\"email\": false}'::jsonb))) \
-     ON CONFLICT (user_id) DO UPDATE SET prefs = jsonb_set( \
-         user_preferences.prefs || jsonb_build_object('channels', \
-             coalesce(user_preferences.prefs -> 'channels', '{}'::jsonb)), \
-         ARRAY['channels', $2::text], \
-         coalesce(user_preferences.prefs -> 'channels' -> $2::text, '{}'::jsonb) || '{\"email\": false}'::jsonb, \
-         true), \
+     ON CONFLICT (user_id) DO UPDATE SET prefs = user_preferences.prefs || jsonb_build_object('channels', \
+         (SELECT coalesce(jsonb_object_agg(e.k, CASE WHEN $2::text = '*' OR e.k = $2::text \
+                   THEN e.v || '{\"email\": false}'::jsonb ELSE e.v END), '{}'::jsonb) \
+          FROM jsonb_each(coalesce(user_preferences.prefs -> 'channels', '{}'::jsonb)) AS e(k, v)) \
+         || jsonb_build_object($2::text, \
+              coalesce(user_preferences.prefs -> 'channels' -> $2::text, '{}'::jsonb) \
+              || '{\"email\": false}'::jsonb)), \
        updated_at = now() \
      RETURNING prefs";

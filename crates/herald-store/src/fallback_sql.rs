@@ -95,11 +95,15 @@ pub const JOB_FINISH: &str = "UPDATE fallback_jobs SET state = $4, \
      WHERE notification_id = $1 AND channel = $2 AND claims = $3 AND state = 'pending'";
 
 /// `$1` age (ms), `$2` limit: deletes up to `$2` finished jobs (sent, cancelled, dead) last
-/// changed longer ago than `$1`; walks `fallback_jobs_done_idx`.
-pub const JOBS_PURGE: &str = "DELETE FROM fallback_jobs WHERE ctid IN ( \
-       SELECT ctid FROM fallback_jobs \
-       WHERE state <> 'pending' AND updated_at < now() - $1::bigint * interval '1 millisecond' \
-       LIMIT $2)";
+/// changed longer ago than `$1`; walks `fallback_jobs_done_idx`. Only jobs at or below their
+/// user's fallback cursor: a row past it may be planned again (it sits behind a waiting row),
+/// and the job row is what makes that repeat a no-op instead of a second send.
+pub const JOBS_PURGE: &str = "DELETE FROM fallback_jobs j USING ( \
+       SELECT f.notification_id, f.channel FROM fallback_jobs f \
+       JOIN fallback_cursor c ON c.user_id = f.user_id AND f.seq <= c.fallback_seq \
+       WHERE f.state <> 'pending' AND f.updated_at < now() - $1::bigint * interval '1 millisecond' \
+       LIMIT $2) d \
+     WHERE j.notification_id = d.notification_id AND j.channel = d.channel";
 
 /// `$1` user: the stored preferences JSON.
 pub const PREFS_GET: &str = "SELECT prefs FROM user_preferences WHERE user_id = $1";

@@ -144,6 +144,7 @@ pub async fn send_user(
         Err(failure) => {
             let label = match failure {
                 SmtpFailure::Permanent(_) => "bounced",
+                SmtpFailure::Rejected(_) => "rejected",
                 SmtpFailure::Transient(_) => "failed",
             };
             state
@@ -163,6 +164,9 @@ pub async fn send_user(
             (DigestOutcome::Send, None) => JobEnd::Sent,
             (DigestOutcome::Send, Some(SmtpFailure::Permanent(error))) => {
                 JobEnd::Dead(format!("permanent failure, address suppressed: {error}"))
+            }
+            (DigestOutcome::Send, Some(SmtpFailure::Rejected(error))) => {
+                JobEnd::Dead(format!("permanent failure: {error}"))
             }
             (DigestOutcome::Send, Some(SmtpFailure::Transient(error))) => {
                 retry_one(state, &jobs[i], now, error)

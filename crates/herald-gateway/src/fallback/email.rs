@@ -35,6 +35,10 @@ pub struct EmailConfig {
     /// `HERALD_PUBLIC_URL`: the base of the unsubscribe link, and the link of a notification
     /// that has none. No trailing slash.
     pub public_url: String,
+    /// `HERALD_EMAIL_LINK_BASE`: the application's URL, against which a notification's
+    /// relative `link` (`/posts/1`) is made absolute (a mail client has no page to resolve it
+    /// against). Defaults to `public_url`. No trailing slash.
+    pub link_base: String,
     /// `HERALD_EMAIL_UNSUBSCRIBE_SECRET`: the HMAC key of unsubscribe tokens.
     pub unsubscribe_key: Arc<SecretSlice<u8>>,
     /// The digest window when the user set none (`digest_window_secs`).
@@ -45,10 +49,37 @@ pub struct EmailConfig {
 /// Why a send failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmtpFailure {
-    /// The server refused for good (5xx): the address goes on the suppression list.
+    /// The server refused the recipient for good (550/551/553 with no enhanced code, or a
+    /// mailbox one, 5.1.x/5.2.x): the address goes on the suppression list.
     Permanent(String),
-    /// Try again later (4xx, connection, timeout).
+    /// The server refused this message for good for another reason (a sender or content
+    /// policy, a size limit, a malformed address): dead-lettered, the address not suppressed.
+    Rejected(String),
+    /// Try again later (4xx, connection, timeout, and authentication refusals: a wrong SMTP
+    /// password is the operator's to fix, not the recipient's fault).
     Transient(String),
+}
+
+/// How a 5xx reply is judged: `code` the three digits, `text` what followed them.
+pub fn classify_permanent(code: &str, text: &str) -> fn(String) -> SmtpFailure {
+    // 530 auth required, 534 mechanism too weak, 535 credentials refused, 538 encryption
+    // required for the mechanism: the relay's configuration, retried.
+    if matches!(code, "530" | "534" | "535" | "538") {
+        return SmtpFailure::Transient;
+    }
+    let enhanced = text
+        .split_whitespace()
+        .next()
+        .filter(|t| t.len() >= 5 && t.starts_with("5.") && t[2..].contains('.'));
+    let mailbox = match enhanced {
+        None => true,
+        Some(e) => e.starts_with("5.1.") || e.starts_with("5.2."),
+    };
+    if matches!(code, "550" | "551" | "553") && mailbox {
+        SmtpFailure::Permanent
+    } else {
+        SmtpFailure::Rejected
+    }
 }
 
 pub type Mailer = AsyncSmtpTransport<Tokio1Executor>;
@@ -82,6 +113,29 @@ pub fn check_smtp_url(url: &str) -> Result<(), String> {
             ("ehlo_domain", _) => {}
             (k, _) => return Err(format!("unknown parameter {k:?} (tls, ehlo_domain)")),
         }
+    }
+    // A password only over TLS that cannot be stripped: smtps://, or STARTTLS required
+    // (opportunistic STARTTLS falls back to plain text when a middlebox removes it). A relay
+    // on this machine is the exception.
+    let tls = parsed.scheme() == "smtps"
+        || parsed
+            .query_pairs()
+            .any(|(k, v)| k == "tls" && (v == "required" || v == "wrapper"));
+    let loopback = match parsed.host() {
+        // smtp:// is not a "special" URL scheme: its IPv4 hosts parse as domains.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        }
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    };
+    if parsed.password().is_some() && !tls && !loopback {
+        return Err(
+            "a password needs TLS: use smtps:// or ?tls=required (STARTTLS), or a relay on loopback"
+                .to_owned(),
+        );
     }
     Mailer::from_url(url).map(|_| ()).map_err(|e| e.to_string())
 }
@@ -141,10 +195,15 @@ pub fn compose(
         let created = n
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let link = match n.link.as_deref() {
+            Some(l) if l.starts_with('/') => format!("{}{l}", cfg.link_base),
+            Some(l) => l.to_owned(),
+            None => cfg.public_url.clone(),
+        };
         let item = Item {
             title: &n.title,
             body: &n.body,
-            link: n.link.as_deref().unwrap_or(&cfg.public_url),
+            link: &link,
             kind: &n.kind,
             created_at: &created,
         };
@@ -207,7 +266,13 @@ pub fn message(cfg: &EmailConfig, email: &Email) -> Result<Message, String> {
 pub async fn send(mailer: &Mailer, msg: Message) -> Result<(), SmtpFailure> {
     match mailer.send(msg).await {
         Ok(_) => Ok(()),
-        Err(e) if e.is_permanent() => Err(SmtpFailure::Permanent(format!("SMTP {e}"))),
+        Err(e) if e.is_permanent() => {
+            let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+            let text = e.to_string();
+            // lettre's text is "permanent error (550): 5.1.1 …"; the enhanced code follows ':'.
+            let after = text.split_once("): ").map_or("", |(_, t)| t);
+            Err(classify_permanent(&code, after)(format!("SMTP {e}")))
+        }
         Err(e) => Err(SmtpFailure::Transient(format!("SMTP {e}"))),
     }
 }
@@ -270,6 +335,27 @@ pub fn load_templates(dir: &std::path::Path) -> Result<Templates, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_a_recipient_refusal_suppresses_the_address() {
+        let kind = |code: &str, text: &str| match classify_permanent(code, text)(String::new()) {
+            SmtpFailure::Permanent(_) => "suppress",
+            SmtpFailure::Rejected(_) => "dead",
+            SmtpFailure::Transient(_) => "retry",
+        };
+        assert_eq!(kind("550", "5.1.1 mailbox unavailable"), "suppress");
+        assert_eq!(kind("550", "mailbox unavailable"), "suppress");
+        assert_eq!(kind("553", "5.1.3 bad address syntax"), "suppress");
+        assert_eq!(kind("551", "5.2.1 mailbox disabled"), "suppress");
+        // A sender or content policy is not the recipient's fault.
+        assert_eq!(kind("550", "5.7.1 relaying denied"), "dead");
+        assert_eq!(kind("554", "5.6.0 message refused"), "dead");
+        assert_eq!(kind("552", "5.3.4 message too big"), "dead");
+        // Authentication: the relay's configuration, retried.
+        assert_eq!(kind("535", "5.7.8 credentials invalid"), "retry");
+        assert_eq!(kind("530", "5.7.0 authentication required"), "retry");
+    }
+
     use super::*;
 
     fn cfg() -> EmailConfig {
@@ -279,6 +365,7 @@ mod tests {
             from: "Herald <no-reply@example.com>".parse().unwrap(),
             message_id_host: "example.com".into(),
             public_url: "https://herald.example".into(),
+            link_base: "https://app.example".into(),
             unsubscribe_key: Arc::new(SecretSlice::from(vec![7u8; 32])),
             digest_window: Duration::from_secs(60),
             templates: Arc::new(Templates::builtin()),
@@ -319,6 +406,33 @@ mod tests {
     }
 
     #[test]
+    fn relative_links_point_at_the_application() {
+        let mut rel = notification("rel");
+        rel.link = Some("/posts/1?x=1".into());
+        let mut abs = notification("abs");
+        abs.link = Some("https://elsewhere.example/p".into());
+        let none = notification("none");
+        let e = compose(
+            &cfg(),
+            "ana@example.com",
+            &[(&rel, "a".into()), (&abs, "b".into()), (&none, "c".into())],
+            "u".into(),
+        );
+        assert!(
+            e.html.contains("href=\"https://app.example/posts/1?x=1\""),
+            "{}",
+            e.html
+        );
+        assert!(e.text.contains("https://app.example/posts/1?x=1"));
+        assert!(e.html.contains("href=\"https://elsewhere.example/p\""));
+        assert!(
+            e.html.contains("href=\"https://herald.example\""),
+            "{}",
+            e.html
+        );
+    }
+
+    #[test]
     fn subjects_are_header_safe() {
         let n = notification("a\r\nBcc: evil@example.com");
         let e = compose(&cfg(), "ana@example.com", &[(&n, "k".into())], "u".into());
@@ -330,6 +444,20 @@ mod tests {
         assert!(check_smtp_url("smtp://127.0.0.1:2525").is_ok());
         assert!(check_smtp_url("smtp://u:p@mail.example:587?tls=required").is_ok());
         assert!(check_smtp_url("smtps://mail.example:465").is_ok());
+        assert!(check_smtp_url("smtps://u:p@mail.example:465").is_ok());
+        assert!(check_smtp_url("smtp://u:p@127.0.0.1:2525").is_ok());
+        // A password over plain text, or over STARTTLS a middlebox can strip: refused.
+        for bad in [
+            "smtp://u:p@mail.example:587",
+            "smtp://u:p@mail.example:587?tls=opportunistic",
+        ] {
+            let e = check_smtp_url(bad).unwrap_err();
+            assert!(e.contains("needs TLS"), "{bad}: {e}");
+            assert!(
+                !e.contains("u:p"),
+                "the error never repeats the password: {e}"
+            );
+        }
         for bad in [
             "http://mail.example",
             "smtp://",

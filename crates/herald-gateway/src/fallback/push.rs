@@ -258,6 +258,44 @@ fn b64url_bytes(s: &str) -> Option<Vec<u8>> {
 /// Checks a browser's subscription: an `https://` endpoint (or loopback `http://` when
 /// allowed) without credentials or fragment, at most [`MAX_ENDPOINT`] bytes; `p256dh` a
 /// 65-byte uncompressed point on P-256; `auth` 16 bytes.
+/// Whether `url`'s host is `localhost` (or under it) or an IP address that is not a public
+/// unicast one: loopback, private (RFC 1918, ULA), link-local, shared (100.64/10),
+/// unspecified, multicast, broadcast, documentation. A name that resolves to such an address
+/// is not caught here (restrict egress, docs/channels.md).
+pub fn internal_host(url: &url::Url) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let v4 = |a: Ipv4Addr| {
+        let o = a.octets();
+        a.is_loopback()
+            || a.is_private()
+            || a.is_link_local()
+            || a.is_unspecified()
+            || a.is_multicast()
+            || a.is_broadcast()
+            || a.is_documentation()
+            || (o[0] == 100 && (64..128).contains(&o[1]))
+            || o[0] == 0
+    };
+    let v6 = |a: Ipv6Addr| {
+        let s = a.segments();
+        a.is_loopback()
+            || a.is_unspecified()
+            || a.is_multicast()
+            || (s[0] & 0xfe00) == 0xfc00
+            || (s[0] & 0xffc0) == 0xfe80
+            || a.to_ipv4_mapped().is_some_and(v4)
+    };
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(a)) => v4(a),
+        Some(url::Host::Ipv6(a)) => v6(a),
+        None => true,
+    }
+}
+
 pub fn check_subscription(
     req: &PushSubscriptionRequest,
     allow_http_loopback: bool,
@@ -277,6 +315,15 @@ pub fn check_subscription(
         "https" if url.host().is_some() => {}
         "http" if allow_http_loopback && loopback => {}
         _ => return Err((EP, "endpoint must be an https:// URL".to_owned())),
+    }
+    // Push services are public: an endpoint on this machine or a private network would make
+    // the workers POST to internal services for any signed-in user.
+    if internal_host(&url) && !(allow_http_loopback && loopback) {
+        return Err((
+            EP,
+            "endpoint must be a public push service, not a loopback, private or link-local address"
+                .to_owned(),
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
         return Err((
@@ -588,6 +635,10 @@ mod tests {
             check_subscription(&sub("https://push.example/x", UA_PUBLIC, UA_AUTH), false).unwrap();
         assert_eq!((ok.p256dh.len(), ok.auth.len()), (65, 16));
         assert!(check_subscription(&sub("http://127.0.0.1:9/x", UA_PUBLIC, UA_AUTH), true).is_ok());
+        assert!(
+            check_subscription(&sub("https://8.8.8.8/x", UA_PUBLIC, UA_AUTH), false).is_ok(),
+            "a public address is fine"
+        );
         let mut not_on_curve = B64URL.decode(UA_PUBLIC).unwrap();
         not_on_curve[64] ^= 1;
         let not_on_curve = B64URL.encode(not_on_curve);
@@ -600,6 +651,31 @@ mod tests {
                 "endpoint",
             ),
             (sub("not a url", UA_PUBLIC, UA_AUTH), "endpoint"),
+            // Not public push services: this machine, private and link-local networks.
+            (sub("https://127.0.0.1/x", UA_PUBLIC, UA_AUTH), "endpoint"),
+            (
+                sub("https://localhost:8443/x", UA_PUBLIC, UA_AUTH),
+                "endpoint",
+            ),
+            (
+                sub("https://api.localhost/x", UA_PUBLIC, UA_AUTH),
+                "endpoint",
+            ),
+            (sub("https://[::1]/x", UA_PUBLIC, UA_AUTH), "endpoint"),
+            (sub("https://10.1.2.3/x", UA_PUBLIC, UA_AUTH), "endpoint"),
+            (sub("https://192.168.0.1/x", UA_PUBLIC, UA_AUTH), "endpoint"),
+            (
+                sub("https://169.254.169.254/x", UA_PUBLIC, UA_AUTH),
+                "endpoint",
+            ),
+            (sub("https://100.64.0.1/x", UA_PUBLIC, UA_AUTH), "endpoint"),
+            (sub("https://[fd00::1]/x", UA_PUBLIC, UA_AUTH), "endpoint"),
+            (sub("https://[fe80::1]/x", UA_PUBLIC, UA_AUTH), "endpoint"),
+            (
+                sub("https://[::ffff:10.0.0.1]/x", UA_PUBLIC, UA_AUTH),
+                "endpoint",
+            ),
+            (sub("https://0.0.0.0/x", UA_PUBLIC, UA_AUTH), "endpoint"),
             (
                 sub(
                     &format!("https://p.example/{}", "a".repeat(MAX_ENDPOINT)),

@@ -161,7 +161,19 @@ async fn send_pass(
                     .collect();
                 let ends = match (&cfg.email, mailer) {
                     (Some(ec), Some(m)) => {
-                        super::digest::send_user(state, ec, m, &group, &ds).await
+                        // Bounded by the lease: a send still running when the lease runs out
+                        // would have its outcome fenced out by the next claim and be sent
+                        // again; ending it first makes it an ordinary transient failure.
+                        let limit = cfg.lease.mul_f64(0.75);
+                        match tokio::time::timeout(
+                            limit,
+                            super::digest::send_user(state, ec, m, &group, &ds),
+                        )
+                        .await
+                        {
+                            Ok(ends) => ends,
+                            Err(_) => group.iter().map(|j| email_timeout(cfg, j, limit)).collect(),
+                        }
                     }
                     _ => group
                         .iter()
@@ -191,6 +203,24 @@ async fn send_pass(
 }
 
 /// One attempt of one job: what came of it.
+/// An email send that outlived three quarters of the lease: a failed attempt (retried with
+/// backoff, dead after the last).
+fn email_timeout(
+    cfg: &super::FallbackConfig,
+    job: &ClaimedJob,
+    limit: std::time::Duration,
+) -> JobEnd {
+    let error = format!("the email send took longer than {} ms", limit.as_millis());
+    let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
+    match after_failure(attempt, &cfg.retry, rand::random::<f64>()) {
+        Verdict::Retry(delay) => JobEnd::Retry {
+            at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            error,
+        },
+        Verdict::DeadLetter => JobEnd::Dead(error),
+    }
+}
+
 /// What ends a job before any channel looks at it: the notification is gone, the job was
 /// claimed more often than sends may be attempted, or it is too late to be useful.
 fn precheck(

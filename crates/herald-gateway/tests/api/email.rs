@@ -95,6 +95,7 @@ fn email_config(sink: &Sink, window: Duration) -> EmailConfig {
         from: "Herald <no-reply@herald.test>".parse().unwrap(),
         message_id_host: "herald.test".into(),
         public_url: "http://herald.test".into(),
+        link_base: "https://app.test".into(),
         unsubscribe_key: Arc::new(UNSUB_SECRET.as_bytes().to_vec().into()),
         digest_window: window,
         templates: Arc::new(Templates::builtin()),
@@ -334,11 +335,19 @@ async fn one_click_unsubscribe_turns_email_off_and_forged_links_change_nothing()
         .unwrap()
         .trim_matches(['<', '>'])
         .replace("http://herald.test", &node.base);
+    // The user saved a settings form that names the type explicitly (as the React view
+    // does): the unsubscribe must turn that off too, not only the `*` default.
+    let r = node
+        .http
+        .put(format!("{}/v1/me/preferences", node.base))
+        .bearer_auth(token("uma", 60))
+        .json(&json!({ "channels": { KIND: { "email": true }, "other": { "email": true, "webhook": true } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let before = prefs(&node, "uma").await;
-    assert!(
-        before["channels"].as_object().is_none_or(|c| c.is_empty()),
-        "{before}"
-    );
+    assert_eq!(before["channels"][KIND]["email"], true, "{before}");
 
     // GET is the confirmation page only (mail scanners prefetch links).
     let page = node.http.get(&link).send().await.unwrap();
@@ -417,6 +426,12 @@ async fn one_click_unsubscribe_turns_email_off_and_forged_links_change_nothing()
     assert_eq!(status, 200);
     let after = prefs(&node, "uma").await;
     assert_eq!(after["channels"]["*"]["email"], false, "{after}");
+    assert_eq!(after["channels"][KIND]["email"], false, "{after}");
+    assert_eq!(after["channels"]["other"]["email"], false, "{after}");
+    assert_eq!(
+        after["channels"]["other"]["webhook"], true,
+        "other channels kept: {after}"
+    );
     // Later notifications send no email.
     let later = publish(&node, "uma", "after unsubscribing").await;
     assert!(job_state_is(&env, &later, "cancelled").await);

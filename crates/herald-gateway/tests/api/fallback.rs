@@ -862,13 +862,15 @@ async fn finished_jobs_are_purged_after_their_retention() {
         })
         .await
     );
-    // A pending job, as old as the finished ones are about to be made.
+    // A pending job, as old as the finished ones are about to be made; and a finished one
+    // past the user's fallback cursor (the planner may read its row again: kept).
     env.sql()
         .await
-        .execute(
+        .batch_execute(
             "INSERT INTO fallback_jobs (notification_id, channel, user_id, seq, next_attempt_at) \
-             VALUES (gen_random_uuid(), 'webhook', 'pia', 99, now() + interval '1 day')",
-            &[],
+             VALUES (gen_random_uuid(), 'webhook', 'pia', 99, now() + interval '1 day');
+             INSERT INTO fallback_jobs (notification_id, channel, user_id, seq, next_attempt_at, state) \
+             VALUES (gen_random_uuid(), 'webhook', 'pia', 50, now(), 'sent');",
         )
         .await
         .unwrap();
@@ -892,7 +894,19 @@ async fn finished_jobs_are_purged_after_their_retention() {
         .unwrap();
     assert_eq!(n, 1);
     let left = job_states(&env).await;
-    assert_eq!(left.len(), 1, "{left:?}");
-    assert!(left.values().all(|s| s.0 == "pending"));
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(
+        left.values().filter(|s| s.0 == "pending").count(),
+        1,
+        "{left:?}"
+    );
+    let past: i64 = env
+        .sql()
+        .await
+        .query_one("SELECT seq FROM fallback_jobs WHERE state = 'sent'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(past, 50);
     rx.server.stop(false).await;
 }

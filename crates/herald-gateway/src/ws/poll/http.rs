@@ -33,12 +33,11 @@ pub(super) fn engine_error(code: u8, message: &str) -> HttpResponse {
 /// 400 `{"code":1,"message":"Session ID unknown"}`: no such session on this node (over,
 /// upgraded, or another node's: the balancer must route on the sid's node prefix).
 pub(super) fn unknown_sid(state: &AppState, sid: &str) -> HttpResponse {
-    let ours = sid
-        .split_once('~')
-        .is_some_and(|(node, _)| node == state.config.node_id);
-    if !ours {
+    let node = sid.split_once('~').map(|(node, _)| node);
+    if node.is_some_and(|n| n != state.config.node_id) {
+        // Only the node prefix: a live session's full sid would let a log reader poll it.
         tracing::info!(
-            sid,
+            sid_node = node.unwrap_or_default(),
             "socket.io request for another node's session: the balancer must route on the sid's node prefix"
         );
     }
