@@ -10,87 +10,90 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-/// Forgets idempotency keys older than the retention, every few minutes, in batches of
-/// `PURGE_BATCH` so one pass never holds a long transaction. Every node runs it; concurrent
-/// deletes of the same rows are harmless.
-pub async fn purge_idempotency_loop(state: web::Data<AppState>, stop: CancellationToken) {
-    const EVERY: Duration = Duration::from_secs(300);
-    const PURGE_BATCH: i64 = 5_000;
-    let mut tick = tokio::time::interval(EVERY);
+/// Runs `pass` every `every` until `stop`.
+async fn every<F, Fut>(every: Duration, stop: CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        loop {
-            match state
-                .store
-                .purge_idempotency(state.config.idempotency_ttl, PURGE_BATCH)
-                .await
-            {
-                Ok(n) => {
-                    state.metrics.idempotency_purged.inc_by(n);
-                    if n < PURGE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    state
-                        .metrics
-                        .store_errors
-                        .with_label_values(&["purge_idempotency"])
-                        .inc();
-                    tracing::warn!(error = %e, "idempotency purge skipped");
-                    break;
-                }
-            }
-        }
+        pass().await;
     }
 }
 
-/// Deletes finished fallback jobs (sent, cancelled, dead) older than
-/// `HERALD_FALLBACK_JOB_RETENTION_HOURS`, every few minutes, in batches (the outbox would
-/// otherwise grow by a row per fallback forever). Not started when the fallback is off.
-pub async fn purge_fallback_jobs_loop(state: web::Data<AppState>, stop: CancellationToken) {
-    const EVERY: Duration = Duration::from_secs(300);
-    const PURGE_BATCH: i64 = 5_000;
-    /// Overflow policy: a larger backlog waits for the next pass.
-    const MAX_BATCHES: usize = 100;
-    if !state.config.fallback.enabled() {
-        return;
-    }
-    let mut tick = tokio::time::interval(EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        for _ in 0..MAX_BATCHES {
-            match state
-                .store
-                .fallback_purge_jobs(state.config.fallback.job_retention, PURGE_BATCH)
-                .await
-            {
-                Ok(n) => {
-                    state.metrics.fallback_jobs_purged.inc_by(n);
-                    if n < PURGE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    state
-                        .metrics
-                        .store_errors
-                        .with_label_values(&["fallback_purge_jobs"])
-                        .inc();
-                    tracing::warn!(error = %e, "fallback job purge skipped");
+/// One pass of a batched delete: `batch` (which deletes at most `size` rows) runs until it
+/// deletes fewer, fails (counted under `op`, retried next pass), or ran `max` times (overflow
+/// policy: the rest waits for the next pass). Returns the rows deleted.
+async fn batched<F, Fut>(
+    state: &AppState,
+    op: &'static str,
+    size: i64,
+    max: usize,
+    mut batch: F,
+) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, herald_store::StoreError>>,
+{
+    let mut total = 0;
+    for _ in 0..max {
+        match batch().await {
+            Ok(n) => {
+                total += n;
+                if n < size as u64 {
                     break;
                 }
             }
+            Err(e) => {
+                state.metrics.store_errors.with_label_values(&[op]).inc();
+                tracing::warn!(op, error = %e, "purge skipped; retrying next pass");
+                break;
+            }
         }
     }
+    total
+}
+
+/// Forgets idempotency keys older than the retention, every few minutes, in batches of
+/// 5,000 so one pass never holds a long transaction. Every node runs it; concurrent deletes
+/// of the same rows are harmless.
+pub async fn purge_idempotency_loop(state: web::Data<AppState>, stop: CancellationToken) {
+    const BATCH: i64 = 5_000;
+    every(Duration::from_secs(300), stop, || async {
+        let ttl = state.config.idempotency_ttl;
+        let n = batched(&state, "purge_idempotency", BATCH, usize::MAX, || {
+            state.store.purge_idempotency(ttl, BATCH)
+        })
+        .await;
+        state.metrics.idempotency_purged.inc_by(n);
+    })
+    .await
+}
+
+/// Deletes finished fallback jobs (sent, cancelled, dead) older than
+/// `HERALD_FALLBACK_JOB_RETENTION_HOURS`, every few minutes, in batches of 5,000, at most 100
+/// a pass (the outbox would otherwise grow by a row per fallback forever). Not started when
+/// the fallback is off.
+pub async fn purge_fallback_jobs_loop(state: web::Data<AppState>, stop: CancellationToken) {
+    const BATCH: i64 = 5_000;
+    if !state.config.fallback.enabled() {
+        return;
+    }
+    every(Duration::from_secs(300), stop, || async {
+        let age = state.config.fallback.job_retention;
+        let n = batched(&state, "fallback_purge_jobs", BATCH, 100, || {
+            state.store.fallback_purge_jobs(age, BATCH)
+        })
+        .await;
+        state.metrics.fallback_jobs_purged.inc_by(n);
+    })
+    .await
 }
 
 /// Rows per retention transaction: it locks only the users of these rows, for a few
