@@ -301,15 +301,6 @@ pub fn render(d: &Dialect<'_>, msg: &ServerMessage) -> Vec<String> {
     }
 }
 
-/// Renders a native frame (as the registry and the session hold them). A frame that is not a
-/// server message (never the case) renders as nothing.
-pub fn render_json(d: &Dialect<'_>, frame: &str) -> Vec<String> {
-    match serde_json::from_str::<ServerMessage>(frame) {
-        Ok(msg) => render(d, &msg),
-        Err(_) => Vec::new(),
-    }
-}
-
 fn field<'a>(args: &'a [Value], name: &str) -> Option<&'a Value> {
     args.first()
         .and_then(Value::as_object)

@@ -57,13 +57,13 @@ impl Socket {
         text: &str,
         kill: Option<&ConnHandle>,
     ) -> Result<(), End> {
+        let Some(s) = &self.sio else {
+            return Ok(());
+        };
         let Ok(msg) = serde_json::from_str::<ServerMessage>(text) else {
             return Ok(());
         };
-        let frames = match &self.sio {
-            Some(s) => render::render(&self.dialect(s), &msg),
-            None => return Ok(()),
-        };
+        let frames = render::render(&self.dialect(s), &msg);
         if let (ServerMessage::Batch { complete: true, .. }, Some(s)) = (&msg, self.sio.as_mut()) {
             s.caught_up = true;
         }
