@@ -11,8 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use herald_core::fallback::{
-    after_failure, decide_send, delivery_key, plan_digest, Channel, DigestOutcome, Preferences,
-    SendDecision, Verdict,
+    decide_send, delivery_key, plan_digest, Channel, DigestOutcome, Preferences, SendDecision,
 };
 use herald_protocol::Notification;
 use herald_store::{ClaimedJob, JobDetails, JobEnd};
@@ -194,17 +193,7 @@ fn outcome(o: DigestOutcome) -> JobEnd {
 }
 
 fn retry_one(state: &AppState, job: &ClaimedJob, now: DateTime<Utc>, error: &str) -> JobEnd {
-    let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
-    match after_failure(attempt, &state.config.fallback.retry, rand::random::<f64>()) {
-        Verdict::Retry(delay) => JobEnd::Retry {
-            at: chrono::Duration::from_std(delay)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d))
-                .unwrap_or(now),
-            error: error.to_owned(),
-        },
-        Verdict::DeadLetter => JobEnd::Dead(error.to_owned()),
-    }
+    super::worker::failed_attempt(&state.config.fallback, job, now, error.to_owned())
 }
 
 fn retry_all(

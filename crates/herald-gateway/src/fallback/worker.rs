@@ -172,7 +172,17 @@ async fn send_pass(
                         .await
                         {
                             Ok(ends) => ends,
-                            Err(_) => group.iter().map(|j| email_timeout(cfg, j, limit)).collect(),
+                            // Past the limit: a failed attempt of every job it covered.
+                            Err(_) => {
+                                let error = format!(
+                                    "the email send took longer than {} ms",
+                                    limit.as_millis()
+                                );
+                                group
+                                    .iter()
+                                    .map(|j| failed_attempt(cfg, j, Utc::now(), error.clone()))
+                                    .collect()
+                            }
                         }
                     }
                     _ => group
@@ -203,18 +213,20 @@ async fn send_pass(
 }
 
 /// One attempt of one job: what came of it.
-/// An email send that outlived three quarters of the lease: a failed attempt (retried with
-/// backoff, dead after the last).
-fn email_timeout(
+/// How a failed attempt ends: retried after the backoff, or dead after the last attempt.
+pub(super) fn failed_attempt(
     cfg: &super::FallbackConfig,
     job: &ClaimedJob,
-    limit: std::time::Duration,
+    now: chrono::DateTime<Utc>,
+    error: String,
 ) -> JobEnd {
-    let error = format!("the email send took longer than {} ms", limit.as_millis());
     let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
     match after_failure(attempt, &cfg.retry, rand::random::<f64>()) {
         Verdict::Retry(delay) => JobEnd::Retry {
-            at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            at: chrono::Duration::from_std(delay)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now),
             error,
         },
         Verdict::DeadLetter => JobEnd::Dead(error),
@@ -304,19 +316,7 @@ async fn attempt(
     };
     match result {
         Ok(()) => JobEnd::Sent,
-        Err(error) => {
-            let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
-            match after_failure(attempt, &cfg.retry, rand::random::<f64>()) {
-                Verdict::Retry(delay) => JobEnd::Retry {
-                    at: chrono::Duration::from_std(delay)
-                        .ok()
-                        .and_then(|d| now.checked_add_signed(d))
-                        .unwrap_or(now),
-                    error,
-                },
-                Verdict::DeadLetter => JobEnd::Dead(error),
-            }
-        }
+        Err(error) => failed_attempt(cfg, job, now, error),
     }
 }
 
